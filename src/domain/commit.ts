@@ -1,0 +1,39 @@
+import type { CommitSha } from './types.js';
+
+/** How a commit's authenticity was established. */
+export type TrustRecord =
+  | { readonly kind: 'verified'; readonly format: SignatureFormat; readonly signer: string; readonly keyFingerprint: string }
+  /** Only `meshcfg plan` without --allowed-signers produces this; the server never accepts it. */
+  | { readonly kind: 'unchecked'; readonly reason: string };
+
+export type SignatureFormat = 'ssh' | 'openpgp' | 'sigstore';
+
+declare const verifiedBrand: unique symbol;
+
+/**
+ * A commit that passed the trust gate. Only `src/source/trust` makes these (it is the
+ * single place that casts to this type); everything that compiles for agents takes one,
+ * so unverified content cannot reach the compiler by accident.
+ */
+export interface VerifiedCommit {
+  readonly sha: CommitSha;
+  readonly tree: string;
+  readonly parents: readonly CommitSha[];
+  readonly message: string;
+  readonly committedAt: Date;
+  readonly trust: TrustRecord;
+  readonly [verifiedBrand]: true;
+}
+
+/** A file of the config repository at one commit. `oid` is its git blob id (its content key). */
+export interface RepoFile {
+  readonly path: string;
+  readonly oid: string;
+  readonly bytes: Uint8Array;
+}
+
+/** The config files of one verified commit, read by object id (never from a working tree). */
+export interface VerifiedTree {
+  readonly commit: VerifiedCommit;
+  readonly files: readonly RepoFile[];
+}

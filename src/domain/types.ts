@@ -1,0 +1,38 @@
+/** A 40-hex git object id of a commit. */
+export type CommitSha = string;
+
+/** A DNS-label agent id from the inventory (e.g. `edge-1`). */
+export type AgentId = string;
+
+/** `sha256:<hex>` of a bundle's canonical JSON bytes. Opaque: compare with `===`. */
+export type Digest = `sha256:${string}`;
+
+export type Labels = Readonly<Record<string, string>>;
+
+/** A JSON value as parsed from YAML config documents. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type JsonObject = { [key: string]: JsonValue };
+
+/** Ids of the built-in policy rules (DESIGN.md). */
+export type RuleId =
+  | 'parse'
+  | 'schema'
+  | 'mtls-strict-in-secure-zone'
+  | 'min-tls-version'
+  | 'no-embedded-secrets'
+  | 'retry-budget'
+  | 'destination-allowlist';
+
+/**
+ * One reason a commit must not reach agents. `file` is the repository path that
+ * introduced the offending value as far as it can be known; `path` a JSON pointer
+ * into the agent's compiled document (or into the file, for repository-level errors).
+ */
+export interface Violation {
+  readonly rule: RuleId;
+  readonly agent?: AgentId;
+  readonly file?: string;
+  readonly path?: string;
+  readonly line?: number;
+  readonly message: string;
+}
