@@ -63,7 +63,7 @@ export interface CompiledAgent {
 
 export interface Compilation {
   readonly commit: VerifiedCommit;
-  /** `null` when meshcfg.yaml is missing or invalid (then `violations` says why). */
+  /** `null` when meshcfg.yaml is invalid (then `violations` says why); a missing one is a CompileError (INVALID_REPOSITORY). */
   readonly settings: MeshcfgSettings | null;
   /** Every inventory agent that could be compiled, sorted by id. */
   readonly agents: readonly CompiledAgent[];

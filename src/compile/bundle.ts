@@ -1,0 +1,35 @@
+import { createHash } from 'node:crypto';
+
+import type { Digest, JsonObject, JsonValue } from '../domain/types.js';
+import { canonicalBytes } from './canonical.js';
+import type { CompiledBundle } from './types.js';
+
+/** `sha256:<hex>` of some bytes. */
+export function sha256Digest(bytes: Uint8Array): Digest {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+/**
+ * Seals a merged document into a bundle: RFC 8785 bytes and their digest.
+ *
+ * The document is deep-frozen in place, so callers must hand over a document nobody else
+ * mutates (the merge functions return fresh or already-frozen structure). `bytes` cannot be
+ * frozen (typed arrays refuse it): bundles are shared through caches, so consumers must treat
+ * `bytes` as read-only.
+ */
+export function makeBundle(document: JsonObject): CompiledBundle {
+  const bytes = canonicalBytes(document);
+  return Object.freeze({ digest: sha256Digest(bytes), bytes, document: deepFreeze(document) });
+}
+
+/** Freezes a JSON value and everything under it. Already-frozen subtrees (shared with cached documents) are skipped. */
+export function deepFreeze<T extends JsonValue>(value: T): T {
+  if (value === null || typeof value !== 'object' || Object.isFrozen(value)) return value;
+  Object.freeze(value);
+  if (Array.isArray(value)) {
+    for (const item of value) deepFreeze(item);
+  } else {
+    for (const key of Object.keys(value)) deepFreeze((value as JsonObject)[key] as JsonValue);
+  }
+  return value;
+}
