@@ -1,0 +1,45 @@
+import { Command, CommanderError } from 'commander';
+import { type CliIo, ExitCode } from './io.js';
+import { registerPlan } from './plan.js';
+
+const processIo: CliIo = { stdout: process.stdout, stderr: process.stderr };
+
+/**
+ * The composition root of the `meshcfg` binary: builds the command tree, runs one verb and
+ * returns its exit code. The only module allowed to decide how the process ends (via bin/).
+ */
+export async function main(argv: readonly string[], io: CliIo = processIo): Promise<number> {
+  let exitCode: number = ExitCode.ok;
+  const setExit = (code: number): void => {
+    exitCode = code;
+  };
+
+  const program = new Command('meshcfg')
+    .description('GitOps configuration distribution for service-mesh agents')
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+    })
+    .exitOverride();
+
+  registerPlan(program, io, setExit);
+
+  for (const cmd of program.commands) {
+    cmd.exitOverride().configureOutput({
+      writeOut: (s) => io.stdout.write(s),
+      writeErr: (s) => io.stderr.write(s),
+    });
+  }
+
+  try {
+    await program.parseAsync([...argv]);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version end here with exitCode 0; usage errors are "refused" (exit 2).
+      return err.exitCode === 0 ? ExitCode.ok : ExitCode.refused;
+    }
+    throw err;
+  }
+  return exitCode;
+}

@@ -1,0 +1,62 @@
+import type { Command } from 'commander';
+import { runPlan } from '../plan/plan.js';
+import { planToJson, renderPlan } from '../plan/report.js';
+import { type CliIo, ExitCode } from './io.js';
+
+interface PlanFlags {
+  readonly repo: string;
+  readonly rev?: string;
+  readonly base?: string;
+  readonly allowedSigners?: string;
+  readonly json?: boolean;
+}
+
+export function registerPlan(program: Command, io: CliIo, setExit: (code: number) => void): void {
+  program
+    .command('plan')
+    .description('verify, compile and policy-check a config revision; show which agents change')
+    .requiredOption('--repo <path|url>', 'config repository: a local path or a smart-HTTP(S) URL')
+    .option('--rev <rev>', 'revision to plan (branch, tag, sha)', 'HEAD')
+    .option('--base <rev>', 'compare with this revision and show what changes per agent')
+    .option('--allowed-signers <file>', "verify the revision's signature against this allowed-signers file")
+    .option('--json', 'print one JSON object on stdout')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 clean, 1 policy violations, 2 refused (unsigned, bad signature, unreadable repo or revision, usage).',
+    )
+    .action(async (flags: PlanFlags) => {
+      const say = (line: string): void => {
+        io.stderr.write(`${line}\n`);
+      };
+      const outcome = await runPlan({
+        repo: flags.repo,
+        ...(flags.rev === undefined ? {} : { rev: flags.rev }),
+        ...(flags.base === undefined ? {} : { base: flags.base }),
+        ...(flags.allowedSigners === undefined ? {} : { allowedSigners: flags.allowedSigners }),
+        progress: say,
+      });
+      switch (outcome.kind) {
+        case 'report': {
+          const { report } = outcome;
+          if (!report.signature.verified) say(`warning: signature NOT verified: ${report.signature.reason ?? ''}`);
+          io.stdout.write(flags.json ? `${JSON.stringify(planToJson(report))}\n` : renderPlan(report));
+          setExit(report.violations.length === 0 ? ExitCode.ok : ExitCode.violations);
+          return;
+        }
+        case 'refused': {
+          say(`meshcfg plan: refused: ${outcome.code}: ${outcome.message}`);
+          if (flags.json) {
+            const signature = outcome.signature ?? { verified: false, signer: null, format: null, reason: `${outcome.code}: ${outcome.message}` };
+            const body = { commit: outcome.commit, signature, agents: [], violations: [], error: { code: outcome.code, message: outcome.message } };
+            io.stdout.write(`${JSON.stringify(body)}\n`);
+          }
+          setExit(ExitCode.refused);
+          return;
+        }
+        default: {
+          const never: never = outcome;
+          throw new Error(`unexpected outcome ${JSON.stringify(never)}`);
+        }
+      }
+    });
+}
