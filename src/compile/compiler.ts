@@ -1,5 +1,5 @@
 import type { VerifiedTree } from '../domain/commit.js';
-import type { AgentId, JsonObject, Violation } from '../domain/types.js';
+import type { AgentId, JsonObject, Labels, Violation } from '../domain/types.js';
 import { deepFreeze, makeBundle } from './bundle.js';
 import { CompileCaches, contentKey, type CacheStats, type Memo } from './cache.js';
 import { canonicalJson } from './canonical.js';
@@ -50,6 +50,9 @@ export interface CompilerOptions {
  * allowlist, so every rule that does not need settings still runs and reports. The commit is
  * blocked by the settings violations anyway.
  */
+/** The policy subject the baseline is checked as (not an inventory id: ids are DNS labels). */
+const BASELINE_SUBJECT = '(baseline)';
+
 const NO_POLICY: PolicySettings = Object.freeze({ secureZones: Object.freeze([]) });
 
 /** State of one `compile` call, threaded through its steps. */
@@ -163,7 +166,7 @@ export class Compiler {
     const agents = run.agents.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
     const violations: Violation[] = [...repo.violations];
     for (const agent of agents) violations.push(...(run.violations.get(agent.id) ?? []));
-    const baseline = this.compileBaseline(repo, violations);
+    const baseline = this.compileBaseline(repo, run, violations);
 
     return Object.freeze({
       commit: tree.commit,
@@ -216,15 +219,21 @@ export class Compiler {
 
   /**
    * The baseline bundle quarantined agents receive: `baseline/*.yaml` merged in file-name
-   * order, schema-checked (it is an agent document like any other). Policy rules need an
-   * agent's labels, so they are not run here. `null` when the repository has no baseline.
+   * order, checked by the schema and every policy rule. Any agent may be quarantined, those
+   * in secure zones included, so the rules see the baseline as an agent of the first secure
+   * zone (when there is one): a baseline that is not STRICT is refused like any other
+   * plaintext config. `null` when the repository has no baseline.
    */
-  private compileBaseline(repo: Repository, violations: Violation[]): CompiledBundle | null {
+  private compileBaseline(repo: Repository, run: CompileRun, violations: Violation[]): CompiledBundle | null {
     if (repo.baseline.length === 0) return null;
     // The same key space as agents' layer lists: equal layers merge to an equal bundle.
     const key = contentKey(repo.baseline.map((layer) => layer.key));
     const bundle = this.bundles.get(key, () => makeBundle(mergeLayers(repo.baseline.map((layer) => layer.document))));
-    violations.push(...this.checker.attribute(this.checker.schemaFindings(bundle), repo.baseline, undefined));
+    const zone = run.policy.secureZones[0];
+    const labels: Labels = Object.freeze(zone === undefined ? {} : { zone });
+    const subject = { id: BASELINE_SUBJECT, labels, labelKey: canonicalJson(labels) };
+    const findings = [...this.checker.schemaFindings(bundle), ...this.checker.policyFindings(bundle, subject, run.policy, run.policyKey)];
+    violations.push(...this.checker.attribute(findings, repo.baseline, undefined));
     return bundle;
   }
 }

@@ -215,6 +215,7 @@ describe('Compiler', () => {
           ['mtls-strict-in-secure-zone', 'pay-1', 'config/agents/pay-1.yaml'],
           ['schema', 'web-2', 'config/agents/web-2.yaml'],
           ['schema', null, 'baseline/00.yaml'],
+          ['mtls-strict-in-secure-zone', null, 'baseline/00.yaml'],
         ],
       );
     });
@@ -234,6 +235,23 @@ describe('Compiler', () => {
         telemetry: { accessLog: true },
       });
     });
+
+    const SECURE = "trustDomain: mesh.example.org\npolicy: {secureZones: [pci], allowedDestinations: ['*.internal']}\n";
+    const cases: Array<{ name: string; baseline: string; rule: string; path: string }> = [
+      { name: 'a baseline that is not STRICT while a secure zone exists', baseline: 'mtls: {mode: PERMISSIVE}\n', rule: 'mtls-strict-in-secure-zone', path: '/mtls/mode' },
+      { name: 'a baseline below TLS 1.2', baseline: 'mtls: {mode: STRICT, minTlsVersion: "1.0"}\n', rule: 'min-tls-version', path: '/mtls/minTlsVersion' },
+      { name: 'a baseline with an embedded secret', baseline: 'mtls: {mode: STRICT}\nextensions: {password: hunter2}\n', rule: 'no-embedded-secrets', path: '/extensions/password' },
+      { name: 'a baseline routing outside the allowlist', baseline: 'mtls: {mode: STRICT}\nroutes: [{name: x, destination: "evil.example.net:443"}]\n', rule: 'destination-allowlist', path: '/routes/0/destination' },
+    ];
+    for (const c of cases) {
+      it(`blocks ${c.name}, naming the baseline file`, () => {
+        const result = compile({ 'meshcfg.yaml': SECURE, 'baseline/00.yaml': c.baseline });
+        assert.deepEqual(
+          result.violations.map((v) => [v.rule, v.agent, v.file, v.path]),
+          [[c.rule, undefined, 'baseline/00.yaml', c.path]],
+        );
+      });
+    }
   });
 
   it('freezes the compilation', () => {
