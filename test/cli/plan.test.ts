@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { cpSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { GitRepo, makeSshSigner, type SshSigner, tempDir, writeAllowedSigners } from '../helpers/git.js';
 import { startGitHttpServer, type GitHttpServer } from '../helpers/http-git-server.js';
@@ -10,6 +11,7 @@ import { startGitHttpServer, type GitHttpServer } from '../helpers/http-git-serv
  * repositories with real SSH-signed commits, locally and over real smart HTTP.
  */
 const BIN = fileURLToPath(new URL('../../bin/meshcfg.js', import.meta.url));
+const EXAMPLE = fileURLToPath(new URL('../../deploy/example-config', import.meta.url));
 
 interface Run {
   readonly code: number;
@@ -272,6 +274,20 @@ describe('meshcfg plan', () => {
       const run = await meshcfg('plan', '--repo', other.dir);
       assert.equal(run.code, 2);
       assert.match(run.stderr, /INVALID_REPOSITORY/);
+    });
+  });
+
+  describe('on the example repository in deploy/example-config', () => {
+    it('plans clean once committed and signed', async () => {
+      const example = GitRepo.init(`${tmp.path}/example`);
+      cpSync(EXAMPLE, example.dir, { recursive: true });
+      const sha = example.commit('example config', alice);
+      const run = await meshcfg('plan', '--repo', example.dir, '--allowed-signers', allowed, '--json');
+      assert.equal(run.code, 0, run.stdout);
+      const plan = parsePlan(run);
+      assert.equal(plan.commit, sha);
+      assert.equal(plan.signature.verified, true);
+      assert.deepEqual(plan.agents.map((a) => a.id), ['edge-1', 'edge-2', 'edge-3', 'edge-4']);
     });
   });
 
