@@ -230,7 +230,7 @@ export class Compiler {
     const key = contentKey(repo.baseline.map((layer) => layer.key));
     const bundle = this.bundles.get(key, () => makeBundle(mergeLayers(repo.baseline.map((layer) => layer.document))));
     const zone = run.policy.secureZones[0];
-    const labels: Labels = Object.freeze(zone === undefined ? {} : { zone });
+    const labels: Labels = zone === undefined ? Object.freeze({}) : Object.freeze({ zone });
     const subject = { id: BASELINE_SUBJECT, labels, labelKey: canonicalJson(labels) };
     const findings = [...this.checker.schemaFindings(bundle), ...this.checker.policyFindings(bundle, subject, run.policy, run.policyKey)];
     violations.push(...this.checker.attribute(findings, repo.baseline, undefined));

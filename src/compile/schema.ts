@@ -1,6 +1,7 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { JsonValue } from '../domain/types.js';
-import { comparePointers, escapePointerToken, field, pointer } from './policy/json.js';
+import { escapeToken } from './pointer.js';
+import { comparePointers, field, pointer } from './policy/json.js';
 import { agentConfigSchema } from './schemas/agent-config.js';
 import { meshcfgSettingsSchema } from './schemas/meshcfg-settings.js';
 import { TLS_VERSIONS, hintForPattern } from './schemas/patterns.js';
@@ -64,14 +65,14 @@ function toFinding(e: ErrorObject): Finding {
   if (e.propertyName !== undefined) {
     // An error about a key (propertyNames) rather than a value: point at the key.
     return {
-      path: `${e.instancePath}/${escapePointerToken(e.propertyName)}`,
+      path: `${e.instancePath}/${escapeToken(e.propertyName)}`,
       message: `key ${describeValueError(e)}`,
     };
   }
   switch (e.keyword) {
     case 'additionalProperties': {
       const key = stringParam(e, 'additionalProperty');
-      return { path: `${e.instancePath}/${escapePointerToken(key)}`, message: unknownKeyMessage(key, allowedKeys(e)) };
+      return { path: `${e.instancePath}/${escapeToken(key)}`, message: unknownKeyMessage(key, allowedKeys(e)) };
     }
     case 'required':
       return { path: e.instancePath, message: `missing required key "${stringParam(e, 'missingProperty')}"` };

@@ -1,13 +1,13 @@
 import type { JsonObject, JsonValue } from '../../domain/types.js';
+import { isJsonObject } from '../merge.js';
+import { toPointer } from '../pointer.js';
 
 /**
  * Helpers for reading documents of unknown shape. Rules run on whatever arrives,
  * including documents that failed the schema, so every read narrows first.
  */
 
-export function isJsonObject(value: JsonValue | undefined): value is JsonObject {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
+export { isJsonObject };
 
 /** `value[key]` for a plain object, else undefined; own keys only, so `__proto__` reads nothing. */
 export function field(value: JsonValue | undefined, key: string): JsonValue | undefined {
@@ -18,14 +18,9 @@ export function isFiniteNumber(value: JsonValue | undefined): value is number {
   return typeof value === 'number' && Number.isFinite(value);
 }
 
-/** RFC 6901 reference-token escaping: `~` → `~0`, `/` → `~1`. */
-export function escapePointerToken(token: string): string {
-  return token.replaceAll('~', '~0').replaceAll('/', '~1');
-}
-
 /** A JSON pointer from unescaped tokens, e.g. `pointer('routes', 0, 'name')` → `/routes/0/name`. */
 export function pointer(...tokens: readonly (string | number)[]): string {
-  return tokens.map((t) => `/${escapePointerToken(String(t))}`).join('');
+  return toPointer(tokens);
 }
 
 /** One value met by `walk`. Its pointer is built only on request (`pointerOf`): most values are never reported. */
