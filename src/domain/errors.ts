@@ -43,6 +43,72 @@ export type CompileErrorCode = 'INVALID_REPOSITORY';
 
 export class CompileError extends BaseError<CompileErrorCode> {}
 
+/**
+ * Errors of the PKI layer: the enrollment CA, certificates, pins, enrollment tokens and
+ * the data directory that holds their keys.
+ */
+export type PkiErrorCode =
+  /** The CSR does not parse, or its self-signature does not verify. */
+  | 'CSR_INVALID'
+  /** A key the CA does not certify (not RSA, or outside 2048–4096 bits): forge signs RSA only. */
+  | 'KEY_UNSUPPORTED'
+  /** An agent id, trust domain or server name that cannot go into a certificate. */
+  | 'NAME_INVALID'
+  /** A certificate or key that does not parse, does not match, or is not what its role needs. */
+  | 'CERTIFICATE_INVALID'
+  /** A certificate with no SPIFFE URI SAN. */
+  | 'IDENTITY_MISSING'
+  /** A certificate with more than one URI SAN (SPIFFE allows exactly one). */
+  | 'IDENTITY_AMBIGUOUS'
+  /** A URI SAN from another trust domain or outside `/agent/<id>`. */
+  | 'IDENTITY_FOREIGN'
+  /** A pin that is not `sha256/<base64 of 32 bytes>`. */
+  | 'PIN_INVALID'
+  | 'TOKEN_UNKNOWN'
+  | 'TOKEN_EXPIRED'
+  | 'TOKEN_USED'
+  /** A token lifetime that is not positive or exceeds the configured maximum. */
+  | 'TOKEN_TTL_INVALID'
+  /** A token store file that does not parse. */
+  | 'TOKEN_STORE_INVALID'
+  /** The data directory is incomplete in a way a restart cannot repair, or has unsafe permissions. */
+  | 'DATA_DIR_INVALID';
+
+export class PkiError extends BaseError<PkiErrorCode> {}
+
+/**
+ * Errors of bundle signing (server) and signed-bundle verification (agent). On the agent every
+ * code refuses one delivery and the running config stays; the server-side codes
+ * (INVALID_SIGNING_KEY, INVALID_GENERATION) are programming or configuration errors.
+ */
+export type SigningErrorCode =
+  /** The key handed to the signer or verifier is not an ECDSA P-256 key of the right kind. */
+  | 'INVALID_SIGNING_KEY'
+  /** The server was asked to sign something it must not: no agents, duplicates, bad ids/digests, a generation that does not grow. */
+  | 'INVALID_GENERATION'
+  /** The wire envelope or the Sigstore bundle in it is not the shape meshcfg writes. */
+  | 'MALFORMED_BUNDLE'
+  /** The bundle names a signing key the agent does not trust (@sigstore/verify PUBLIC_KEY_ERROR). */
+  | 'UNKNOWN_KEY'
+  /** The DSSE signature does not verify with the trusted key (@sigstore/verify SIGNATURE_ERROR). */
+  | 'SIGNATURE_INVALID'
+  /** The signed payload is not a well-formed meshcfg statement (only reachable with a signature from the trusted key). */
+  | 'STATEMENT_MALFORMED'
+  /** The delivery says it is for another agent. */
+  | 'NOT_FOR_THIS_AGENT'
+  /** The delivered bytes do not hash to the digest they were delivered with. */
+  | 'DIGEST_MISMATCH'
+  /** The inclusion proof does not put (this agent, commit, digest, generation) under the signed root. */
+  | 'PROOF_INVALID'
+  /** Older generation than the one the agent runs, or the same generation with another digest. */
+  | 'GENERATION_ROLLBACK'
+  /** The statement's expiry has passed. */
+  | 'EXPIRED'
+  /** The statement was issued further in the future than the allowed clock skew. */
+  | 'ISSUED_IN_FUTURE';
+
+export class SigningError extends BaseError<SigningErrorCode> {}
+
 /** Errors of command-line usage. */
 export type UsageErrorCode = 'USAGE';
 

@@ -1,0 +1,10 @@
+export { BundleSigner, DEFAULT_TTL_MS, SignedGeneration } from './signer.js';
+export type { AgentAssignment, BundleSignerOptions, GenerationInput } from './signer.js';
+export { BundleVerifier, DEFAULT_CLOCK_SKEW_MS, verifySignedBundle } from './verifier.js';
+export type { BundleVerifierOptions, RunningConfig, VerifiedDelivery, VerifyDeliveryInput } from './verifier.js';
+export { decodeDelivery, encodeDelivery, MAX_DELIVERY_BYTES } from './wire.js';
+export type { InclusionProof, SignedDelivery, SigstoreBundleJson } from './wire.js';
+export { keyHint, toPrivateSigningKey, toPublicSigningKey } from './keys.js';
+export type { KeyInput } from './keys.js';
+export { STATEMENT_PAYLOAD_TYPE, STATEMENT_TYPE } from './statement.js';
+export type { GenerationStatement } from './statement.js';
