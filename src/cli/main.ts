@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { type CliIo, ExitCode } from './io.js';
 import { registerPlan } from './plan.js';
+import { registerCa } from './ca.js';
 
 const processIo: CliIo = { stdout: process.stdout, stderr: process.stderr };
 
@@ -24,6 +25,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     .exitOverride();
 
   registerPlan(program, io, setExit);
+  registerCa(program, io, setExit);
 
   for (const cmd of program.commands) {
     cmd.exitOverride().configureOutput({

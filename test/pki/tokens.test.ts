@@ -1,0 +1,187 @@
+import assert from 'node:assert/strict';
+import { readFileSync, statSync, writeFileSync, chmodSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, beforeEach, describe, it } from 'node:test';
+import { PkiError, type PkiErrorCode } from '../../src/domain/errors.js';
+import { FileTokenStore } from '../../src/pki/file-token-store.js';
+import { EnrollmentTokens, hashToken, type TokenRecord, type TokenStore } from '../../src/pki/tokens.js';
+import { tempDir } from '../helpers/git.js';
+import { fixedClock } from './helpers.js';
+
+const T0 = new Date('2030-01-01T00:00:00.000Z');
+const HOUR = 3_600_000;
+
+function pkiCode(code: PkiErrorCode): (err: unknown) => boolean {
+  return (err: unknown) => {
+    assert.ok(err instanceof PkiError, `expected a PkiError, got ${String(err)}`);
+    assert.equal(err.code, code);
+    return true;
+  };
+}
+
+/** The narrowest store that honours the contract, to test EnrollmentTokens apart from files. */
+class MemoryTokenStore implements TokenStore {
+  readonly records: TokenRecord[] = [];
+  async insert(record: TokenRecord): Promise<void> {
+    this.records.push(record);
+  }
+  async claim(hash: Buffer, at: Date): Promise<TokenRecord | undefined> {
+    const i = this.records.findIndex((r) => r.hash.equals(hash));
+    const before = this.records[i];
+    if (before !== undefined && before.usedAt === undefined && before.expiresAt > at) this.records[i] = { ...before, usedAt: at };
+    return before;
+  }
+}
+
+const stores: Array<[string, (dir: string, now: () => Date) => Promise<TokenStore>]> = [
+  ['an in-memory store', async () => new MemoryTokenStore()],
+  ['the file store', (dir, now) => FileTokenStore.open(join(dir, 'tokens.json'), { now })],
+];
+
+for (const [storeName, openStore] of stores) {
+  describe(`EnrollmentTokens with ${storeName}`, () => {
+    const tmp = tempDir('meshcfg-tokens-');
+    const clock = fixedClock(T0);
+    let tokens: EnrollmentTokens;
+
+    beforeEach(async () => {
+      clock.set(T0);
+      tokens = new EnrollmentTokens({ store: await openStore(tmp.path, clock.now), now: clock.now });
+    });
+    after(() => tmp.cleanup());
+
+    it('creates a prefixed 32-byte base64url token that expires after its ttl', async () => {
+      const created = await tokens.create('edge-1', HOUR);
+      assert.match(created.token, /^mcet_[A-Za-z0-9_-]{43}$/);
+      assert.equal(Buffer.from(created.token.slice(5), 'base64url').length, 32);
+      assert.deepEqual(created.expiresAt, new Date(T0.getTime() + HOUR));
+    });
+
+    it('gives the agent id the token was created for, once', async () => {
+      const { token } = await tokens.create('edge-1', HOUR);
+      assert.equal(await tokens.consume(token), 'edge-1');
+      await assert.rejects(tokens.consume(token), pkiCode('TOKEN_USED'));
+    });
+
+    it('keeps tokens of different agents apart', async () => {
+      const a = await tokens.create('edge-1', HOUR);
+      const b = await tokens.create('edge-2', HOUR);
+      assert.equal(await tokens.consume(b.token), 'edge-2');
+      assert.equal(await tokens.consume(a.token), 'edge-1');
+    });
+
+    it('refuses a token at or after its expiry with TOKEN_EXPIRED, and it stays unusable', async () => {
+      const { token } = await tokens.create('edge-1', HOUR);
+      clock.advance(HOUR);
+      await assert.rejects(tokens.consume(token), pkiCode('TOKEN_EXPIRED'));
+      clock.set(T0);
+      assert.equal(await tokens.consume(token), 'edge-1', 'an expiry check does not spend the token');
+    });
+
+    it('accepts a token one millisecond before its expiry', async () => {
+      const { token } = await tokens.create('edge-1', HOUR);
+      assert.equal(await tokens.consume(token, new Date(T0.getTime() + HOUR - 1)), 'edge-1');
+    });
+
+    it('reports reuse of a spent, expired token as TOKEN_USED', async () => {
+      const { token } = await tokens.create('edge-1', HOUR);
+      await tokens.consume(token);
+      clock.advance(2 * HOUR);
+      await assert.rejects(tokens.consume(token), pkiCode('TOKEN_USED'));
+    });
+
+    const unknown: Array<[string, string]> = [
+      ['a well-formed token never created', `mcet_${Buffer.alloc(32, 1).toString('base64url')}`],
+      ['an empty string', ''],
+      ['a token without its prefix', Buffer.alloc(32, 1).toString('base64url')],
+      ['a token with a trailing newline', `mcet_${Buffer.alloc(32, 1).toString('base64url')}\n`],
+      ['something long', 'mcet_'.padEnd(100_000, 'A')],
+    ];
+    for (const [name, token] of unknown) {
+      it(`refuses ${name} with TOKEN_UNKNOWN`, async () => {
+        await assert.rejects(tokens.consume(token), pkiCode('TOKEN_UNKNOWN'));
+      });
+    }
+
+    it('lets exactly one of many concurrent consumers of a token win', async () => {
+      const { token } = await tokens.create('edge-1', HOUR);
+      const results = await Promise.allSettled(Array.from({ length: 10 }, () => tokens.consume(token)));
+      assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+      for (const r of results) if (r.status === 'rejected') pkiCode('TOKEN_USED')(r.reason);
+    });
+
+    for (const ttl of [0, -1, Number.NaN, 8 * 24 * HOUR]) {
+      it(`refuses a ttl of ${ttl} ms with TOKEN_TTL_INVALID`, async () => {
+        await assert.rejects(tokens.create('edge-1', ttl), pkiCode('TOKEN_TTL_INVALID'));
+      });
+    }
+
+    it('refuses an agent id that is not a DNS label with NAME_INVALID', async () => {
+      await assert.rejects(tokens.create('Edge_1', HOUR), pkiCode('NAME_INVALID'));
+    });
+  });
+}
+
+describe('FileTokenStore', () => {
+  const tmp = tempDir('meshcfg-token-file-');
+  after(() => tmp.cleanup());
+  let n = 0;
+  const freshPath = (): string => join(tmp.path, `tokens-${n++}.json`);
+
+  it('survives reopening: a token created before works once after, a spent one stays spent', async () => {
+    const path = freshPath();
+    const first = new EnrollmentTokens({ store: await FileTokenStore.open(path) });
+    const live = await first.create('edge-1', HOUR);
+    const spent = await first.create('edge-2', HOUR);
+    await first.consume(spent.token);
+
+    const second = new EnrollmentTokens({ store: await FileTokenStore.open(path) });
+    assert.equal(await second.consume(live.token), 'edge-1');
+    await assert.rejects(second.consume(spent.token), pkiCode('TOKEN_USED'));
+
+    const third = new EnrollmentTokens({ store: await FileTokenStore.open(path) });
+    await assert.rejects(third.consume(live.token), pkiCode('TOKEN_USED'));
+  });
+
+  it('writes the file 0600 with only hashes, never the token', async () => {
+    const path = freshPath();
+    const tokens = new EnrollmentTokens({ store: await FileTokenStore.open(path) });
+    const { token } = await tokens.create('edge-1', HOUR);
+    await tokens.consume(token);
+    assert.equal(statSync(path).mode & 0o777, 0o600);
+    const text = readFileSync(path, 'utf8');
+    assert.ok(!text.includes(token) && !text.includes(token.slice(5)), 'the token is not in the file');
+    assert.ok(text.includes(hashToken(token).toString('hex')));
+  });
+
+  it('drops records that expired longer ago than the retention when it next writes', async () => {
+    const path = freshPath();
+    const clock = fixedClock(T0);
+    const tokens = new EnrollmentTokens({ store: await FileTokenStore.open(path, { now: clock.now, retentionMs: HOUR }), now: clock.now });
+    const old = await tokens.create('edge-1', HOUR);
+    clock.advance(3 * HOUR);
+    await tokens.create('edge-2', HOUR);
+    assert.equal((JSON.parse(readFileSync(path, 'utf8')) as { tokens: unknown[] }).tokens.length, 1);
+    await assert.rejects(tokens.consume(old.token), pkiCode('TOKEN_UNKNOWN'));
+  });
+
+  it('refuses a store file others can read with DATA_DIR_INVALID', async () => {
+    const path = freshPath();
+    writeFileSync(path, '{"version":1,"tokens":[]}');
+    chmodSync(path, 0o644);
+    await assert.rejects(FileTokenStore.open(path), pkiCode('DATA_DIR_INVALID'));
+  });
+
+  for (const [name, text] of [
+    ['not JSON', '{'],
+    ['another version', '{"version":2,"tokens":[]}'],
+    ['a bad hash', '{"version":1,"tokens":[{"hash":"xyz","agentId":"a","expiresAt":"2030-01-01T00:00:00Z"}]}'],
+    ['a bad date', `{"version":1,"tokens":[{"hash":"${'a'.repeat(64)}","agentId":"a","expiresAt":"soon"}]}`],
+  ]) {
+    it(`refuses a store file with ${name} with TOKEN_STORE_INVALID`, async () => {
+      const path = freshPath();
+      writeFileSync(path, text ?? '', { mode: 0o600 });
+      await assert.rejects(FileTokenStore.open(path), pkiCode('TOKEN_STORE_INVALID'));
+    });
+  }
+});
