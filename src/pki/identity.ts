@@ -1,6 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { isIP, SocketAddress } from 'node:net';
-import { isAgentId } from '../compile/model/inventory.js';
+import { isAgentId } from '../domain/agent-id.js';
 import { PkiError } from '../domain/errors.js';
 import type { AgentId } from '../domain/types.js';
 

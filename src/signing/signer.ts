@@ -115,7 +115,7 @@ export class BundleSigner {
     const index = new Map<AgentId, number>();
     const leaves: Uint8Array[] = [];
     for (const { agentId, digest } of agents) {
-      if (!isAgentId(agentId)) invalid('an agent id is empty or too long');
+      if (!isAgentId(agentId)) invalid('an agent id is not a DNS label');
       if (!isDigest(digest)) invalid(`digest for ${agentId} is not sha256:<hex>`);
       if (index.has(agentId)) invalid(`agent ${agentId} is assigned twice`);
       index.set(agentId, leaves.length);

@@ -1,3 +1,4 @@
+import { isAgentId } from '../domain/agent-id.js';
 import { canonicalBytes } from '../compile/canonical.js';
 import { SigningError } from '../domain/errors.js';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
@@ -55,7 +56,6 @@ const DIGEST = /^sha256:[0-9a-f]{64}$/;
 const COMMIT = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 const ROOT_HASH = /^[0-9a-f]{64}$/;
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
-const MAX_AGENT_ID = 253;
 
 export function isDigest(value: unknown): value is Digest {
   return typeof value === 'string' && DIGEST.test(value);
@@ -65,9 +65,7 @@ export function isCommitSha(value: unknown): value is CommitSha {
   return typeof value === 'string' && COMMIT.test(value);
 }
 
-export function isAgentId(value: unknown): value is AgentId {
-  return typeof value === 'string' && value.length > 0 && value.length <= MAX_AGENT_ID;
-}
+export { isAgentId };
 
 export function isGeneration(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;

@@ -1,3 +1,4 @@
+import { isAgentId } from '../../domain/agent-id.js';
 import type { AgentId, JsonValue, Labels } from '../../domain/types.js';
 import { isJsonObject } from '../merge.js';
 import { appendPointer } from '../pointer.js';
@@ -14,13 +15,7 @@ export interface InventoryEntry {
   readonly pointer: string;
 }
 
-/** RFC 1123 DNS label: lowercase alphanumerics and `-`, alphanumeric at both ends, 1–63 characters. */
-const DNS_LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
-
-/** Agent ids end up in certificate SANs (`spiffe://<td>/agent/<id>`) and file names, hence DNS labels. */
-export function isAgentId(id: string): boolean {
-  return DNS_LABEL.test(id);
-}
+export { isAgentId };
 
 /**
  * Reads `inventory/*.yaml`: `agents: [{id, labels}]`. Reading is partial: a bad entry is
