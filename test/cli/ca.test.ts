@@ -1,30 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { dataDirPaths, openDataDir } from '../../src/pki/data-dir.js';
 import type { Pin } from '../../src/pki/pin.js';
+import { meshcfg } from '../helpers/cli.js';
 import { tempDir } from '../helpers/git.js';
 
-/** `meshcfg ca` end to end: the built binary (bin/meshcfg.js → dist/; run `npm run build` first). */
-const BIN = fileURLToPath(new URL('../../bin/meshcfg.js', import.meta.url));
-
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function meshcfg(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { encoding: 'utf8' }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
+/** `meshcfg ca` end to end, through the built binary. */
 
 describe('meshcfg ca pin', () => {
   const tmp = tempDir('meshcfg-cli-ca-');

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { cpSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { meshcfg, type Run } from '../helpers/cli.js';
 import { GitRepo, makeSshSigner, type SshSigner, tempDir, writeAllowedSigners } from '../helpers/git.js';
 import { startGitHttpServer, type GitHttpServer } from '../helpers/http-git-server.js';
 
@@ -10,23 +10,7 @@ import { startGitHttpServer, type GitHttpServer } from '../helpers/http-git-serv
  * `meshcfg plan` end to end: the built binary (bin/meshcfg.js → dist/) against real git
  * repositories with real SSH-signed commits, locally and over real smart HTTP.
  */
-const BIN = fileURLToPath(new URL('../../bin/meshcfg.js', import.meta.url));
 const EXAMPLE = fileURLToPath(new URL('../../deploy/example-config', import.meta.url));
-
-interface Run {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-function meshcfg(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { encoding: 'utf8' }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 const SETTINGS = `trustDomain: example.org
 policy:
