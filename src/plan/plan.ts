@@ -1,5 +1,5 @@
 import type { VerifiedCommit } from '../domain/commit.js';
-import { BaseError, errorMessage } from '../domain/errors.js';
+import { BaseError, errorMessage, TrustError } from '../domain/errors.js';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
 import { changeKey, type Compilation, type CompiledAgent, Compiler, diffDocuments, renderDiff } from '../compile/index.js';
 import { GitSource, parseRepositoryLocation } from '../source/index.js';
@@ -117,8 +117,7 @@ function describeTrust(commit: VerifiedCommit): PlanSignature {
 
 /** A trust refusal names itself in the signature block too, so `--json` consumers see why. */
 function refusedSignature(err: BaseError<string>): PlanSignature | null {
-  const trustCodes = ['UNSIGNED', 'MALFORMED_SIGNATURE', 'UNSUPPORTED_SIGNATURE', 'BAD_SIGNATURE', 'UNTRUSTED_SIGNER', 'NAMESPACE_MISMATCH', 'MALFORMED_COMMIT'];
-  return trustCodes.includes(err.code)
+  return err instanceof TrustError && err.code !== 'MALFORMED_ALLOWED_SIGNERS' && err.code !== 'NOT_FAST_FORWARD'
     ? { verified: false, signer: null, format: null, reason: `${err.code}: ${err.message}` }
     : null;
 }
