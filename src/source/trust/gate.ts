@@ -12,8 +12,8 @@ import { sealVerifiedCommit } from './verified-commit.js';
 import type { DetachedSignature, SignatureVerifier } from './verifier.js';
 
 /**
- * What the gate needs from a repository. The repo tracker implements it over its
- * isomorphic-git clone; createGitCommitReader is a ready-made one.
+ * What the gate needs from a repository. The repo tracker (`GitSource` in src/source)
+ * implements it over isomorphic-git; tests may hand in an in-memory one.
  */
 export interface CommitReader {
   /** The raw content of commit `sha` (no `commit <size>\0` prefix). */

@@ -4,8 +4,6 @@
  */
 export { TrustGate, skipVerification } from './gate.js';
 export type { CommitReader, KeyValidityTime, TrustGateOptions, VerifyOptions } from './gate.js';
-export { createGitCommitReader } from './git-commit-reader.js';
-export type { GitCommitReaderOptions } from './git-commit-reader.js';
 export type { DetachedSignature, SignatureKind, SignatureVerifier, SignerIdentity } from './verifier.js';
 export { SshSignatureVerifier } from './ssh-verifier.js';
 export type { SshVerifierOptions } from './ssh-verifier.js';

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
+import { GitSource } from '../../../src/source/git-source.js';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SourceError, TrustError, type TrustErrorCode } from '../../../src/domain/errors.js';
 import {
   SshSignatureVerifier,
   TrustGate,
-  createGitCommitReader,
   loadAllowedSigners,
   skipVerification,
   type CommitReader,
@@ -86,7 +85,7 @@ describe('TrustGate', () => {
     }
     unsigned = repo.commit('not signed');
     byMallory = repo.commit('signed by mallory', mallory);
-    reader = createGitCommitReader({ fs, dir: repo.dir, cache: {} });
+    reader = await GitSource.open({ repository: repo.dir });
     allowedPath = allowedSignersFile([{ signer: alice }, { signer: bob }, { signer: carol }]);
     gate = new TrustGate({
       reader,
@@ -270,7 +269,7 @@ describe('TrustGate', () => {
       second = ff.write({ 'a.yaml': 'a: 2\n' }).commit('second', alice);
       third = ff.write({ 'a.yaml': 'a: 3\n' }).commit('third', alice);
       ffGate = new TrustGate({
-        reader: createGitCommitReader({ fs, dir: ff.dir, cache: {} }),
+        reader: await GitSource.open({ repository: ff.dir }),
         verifiers: [new SshSignatureVerifier({ allowedSigners: await loadAllowedSigners(allowedPath) })],
       });
     });
