@@ -34,16 +34,19 @@ const validAgent: JsonObject = {
   extensions: { anything: { goes: [1, 'two', null] } },
 };
 
-/** `validAgent` with one value replaced (or removed with `undefined`) at a path of keys/indices. */
-function agentWith(path: readonly (string | number)[], value: JsonValue | undefined): JsonValue {
-  const doc = structuredClone(validAgent) as JsonValue;
-  let parent = doc as Record<string | number, JsonValue>;
+/** A copy of `doc` with one value replaced (or removed with `undefined`) at a path of keys/indices. */
+function withValueAt(doc: JsonValue, path: readonly (string | number)[], value: JsonValue | undefined): JsonValue {
+  const copy = structuredClone(doc);
+  let parent = copy as Record<string | number, JsonValue>;
   for (const token of path.slice(0, -1)) parent = parent[token] as Record<string | number, JsonValue>;
   const last = path[path.length - 1]!;
   if (value === undefined) delete parent[last];
   else parent[last] = value;
-  return doc;
+  return copy;
 }
+
+const agentWith = (path: readonly (string | number)[], value: JsonValue | undefined): JsonValue =>
+  withValueAt(validAgent as JsonValue, path, value);
 
 describe('validateAgentDocument', () => {
   it('accepts a full valid document', () => {
@@ -228,15 +231,8 @@ const validSettings: JsonObject = {
   },
 };
 
-function settingsWith(path: readonly (string | number)[], value: JsonValue | undefined): JsonValue {
-  const doc = structuredClone(validSettings) as JsonValue;
-  let parent = doc as Record<string | number, JsonValue>;
-  for (const token of path.slice(0, -1)) parent = parent[token] as Record<string | number, JsonValue>;
-  const last = path[path.length - 1]!;
-  if (value === undefined) delete parent[last];
-  else parent[last] = value;
-  return doc;
-}
+const settingsWith = (path: readonly (string | number)[], value: JsonValue | undefined): JsonValue =>
+  withValueAt(validSettings as JsonValue, path, value);
 
 describe('validateSettingsDocument (meshcfg.yaml)', () => {
   it('accepts a full valid file', () => {
