@@ -24,15 +24,9 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     })
     .exitOverride();
 
+  // Verbs registered after this point inherit the output and exit settings above.
   registerPlan(program, io, setExit);
   registerCa(program, io, setExit);
-
-  for (const cmd of program.commands) {
-    cmd.exitOverride().configureOutput({
-      writeOut: (s) => io.stdout.write(s),
-      writeErr: (s) => io.stderr.write(s),
-    });
-  }
 
   try {
     await program.parseAsync([...argv]);
