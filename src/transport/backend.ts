@@ -1,0 +1,105 @@
+import type { X509Certificate } from 'node:crypto';
+import type { AgentId, CommitSha, Digest } from '../domain/types.js';
+
+/**
+ * The seam between delivery (gRPC, in src/transport) and the producer side (the server
+ * core in src/server): the transport authenticates, maps messages and keeps streams; the
+ * backend decides what each agent should have and records what it reports. Neither
+ * imports the other's internals (go-control-plane's cache/server split).
+ */
+
+/** Who is calling, taken from the verified client certificate only. */
+export interface AgentIdentity {
+  readonly agentId: AgentId;
+  readonly certificate: X509Certificate;
+  /** Upper-case hex serial, as node:crypto prints it. */
+  readonly serialNumber: string;
+  readonly notAfter: Date;
+}
+
+/** One bundle on its way to one agent. Immutable; `nonce` identifies this send. */
+export interface Delivery {
+  readonly commit: CommitSha;
+  readonly digest: Digest;
+  readonly generation: number;
+  readonly bytes: Uint8Array;
+  /** The signed delivery in src/signing wire form (`encodeDelivery`). */
+  readonly signature: string;
+  readonly nonce: string;
+  readonly baseline: boolean;
+}
+
+/** What an agent says it runs (hello, fetch). Digest of the file on disk, so drift shows. */
+export interface ActiveReport {
+  readonly commit: string;
+  readonly digest: string;
+  readonly generation: number;
+}
+
+export interface AckReport {
+  readonly commit: string;
+  readonly digest: string;
+  readonly generation: number;
+  readonly nonce: string;
+  readonly status: 'APPLIED' | 'REJECTED';
+  readonly error: string;
+}
+
+export type AckOutcome =
+  | { readonly kind: 'recorded' }
+  /** The nonce is not the one of the agent's current delivery: an old answer, ignored. */
+  | { readonly kind: 'stale' };
+
+/** Why a caller is refused. Each is counted as `meshcfg_unauthorized_attempts_total{reason}`. */
+export type UnauthorizedReason =
+  | 'no-client-certificate'
+  | 'bad-identity'
+  | 'unknown-agent'
+  | 'revoked'
+  | 'expired-certificate'
+  | 'identity-mismatch'
+  | 'bad-token'
+  | 'expired-token'
+  | 'reused-token'
+  | 'bad-csr';
+
+export type Authorization = { readonly ok: true } | { readonly ok: false; readonly reason: UnauthorizedReason; readonly message: string };
+
+export interface EnrollmentResult {
+  readonly agentId: AgentId;
+  readonly certificatePem: string;
+  readonly caPem: string;
+  readonly signingKeyPem: string;
+  readonly expiresAt: Date;
+}
+
+export interface DistributionBackend {
+  /** Checks beyond the TLS handshake: the agent is in the inventory, its certificate not revoked. */
+  authorize(identity: AgentIdentity): Authorization;
+  /**
+   * Subscribes to the agent's desired delivery: `listener` is called at once with the current
+   * one (when there is one) and again whenever it changes. Returns the unsubscribe function.
+   */
+  watch(agentId: AgentId, listener: (delivery: Delivery) => void): () => void;
+  /** The current desired delivery, for polling agents; `null` before any commit is accepted. */
+  desired(agentId: AgentId): Delivery | null;
+  /** A stream opened (hello) or a poll arrived: what the agent runs now. */
+  reportActive(identity: AgentIdentity, active: ActiveReport | null): void;
+  ack(identity: AgentIdentity, ack: AckReport): AckOutcome;
+  /** A stream closed. */
+  disconnected(agentId: AgentId): void;
+  /**
+   * Redeems a one-time token for a certificate. Refusals throw PkiError (TOKEN_UNKNOWN,
+   * TOKEN_EXPIRED, TOKEN_USED, CSR_INVALID, KEY_UNSUPPORTED, NAME_INVALID).
+   */
+  enroll(token: string, csrPem: string): Promise<EnrollmentResult>;
+  /** A new certificate for an already authenticated agent. */
+  renew(identity: AgentIdentity, csrPem: string): Promise<EnrollmentResult>;
+}
+
+/** Observers for metrics, logs and alerts. Must not throw. */
+export interface TransportHooks {
+  onHandshake?(result: 'ok' | 'failed', detail: string): void;
+  onUnauthorized?(reason: UnauthorizedReason, detail: { readonly agentId?: AgentId; readonly message: string }): void;
+  onStream?(event: 'open' | 'close', agentId: AgentId): void;
+}
