@@ -109,6 +109,15 @@ export type SigningErrorCode =
 
 export class SigningError extends BaseError<SigningErrorCode> {}
 
+/** Errors of the gRPC transport that stop a server from starting or reloading (refused calls are gRPC statuses, not errors). */
+export type TransportErrorCode =
+  /** The gRPC address does not parse, or listening on it failed (in use, not permitted). */
+  | 'LISTEN_FAILED'
+  /** The server certificate, key or CA does not load into a TLS context. */
+  | 'TLS_CONFIG_INVALID';
+
+export class TransportError extends BaseError<TransportErrorCode> {}
+
 /** Errors of command-line usage. */
 export type UsageErrorCode = 'USAGE';
 
@@ -117,3 +126,36 @@ export class UsageError extends BaseError<UsageErrorCode> {}
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * Errors of the reference agent and its client side of the transport (enrollment, renewal,
+ * the config stream, applying bundles). Verification refusals of a delivery stay
+ * {@link SigningError}s; these are what surrounds them.
+ */
+export type AgentErrorCode =
+  /** The server's key matches none of the pins: no connection is made, nothing is sent. */
+  | 'PIN_MISMATCH'
+  /** The TLS handshake failed for another reason (the name is not in the server certificate, no TLS). */
+  | 'TLS_FAILED'
+  /** The server could not be reached, or the connection dropped (gRPC UNAVAILABLE). */
+  | 'UNREACHABLE'
+  /** The server refused who we are: a bad, expired or reused token, or a certificate it does not accept. */
+  | 'UNAUTHENTICATED'
+  /** The server knows who we are and refuses the request (revoked, not in the inventory, another identity). */
+  | 'PERMISSION_DENIED'
+  /** An RPC did not finish before its deadline. */
+  | 'DEADLINE_EXCEEDED'
+  /** Any other gRPC failure. */
+  | 'RPC_FAILED'
+  /** What the server returned at enrollment or renewal does not check out (certificate not for our key, not from the CA, bad signing key). */
+  | 'ENROLLMENT_INVALID'
+  /** The agent directory is missing, incomplete or inconsistent (run `meshcfg enroll`). */
+  | 'AGENT_DIR_INVALID'
+  /** state.json does not parse. */
+  | 'STATE_INVALID'
+  /** The bundle message's unsigned labels (commit, digest, generation) disagree with what was verified. */
+  | 'BUNDLE_MISMATCH'
+  /** The reload command (`--exec`) exited non-zero, was killed, or timed out; the previous file was put back. */
+  | 'RELOAD_FAILED';
+
+export class AgentError extends BaseError<AgentErrorCode> {}

@@ -57,6 +57,8 @@ export type UnauthorizedReason =
   | 'unknown-agent'
   | 'revoked'
   | 'expired-certificate'
+  /** A client certificate that does not chain to the enrollment CA (refused at the TLS handshake). */
+  | 'untrusted-certificate'
   | 'identity-mismatch'
   | 'bad-token'
   | 'expired-token'

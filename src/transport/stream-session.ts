@@ -1,0 +1,255 @@
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import type { AgentIdentity, Delivery, DistributionBackend } from './backend.js';
+import { checkEchoedAgentId } from './identity.js';
+import { ackReport, activeReport, bundleMessage } from './messages.js';
+import type { AgentMessageMsg, ServerMessageMsg } from './proto.js';
+import { grpcError, type Refusal, Status } from './status.js';
+
+/**
+ * One `Distribution.Stream` call of an authenticated agent: hello, then deliveries down and
+ * acks up, until either side ends it.
+ */
+
+/**
+ * At most one message in flight and one waiting, the latest winning: a newer delivery makes an
+ * older unsent one pointless, so a slow reader costs one pending message, never a queue
+ * (go-control-plane answers a watch with the latest snapshot the same way).
+ *
+ * "In flight" lasts until grpc-js has handed the message to HTTP/2 (the write callback), which
+ * waits for the peer's flow-control window — stricter than `write()`'s return value, which
+ * only turns false after 16 buffered objects.
+ */
+export class LatestWinsWriter<T> {
+  #inFlight = false;
+  #pending: T | undefined;
+  #closed = false;
+  #written = 0;
+  #superseded = 0;
+  readonly #write: (message: T, done: () => void) => void;
+
+  constructor(write: (message: T, done: () => void) => void) {
+    this.#write = write;
+  }
+
+  /** Messages handed to the stream so far. */
+  get written(): number {
+    return this.#written;
+  }
+
+  /** Messages dropped unsent because a newer one arrived while they waited. */
+  get superseded(): number {
+    return this.#superseded;
+  }
+
+  push(message: T): void {
+    if (this.#closed) return;
+    if (this.#inFlight) {
+      if (this.#pending !== undefined) this.#superseded += 1;
+      this.#pending = message;
+      return;
+    }
+    this.#send(message);
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#pending = undefined;
+  }
+
+  #send(message: T): void {
+    this.#inFlight = true;
+    this.#written += 1;
+    this.#write(message, () => {
+      this.#inFlight = false;
+      const next = this.#pending;
+      this.#pending = undefined;
+      if (next !== undefined && !this.#closed) this.#send(next);
+    });
+  }
+}
+
+/** What a stream needs from the server around it. */
+export interface StreamContext {
+  readonly backend: DistributionBackend;
+  readonly helloTimeoutMs: number;
+  readonly now: () => Date;
+  /** Re-checks the caller (certificate expiry, revocation) before each delivery and ack. */
+  readonly reauthorize: (identity: AgentIdentity) => Refusal | undefined;
+  /** Counts, logs and turns a refusal into the status to end the call with. */
+  readonly refuse: (refusal: Refusal) => Error;
+  /** Something unexpected (a backend that threw): logged, and the call ends with INTERNAL. */
+  readonly failed: (err: unknown, what: string) => void;
+  /** Hello accepted: the agent is subscribed. */
+  readonly opened: (stream: AgentStream) => void;
+  /** Called once for every stream, `wasOpen` when `opened` was called for it. */
+  readonly closed: (stream: AgentStream, wasOpen: boolean) => void;
+}
+
+export type AgentStreamCall = ServerDuplexStream<AgentMessageMsg, ServerMessageMsg>;
+
+/** setTimeout's delay is a signed 32-bit millisecond count; longer timers fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export class AgentStream {
+  readonly identity: AgentIdentity;
+  readonly #call: AgentStreamCall;
+  readonly #context: StreamContext;
+  readonly #writer: LatestWinsWriter<ServerMessageMsg>;
+  #state: 'awaiting-hello' | 'open' | 'closed' = 'awaiting-hello';
+  #unsubscribe: (() => void) | undefined;
+  #helloTimer: NodeJS.Timeout | undefined;
+  #expiryTimer: NodeJS.Timeout | undefined;
+
+  constructor(call: AgentStreamCall, identity: AgentIdentity, context: StreamContext) {
+    this.#call = call;
+    this.identity = identity;
+    this.#context = context;
+    this.#writer = new LatestWinsWriter((message, done) => {
+      call.write(message, done);
+    });
+  }
+
+  /** Whether hello was received and the agent is subscribed. */
+  get isOpen(): boolean {
+    return this.#state === 'open';
+  }
+
+  start(): void {
+    const call = this.#call;
+    call.on('data', (message: AgentMessageMsg) => this.#guard('a message', () => this.#onMessage(message)));
+    call.on('end', () => this.close());
+    call.on('cancelled', () => this.#teardown());
+    call.on('error', () => this.#teardown());
+    call.on('close', () => this.#teardown());
+    this.#helloTimer = setTimeout(() => {
+      this.close(grpcError(Status.DEADLINE_EXCEEDED, `no hello within ${this.#context.helloTimeoutMs} ms`));
+    }, this.#context.helloTimeoutMs);
+    this.#helloTimer.unref();
+  }
+
+  /** Ends the call — with `status` when given, else OK — and releases everything it holds. */
+  close(status?: Error): void {
+    if (this.#state === 'closed') return;
+    this.#teardown();
+    if (status === undefined) this.#call.end();
+    else this.#call.emit('error', status);
+  }
+
+  #teardown(): void {
+    if (this.#state === 'closed') return;
+    const wasOpen = this.#state === 'open';
+    this.#state = 'closed';
+    this.#writer.close();
+    clearTimeout(this.#helloTimer);
+    clearTimeout(this.#expiryTimer);
+    const unsubscribe = this.#unsubscribe;
+    this.#unsubscribe = undefined;
+    // Runs inside grpc-js event handlers: a throwing backend is logged, never rethrown.
+    try {
+      unsubscribe?.();
+    } catch (err) {
+      this.#context.failed(err, 'unsubscribe');
+    }
+    try {
+      this.#context.closed(this, wasOpen);
+    } catch (err) {
+      this.#context.failed(err, 'the end of a stream');
+    }
+  }
+
+  #onMessage(message: AgentMessageMsg): void {
+    if (this.#state === 'closed') return;
+    if (this.#state === 'awaiting-hello') {
+      if (message.kind !== 'hello' || message.hello === null || message.hello === undefined) {
+        this.close(grpcError(Status.INVALID_ARGUMENT, 'the first message of a stream must be hello'));
+        return;
+      }
+      this.#onHello(message.hello);
+      return;
+    }
+    switch (message.kind) {
+      case 'hello':
+        this.close(grpcError(Status.INVALID_ARGUMENT, 'hello may be sent once, first'));
+        return;
+      case 'ack':
+        if (message.ack === null || message.ack === undefined) break;
+        this.#onAck(message.ack);
+        return;
+      case undefined:
+        break;
+      default: {
+        const never: never = message.kind;
+        throw new Error(`unexpected agent message ${String(never)}`);
+      }
+    }
+    this.close(grpcError(Status.INVALID_ARGUMENT, 'an agent message must carry hello or ack'));
+  }
+
+  #onHello(hello: NonNullable<AgentMessageMsg['hello']>): void {
+    const mismatch = checkEchoedAgentId(this.identity, hello.agent_id, 'hello');
+    if (mismatch !== undefined) {
+      this.close(this.#context.refuse(mismatch));
+      return;
+    }
+    clearTimeout(this.#helloTimer);
+    const { backend } = this.#context;
+    backend.reportActive(this.identity, activeReport(hello.active));
+    this.#state = 'open';
+    this.#context.opened(this);
+    this.#armExpiry();
+    const unsubscribe = backend.watch(this.identity.agentId, (delivery) => this.#guard('a delivery', () => this.#onDelivery(delivery)));
+    // The listener may have closed the stream synchronously (a refusal on the first delivery).
+    if (!this.isOpen) unsubscribe();
+    else this.#unsubscribe = unsubscribe;
+  }
+
+  #onDelivery(delivery: Delivery): void {
+    if (this.#state !== 'open') return;
+    const refusal = this.#context.reauthorize(this.identity);
+    if (refusal !== undefined) {
+      this.close(this.#context.refuse(refusal));
+      return;
+    }
+    this.#writer.push({ bundle: bundleMessage(delivery) });
+  }
+
+  #onAck(ack: NonNullable<AgentMessageMsg['ack']>): void {
+    const refusal = this.#context.reauthorize(this.identity) ?? checkEchoedAgentId(this.identity, ack.agent_id, 'ack');
+    if (refusal !== undefined) {
+      this.close(this.#context.refuse(refusal));
+      return;
+    }
+    const report = ackReport(ack);
+    if (report === undefined) {
+      this.close(grpcError(Status.INVALID_ARGUMENT, 'ack status must be APPLIED or REJECTED'));
+      return;
+    }
+    // A stale outcome (an answer to a superseded delivery) is the backend's to ignore; the stream goes on.
+    this.#context.backend.ack(this.identity, report);
+  }
+
+  /** A connection may outlive its certificate: the stream ends when the certificate does. */
+  #armExpiry(): void {
+    const remaining = this.identity.notAfter.getTime() - this.#context.now().getTime();
+    if (remaining > MAX_TIMER_MS) return;
+    this.#expiryTimer = setTimeout(
+      () => {
+        const refusal = this.#context.reauthorize(this.identity);
+        if (refusal !== undefined) this.close(this.#context.refuse(refusal));
+        else this.#armExpiry();
+      },
+      Math.max(0, remaining) + 1,
+    );
+    this.#expiryTimer.unref();
+  }
+
+  /** Event handlers must not throw into grpc-js: a failing backend ends this stream, not the process. */
+  #guard(what: string, step: () => void): void {
+    try {
+      step();
+    } catch (err) {
+      this.#context.failed(err, what);
+      this.close(grpcError(Status.INTERNAL, `internal error while handling ${what}`));
+    }
+  }
+}
