@@ -1,0 +1,183 @@
+import type { AgentId } from '../domain/types.js';
+import type { EnrollmentCa, EnrollmentTokens } from '../pki/index.js';
+import type {
+  AckOutcome,
+  AckReport,
+  ActiveReport,
+  AgentIdentity,
+  Authorization,
+  Delivery,
+  DistributionBackend,
+  EnrollmentResult,
+} from '../transport/backend.js';
+import type { FleetStore } from './fleet.js';
+import type { SnapshotCache } from './snapshot.js';
+
+/** Which agents exist: the inventory of the served commit. */
+export interface Inventory {
+  has(agentId: AgentId): boolean;
+}
+
+/** Certificates refused although the CA issued them. Empty until `meshcfg revoke` (a later issue). */
+export interface RevocationList {
+  isRevoked(identity: AgentIdentity): boolean;
+}
+
+export const NO_REVOCATIONS: RevocationList = Object.freeze({ isRevoked: () => false });
+
+/** Observers (metrics, logs). Refusals of callers are reported by the transport (TransportHooks.onUnauthorized), not here. */
+export interface BackendHooks {
+  onAck?(event: { readonly agentId: AgentId; readonly ack: AckReport; readonly outcome: AckOutcome }): void;
+  onCertificateIssued?(event: { readonly agentId: AgentId; readonly kind: 'enroll' | 'renew'; readonly notAfter: Date; readonly serialNumber: string }): void;
+  onConnection?(event: { readonly agentId: AgentId; readonly connected: boolean }): void;
+}
+
+export interface ServerBackendOptions {
+  readonly snapshots: SnapshotCache;
+  readonly fleet: FleetStore;
+  readonly inventory: Inventory;
+  readonly tokens: Pick<EnrollmentTokens, 'consume'>;
+  readonly ca: Pick<EnrollmentCa, 'issueAgentCertificate' | 'certificatePem'>;
+  /** SPKI PEM of the bundle signing key; agents pin it at enrollment. */
+  readonly signingPublicKeyPem: string;
+  /** Lifetime of issued agent certificates. Default: the CA's. */
+  readonly certificateTtlMs?: number;
+  readonly revocations?: RevocationList;
+  readonly hooks?: BackendHooks;
+  readonly now?: () => Date;
+}
+
+/**
+ * The server side of the transport seam: decides who may load config, serves deliveries
+ * from the snapshot cache and records what agents report into the fleet store.
+ *
+ * Identity is always the `AgentIdentity` the transport took from the verified client
+ * certificate; nothing here reads an agent id out of a message.
+ */
+export class ServerBackend implements DistributionBackend {
+  private readonly options: Required<Omit<ServerBackendOptions, 'certificateTtlMs'>> & { readonly certificateTtlMs: number | undefined };
+  /** Open watches (streams) per agent: an agent is connected while it has one. */
+  private readonly streams = new Map<AgentId, number>();
+
+  constructor(options: ServerBackendOptions) {
+    this.options = {
+      snapshots: options.snapshots,
+      fleet: options.fleet,
+      inventory: options.inventory,
+      tokens: options.tokens,
+      ca: options.ca,
+      signingPublicKeyPem: options.signingPublicKeyPem,
+      certificateTtlMs: options.certificateTtlMs,
+      revocations: options.revocations ?? NO_REVOCATIONS,
+      hooks: options.hooks ?? {},
+      now: options.now ?? (() => new Date()),
+    };
+  }
+
+  authorize(identity: AgentIdentity): Authorization {
+    const { agentId } = identity;
+    if (!this.options.inventory.has(agentId)) {
+      return { ok: false, reason: 'unknown-agent', message: `agent ${agentId} is not in the inventory of the served commit` };
+    }
+    if (this.options.revocations.isRevoked(identity)) {
+      return { ok: false, reason: 'revoked', message: `certificate ${identity.serialNumber} of ${agentId} is revoked` };
+    }
+    // TLS checked validity at the handshake; a long-lived stream can outlive the certificate.
+    if (identity.notAfter.getTime() <= this.options.now().getTime()) {
+      return { ok: false, reason: 'expired-certificate', message: `certificate of ${agentId} expired at ${identity.notAfter.toISOString()}` };
+    }
+    return { ok: true };
+  }
+
+  watch(agentId: AgentId, listener: (delivery: Delivery) => void): () => void {
+    const count = (this.streams.get(agentId) ?? 0) + 1;
+    this.streams.set(agentId, count);
+    if (count === 1) this.connection(agentId, true);
+    const unwatch = this.options.snapshots.watch(agentId, listener);
+    let open = true;
+    return () => {
+      if (!open) return;
+      open = false;
+      unwatch();
+      const left = (this.streams.get(agentId) ?? 1) - 1;
+      if (left > 0) {
+        this.streams.set(agentId, left);
+      } else {
+        this.streams.delete(agentId);
+        this.connection(agentId, false);
+      }
+    };
+  }
+
+  desired(agentId: AgentId): Delivery | null {
+    return this.options.snapshots.desired(agentId);
+  }
+
+  reportActive(identity: AgentIdentity, active: ActiveReport | null): void {
+    const now = this.options.now();
+    this.options.fleet.recordSeen(identity.agentId, now, identity.notAfter);
+    // An agent that runs nothing yet says so with an empty digest (proto defaults).
+    this.options.fleet.recordActive(identity.agentId, active === null || active.digest === '' ? null : active, now);
+  }
+
+  ack(identity: AgentIdentity, ack: AckReport): AckOutcome {
+    const now = this.options.now();
+    const current = this.options.snapshots.desired(identity.agentId);
+    const outcome: AckOutcome = current !== null && ack.nonce === current.nonce ? { kind: 'recorded' } : { kind: 'stale' };
+    this.options.fleet.recordSeen(identity.agentId, now, identity.notAfter);
+    if (outcome.kind === 'recorded') this.options.fleet.recordAck(identity.agentId, ack, now);
+    this.emit(() => this.options.hooks.onAck?.({ agentId: identity.agentId, ack, outcome }));
+    return outcome;
+  }
+
+  disconnected(agentId: AgentId): void {
+    // Connection state follows the watches (unsubscribe); this only dates the last contact.
+    this.options.fleet.recordSeen(agentId, this.options.now());
+  }
+
+  /**
+   * Spends the token first, then certifies the CSR: a request with a bad CSR burns its token
+   * (tokens are cheap; letting a token be probed repeatedly is not).
+   */
+  async enroll(token: string, csrPem: string): Promise<EnrollmentResult> {
+    const agentId = await this.options.tokens.consume(token, this.options.now());
+    return this.issue(agentId, csrPem, 'enroll');
+  }
+
+  /** Call only for an identity `authorize` accepted. */
+  async renew(identity: AgentIdentity, csrPem: string): Promise<EnrollmentResult> {
+    return this.issue(identity.agentId, csrPem, 'renew');
+  }
+
+  /** Agents with at least one open stream. */
+  connectedCount(): number {
+    return this.streams.size;
+  }
+
+  private issue(agentId: AgentId, csrPem: string, kind: 'enroll' | 'renew'): EnrollmentResult {
+    const ttl = this.options.certificateTtlMs;
+    const issued = this.options.ca.issueAgentCertificate({ csrPem, agentId, ...(ttl === undefined ? {} : { ttlMs: ttl }) });
+    this.options.fleet.recordSeen(agentId, this.options.now(), issued.notAfter);
+    this.emit(() => this.options.hooks.onCertificateIssued?.({ agentId, kind, notAfter: issued.notAfter, serialNumber: issued.serialNumber }));
+    return {
+      agentId,
+      certificatePem: issued.certPem,
+      caPem: this.options.ca.certificatePem,
+      signingKeyPem: this.options.signingPublicKeyPem,
+      expiresAt: issued.notAfter,
+    };
+  }
+
+  private connection(agentId: AgentId, connected: boolean): void {
+    this.options.fleet.setConnected(agentId, connected, this.options.now());
+    this.emit(() => this.options.hooks.onConnection?.({ agentId, connected }));
+  }
+
+  private emit(call: () => void): void {
+    try {
+      call();
+    } catch {
+      // Observers must not fail a call from an agent.
+    }
+  }
+}

@@ -1,0 +1,22 @@
+/** The server core: config, the producer loop, the snapshot cache, fleet state, the backend, and their composition. */
+export { startServer, pollDelay } from './server.js';
+export type { RunningServer, StartServerOptions, StartTransport, TransportHandle } from './server.js';
+export { CONFIG_DEFAULTS, formatListenAddress, loadServerConfig, parseServerConfig } from './config.js';
+export type { ListenAddress, ServerConfig } from './config.js';
+export { ServerError } from './errors.js';
+export type { ServerErrorCode } from './errors.js';
+export { parseDuration, formatDuration } from './duration.js';
+export { Reconciler } from './reconcile.js';
+export type { PublishReason, PublishedEvent, ReconcileHooks, ReconcileResult, ReconcileStatus, ReconcilerOptions, Refusal, RefusalCode } from './reconcile.js';
+export { buildSnapshot, latestCommitPolicy, SnapshotCache } from './snapshot.js';
+export type { DesiredBundle, DesiredStatePolicy, Snapshot } from './snapshot.js';
+export { FileStateStore, MemoryStateStore, INITIAL_STATE } from './state.js';
+export type { PersistedState, StateStore } from './state.js';
+export { AGENT_STATES, MemoryFleetStore } from './fleet.js';
+export type { AgentState, AgentStatus, FleetStore } from './fleet.js';
+export { NO_REVOCATIONS, ServerBackend } from './backend.js';
+export type { BackendHooks, Inventory, RevocationList, ServerBackendOptions } from './backend.js';
+export { ServerMetrics } from './metrics.js';
+export { WebhookAlerter } from './alerts.js';
+export type { Alert, AlertSink } from './alerts.js';
+export type { Condition, ConditionType } from './conditions.js';

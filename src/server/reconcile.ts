@@ -1,0 +1,408 @@
+import type { Compilation } from '../compile/index.js';
+import type { VerifiedCommit, VerifiedTree } from '../domain/commit.js';
+import { CompileError, errorMessage, SourceError, TrustError, type TrustErrorCode } from '../domain/errors.js';
+import type { CommitSha, Violation } from '../domain/types.js';
+import type { GenerationInput, SignedGeneration } from '../signing/index.js';
+import type { FetchEvent } from '../source/index.js';
+import type { VerifyOptions } from '../source/trust/index.js';
+import { Conditions, reasonOf, type Condition } from './conditions.js';
+import { buildSnapshot, latestCommitPolicy, type DesiredBundle, type DesiredStatePolicy, type Snapshot } from './snapshot.js';
+import type { PersistedState, StateStore } from './state.js';
+
+// ---- What the reconciler needs, as role interfaces (implemented by GitSource, TrustGate, Compiler, BundleSigner, SnapshotCache) ----
+
+export interface CommitVerifier {
+  verify(sha: CommitSha, options: VerifyOptions): Promise<VerifiedCommit>;
+}
+export interface TreeReader {
+  readTree(commit: VerifiedCommit): Promise<VerifiedTree>;
+}
+export interface CommitCompiler {
+  compile(tree: VerifiedTree): Compilation;
+}
+export interface GenerationSigner {
+  signGeneration(input: GenerationInput): SignedGeneration;
+}
+export interface SnapshotSink {
+  set(snapshot: Snapshot): void;
+}
+
+/** Why a commit was refused: a trust verdict, or something about its content. All stall until a new commit. */
+export type RefusalCode =
+  | TrustErrorCode
+  | 'INVALID_REPOSITORY'
+  | 'FILE_TOO_LARGE'
+  | 'TREE_TOO_LARGE'
+  | 'POLICY_VIOLATIONS'
+  | 'TRUST_DOMAIN_MISMATCH';
+
+export interface Refusal {
+  readonly commit: CommitSha;
+  readonly code: RefusalCode;
+  readonly message: string;
+  readonly at: Date;
+  /** For POLICY_VIOLATIONS: every violation (the message summarises the first few). */
+  readonly violations: readonly Violation[];
+}
+
+/** Why a generation was signed and published. */
+export type PublishReason =
+  /** A new commit was accepted. */
+  | 'commit'
+  /** The accepted commit of a previous run was re-verified and republished on start. */
+  | 'restore'
+  /** Same content, new generation: the previous statement reached half its lifetime. */
+  | 'refresh';
+
+export interface PublishedEvent {
+  readonly reason: PublishReason;
+  readonly snapshot: Snapshot;
+  readonly compilation: Compilation;
+}
+
+export type ReconcileResult =
+  | { readonly kind: 'accepted'; readonly commit: CommitSha; readonly generation: number }
+  | { readonly kind: 'unchanged'; readonly commit: CommitSha }
+  | { readonly kind: 'refused'; readonly refusal: Refusal }
+  /** A newer head was queued behind this one; it was skipped. */
+  | { readonly kind: 'superseded'; readonly commit: CommitSha }
+  /** Could not be judged now (repository unreadable, state not writable); retried on the next fetch. */
+  | { readonly kind: 'failed'; readonly commit: CommitSha; readonly error: unknown };
+
+/** Observers: logs, metrics, alerts, fleet state. Must not throw (a throw is swallowed). */
+export interface ReconcileHooks {
+  onPublished?(event: PublishedEvent): void;
+  onRefused?(refusal: Refusal): void;
+  onFailed?(event: { readonly commit: CommitSha; readonly error: unknown }): void;
+}
+
+export interface ReconcilerOptions {
+  readonly verifier: CommitVerifier;
+  readonly trees: TreeReader;
+  readonly compiler: CommitCompiler;
+  readonly signer: GenerationSigner;
+  readonly snapshots: SnapshotSink;
+  readonly store: StateStore;
+  /** What the store held at start (load it before constructing the signer, to pass `lastGeneration`). */
+  readonly initialState: PersistedState;
+  /** The server's trust domain; a commit whose meshcfg.yaml names another is refused. */
+  readonly trustDomain: string;
+  /** Must match the signer's ttl: a generation is re-signed at half of it. */
+  readonly bundleTtlMs: number;
+  readonly policy?: DesiredStatePolicy;
+  readonly hooks?: ReconcileHooks;
+  readonly now?: () => Date;
+  /** How often `start()`'s timer checks whether a refresh is due. Default ttl/48, within 1 s – 60 s. */
+  readonly refreshCheckMs?: number;
+}
+
+export interface ReconcileStatus {
+  /** Last head the source reported. */
+  readonly head: CommitSha | null;
+  /** The fast-forward anchor (persisted); may be set while nothing is served yet after a failed restore. */
+  readonly accepted: CommitSha | null;
+  /** Commit of the published snapshot, `null` before one is. */
+  readonly serving: CommitSha | null;
+  readonly generation: number;
+  readonly refused: Refusal | null;
+  readonly conditions: readonly Condition[];
+}
+
+interface Accepted {
+  readonly compilation: Compilation;
+  readonly snapshot: Snapshot;
+  /** Epoch ms at which the snapshot's statement should be re-signed; null when nothing is signed. */
+  readonly refreshAt: number | null;
+}
+
+const MAX_VIOLATIONS_IN_MESSAGE = 3;
+
+/**
+ * The producer loop: each new head is verified by the trust gate, read, compiled and checked;
+ * an accepted commit becomes ONE signed generation for the whole fleet, persisted and then
+ * published to the snapshot cache. A refused commit changes nothing that is served: the
+ * previous snapshot stays, and the refusal is recorded and reported through hooks.
+ *
+ * Contracts:
+ * - Runs are serialized; a head queued behind a newer one is skipped (`superseded`).
+ * - A generation is persisted before it is published, and never reused: a failed save burns it.
+ * - A refused commit is not retried (its verdict cannot change); a failed one is, on the
+ *   next fetch event.
+ */
+export class Reconciler {
+  private readonly options: Required<Omit<ReconcilerOptions, 'initialState'>>;
+  private readonly conditions: Conditions;
+  private anchor: CommitSha | null;
+  private generation: number;
+  private current: Accepted | null = null;
+  private refused: Refusal | null = null;
+  private head: CommitSha | null = null;
+  private latestQueued: CommitSha | null = null;
+  private tail: Promise<unknown> = Promise.resolve();
+  private timer: NodeJS.Timeout | undefined;
+  /** The outcome of the last judgement that decided something (accepted, refused, failed). */
+  private lastDecision: ReconcileResult | null = null;
+
+  constructor(options: ReconcilerOptions) {
+    this.options = {
+      verifier: options.verifier,
+      trees: options.trees,
+      compiler: options.compiler,
+      signer: options.signer,
+      snapshots: options.snapshots,
+      store: options.store,
+      trustDomain: options.trustDomain,
+      bundleTtlMs: options.bundleTtlMs,
+      policy: options.policy ?? latestCommitPolicy,
+      hooks: options.hooks ?? {},
+      now: options.now ?? (() => new Date()),
+      refreshCheckMs: options.refreshCheckMs ?? Math.min(60_000, Math.max(1_000, Math.floor(options.bundleTtlMs / 48))),
+    };
+    this.anchor = options.initialState.accepted;
+    this.generation = options.initialState.generation;
+    this.conditions = new Conditions(this.options.now);
+    this.conditions.set('Ready', 'False', 'NoAcceptedCommit', 'no commit has been accepted yet');
+  }
+
+  /**
+   * Re-verifies, re-compiles and republishes the commit a previous run accepted, so agents are
+   * served before the first fetch. Under a new generation: the old statement's may be expired
+   * and the signer refuses to reuse a generation. No-op on a first start.
+   */
+  async restore(): Promise<ReconcileResult | null> {
+    if (this.anchor === null) return null;
+    const commit = this.anchor;
+    return this.serialized(() => this.judge(commit, 'restore'));
+  }
+
+  /** Judges `head` (queued behind a running judgement). */
+  reconcile(head: CommitSha): Promise<ReconcileResult> {
+    this.latestQueued = head;
+    return this.serialized(() =>
+      head === this.latestQueued ? this.judge(head, 'commit') : Promise.resolve<ReconcileResult>({ kind: 'superseded', commit: head }),
+    );
+  }
+
+  /**
+   * Waits for judgements queued so far, then answers how `head` was judged: the recorded
+   * decision when it was the last one decided, otherwise a judgement now. For callers that
+   * fetched themselves (tests, `syncNow`) while the fetch hook may already have queued one.
+   */
+  async settle(head: CommitSha): Promise<ReconcileResult> {
+    await this.tail.catch(() => {});
+    const last = this.lastDecision;
+    if (last !== null && decidedCommit(last) === head && last.kind !== 'failed') return last;
+    return this.reconcile(head);
+  }
+
+  /**
+   * The GitSource `onFetch` hook. Starts a judgement when the head is neither what is served
+   * nor a refused commit (so a failed judgement is retried on every poll).
+   */
+  readonly onFetch = (event: FetchEvent): void => {
+    if (event.kind === 'failed') {
+      this.conditions.set('SourceFetched', 'False', reasonOf(event.error.code), event.error.message);
+      return;
+    }
+    this.head = event.head.commit;
+    this.conditions.set('SourceFetched', 'True', 'Fetched', `head ${event.head.commit}`);
+    if (this.needsJudgement(event.head.commit)) void this.reconcile(event.head.commit);
+  };
+
+  /** Re-signs the served content under a new generation when half its lifetime has passed. */
+  refreshIfDue(): Promise<boolean> {
+    return this.serialized(async () => {
+      const current = this.current;
+      if (current === null || current.refreshAt === null || this.options.now().getTime() < current.refreshAt) return false;
+      const result = await this.tryPublish(current.compilation, 'refresh');
+      return result.kind === 'accepted';
+    });
+  }
+
+  /** Starts the refresh timer. */
+  start(): void {
+    if (this.timer !== undefined) return;
+    this.timer = setInterval(() => void this.refreshIfDue(), this.options.refreshCheckMs);
+    this.timer.unref();
+  }
+
+  /** Stops the timer and waits for a running judgement. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.tail.catch(() => {});
+  }
+
+  status(): ReconcileStatus {
+    return {
+      head: this.head,
+      accepted: this.anchor,
+      serving: this.current?.snapshot.commit ?? null,
+      generation: this.generation,
+      refused: this.refused,
+      conditions: this.conditions.list(),
+    };
+  }
+
+  /** The compilation being served (its inventory is the set of known agents), or null. */
+  served(): { readonly compilation: Compilation; readonly snapshot: Snapshot } | null {
+    return this.current;
+  }
+
+  private needsJudgement(head: CommitSha): boolean {
+    return head !== this.current?.snapshot.commit && head !== this.refused?.commit;
+  }
+
+  private serialized<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(step);
+    this.tail = run.catch(() => {});
+    return run;
+  }
+
+  /** Call only through `serialized`. */
+  private async judge(commit: CommitSha, reason: 'commit' | 'restore'): Promise<ReconcileResult> {
+    const result = await this.judgeOnce(commit, reason);
+    if (result.kind === 'accepted' || result.kind === 'refused' || result.kind === 'failed') this.lastDecision = result;
+    return result;
+  }
+
+  private async judgeOnce(commit: CommitSha, reason: 'commit' | 'restore'): Promise<ReconcileResult> {
+    if (reason === 'commit' && !this.needsJudgement(commit)) {
+      return this.refused?.commit === commit ? { kind: 'refused', refusal: this.refused } : { kind: 'unchanged', commit };
+    }
+    let verified: VerifiedCommit;
+    try {
+      verified = await this.options.verifier.verify(commit, this.anchor === null ? {} : { lastAccepted: this.anchor });
+    } catch (err) {
+      if (err instanceof TrustError && err.code !== 'MALFORMED_ALLOWED_SIGNERS') {
+        this.conditions.set('SourceVerified', 'False', reasonOf(err.code), err.message);
+        return this.refuse(commit, err.code, err.message, 'verify');
+      }
+      return this.fail(commit, err);
+    }
+    this.conditions.set(
+      'SourceVerified',
+      'True',
+      'Verified',
+      verified.trust.kind === 'verified' ? `commit ${commit} signed by ${verified.trust.signer}` : `commit ${commit}`,
+    );
+
+    let compilation: Compilation;
+    try {
+      compilation = this.options.compiler.compile(await this.options.trees.readTree(verified));
+    } catch (err) {
+      if (err instanceof CompileError) return this.refuse(commit, err.code, err.message, 'compile');
+      if (err instanceof SourceError && (err.code === 'FILE_TOO_LARGE' || err.code === 'TREE_TOO_LARGE')) {
+        return this.refuse(commit, err.code, err.message, 'compile');
+      }
+      return this.fail(commit, err);
+    }
+    if (compilation.violations.length > 0) {
+      return this.refuse(commit, 'POLICY_VIOLATIONS', describeViolations(compilation.violations), 'compile', compilation.violations);
+    }
+    const repoDomain = compilation.settings?.trustDomain;
+    if (repoDomain !== this.options.trustDomain) {
+      return this.refuse(
+        commit,
+        'TRUST_DOMAIN_MISMATCH',
+        `meshcfg.yaml names trust domain ${JSON.stringify(repoDomain)}, but this server's is ${JSON.stringify(this.options.trustDomain)}`,
+        'compile',
+      );
+    }
+    return this.tryPublish(compilation, reason);
+  }
+
+  private async tryPublish(compilation: Compilation, reason: PublishReason): Promise<ReconcileResult> {
+    const commit = compilation.commit.sha;
+    try {
+      const generation = await this.publish(compilation, reason);
+      return { kind: 'accepted', commit, generation };
+    } catch (err) {
+      return this.fail(commit, err);
+    }
+  }
+
+  /** Sign, persist, publish — in that order. */
+  private async publish(compilation: Compilation, reason: PublishReason): Promise<number> {
+    const commit = compilation.commit.sha;
+    const desired: DesiredBundle[] = [];
+    for (const agent of compilation.agents) {
+      const want = this.options.policy.desiredFor(agent.id, compilation);
+      if (want !== null) desired.push(want);
+    }
+    const generation = this.generation + 1;
+    // Burned from here on, whatever happens next: a generation number is never signed twice.
+    this.generation = generation;
+    const signed =
+      desired.length === 0
+        ? null
+        : this.options.signer.signGeneration({ generation, commit, agents: desired.map((d) => ({ agentId: d.agentId, digest: d.digest })) });
+    await this.options.store.save({ accepted: commit, generation });
+    this.anchor = commit;
+
+    const snapshot = buildSnapshot({ generation, commit, desired, signed });
+    let refreshAt: number | null = null;
+    if (signed !== null) {
+      const issued = Date.parse(signed.statement.issuedAt);
+      refreshAt = issued + (Date.parse(signed.statement.expiresAt) - issued) / 2;
+    }
+    this.current = { compilation, snapshot, refreshAt };
+    // A refusal describes a head newer than what is served; accepting a newer one ends it.
+    if (reason !== 'refresh') this.refused = null;
+    this.options.snapshots.set(snapshot);
+
+    this.conditions.set('Compiled', 'True', 'Succeeded', `${compilation.agents.length} agents compiled from ${commit}`);
+    this.conditions.set('Ready', 'True', 'Serving', `serving ${commit} as generation ${generation}`);
+    this.emit(() => this.options.hooks.onPublished?.({ reason, snapshot, compilation }));
+    return generation;
+  }
+
+  private refuse(
+    commit: CommitSha,
+    code: RefusalCode,
+    message: string,
+    stage: 'verify' | 'compile',
+    violations: readonly Violation[] = [],
+  ): ReconcileResult {
+    const refusal: Refusal = Object.freeze({ commit, code, message, at: this.options.now(), violations });
+    this.refused = refusal;
+    if (stage === 'compile') this.conditions.set('Compiled', 'False', reasonOf(code), message);
+    const serving = this.current?.snapshot.commit;
+    this.conditions.set(
+      'Ready',
+      serving === undefined ? 'False' : 'True',
+      serving === undefined ? 'NoAcceptedCommit' : 'ServingPrevious',
+      serving === undefined ? `commit ${commit} refused (${code}); nothing accepted yet` : `commit ${commit} refused (${code}); still serving ${serving}`,
+    );
+    this.emit(() => this.options.hooks.onRefused?.(refusal));
+    return { kind: 'refused', refusal };
+  }
+
+  private fail(commit: CommitSha, error: unknown): ReconcileResult {
+    const code = error instanceof SourceError || error instanceof TrustError ? error.code : 'ERROR';
+    this.conditions.set('Compiled', 'False', reasonOf(`${code}`), `commit ${commit}: ${errorMessage(error)}`);
+    this.emit(() => this.options.hooks.onFailed?.({ commit, error }));
+    return { kind: 'failed', commit, error };
+  }
+
+  private emit(call: () => void): void {
+    try {
+      call();
+    } catch {
+      // Observers must not break the producer loop (see ReconcileHooks).
+    }
+  }
+}
+
+function decidedCommit(result: ReconcileResult): CommitSha {
+  return result.kind === 'refused' ? result.refusal.commit : result.commit;
+}
+
+function describeViolations(violations: readonly Violation[]): string {
+  const shown = violations.slice(0, MAX_VIOLATIONS_IN_MESSAGE).map((v) => {
+    const where = [v.agent, v.file, v.path].filter((p) => p !== undefined).join(' ');
+    return `${v.rule}${where === '' ? '' : ` (${where})`}: ${v.message}`;
+  });
+  const more = violations.length > shown.length ? `; and ${violations.length - shown.length} more` : '';
+  return `${violations.length} policy violation${violations.length === 1 ? '' : 's'}: ${shown.join('; ')}${more}`;
+}

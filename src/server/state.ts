@@ -1,0 +1,96 @@
+import { randomBytes } from 'node:crypto';
+import { open, readFile, rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { errorMessage } from '../domain/errors.js';
+import type { CommitSha } from '../domain/types.js';
+import { ServerError } from './errors.js';
+
+/**
+ * What must survive a restart for the threat model to hold: the last accepted commit (the
+ * fast-forward anchor — forgetting it would let a rewound branch through) and the highest
+ * generation signed (reusing one would let agents see two bundles under one generation).
+ */
+export interface PersistedState {
+  readonly accepted: CommitSha | null;
+  readonly generation: number;
+}
+
+/** Where the reconciler keeps its PersistedState. One role, so a SQLite store can take over. */
+export interface StateStore {
+  load(): Promise<PersistedState>;
+  /** Durable when it resolves. */
+  save(state: PersistedState): Promise<void>;
+}
+
+export const INITIAL_STATE: PersistedState = Object.freeze({ accepted: null, generation: 0 });
+
+const SHA = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
+
+/** `<dataDir>/state.json`, rewritten atomically (temp file, fsync, rename, fsync directory). */
+export class FileStateStore implements StateStore {
+  constructor(readonly path: string) {}
+
+  static inDataDir(dataDir: string): FileStateStore {
+    return new FileStateStore(join(dataDir, 'state.json'));
+  }
+
+  /** A missing file is a first start. A corrupt one is an error, never a reset. */
+  async load(): Promise<PersistedState> {
+    let text: string;
+    try {
+      text = await readFile(this.path, 'utf8');
+    } catch (err) {
+      if (typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'ENOENT') return INITIAL_STATE;
+      throw new ServerError({ code: 'STATE_INVALID', message: `cannot read ${this.path}: ${errorMessage(err)}`, cause: err });
+    }
+    const invalid = (why: string, cause?: unknown): ServerError =>
+      new ServerError({ code: 'STATE_INVALID', message: `${this.path}: ${why}; restore it from a backup (deleting it forgets the rollback anchor)`, cause });
+    let doc: unknown;
+    try {
+      doc = JSON.parse(text);
+    } catch (cause) {
+      throw invalid('not JSON', cause);
+    }
+    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw invalid('expected an object');
+    const { version, accepted, generation } = doc as Record<string, unknown>;
+    if (version !== 1) throw invalid(`unsupported version ${JSON.stringify(version)}`);
+    if (accepted !== null && (typeof accepted !== 'string' || !SHA.test(accepted))) throw invalid('accepted is not a commit id or null');
+    if (typeof generation !== 'number' || !Number.isSafeInteger(generation) || generation < 0) throw invalid('generation is not a non-negative integer');
+    return Object.freeze({ accepted, generation });
+  }
+
+  async save(state: PersistedState): Promise<void> {
+    const text = `${JSON.stringify({ version: 1, accepted: state.accepted, generation: state.generation }, null, 2)}\n`;
+    const temporary = join(dirname(this.path), `.${basename(this.path)}.${randomBytes(6).toString('hex')}.tmp`);
+    try {
+      const handle = await open(temporary, 'wx', 0o600);
+      try {
+        await handle.writeFile(text);
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(temporary, this.path);
+    } catch (err) {
+      await rm(temporary, { force: true });
+      throw err;
+    }
+    const dir = await open(dirname(this.path), 'r');
+    try {
+      await dir.sync();
+    } finally {
+      await dir.close();
+    }
+  }
+}
+
+/** For tests and for embedding: state in memory only. */
+export class MemoryStateStore implements StateStore {
+  constructor(private state: PersistedState = INITIAL_STATE) {}
+  async load(): Promise<PersistedState> {
+    return this.state;
+  }
+  async save(state: PersistedState): Promise<void> {
+    this.state = Object.freeze({ ...state });
+  }
+}

@@ -1,0 +1,67 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { WebhookAlerter, type Alert } from '../../src/server/alerts.js';
+import { webhookReceiver } from './helpers.js';
+
+const alert = (n: number): Alert => ({ kind: 'commit-refused', commit: String(n).padStart(40, '0'), code: 'UNSIGNED', message: `m${n}`, at: new Date(0).toISOString() });
+
+describe('WebhookAlerter', () => {
+  it('posts the alert as JSON, retrying with backoff while the receiver answers 5xx', async () => {
+    const hook = await webhookReceiver(2);
+    const problems: string[] = [];
+    const alerter = new WebhookAlerter({ url: hook.url, baseDelayMs: 5, onProblem: (p) => problems.push(p.kind) });
+    try {
+      alerter.post(alert(1));
+      await hook.waitFor(1);
+      assert.deepEqual(hook.bodies, [alert(1)]);
+      assert.equal(hook.requests(), 3);
+      assert.deepEqual(problems, ['failed', 'failed']);
+    } finally {
+      await alerter.close();
+      await hook.close();
+    }
+  });
+
+  it('never blocks the caller and drops the oldest alert when its queue is full', async () => {
+    const problems: Array<{ kind: string; commit: string }> = [];
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const posted: string[] = [];
+    const alerter = new WebhookAlerter({
+      url: 'http://127.0.0.1:1/hook',
+      maxQueue: 2,
+      fetch: async (_url, init) => {
+        await gate;
+        posted.push(String(init?.body));
+        return new Response(null, { status: 204 });
+      },
+      onProblem: (p) => problems.push({ kind: p.kind, commit: p.alert.commit }),
+    });
+    for (let i = 1; i <= 4; i += 1) alerter.post(alert(i)); // 1 in flight, 2–4 queued into 2 places
+    assert.deepEqual(problems, [{ kind: 'dropped', commit: alert(2).commit }]);
+    release();
+    await alerter.close();
+    assert.deepEqual(posted.map((b) => (JSON.parse(b) as Alert).message), ['m1', 'm3', 'm4']);
+  });
+
+  it('gives up on a 4xx answer without retrying', async () => {
+    let calls = 0;
+    const kinds: string[] = [];
+    const alerter = new WebhookAlerter({
+      url: 'http://user:secret@127.0.0.1:1/hook',
+      baseDelayMs: 1,
+      fetch: async () => {
+        calls += 1;
+        return new Response(null, { status: 400 });
+      },
+      onProblem: (p) => {
+        kinds.push(p.kind);
+        assert.ok(!p.webhook.includes('secret'), 'credentials in the webhook URL are never reported');
+      },
+    });
+    alerter.post(alert(1));
+    await alerter.close();
+    assert.equal(calls, 1);
+    assert.deepEqual(kinds, ['gave-up']);
+  });
+});
