@@ -1,0 +1,137 @@
+import { readFile, rm, stat } from 'node:fs/promises';
+import { type AgentErrorCode, SigningError, type SigningErrorCode } from '../domain/errors.js';
+import type { AgentId } from '../domain/types.js';
+import { isErrnoCode, writeFileAtomic } from '../pki/secret-file.js';
+import type { BundleVerifier, VerifiedDelivery } from '../signing/verifier.js';
+import type { AckMsg, BundleMsg } from '../transport/proto.js';
+import { type AgentLogger, silentLogger } from './logger.js';
+import type { Reloader } from './reload.js';
+import { type AgentState, hashFile, PUBLIC_FILE_MODE, readState, writeState } from './state.js';
+
+/** What applying needs, injected so the core runs without a server or a real reload. */
+export interface ApplyContext {
+  readonly verifier: Pick<BundleVerifier, 'verify'>;
+  /** From the agent's own certificate; the message's claim is never used. */
+  readonly agentId: AgentId;
+  /** The config file (`--out`). */
+  readonly file: string;
+  readonly stateFile: string;
+  readonly reload?: Reloader;
+  readonly now?: () => Date;
+  readonly logger?: AgentLogger;
+}
+
+/** The message fields applying reads; a proto `Bundle` fits. */
+export type IncomingBundle = Pick<BundleMsg, 'commit' | 'digest' | 'generation' | 'bytes' | 'signature' | 'nonce' | 'baseline'>;
+
+export type RejectCode = SigningErrorCode | Extract<AgentErrorCode, 'BUNDLE_MISMATCH' | 'RELOAD_FAILED'>;
+
+export type ApplyResult =
+  | { readonly kind: 'applied'; readonly ack: AckMsg; readonly state: AgentState; readonly changed: boolean }
+  | { readonly kind: 'rejected'; readonly ack: AckMsg; readonly code: RejectCode; readonly error: string };
+
+/**
+ * Verifies one delivery and, if it holds, puts its bytes in place and reloads:
+ *
+ * 1. verify the signed delivery against the pinned key, this agent's id, the received bytes
+ *    and the generation floor from state.json — any refusal leaves the file untouched;
+ * 2. write the file atomically with exactly the bundle bytes;
+ * 3. run the reload command; if it fails, put the previous file back (or remove the new one
+ *    when there was none) — the running config never silently changes;
+ * 4. record state.json, after the file, so a crash in between errs towards re-applying.
+ *
+ * Returns the ack to send either way. Throws only on local I/O failures (disk full, a
+ * directory that vanished): the caller logs them and the server re-sends.
+ */
+export async function applyBundle(bundle: IncomingBundle, context: ApplyContext): Promise<ApplyResult> {
+  const logger = context.logger ?? silentLogger;
+  const now = context.now ?? (() => new Date());
+  const base = { nonce: bundle.nonce, agent_id: context.agentId };
+  const reject = (code: RejectCode, message: string, labels: Pick<AckMsg, 'commit' | 'digest' | 'generation'>): ApplyResult => {
+    const error = `${code}: ${message}`;
+    logger.warn({ code, commit: labels.commit, digest: labels.digest, generation: labels.generation, nonce: bundle.nonce }, 'bundle rejected');
+    return { kind: 'rejected', code, error, ack: { ...base, ...labels, status: 'REJECTED', error } };
+  };
+  const claimed = { commit: bundle.commit, digest: bundle.digest, generation: bundle.generation };
+
+  const current = await readState(context.stateFile);
+  let verified: VerifiedDelivery;
+  try {
+    verified = context.verifier.verify({
+      delivery: bundle.signature,
+      bytes: bundle.bytes,
+      agentId: context.agentId,
+      current: current === null ? null : { generation: current.generation, digest: current.digest },
+    });
+  } catch (err) {
+    if (err instanceof SigningError) return reject(err.code, err.message, claimed);
+    throw err;
+  }
+  const labels = { commit: verified.commit, digest: verified.digest, generation: verified.generation };
+  // The unsigned labels must say what was verified: an ack names what the agent runs.
+  if (bundle.commit !== verified.commit || bundle.digest !== verified.digest || bundle.generation !== verified.generation) {
+    return reject('BUNDLE_MISMATCH', 'the bundle message names another commit, digest or generation than its signed delivery', claimed);
+  }
+
+  const applied = (state: AgentState, changed: boolean): ApplyResult => ({
+    kind: 'applied',
+    state,
+    changed,
+    ack: { ...base, ...labels, status: 'APPLIED', error: '' },
+  });
+
+  // A re-send of what already runs (a reconnect): nothing to write or reload.
+  if (current !== null && current.generation === verified.generation && current.digest === verified.digest) {
+    if ((await hashFile(context.file)) === verified.digest) {
+      logger.debug({ ...labels }, 'bundle already applied');
+      return applied(current, false);
+    }
+  }
+
+  const previous = await readPrevious(context.file);
+  await writeFileAtomic(context.file, bundle.bytes, previous?.mode ?? PUBLIC_FILE_MODE);
+
+  if (context.reload !== undefined) {
+    const outcome = await context.reload(context.file);
+    if (outcome.kind === 'failed') {
+      const restored = await restore(context.file, previous).then(
+        () => '',
+        (err: unknown) => `; restoring the previous file failed too: ${err instanceof Error ? err.message : String(err)}`,
+      );
+      return reject('RELOAD_FAILED', `${outcome.error}${restored}`, labels);
+    }
+  }
+
+  const state: AgentState = { ...labels, appliedAt: now().toISOString() };
+  await writeState(context.stateFile, state);
+  logger.info({ ...labels, baseline: bundle.baseline, bytes: bundle.bytes.byteLength }, 'bundle applied');
+  return applied(state, true);
+}
+
+interface PreviousFile {
+  readonly bytes: Buffer;
+  /** Permission bits, kept for the file's next version. */
+  readonly mode: number;
+}
+
+async function readPrevious(path: string): Promise<PreviousFile | null> {
+  try {
+    const [bytes, info] = await Promise.all([readFile(path), stat(path)]);
+    return { bytes, mode: info.mode & 0o777 };
+  } catch (err) {
+    if (isErrnoCode(err, 'ENOENT')) return null;
+    throw err;
+  }
+}
+
+async function restore(path: string, previous: PreviousFile | null): Promise<void> {
+  if (previous === null) await rm(path, { force: true });
+  else await writeFileAtomic(path, previous.bytes, previous.mode);
+}
+
+/** The digest the agent reports as active: of the file as it is on disk (a hand edit shows as drift). */
+export async function activeConfig(file: string, stateFile: string): Promise<{ commit: string; digest: string; generation: number } | null> {
+  const [digest, state] = await Promise.all([hashFile(file), readState(stateFile)]);
+  if (digest === null && state === null) return null;
+  return { commit: state?.commit ?? '', digest: digest ?? '', generation: state?.generation ?? 0 };
+}

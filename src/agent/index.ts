@@ -1,0 +1,18 @@
+export { AGENT_VERSION, runAgent } from './agent.js';
+export type { AgentMode, AgentOptions } from './agent.js';
+export { activeConfig, applyBundle } from './apply.js';
+export type { ApplyContext, ApplyResult, IncomingBundle, RejectCode } from './apply.js';
+export { Backoff, sleep } from './backoff.js';
+export type { BackoffOptions } from './backoff.js';
+export { agentDirPaths, loadAgentIdentity, readAgentConfig } from './dir.js';
+export type { AgentConfigFile, AgentDirPaths, AgentIdentity } from './dir.js';
+export { certificationRequest, checkEnrollResponse, enroll } from './enroll.js';
+export type { CheckedEnrollment, EnrollOptions, EnrollResult } from './enroll.js';
+export { silentLogger } from './logger.js';
+export type { AgentLogger } from './logger.js';
+export { shellReloader } from './reload.js';
+export type { Reloader, ReloadResult, ShellReloaderOptions } from './reload.js';
+export { RENEW_AT_FRACTION, renewalDelay, renewCertificate } from './renew.js';
+export type { RenewOptions } from './renew.js';
+export { hashFile, readState, writeState } from './state.js';
+export type { AgentState } from './state.js';
