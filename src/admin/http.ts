@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { errorMessage, PkiError } from '../domain/errors.js';
 import { isAgentId } from '../domain/agent-id.js';
-import { parseDuration } from '../server/duration.js';
+import { parseDuration } from '../domain/duration.js';
 import type { AgentStatus } from '../server/fleet.js';
 import type { Condition } from '../server/conditions.js';
 

@@ -2,6 +2,10 @@ import { Command, CommanderError } from 'commander';
 import { type CliIo, ExitCode } from './io.js';
 import { registerPlan } from './plan.js';
 import { registerCa } from './ca.js';
+import { registerServe } from './serve.js';
+import { registerToken } from './token.js';
+import { registerEnroll } from './enroll.js';
+import { registerAgent } from './agent.js';
 
 const processIo: CliIo = { stdout: process.stdout, stderr: process.stderr };
 
@@ -27,6 +31,10 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
   // Verbs registered after this point inherit the output and exit settings above.
   registerPlan(program, io, setExit);
   registerCa(program, io, setExit);
+  registerServe(program, io, setExit);
+  registerToken(program, io, setExit);
+  registerEnroll(program, io, setExit);
+  registerAgent(program, io, setExit);
 
   try {
     await program.parseAsync([...argv]);

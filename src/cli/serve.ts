@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { pino, type DestinationStream, type Level } from 'pino';
 import { BaseError, errorMessage } from '../domain/errors.js';
 import { loadServerConfig } from '../server/config.js';
-import { parseDuration } from '../server/duration.js';
+import { parseDuration } from '../domain/duration.js';
 import { startServer } from '../server/server.js';
 import { type CliIo, ExitCode } from './io.js';
 

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { errorMessage } from '../domain/errors.js';
-import { parseDuration } from './duration.js';
+import { parseDuration } from '../domain/duration.js';
 import { ServerError } from './errors.js';
 
 /** A `host:port` to listen on. Port 0 asks the OS for a free port (tests). */

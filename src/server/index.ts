@@ -5,7 +5,7 @@ export { CONFIG_DEFAULTS, formatListenAddress, loadServerConfig, parseServerConf
 export type { ListenAddress, ServerConfig } from './config.js';
 export { ServerError } from './errors.js';
 export type { ServerErrorCode } from './errors.js';
-export { parseDuration, formatDuration } from './duration.js';
+export { parseDuration, formatDuration } from '../domain/duration.js';
 export { Reconciler } from './reconcile.js';
 export type { PublishReason, PublishedEvent, ReconcileHooks, ReconcileResult, ReconcileStatus, ReconcilerOptions, Refusal, RefusalCode } from './reconcile.js';
 export { buildSnapshot, latestCommitPolicy, SnapshotCache } from './snapshot.js';

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { parseDuration } from '../../src/server/duration.js';
+import { parseDuration } from '../../src/domain/duration.js';
 import { ServerError } from '../../src/server/errors.js';
 import { CONFIG_DEFAULTS, loadServerConfig, parseServerConfig } from '../../src/server/config.js';
 import { tempDir } from '../helpers/git.js';
