@@ -1,0 +1,214 @@
+import assert from 'node:assert/strict';
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { openDataDir } from '../../src/pki/index.js';
+import { DistributionClient } from '../../src/transport/proto.js';
+import { meshcfg } from '../helpers/cli.js';
+import { GitRepo, makeSshSigner, tempDir, writeAllowedSigners } from '../helpers/git.js';
+import { startGitHttpServer, type GitHttpServer } from '../helpers/http-git-server.js';
+import { freePort, waitFor } from '../helpers/process.js';
+import { forgeCsr, rsaKey } from '../pki/helpers.js';
+import { CONFIG_FILES, Deployment, sha256File } from './harness.js';
+
+/**
+ * Distribution end to end on loopback: a signed repository over smart HTTP, the real
+ * `meshcfg serve` process, real `meshcfg enroll` and `meshcfg agent` processes, real mTLS.
+ */
+describe('distribution end to end', { timeout: 240_000 }, () => {
+  const tmp = tempDir('meshcfg-e2e-');
+  let http: GitHttpServer;
+  let d: Deployment;
+  let first: string;
+
+  before(async () => {
+    const alice = makeSshSigner(tmp.path, 'alice@example.org');
+    const allowed = writeAllowedSigners(join(tmp.path, 'allowed_signers'), [{ signer: alice }]);
+    const seed = GitRepo.init(join(tmp.path, 'seed'));
+    seed.write(CONFIG_FILES);
+    first = seed.commit('first config', alice);
+    seed.git('clone', '-q', '--bare', seed.dir, join(tmp.path, 'served', 'config.git'));
+    http = await startGitHttpServer(join(tmp.path, 'served'));
+    seed.git('remote', 'add', 'origin', join(tmp.path, 'served', 'config.git'));
+    d = new Deployment(tmp.path, seed, join(tmp.path, 'served', 'config.git'), http.url('config.git'), alice, allowed, {
+      grpc: await freePort(),
+      admin: await freePort(),
+    });
+    await d.startServer();
+  });
+
+  after(async () => {
+    await d?.stopAll();
+    await http?.close();
+    tmp.cleanup();
+  });
+
+  it('delivers the accepted commit to an enrolled agent, which acks exactly it', async () => {
+    const enrolled = await d.enroll('edge-1');
+    assert.equal(enrolled.code, 0, enrolled.stderr);
+    assert.equal(statSync(join(d.agentDir('edge-1'), 'agent.key')).mode & 0o777, 0o600);
+    d.startAgent('edge-1');
+    const view = await d.waitSynced('edge-1', first);
+    assert.equal(view.connected, true);
+    assert.equal(view.active?.digest, view.desired?.digest);
+    assert.ok(view.certExpiry);
+    const source = (await d.admin<{ accepted: string; refused: unknown }>('/api/v1/source')).body;
+    assert.equal(source.accepted, first);
+  });
+
+  it('brings a new signed commit to the agent', async () => {
+    const started = Date.now();
+    const second = d.push({ 'config/agents/edge-1.yaml': 'telemetry: { accessLog: true }\n' }, 'edge-1 access log');
+    const view = await d.waitSynced('edge-1', second);
+    const doc = JSON.parse(readFileSync(d.agentFile('edge-1'), 'utf8')) as { telemetry?: { accessLog?: boolean } };
+    assert.equal(doc.telemetry?.accessLog, true);
+    assert.ok((view.desired?.generation ?? 0) >= 2);
+    process.stderr.write(`# commit → SYNCED on loopback: ${Date.now() - started} ms (includes 200 ms poll interval)\n`);
+  });
+
+  it('never delivers a refused commit, and says why', async () => {
+    const before = (await d.agentView('edge-1'))!;
+    const bytes = readFileSync(d.agentFile('edge-1'));
+    const unsigned = d.push({ 'config/agents/edge-1.yaml': 'mtls: { mode: DISABLE }\n' }, 'unsigned and unsafe', null);
+    const refused = await waitFor('the refusal', async () => {
+      const { body } = await d.admin<{ refused: { commit: string; code: string } | null }>('/api/v1/source');
+      return body.refused?.commit === unsigned ? body.refused : undefined;
+    });
+    assert.equal(refused.code, 'UNSIGNED');
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(readFileSync(d.agentFile('edge-1')), bytes);
+    assert.equal((await d.agentView('edge-1'))?.desired?.digest, before.desired?.digest);
+
+    // A signed commit on top of the refused one is accepted again (the anchor is the last accepted commit).
+    const fixed = d.push({ 'config/agents/edge-1.yaml': 'telemetry: { accessLog: false }\n' }, 'signed fix');
+    await d.waitSynced('edge-1', fixed);
+  });
+
+  describe('enrollment refusals', () => {
+    it('refuses a server whose key does not match the pin, writing nothing', async () => {
+      const dir = join(tmp.path, 'wrong-pin');
+      const run = await d.enroll('edge-2', { pin: `sha256/${Buffer.alloc(32, 7).toString('base64')}`, dir });
+      assert.notEqual(run.code, 0);
+      assert.match(run.stderr, /pin/i);
+      assert.equal(existsSync(dir), false);
+    });
+
+    it('refuses bad, expired and reused tokens, counting each', async () => {
+      const before = {
+        bad: await d.metric('meshcfg_unauthorized_attempts_total', 'reason="bad-token"'),
+        expired: await d.metric('meshcfg_unauthorized_attempts_total', 'reason="expired-token"'),
+        reused: await d.metric('meshcfg_unauthorized_attempts_total', 'reason="reused-token"'),
+      };
+      const bad = await d.enroll('edge-2', { token: 'mcet_not-a-real-token', dir: join(tmp.path, 'bad-token') });
+      assert.notEqual(bad.code, 0);
+      assert.equal(existsSync(join(tmp.path, 'bad-token')), false);
+
+      const short = await d.token('edge-2', '1s');
+      await new Promise((r) => setTimeout(r, 1_500));
+      const expired = await d.enroll('edge-2', { token: short, dir: join(tmp.path, 'expired-token') });
+      assert.notEqual(expired.code, 0);
+
+      const once = await d.token('edge-2');
+      assert.equal((await d.enroll('edge-2', { token: once })).code, 0);
+      const reused = await d.enroll('edge-2', { token: once, dir: join(tmp.path, 'reused-token') });
+      assert.notEqual(reused.code, 0);
+
+      assert.equal(await d.metric('meshcfg_unauthorized_attempts_total', 'reason="bad-token"'), before.bad + 1);
+      assert.equal(await d.metric('meshcfg_unauthorized_attempts_total', 'reason="expired-token"'), before.expired + 1);
+      assert.equal(await d.metric('meshcfg_unauthorized_attempts_total', 'reason="reused-token"'), before.reused + 1);
+    });
+
+    it('refuses tokens for agents that are not in the inventory', async () => {
+      const res = await d.admin('/api/v1/tokens', { method: 'POST', body: JSON.stringify({ agentId: 'nobody' }) });
+      assert.equal(res.status, 400);
+    });
+  });
+
+  describe('unauthorized config load attempts', () => {
+    function fetchAs(key: string, cert: string, agentId: string): Promise<ServiceError | null> {
+      const ca = readFileSync(join(d.dataDir, 'ca.crt'));
+      const client = new DistributionClient(
+        d.grpcAddress,
+        credentials.createSsl(ca, Buffer.from(key), Buffer.from(cert), { checkServerIdentity: () => undefined }),
+      );
+      return new Promise((resolve) => {
+        (client as unknown as { Fetch: (...args: unknown[]) => void }).Fetch(
+          { if_none_match: '', agent_id: agentId },
+          new Metadata(),
+          { deadline: Date.now() + 5_000 },
+          (err: ServiceError | null) => {
+            client.close();
+            resolve(err);
+          },
+        );
+      });
+    }
+
+    it('refuses a certificate from another CA at the handshake, counting it', async () => {
+      const foreign = await openDataDir({ dataDir: join(tmp.path, 'foreign'), trustDomain: 'example.org', serverNames: ['localhost'] });
+      const key = rsaKey();
+      const cert = foreign.ca.issueAgentCertificate({ csrPem: forgeCsr(key), agentId: 'edge-1' });
+      const before = await d.metric('meshcfg_tls_handshakes_total', 'result="failed"');
+      const err = await fetchAs(key.privateKeyPem, cert.certPem, 'edge-1');
+      assert.ok(err, 'the call must fail');
+      assert.ok((await d.metric('meshcfg_tls_handshakes_total', 'result="failed"')) > before);
+    });
+
+    it('refuses an ack or fetch naming another agent, counting it', async () => {
+      const dir = d.agentDir('edge-1');
+      const before = await d.metric('meshcfg_unauthorized_attempts_total', 'reason="identity-mismatch"');
+      const err = await fetchAs(readFileSync(join(dir, 'agent.key'), 'utf8'), readFileSync(join(dir, 'agent.crt'), 'utf8'), 'edge-2');
+      assert.equal(err?.code, 7 /* PERMISSION_DENIED */);
+      assert.equal(await d.metric('meshcfg_unauthorized_attempts_total', 'reason="identity-mismatch"'), before + 1);
+    });
+  });
+
+  it('rolls the file back when the reload command fails, and reports REJECTED', async () => {
+    const marker = join(tmp.path, 'edge-2-reload-fails');
+    d.startAgent('edge-2', ['--exec', `test ! -e ${marker}`]);
+    const head = d.work.head();
+    await d.waitSynced('edge-2', head);
+    const good = readFileSync(d.agentFile('edge-2'));
+    writeFileSync(marker, '');
+    const next = d.push({ 'config/agents/edge-2.yaml': 'telemetry: { metrics: true }\n' }, 'edge-2 metrics');
+    const view = await waitFor('edge-2 to be NACKED', async () => {
+      const v = await d.agentView('edge-2');
+      return v?.state === 'NACKED' && v.desired?.commit === next ? v : undefined;
+    });
+    assert.equal(view.active?.commit, head);
+    assert.deepEqual(readFileSync(d.agentFile('edge-2')), good);
+  });
+
+  it('keeps agents on their config across a server restart, and they reconnect', async () => {
+    const generation = (await d.agentView('edge-1'))?.desired?.generation ?? 0;
+    assert.equal(await d.stopServer(), 0, 'serve exits 0 on SIGTERM');
+    const bytes = readFileSync(d.agentFile('edge-1'));
+    await d.startServer();
+    await waitFor('edge-1 to reconnect', async () => (await d.agentView('edge-1'))?.connected === true);
+    assert.deepEqual(readFileSync(d.agentFile('edge-1')), bytes);
+    const next = d.push({ 'config/agents/edge-1.yaml': 'telemetry: { accessLog: true, metrics: true }\n' }, 'after restart');
+    const view = await d.waitSynced('edge-1', next);
+    assert.ok((view.desired?.generation ?? 0) > generation, 'generations keep growing across restarts');
+  });
+
+  it('serves polling agents, answering not-modified while nothing changed', async () => {
+    assert.equal((await d.enroll('edge-3')).code, 0);
+    const agent = d.startAgent('edge-3', ['--poll', '200ms'], { MESHCFG_LOG_LEVEL: 'debug' });
+    const head = d.work.head();
+    await d.waitSynced('edge-3', head);
+    const mtime = statSync(d.agentFile('edge-3')).mtimeMs;
+    const state = readFileSync(join(d.agentDir('edge-3'), 'state.json'), 'utf8');
+    await new Promise((r) => setTimeout(r, 1_000));
+    assert.equal(statSync(d.agentFile('edge-3')).mtimeMs, mtime);
+    assert.equal(readFileSync(join(d.agentDir('edge-3'), 'state.json'), 'utf8'), state);
+    assert.ok((agent.stderr.match(/"msg":"not modified"/g)?.length ?? 0) >= 2, 'the server answered not-modified polls');
+    assert.equal(sha256File(d.agentFile('edge-3')), (await d.agentView('edge-3'))?.desired?.digest);
+  });
+
+  it('creates enrollment tokens from the CLI only with the admin token', async () => {
+    const run = await meshcfg('token', 'create', 'edge-4', '--admin', d.adminUrl, '--admin-token-file', join(tmp.path, 'allowed_signers'));
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /401|unauthori[sz]ed/i);
+  });
+});

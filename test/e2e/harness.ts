@@ -1,0 +1,196 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { meshcfg, type Run } from '../helpers/cli.js';
+import { GitRepo, type SshSigner } from '../helpers/git.js';
+import { MeshcfgProcess, waitFor } from '../helpers/process.js';
+
+/**
+ * A real meshcfg deployment on loopback for end-to-end tests: a signed config repository
+ * served over smart HTTP, `meshcfg serve` as its own process, and agents enrolled and run
+ * with the real CLI.
+ */
+
+export const INVENTORY = `agents:
+  - { id: edge-1, labels: { zone: pci, env: prod, ring: canary } }
+  - { id: edge-2, labels: { zone: public, env: prod } }
+  - { id: edge-3, labels: { zone: public, env: prod } }
+  - { id: edge-4, labels: { zone: public, env: staging } }
+`;
+
+export const CONFIG_FILES: Readonly<Record<string, string>> = {
+  'meshcfg.yaml': 'trustDomain: example.org\npolicy:\n  secureZones: [pci]\n  allowedDestinations: ["**.svc.cluster.local"]\n',
+  'inventory/edge.yaml': INVENTORY,
+  'config/base/00-mtls.yaml': 'mtls: { mode: STRICT, minTlsVersion: "1.2" }\nidentity: { trustDomain: example.org }\n',
+  'baseline/00-safe.yaml': 'mtls: { mode: STRICT, minTlsVersion: "1.3" }\n',
+};
+
+export function sha256File(path: string): string {
+  return `sha256:${createHash('sha256').update(readFileSync(path)).digest('hex')}`;
+}
+
+export interface AgentView {
+  id: string;
+  state: string;
+  desired: { commit: string; digest: string; generation: number } | null;
+  active: { commit: string; digest: string; generation: number; at: string } | null;
+  connected: boolean;
+  certExpiry: string | null;
+  lastSeen: string | null;
+}
+
+export class Deployment {
+  server: MeshcfgProcess | null = null;
+  readonly agents = new Map<string, MeshcfgProcess>();
+
+  constructor(
+    readonly root: string,
+    readonly work: GitRepo,
+    readonly bareDir: string,
+    readonly repoUrl: string,
+    readonly signer: SshSigner,
+    readonly allowedSigners: string,
+    readonly ports: { grpc: number; admin: number },
+  ) {}
+
+  get dataDir(): string {
+    return join(this.root, 'data');
+  }
+
+  get configPath(): string {
+    return join(this.root, 'server.yaml');
+  }
+
+  get adminUrl(): string {
+    return `http://127.0.0.1:${this.ports.admin}`;
+  }
+
+  get grpcAddress(): string {
+    return `127.0.0.1:${this.ports.grpc}`;
+  }
+
+  writeConfig(): void {
+    writeFileSync(
+      this.configPath,
+      [
+        'trustDomain: example.org',
+        `repo: { url: "${this.repoUrl}", branch: main, pollInterval: 200ms }`,
+        `trust: { allowedSigners: "${this.allowedSigners}" }`,
+        `listen: { grpc: "${this.grpcAddress}", admin: "127.0.0.1:${this.ports.admin}" }`,
+        'dataDir: ./data',
+        'tls: { serverNames: [localhost, 127.0.0.1] }',
+        '',
+      ].join('\n'),
+    );
+  }
+
+  async startServer(): Promise<void> {
+    this.writeConfig();
+    this.server = new MeshcfgProcess(['serve', '--config', this.configPath]);
+    await waitFor(
+      'the server to be ready',
+      async () => {
+        if (this.server?.child.exitCode !== null) throw new Error(`serve exited: ${this.server?.stderr}`);
+        const res = await fetch(`${this.adminUrl}/readyz`).catch(() => null);
+        return res?.status === 200;
+      },
+      30_000,
+    );
+  }
+
+  async stopServer(): Promise<number | null> {
+    const code = (await this.server?.stop()) ?? null;
+    this.server = null;
+    return code;
+  }
+
+  adminToken(): string {
+    return readFileSync(join(this.dataDir, 'admin-token'), 'utf8').trim();
+  }
+
+  async admin<T>(path: string, init: RequestInit = {}): Promise<{ status: number; body: T }> {
+    const res = await fetch(`${this.adminUrl}${path}`, {
+      ...init,
+      headers: { authorization: `Bearer ${this.adminToken()}`, 'content-type': 'application/json', ...(init.headers ?? {}) },
+    });
+    const text = await res.text();
+    return { status: res.status, body: (text && res.headers.get('content-type')?.includes('json') ? JSON.parse(text) : text) as T };
+  }
+
+  async agentView(id: string): Promise<AgentView | undefined> {
+    const { body } = await this.admin<AgentView[]>('/api/v1/agents');
+    return body.find((a) => a.id === id);
+  }
+
+  async metric(name: string, labels: string): Promise<number> {
+    const res = await fetch(`${this.adminUrl}/metrics`);
+    const text = await res.text();
+    const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
+    return line ? Number(line.split(' ').pop()) : 0;
+  }
+
+  async pin(): Promise<string> {
+    const run = await meshcfg('ca', 'pin', '--data-dir', this.dataDir);
+    if (run.code !== 0) throw new Error(`ca pin failed: ${run.stderr}`);
+    return run.stdout.trim();
+  }
+
+  async token(agentId: string, ttl = '1h'): Promise<string> {
+    const run = await meshcfg(
+      'token', 'create', agentId, '--ttl', ttl, '--admin', this.adminUrl, '--admin-token-file', join(this.dataDir, 'admin-token'),
+    );
+    if (run.code !== 0) throw new Error(`token create failed: ${run.stderr}`);
+    return run.stdout.trim();
+  }
+
+  agentDir(id: string): string {
+    return join(this.root, 'agents', id);
+  }
+
+  agentFile(id: string): string {
+    return join(this.root, 'agents', `${id}.json`);
+  }
+
+  async enroll(id: string, options: { token?: string; pin?: string; dir?: string } = {}): Promise<Run> {
+    return meshcfg(
+      'enroll',
+      '--server', this.grpcAddress,
+      '--pin', options.pin ?? (await this.pin()),
+      '--token', options.token ?? (await this.token(id)),
+      '--dir', options.dir ?? this.agentDir(id),
+    );
+  }
+
+  startAgent(id: string, extra: readonly string[] = [], env: NodeJS.ProcessEnv = {}): MeshcfgProcess {
+    const agent = new MeshcfgProcess(['agent', '--server', this.grpcAddress, '--dir', this.agentDir(id), '--out', this.agentFile(id), ...extra], env);
+    this.agents.set(id, agent);
+    return agent;
+  }
+
+  /** Commits (signed unless `signer` is null) in the working clone and pushes to the served repository. */
+  push(files: Readonly<Record<string, string>>, message: string, signer: SshSigner | null = this.signer): string {
+    this.work.write(files);
+    const sha = this.work.commit(message, signer ?? undefined);
+    this.work.git('push', '-q', '--force', 'origin', 'HEAD:main');
+    return sha;
+  }
+
+  /** Waits until the agent's file holds the digest the server wants it to have for `commit`. */
+  async waitSynced(id: string, commit: string, timeoutMs = 20_000): Promise<AgentView> {
+    return waitFor(
+      `${id} to be SYNCED on ${commit.slice(0, 12)}`,
+      async () => {
+        const view = await this.agentView(id);
+        if (view?.state !== 'SYNCED' || view.active?.commit !== commit) return undefined;
+        if (!existsSync(this.agentFile(id)) || sha256File(this.agentFile(id)) !== view.desired?.digest) return undefined;
+        return view;
+      },
+      timeoutMs,
+    );
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.agents.values()].map((a) => a.stop()));
+    await this.stopServer();
+  }
+}
