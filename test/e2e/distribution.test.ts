@@ -127,14 +127,19 @@ describe('distribution end to end', { timeout: 240_000 }, () => {
 
   describe('unauthorized config load attempts', () => {
     function fetchAs(key: string, cert: string, agentId: string): Promise<ServiceError | null> {
+      return callAs(key, cert, 'Fetch', { if_none_match: '', agent_id: agentId });
+    }
+
+    function callAs(key: string, cert: string, method: 'Fetch' | 'Report', request: object): Promise<ServiceError | null> {
       const ca = readFileSync(join(d.dataDir, 'ca.crt'));
       const client = new DistributionClient(
         d.grpcAddress,
         credentials.createSsl(ca, Buffer.from(key), Buffer.from(cert), { checkServerIdentity: () => undefined }),
       );
       return new Promise((resolve) => {
-        (client as unknown as { Fetch: (...args: unknown[]) => void }).Fetch(
-          { if_none_match: '', agent_id: agentId },
+        (client as unknown as Record<string, (...args: unknown[]) => void>)[method]?.call(
+          client,
+          request,
           new Metadata(),
           { deadline: Date.now() + 5_000 },
           (err: ServiceError | null) => {
@@ -155,12 +160,20 @@ describe('distribution end to end', { timeout: 240_000 }, () => {
       assert.ok((await d.metric('meshcfg_tls_handshakes_total', 'result="failed"')) > before);
     });
 
-    it('refuses an ack or fetch naming another agent, counting it', async () => {
+    it('refuses a fetch or an ack naming another agent, counting each', async () => {
       const dir = d.agentDir('edge-1');
       const before = await d.metric('meshcfg_unauthorized_attempts_total', 'reason="identity-mismatch"');
       const err = await fetchAs(readFileSync(join(dir, 'agent.key'), 'utf8'), readFileSync(join(dir, 'agent.crt'), 'utf8'), 'edge-2');
       assert.equal(err?.code, 7 /* PERMISSION_DENIED */);
-      assert.equal(await d.metric('meshcfg_unauthorized_attempts_total', 'reason="identity-mismatch"'), before + 1);
+      const view = (await d.agentView('edge-1'))!;
+      const ack = {
+        commit: view.desired?.commit, digest: view.desired?.digest, generation: view.desired?.generation,
+        nonce: 'x', status: 'APPLIED', error: '', agent_id: 'edge-2',
+      };
+      const ackErr = await callAs(readFileSync(join(dir, 'agent.key'), 'utf8'), readFileSync(join(dir, 'agent.crt'), 'utf8'), 'Report', ack);
+      assert.equal(ackErr?.code, 7 /* PERMISSION_DENIED */);
+      assert.equal(await d.metric('meshcfg_unauthorized_attempts_total', 'reason="identity-mismatch"'), before + 2);
+      assert.equal((await d.agentView('edge-2'))?.active, null, 'the forged ack recorded nothing for edge-2');
     });
   });
 
