@@ -1,57 +1,40 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { before, beforeEach, describe, it } from 'node:test';
 import { type Client, status } from '@grpc/grpc-js';
 import { PkiError, type PkiErrorCode } from '../../src/domain/errors.js';
 import type { UnauthorizedReason } from '../../src/transport/backend.js';
 import type { EnrollResponseMsg } from '../../src/transport/proto.js';
-import type { GrpcServer } from '../../src/transport/server.js';
 import { forgeCsr, rsaKey } from '../pki/helpers.js';
-import { type AgentCredentials, clientCredentials, enrollmentClient, FakeBackend, makePki, type Pki, Recorder, startServer, unary, unaryError } from './helpers.js';
+import { type AgentCredentials, clientCredentials, enrollmentClient, unary, unaryError, useServerSuite } from './helpers.js';
 
 const TOKEN = 'mcet_super-secret-token-value';
 
 describe('GrpcServer › Enrollment', () => {
-  let pki: Pki;
-  let server: GrpcServer;
-  const backend = new FakeBackend();
-  const recorder = new Recorder();
+  const suite = useServerSuite();
+  const { backend, recorder, clients } = suite;
   let edge1: AgentCredentials;
-  const clients: Client[] = [];
   const key = rsaKey();
   const csrPem = forgeCsr(key);
 
-  before(async () => {
-    pki = await makePki();
-    edge1 = pki.issue('edge-1');
-    server = await startServer(pki, backend, recorder);
-  });
-
-  after(async () => {
-    await server.shutdown(1_000);
-    await pki.cleanup();
+  before(() => {
+    edge1 = suite.pki.issue('edge-1');
   });
 
   beforeEach(() => {
-    backend.reset();
-    recorder.reset();
     // A backend that enrolls for real with the CA under test.
     backend.enrollWith = async (_token, csr) => {
-      const issued = pki.ca.issueAgentCertificate({ csrPem: csr, agentId: 'edge-1' });
-      return { agentId: 'edge-1', certificatePem: issued.certPem, caPem: pki.caPem, signingKeyPem: 'SIGNING KEY PEM', expiresAt: issued.notAfter };
+      const issued = suite.pki.ca.issueAgentCertificate({ csrPem: csr, agentId: 'edge-1' });
+      return { agentId: 'edge-1', certificatePem: issued.certPem, caPem: suite.pki.caPem, signingKeyPem: 'SIGNING KEY PEM', expiresAt: issued.notAfter };
     };
     backend.renewWith = async (identity, csr) => {
-      const issued = pki.ca.issueAgentCertificate({ csrPem: csr, agentId: identity.agentId });
-      return { agentId: identity.agentId, certificatePem: issued.certPem, caPem: pki.caPem, signingKeyPem: 'SIGNING KEY PEM', expiresAt: issued.notAfter };
+      const issued = suite.pki.ca.issueAgentCertificate({ csrPem: csr, agentId: identity.agentId });
+      return { agentId: identity.agentId, certificatePem: issued.certPem, caPem: suite.pki.caPem, signingKeyPem: 'SIGNING KEY PEM', expiresAt: issued.notAfter };
     };
-  });
-
-  afterEach(() => {
-    for (const client of clients.splice(0)) client.close();
   });
 
   function connect(agent?: AgentCredentials): Client {
-    const client = enrollmentClient(server, clientCredentials(pki, agent));
+    const client = enrollmentClient(suite.server, clientCredentials(suite.pki, agent));
     clients.push(client);
     return client;
   }
@@ -62,7 +45,7 @@ describe('GrpcServer › Enrollment', () => {
       assert.deepEqual(backend.callsOf('enroll'), [{ method: 'enroll', token: TOKEN, csrPem }]);
       const cert = new X509Certificate(res.certificate_pem);
       assert.equal(cert.subjectAltName, 'URI:spiffe://example.org/agent/edge-1');
-      assert.equal(res.ca_pem.toString(), pki.caPem);
+      assert.equal(res.ca_pem.toString(), suite.pki.caPem);
       assert.equal(res.signing_key_pem.toString(), 'SIGNING KEY PEM');
       assert.equal(res.agent_id, 'edge-1');
       // RFC 3339; the certificate's notAfter has whole seconds.

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { after, afterEach, before, beforeEach } from 'node:test';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -349,4 +350,55 @@ export async function eventually(check: () => boolean, what: string, timeoutMs =
     if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
+}
+
+// ---- One server per suite ----
+
+/** What `useServerSuite` gives a describe block. `pki` and `server` exist from its `before` hook on. */
+export interface ServerSuite {
+  readonly backend: FakeBackend;
+  readonly recorder: Recorder;
+  /** Clients opened by a test; closed after it. */
+  readonly clients: Client[];
+  readonly pki: Pki;
+  readonly server: GrpcServer;
+}
+
+/**
+ * Registers the hooks every transport suite shares: a fresh PKI and server before the suite,
+ * backend and recorder reset before each test, the test's clients closed after it, and the
+ * server shut down and the PKI removed after the suite. Call inside a `describe`.
+ */
+export function useServerSuite(): ServerSuite {
+  let pki: Pki | undefined;
+  let server: GrpcServer | undefined;
+  const suite: ServerSuite = {
+    backend: new FakeBackend(),
+    recorder: new Recorder(),
+    clients: [],
+    get pki(): Pki {
+      if (pki === undefined) throw new Error('the suite PKI exists from its before hook on');
+      return pki;
+    },
+    get server(): GrpcServer {
+      if (server === undefined) throw new Error('the suite server exists from its before hook on');
+      return server;
+    },
+  };
+  before(async () => {
+    pki = await makePki();
+    server = await startServer(pki, suite.backend, suite.recorder);
+  });
+  after(async () => {
+    await server?.shutdown(1_000);
+    await pki?.cleanup();
+  });
+  beforeEach(() => {
+    suite.backend.reset();
+    suite.recorder.reset();
+  });
+  afterEach(() => {
+    for (const client of suite.clients.splice(0)) client.close();
+  });
+  return suite;
 }

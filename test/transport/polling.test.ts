@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
-import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { type Client, status } from '@grpc/grpc-js';
 import type { FetchResponseMsg } from '../../src/transport/proto.js';
-import type { GrpcServer } from '../../src/transport/server.js';
 import {
   type AgentCredentials,
   clientCredentials,
@@ -12,47 +11,28 @@ import {
   FakeBackend,
   makePki,
   openStream,
-  type Pki,
   Recorder,
   startServer,
   unary,
   unaryError,
+  useServerSuite,
 } from './helpers.js';
 
 const HOUR_MS = 60 * 60_000;
 
 describe('GrpcServer › authentication and polling', () => {
-  let pki: Pki;
-  let server: GrpcServer;
-  const backend = new FakeBackend();
-  const recorder = new Recorder();
+  const suite = useServerSuite();
+  const { backend, recorder, clients } = suite;
   let edge1: AgentCredentials;
   let stranger: AgentCredentials;
-  const clients: Client[] = [];
 
-  before(async () => {
-    pki = await makePki();
-    edge1 = pki.issue('edge-1');
-    stranger = pki.issue('edge-9');
-    server = await startServer(pki, backend, recorder);
-  });
-
-  after(async () => {
-    await server.shutdown(1_000);
-    await pki.cleanup();
-  });
-
-  beforeEach(() => {
-    backend.reset();
-    recorder.reset();
-  });
-
-  afterEach(() => {
-    for (const client of clients.splice(0)) client.close();
+  before(() => {
+    edge1 = suite.pki.issue('edge-1');
+    stranger = suite.pki.issue('edge-9');
   });
 
   function connect(agent?: AgentCredentials): Client {
-    const client = distributionClient(server, clientCredentials(pki, agent));
+    const client = distributionClient(suite.server, clientCredentials(suite.pki, agent));
     clients.push(client);
     return client;
   }
@@ -170,7 +150,7 @@ describe('GrpcServer › authentication and polling', () => {
 
   describe('when the client certificate is from another CA', () => {
     it('counts a failed handshake, records an untrusted-certificate attempt, and the call fails', async () => {
-      const foreign = await pki.foreign('edge-1');
+      const foreign = await suite.pki.foreign('edge-1');
       const err = await unaryError(connect(foreign), 'Fetch', fetchRequest());
       assert.equal(err.code, status.UNAVAILABLE);
       await eventually(() => recorder.handshakes.length > 0, 'the handshake count');
@@ -184,7 +164,7 @@ describe('GrpcServer › authentication and polling', () => {
 
   describe('when the client certificate from our CA has expired', () => {
     it('refuses it at the handshake and records expired-certificate with the agent id', async () => {
-      const expired = pki.issue('edge-1', { notBefore: new Date(Date.now() - 48 * HOUR_MS), ttlMs: HOUR_MS });
+      const expired = suite.pki.issue('edge-1', { notBefore: new Date(Date.now() - 48 * HOUR_MS), ttlMs: HOUR_MS });
       const err = await unaryError(connect(expired), 'Fetch', fetchRequest());
       assert.equal(err.code, status.UNAVAILABLE);
       await eventually(() => recorder.unauthorized.length > 0, 'the refusal');

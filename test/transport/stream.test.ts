@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
-import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
+import { afterEach, before, describe, it } from 'node:test';
 import { type Client, status } from '@grpc/grpc-js';
-import type { GrpcServer } from '../../src/transport/server.js';
 import {
   type AgentCredentials,
   ackOf,
@@ -9,49 +8,29 @@ import {
   delivery,
   distributionClient,
   eventually,
-  FakeBackend,
   hello,
-  makePki,
   openStream,
-  type Pki,
-  Recorder,
-  startServer,
+  useServerSuite,
 } from './helpers.js';
 
 describe('GrpcServer › Distribution.Stream', () => {
-  let pki: Pki;
-  let server: GrpcServer;
-  const backend = new FakeBackend();
-  const recorder = new Recorder();
+  const suite = useServerSuite();
+  const { backend, recorder, clients } = suite;
   let edge1: AgentCredentials;
   let stranger: AgentCredentials;
-  const clients: Client[] = [];
 
-  before(async () => {
-    pki = await makePki();
-    edge1 = pki.issue('edge-1');
-    stranger = pki.issue('edge-9');
-    server = await startServer(pki, backend, recorder);
-  });
-
-  after(async () => {
-    await server.shutdown(1_000);
-    await pki.cleanup();
-  });
-
-  beforeEach(() => {
-    backend.reset();
-    recorder.reset();
+  before(() => {
+    edge1 = suite.pki.issue('edge-1');
+    stranger = suite.pki.issue('edge-9');
   });
 
   afterEach(async () => {
-    for (const client of clients.splice(0)) client.close();
-    // The next test starts from a server with no stream left over from this one.
-    await eventually(() => server.openStreams === 0, 'streams of the last test to close');
+    // (the suite closed this test's clients) The next test starts from a suite.server with no stream left over from this one.
+    await eventually(() => suite.server.openStreams === 0, 'streams of the last test to close');
   });
 
   function connect(agent: AgentCredentials = edge1): Client {
-    const client = distributionClient(server, clientCredentials(pki, agent));
+    const client = distributionClient(suite.server, clientCredentials(suite.pki, agent));
     clients.push(client);
     return client;
   }
@@ -259,7 +238,7 @@ describe('GrpcServer › Distribution.Stream', () => {
         backend.push('edge-1', d);
         await new Promise((resolve) => setImmediate(resolve));
       }
-      // Reading again: what arrives is what the server wrote, and it ends with the latest.
+      // Reading again: what arrives is what the suite.server wrote, and it ends with the latest.
       stream.call.resume();
       await eventually(() => stream.received.at(-1)?.bundle?.nonce === pushed.at(-1), 'the latest delivery');
       await new Promise((resolve) => setTimeout(resolve, 100));
