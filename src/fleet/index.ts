@@ -1,0 +1,32 @@
+export { StoreError } from './errors.js';
+export type { StoreErrorCode } from './errors.js';
+export { MemoryFleetStore } from './memory.js';
+export { SqliteFleetStore } from './sqlite/store.js';
+export type { SqliteFleetStoreOptions } from './sqlite/store.js';
+export { AGENT_STATES, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './store.js';
+export type {
+  AcceptedState,
+  AckRecord,
+  AckStatus,
+  ActiveVersion,
+  AgentPatch,
+  AgentRecord,
+  AgentState,
+  AgentUpdate,
+  AuditEntry,
+  FleetStore,
+  FleetStoreOptions,
+  PageRequest,
+  Quarantine,
+  RefusalRecord,
+  RevocationRecord,
+  RolloutDocument,
+  SaveRolloutOptions,
+  SendRecord,
+  ServerState,
+  StoredAck,
+  StoredAuditEntry,
+  StoredRollout,
+  StoredSend,
+  Version,
+} from './store.js';

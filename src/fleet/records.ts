@@ -1,0 +1,178 @@
+import type { TokenRecord } from '../pki/tokens.js';
+import { StoreError } from './errors.js';
+import {
+  AGENT_STATES,
+  DEFAULT_PAGE_SIZE,
+  MAX_PAGE_SIZE,
+  type AcceptedState,
+  type AckRecord,
+  type AgentPatch,
+  type AuditEntry,
+  type PageRequest,
+  type RefusalRecord,
+  type RevocationRecord,
+  type SendRecord,
+} from './store.js';
+
+export const DEFAULT_TOKEN_RETENTION_MS = 30 * 24 * 60 * 60_000;
+
+/**
+ * Input checks shared by every FleetStore implementation, so they refuse the same things
+ * with the same code. They guard the store's invariants, not the callers' business rules.
+ */
+
+function invalid(message: string, cause?: unknown): StoreError {
+  return new StoreError({ code: 'INVALID_RECORD', message, cause });
+}
+
+export function checkDate(value: Date, what: string): number {
+  const ms = value instanceof Date ? value.getTime() : Number.NaN;
+  if (!Number.isFinite(ms)) throw invalid(`${what} is not a valid Date`);
+  return ms;
+}
+
+export function checkGeneration(value: number, what: string): void {
+  if (!Number.isSafeInteger(value) || value < 0) throw invalid(`${what} must be a non-negative integer, got ${String(value)}`);
+}
+
+function checkString(value: string, what: string): void {
+  if (typeof value !== 'string') throw invalid(`${what} must be a string`);
+}
+
+function checkNonEmpty(value: string, what: string): void {
+  if (typeof value !== 'string' || value === '') throw invalid(`${what} must be a non-empty string`);
+}
+
+/** JSON text for a value the caller promised is JSON-serialisable. */
+export function jsonText(value: unknown, what: string): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch (cause) {
+    throw invalid(`${what} is not JSON-serialisable`, cause);
+  }
+  if (text === undefined) throw invalid(`${what} is not JSON-serialisable`);
+  return text;
+}
+
+export function checkAccepted(state: AcceptedState): void {
+  if (state.accepted !== null) checkNonEmpty(state.accepted, 'accepted');
+  checkGeneration(state.generation, 'generation');
+}
+
+export function checkRefusal(refusal: RefusalRecord): void {
+  checkNonEmpty(refusal.commit, 'refusal.commit');
+  checkNonEmpty(refusal.code, 'refusal.code');
+  checkString(refusal.message, 'refusal.message');
+  checkDate(refusal.at, 'refusal.at');
+  if (!Array.isArray(refusal.violations)) throw invalid('refusal.violations must be an array');
+}
+
+export function checkAgentId(id: string): void {
+  checkNonEmpty(id, 'agent id');
+}
+
+export function checkPatch(patch: AgentPatch): void {
+  const { desired, active, state, certSerial, certExpiry, lastSeen, quarantine } = patch;
+  if (desired) {
+    checkNonEmpty(desired.commit, 'desired.commit');
+    checkNonEmpty(desired.digest, 'desired.digest');
+    checkGeneration(desired.generation, 'desired.generation');
+  }
+  if (active) {
+    checkString(active.commit, 'active.commit');
+    checkNonEmpty(active.digest, 'active.digest');
+    checkGeneration(active.generation, 'active.generation');
+    checkDate(active.at, 'active.at');
+  }
+  if (state !== undefined && !AGENT_STATES.includes(state)) throw invalid(`unknown agent state ${JSON.stringify(state)}`);
+  if (certSerial) checkNonEmpty(certSerial, 'certSerial');
+  if (certExpiry) checkDate(certExpiry, 'certExpiry');
+  if (lastSeen) checkDate(lastSeen, 'lastSeen');
+  if (quarantine) {
+    checkDate(quarantine.since, 'quarantine.since');
+    checkString(quarantine.reason, 'quarantine.reason');
+    checkNonEmpty(quarantine.by, 'quarantine.by');
+  }
+}
+
+export function checkSend(send: SendRecord): void {
+  checkAgentId(send.agentId);
+  checkNonEmpty(send.commit, 'send.commit');
+  checkNonEmpty(send.digest, 'send.digest');
+  checkGeneration(send.generation, 'send.generation');
+  checkString(send.nonce, 'send.nonce');
+  checkDate(send.at, 'send.at');
+}
+
+/** An ack is evidence: only its shape is checked, never whether it names something real. */
+export function checkAck(ack: AckRecord): void {
+  checkAgentId(ack.agentId);
+  checkString(ack.commit, 'ack.commit');
+  checkString(ack.digest, 'ack.digest');
+  if (!Number.isSafeInteger(ack.generation)) throw invalid(`ack.generation must be an integer, got ${String(ack.generation)}`);
+  checkString(ack.nonce, 'ack.nonce');
+  if (ack.status !== 'APPLIED' && ack.status !== 'REJECTED') throw invalid(`unknown ack status ${JSON.stringify(ack.status)}`);
+  checkString(ack.error, 'ack.error');
+  checkDate(ack.at, 'ack.at');
+}
+
+export function checkRevocation(revocation: RevocationRecord): void {
+  checkNonEmpty(revocation.serial, 'serial');
+  checkAgentId(revocation.agentId);
+  checkDate(revocation.at, 'revocation.at');
+  checkNonEmpty(revocation.by, 'revocation.by');
+}
+
+/** Returns the details as JSON text (null when absent). */
+export function checkAudit(entry: AuditEntry): string {
+  checkDate(entry.at, 'audit.at');
+  checkNonEmpty(entry.actor, 'audit.actor');
+  checkNonEmpty(entry.action, 'audit.action');
+  checkString(entry.target, 'audit.target');
+  checkString(entry.reason, 'audit.reason');
+  return jsonText(entry.details === undefined ? null : entry.details, 'audit.details');
+}
+
+export function pageOf(page: PageRequest = {}): { readonly limit: number; readonly beforeId: number } {
+  const limit = page.limit ?? DEFAULT_PAGE_SIZE;
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_PAGE_SIZE) throw invalid(`page limit must be between 1 and ${MAX_PAGE_SIZE}, got ${String(limit)}`);
+  const beforeId = page.beforeId ?? Number.MAX_SAFE_INTEGER;
+  if (!Number.isSafeInteger(beforeId)) throw invalid(`beforeId must be an integer, got ${String(beforeId)}`);
+  return { limit, beforeId };
+}
+
+export function checkToken(record: TokenRecord): void {
+  if (!Buffer.isBuffer(record.hash) || record.hash.length !== 32) throw new StoreError({ code: 'INVALID_RECORD', message: 'token hash must be 32 bytes' });
+  checkAgentId(record.agentId);
+  checkDate(record.expiresAt, 'token expiresAt');
+  if (record.usedAt !== undefined) checkDate(record.usedAt, 'token usedAt');
+}
+
+export function duplicateToken(): StoreError {
+  return new StoreError({ code: 'CONFLICT', message: 'a token with this hash already exists' });
+}
+
+export function generationConflict(asked: number, stored: number): StoreError {
+  return new StoreError({ code: 'CONFLICT', message: `generation ${asked} is below the stored generation ${stored}; generations never go down` });
+}
+
+export function revisionConflict(asked: number | null, stored: number | null): StoreError {
+  return new StoreError({ code: 'CONFLICT', message: `the rollout was saved meanwhile: expected revision ${String(asked)}, stored ${String(stored)}` });
+}
+
+/** The refusal as stored: JSON with the date as an ISO string. */
+export function refusalText(refusal: RefusalRecord): string {
+  return jsonText({ commit: refusal.commit, code: refusal.code, message: refusal.message, at: refusal.at.toISOString(), violations: refusal.violations }, 'refusal');
+}
+
+/** Throws CORRUPT when the stored refusal is not what refusalText writes. */
+export function reviveRefusal(doc: Record<string, unknown>): RefusalRecord {
+  const { commit, code, message, at, violations } = doc;
+  const date = typeof at === 'string' ? new Date(at) : new Date(Number.NaN);
+  if (typeof commit !== 'string' || typeof code !== 'string' || typeof message !== 'string' || Number.isNaN(date.getTime()) || !Array.isArray(violations)) {
+    throw new StoreError({ code: 'CORRUPT', message: 'the stored last refusal does not parse' });
+  }
+  return Object.freeze({ commit, code, message, at: date, violations: Object.freeze(violations as RefusalRecord['violations']) });
+}
+

@@ -1,0 +1,250 @@
+import type { AgentId, CommitSha, Violation } from '../domain/types.js';
+import type { TokenStore } from '../pki/tokens.js';
+
+/**
+ * Everything the server knows that git does not, behind one interface: SQLite embedded
+ * (`sqlite/`), PostgreSQL when replicas share a fleet, and memory for pure tests.
+ *
+ * Contracts shared by every implementation (the contract tests in test/fleet check them):
+ * - Every method is asynchronous. SQLite does its work synchronously inside the call and
+ *   returns a settled promise; PostgreSQL cannot, so a synchronous interface would either
+ *   block on the network or need a cache that lies after another replica writes.
+ * - Every method is one atomic unit: it commits entirely or not at all, and is durable when
+ *   the promise resolves. There is deliberately no `transaction(fn)`: an async callback
+ *   holding a SQLite write lock across awaits would stall every other writer. Where an
+ *   effect and its record must not come apart, the method takes both (an ack and the agent
+ *   update it causes; an operator action and its audit entry).
+ * - Sends, acks and audit entries are append-only; nothing here deletes them.
+ * - Values read back are fresh, frozen copies; Dates have millisecond precision.
+ */
+export interface FleetStore {
+  // --- server state (replaces state.json) ---
+  serverState(): Promise<ServerState>;
+  /**
+   * Records the accepted commit and the highest generation signed. Refuses with CONFLICT a
+   * generation below the stored one: forgetting a generation would let agents see two
+   * bundles under one number, and a second replica must not rewind the first.
+   */
+  saveAccepted(state: AcceptedState): Promise<void>;
+  /** The last commit refused (null clears it). Independent of the accepted commit. */
+  saveRefusal(refusal: RefusalRecord | null): Promise<void>;
+
+  // --- agents ---
+  getAgent(id: AgentId): Promise<AgentRecord | undefined>;
+  /** Every agent, ordered by id. */
+  listAgents(): Promise<readonly AgentRecord[]>;
+  /**
+   * Creates the agent if unknown (state DISCONNECTED, everything else null) and sets the
+   * fields present in `patch`; absent fields keep their value, `null` clears one. With
+   * `audit`, the entry is appended in the same transaction (approve, quarantine).
+   */
+  updateAgent(id: AgentId, patch: AgentPatch, audit?: AuditEntry): Promise<AgentRecord>;
+  /** Many updates in one transaction (publishing desired versions to the whole fleet). */
+  updateAgents(updates: readonly AgentUpdate[]): Promise<void>;
+  /** Forgets agents (they left the inventory). Their sends, acks and audit entries stay. Returns how many existed. */
+  removeAgents(ids: readonly AgentId[]): Promise<number>;
+
+  // --- sends and acks (append-only) ---
+  /** Appends a send, and applies `agent` to the agent in the same transaction. Returns the send's id. */
+  recordSend(send: SendRecord, agent?: AgentPatch): Promise<number>;
+  /**
+   * Appends an ack, and applies `agent` (active version, state, last seen) to the agent in
+   * the same transaction, so a crash never keeps one without the other. Returns the ack's id;
+   * when the promise resolves the ack survives a kill -9 and, with synchronous=FULL, a power cut.
+   */
+  recordAck(ack: AckRecord, agent?: AgentPatch): Promise<number>;
+  /** The newest send to the agent (its nonce is the only one an ack may carry), or null. */
+  lastSend(agentId: AgentId): Promise<StoredSend | null>;
+  /** The agent's acks, newest first. */
+  listAcks(agentId: AgentId, page?: PageRequest): Promise<readonly StoredAck[]>;
+  /** Every digest the agent ever acked APPLIED (the revert fast path compares against it). */
+  digestsApplied(agentId: AgentId): Promise<ReadonlySet<string>>;
+  /** Was `digest` ever sent to this agent? (A digest it reports that was not is drift.) */
+  wasIssued(agentId: AgentId, digest: string): Promise<boolean>;
+
+  // --- rollout progress ---
+  /** The rollout controller's last saved document, or null before the first save. */
+  loadRollout(): Promise<StoredRollout | null>;
+  /**
+   * Replaces the rollout document. With `ifRevision`, only if the stored revision still is
+   * that one (null: nothing saved yet), else CONFLICT. Returns the new revision. With
+   * `audit`, the entry is appended in the same transaction (pause, promote, abort, ...).
+   */
+  saveRollout(rollout: RolloutDocument, options?: SaveRolloutOptions): Promise<number>;
+
+  // --- enrollment tokens (hashes only) ---
+  /** The PKI's token store; `claim` is one atomic compare-and-set on the used mark. */
+  readonly tokens: TokenStore;
+
+  // --- revocations ---
+  /** Revokes a certificate serial. Idempotent: revoking again keeps the first record and returns false. */
+  revoke(revocation: RevocationRecord, audit?: AuditEntry): Promise<boolean>;
+  isRevoked(serial: string): Promise<boolean>;
+  listRevocations(): Promise<readonly RevocationRecord[]>;
+
+  // --- audit log (append-only) ---
+  appendAudit(entry: AuditEntry): Promise<number>;
+  /** Newest first (by append order, not by `at`, so clock steps cannot reorder it). */
+  listAudit(page?: PageRequest): Promise<readonly StoredAuditEntry[]>;
+
+  /** Releases the store (SQLite: checkpoints and closes the file); later calls fail with CLOSED. Idempotent. */
+  close(): Promise<void>;
+}
+
+export type AgentState = 'SYNCED' | 'PENDING' | 'STALE' | 'NACKED' | 'QUARANTINED' | 'DISCONNECTED';
+export const AGENT_STATES: readonly AgentState[] = Object.freeze(['SYNCED', 'PENDING', 'STALE', 'NACKED', 'QUARANTINED', 'DISCONNECTED']);
+
+export type AckStatus = 'APPLIED' | 'REJECTED';
+
+export interface AcceptedState {
+  /** The fast-forward anchor: the last commit accepted, null before the first. */
+  readonly accepted: CommitSha | null;
+  /** The highest generation signed, 0 before the first. */
+  readonly generation: number;
+}
+
+/** A refused commit, as the server's `Refusal` (its code is the reconciler's RefusalCode). */
+export interface RefusalRecord {
+  readonly commit: CommitSha;
+  readonly code: string;
+  readonly message: string;
+  readonly at: Date;
+  readonly violations: readonly Violation[];
+}
+
+export interface ServerState extends AcceptedState {
+  readonly lastRefusal: RefusalRecord | null;
+}
+
+export interface Version {
+  readonly commit: CommitSha;
+  readonly digest: string;
+  readonly generation: number;
+}
+
+export interface ActiveVersion extends Version {
+  /** When the agent first reported running it. */
+  readonly at: Date;
+}
+
+export interface Quarantine {
+  readonly since: Date;
+  readonly reason: string;
+  /** `system` for drift detection, else the operator. */
+  readonly by: string;
+}
+
+export interface AgentRecord {
+  readonly id: AgentId;
+  readonly desired: Version | null;
+  readonly active: ActiveVersion | null;
+  readonly state: AgentState;
+  /** Serial of the certificate it last connected with, lower-case hex as the CA writes it. */
+  readonly certSerial: string | null;
+  readonly certExpiry: Date | null;
+  readonly lastSeen: Date | null;
+  readonly quarantine: Quarantine | null;
+}
+
+/** Fields to set; `undefined`/absent keeps the stored value. */
+export type AgentPatch = { readonly [K in Exclude<keyof AgentRecord, 'id'>]?: AgentRecord[K] };
+
+export interface AgentUpdate {
+  readonly id: AgentId;
+  readonly patch: AgentPatch;
+}
+
+export interface SendRecord {
+  readonly agentId: AgentId;
+  readonly commit: CommitSha;
+  readonly digest: string;
+  readonly generation: number;
+  readonly nonce: string;
+  readonly at: Date;
+}
+
+export interface StoredSend extends SendRecord {
+  readonly id: number;
+}
+
+/**
+ * What an agent acked. The agent id is the authenticated identity of the stream; commit,
+ * digest and generation are what the agent said, kept even when they name nothing the
+ * server sent (that is the evidence for drift).
+ */
+export interface AckRecord {
+  readonly agentId: AgentId;
+  readonly commit: string;
+  readonly digest: string;
+  readonly generation: number;
+  readonly nonce: string;
+  readonly status: AckStatus;
+  /** The agent's error for REJECTED; '' for APPLIED. */
+  readonly error: string;
+  readonly at: Date;
+}
+
+export interface StoredAck extends AckRecord {
+  readonly id: number;
+}
+
+export interface RolloutDocument {
+  /** The commit the rollout is for; the document is only meaningful with it. */
+  readonly commit: CommitSha;
+  /** The controller's `toJSON()`; stored as JSON text, handed back parsed (validate it on load). */
+  readonly document: unknown;
+  readonly at: Date;
+}
+
+export interface StoredRollout extends RolloutDocument {
+  /** 1 for the first save, +1 per save. */
+  readonly revision: number;
+}
+
+export interface SaveRolloutOptions {
+  readonly ifRevision?: number | null;
+  readonly audit?: AuditEntry;
+}
+
+export interface RevocationRecord {
+  readonly serial: string;
+  readonly agentId: AgentId;
+  readonly at: Date;
+  readonly by: string;
+}
+
+export interface AuditEntry {
+  readonly at: Date;
+  /** Who: an operator name from the admin API, or `system`. */
+  readonly actor: string;
+  /** What, as a stable verb: `rollout.pause`, `agent.approve`, `agent.revoke`, `token.create`, ... */
+  readonly action: string;
+  /** On what: an agent id, a commit, a serial; '' when the action has no target. */
+  readonly target: string;
+  readonly reason: string;
+  /** Anything JSON-serialisable; null when there is nothing more to say. */
+  readonly details: unknown;
+}
+
+export interface StoredAuditEntry extends AuditEntry {
+  readonly id: number;
+}
+
+/** Keyset paging: `limit` rows (default 100, at most 1000) with id below `beforeId`. */
+export interface PageRequest {
+  readonly limit?: number;
+  readonly beforeId?: number;
+}
+
+export const DEFAULT_PAGE_SIZE = 100;
+export const MAX_PAGE_SIZE = 1000;
+
+export interface FleetStoreOptions {
+  /** Used only to prune old token records. */
+  readonly now?: () => Date;
+  /**
+   * How long a spent or expired token record is kept, so a late reuse is reported as
+   * TOKEN_USED or TOKEN_EXPIRED rather than TOKEN_UNKNOWN. Default 30 days.
+   */
+  readonly tokenRetentionMs?: number;
+}
