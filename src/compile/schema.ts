@@ -1,3 +1,4 @@
+import { CronExpressionParser } from 'cron-parser';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { JsonValue } from '../domain/types.js';
 import { escapeToken } from './pointer.js';
@@ -25,7 +26,7 @@ export function validateAgentDocument(doc: JsonValue): readonly Finding[] {
 
 export function validateSettingsDocument(doc: JsonValue): readonly Finding[] {
   const { settings } = validators();
-  return finish([...schemaFindings(settings, doc), ...waveFindings(doc), ...timeZoneFindings(doc)]);
+  return finish([...schemaFindings(settings, doc), ...waveFindings(doc), ...windowFindings(doc)]);
 }
 
 interface Validators {
@@ -214,8 +215,12 @@ function tlsVersionIndex(value: JsonValue | undefined): number {
   return typeof value === 'string' ? (TLS_VERSIONS as readonly string[]).indexOf(value) : -1;
 }
 
-/** An unknown zone would make the window fire at a time nobody intended. */
-function timeZoneFindings(doc: JsonValue): Finding[] {
+/**
+ * A window must fire when its author meant it to: an unknown time zone or a cron field out of
+ * range (the schema only checks the five-field shape) is refused here, not discovered by a
+ * rollout that never finds its window open.
+ */
+function windowFindings(doc: JsonValue): Finding[] {
   const windows = field(field(doc, 'rollout'), 'windows');
   if (!Array.isArray(windows)) return [];
   const findings: Finding[] = [];
@@ -224,8 +229,21 @@ function timeZoneFindings(doc: JsonValue): Finding[] {
     if (typeof zone === 'string' && zone !== '' && !isKnownTimeZone(zone)) {
       findings.push({ path: pointer('rollout', 'windows', i, 'timeZone'), message: 'must be an IANA time zone such as "UTC" or "Europe/Berlin"' });
     }
+    const schedule = field(w, 'schedule');
+    if (typeof schedule === 'string' && !isValidCron(schedule)) {
+      findings.push({ path: pointer('rollout', 'windows', i, 'schedule'), message: 'is not a valid cron schedule (minute hour day-of-month month day-of-week, each within its range)' });
+    }
   });
   return findings;
+}
+
+function isValidCron(schedule: string): boolean {
+  try {
+    CronExpressionParser.parse(schedule, { strict: false });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function isKnownTimeZone(zone: string): boolean {

@@ -285,6 +285,8 @@ describe('validateSettingsDocument (meshcfg.yaml)', () => {
       { what: 'an unknown window kind', path: ['rollout', 'windows', 0, 'kind'], value: 'maybe', pointer: '/rollout/windows/0/kind' },
       { what: 'a three-field schedule', path: ['rollout', 'windows', 0, 'schedule'], value: '0 9 *', pointer: '/rollout/windows/0/schedule' },
       { what: 'a window without a duration', path: ['rollout', 'windows', 1, 'duration'], value: undefined, pointer: '/rollout/windows/1' },
+      { what: 'a month out of range', path: ['rollout', 'windows', 0, 'schedule'], value: '0 9 31 2-13 *', pointer: '/rollout/windows/0/schedule' },
+      { what: 'a minute out of range', path: ['rollout', 'windows', 1, 'schedule'], value: '61 * * * *', pointer: '/rollout/windows/1/schedule' },
       { what: 'an unknown time zone', path: ['rollout', 'windows', 0, 'timeZone'], value: 'Mars/Olympus_Mons', pointer: '/rollout/windows/0/timeZone' },
       { what: 'expediteReverts as a string', path: ['rollout', 'expediteReverts'], value: 'yes', pointer: '/rollout/expediteReverts' },
     ];
