@@ -5,7 +5,7 @@ import { escapeToken } from './pointer.js';
 import { comparePointers, field, pointer } from './policy/json.js';
 import { agentConfigSchema } from './schemas/agent-config.js';
 import { meshcfgSettingsSchema } from './schemas/meshcfg-settings.js';
-import { TLS_VERSIONS, hintForPattern } from './schemas/patterns.js';
+import { TLS_VERSIONS, hintForPattern, shapes } from './schemas/patterns.js';
 import type { Finding } from './types.js';
 
 export { agentConfigSchema, meshcfgSettingsSchema };
@@ -230,12 +230,15 @@ function windowFindings(doc: JsonValue): Finding[] {
       findings.push({ path: pointer('rollout', 'windows', i, 'timeZone'), message: 'must be an IANA time zone such as "UTC" or "Europe/Berlin"' });
     }
     const schedule = field(w, 'schedule');
-    if (typeof schedule === 'string' && !isValidCron(schedule)) {
+    // A schedule of the wrong shape is already reported by the schema; judge the ranges of the rest.
+    if (typeof schedule === 'string' && CRON_SHAPE.test(schedule) && !isValidCron(schedule)) {
       findings.push({ path: pointer('rollout', 'windows', i, 'schedule'), message: 'is not a valid cron schedule (minute hour day-of-month month day-of-week, each within its range)' });
     }
   });
   return findings;
 }
+
+const CRON_SHAPE = new RegExp(shapes.cron.pattern);
 
 function isValidCron(schedule: string): boolean {
   try {
