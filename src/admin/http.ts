@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { errorMessage, PkiError } from '../domain/errors.js';
 import { isAgentId } from '../domain/agent-id.js';
 import { parseDuration } from '../domain/duration.js';
+import type { StoredAuditEntry } from '../fleet/index.js';
 import type { AgentStatus } from '../server/fleet.js';
 import type { Condition } from '../server/conditions.js';
 
@@ -17,13 +18,28 @@ export interface SourceView {
   readonly conditions: readonly Condition[];
 }
 
+/** Why an operator action on an agent was refused; the HTTP status follows from it. */
+export type AgentActionRefusal = 'UNKNOWN_AGENT' | 'NOT_QUARANTINED' | 'ALREADY_QUARANTINED' | 'NO_CERTIFICATE' | 'ALREADY_REVOKED';
+
+export type AgentActionResult =
+  | { readonly kind: 'done'; readonly agent: AgentStatus; readonly serial?: string }
+  | { readonly kind: 'refused'; readonly code: AgentActionRefusal; readonly message: string };
+
 /** What the admin API reads and does; the server composes it from its parts. */
 export interface AdminApi {
   /** Agents of the served commit's inventory (tokens are only made for them). */
   isKnownAgent(agentId: string): boolean;
   /** Throws PkiError TOKEN_TTL_INVALID for a ttl out of bounds. */
-  createToken(agentId: string, ttlMs: number): Promise<{ readonly token: string; readonly expiresAt: Date }>;
+  createToken(agentId: string, ttlMs: number, actor: string): Promise<{ readonly token: string; readonly expiresAt: Date }>;
   agents(): readonly AgentStatus[];
+  /** The audit log, newest first. */
+  audit(limit: number): Promise<readonly StoredAuditEntry[]>;
+  /** Lifts a quarantine (audited); the agent gets its desired bundle again. */
+  approve(agentId: string, actor: string, reason: string): Promise<AgentActionResult>;
+  /** Quarantines by hand (audited); the agent gets the baseline. */
+  quarantine(agentId: string, actor: string, reason: string): Promise<AgentActionResult>;
+  /** Revokes the agent's current certificate (audited). */
+  revoke(agentId: string, actor: string, reason: string): Promise<AgentActionResult>;
   source(): SourceView;
   /** Ready: a commit is accepted and gRPC listens. */
   ready(): boolean;
@@ -46,6 +62,17 @@ export interface AdminServerOptions {
 }
 
 export const DEFAULT_TOKEN_TTL_MS = 3_600_000;
+
+/**
+ * Who did it, for the audit log. There is one admin token, so the API cannot know; a caller
+ * may name itself with `X-Meshcfg-Actor` (the CLI sends $USER). Informational, not
+ * authenticated: anyone holding the token can claim any name.
+ */
+export const ACTOR_HEADER = 'x-meshcfg-actor';
+const DEFAULT_ACTOR = 'admin';
+const ACTOR = /^[A-Za-z0-9._@+-]{1,64}$/;
+const MAX_REASON_LENGTH = 1_000;
+const AGENT_ACTION = /^\/api\/v1\/agents\/([^/]+)\/(approve|quarantine|revoke)$/;
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
@@ -154,6 +181,13 @@ class Handler {
       case '/api/v1/source':
         allow(method, 'GET');
         return sendJson(res, 200, sourceJson(api.source()));
+      case '/api/v1/audit': {
+        allow(method, 'GET');
+        const limitText = new URL(req.url ?? '/', 'http://admin').searchParams.get('limit');
+        const limit = limitText === null ? 100 : Number(limitText);
+        if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) throw new HttpError(400, 'BAD_REQUEST', 'limit must be an integer from 1 to 1000');
+        return sendJson(res, 200, (await api.audit(limit)).map(auditJson));
+      }
       case '/api/v1/tokens': {
         allow(method, 'POST');
         const body = await this.readJson(req);
@@ -170,15 +204,44 @@ class Handler {
           throw new HttpError(400, 'UNKNOWN_AGENT', `agent ${agentId} is not in the inventory of the accepted commit`);
         }
         try {
-          const created = await api.createToken(agentId, ttlMs);
+          const created = await api.createToken(agentId, ttlMs, actorOf(req));
           return sendJson(res, 201, { token: created.token, expiresAt: created.expiresAt.toISOString() });
         } catch (err) {
           if (err instanceof PkiError && err.code === 'TOKEN_TTL_INVALID') throw new HttpError(400, err.code, errorMessage(err));
           throw err;
         }
       }
-      default:
-        throw new HttpError(404, 'NOT_FOUND', `no route ${path}`);
+      default: {
+        const action = AGENT_ACTION.exec(path);
+        if (action === null) throw new HttpError(404, 'NOT_FOUND', `no route ${path}`);
+        allow(method, 'POST');
+        return this.agentAction(decodeURIComponent(action[1] ?? ''), action[2] as 'approve' | 'quarantine' | 'revoke', req, res);
+      }
+    }
+  }
+
+  private async agentAction(agentId: string, verb: 'approve' | 'quarantine' | 'revoke', req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (!isAgentId(agentId)) throw new HttpError(400, 'BAD_REQUEST', 'the agent id must be a DNS label');
+    const body = hasBody(req) ? await this.readJson(req) : {};
+    const reason = body['reason'];
+    if (reason !== undefined && (typeof reason !== 'string' || reason.length > MAX_REASON_LENGTH)) {
+      throw new HttpError(400, 'BAD_REQUEST', `reason must be a string of at most ${MAX_REASON_LENGTH} characters`);
+    }
+    // A human decision needs its why on record; revoking is urgent and may go without.
+    if (verb !== 'revoke' && (reason === undefined || reason.trim() === '')) throw new HttpError(400, 'BAD_REQUEST', `${verb} needs a reason`);
+    const { api } = this.options;
+    const actor = actorOf(req);
+    const run = verb === 'approve' ? api.approve : verb === 'quarantine' ? api.quarantine : api.revoke;
+    const result = await run.call(api, agentId, actor, reason ?? '');
+    switch (result.kind) {
+      case 'done':
+        return sendJson(res, 200, { agent: agentJson(result.agent), actor, ...(result.serial === undefined ? {} : { serial: result.serial }) });
+      case 'refused':
+        throw new HttpError(result.code === 'UNKNOWN_AGENT' ? 404 : 409, result.code, result.message);
+      default: {
+        const never: never = result;
+        throw new Error(`unexpected result ${JSON.stringify(never)}`);
+      }
     }
   }
 
@@ -235,19 +298,50 @@ function iso(date: Date | null): string | null {
   return date === null ? null : date.toISOString();
 }
 
+function hasBody(req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? '0') > 0;
+}
+
+function actorOf(req: IncomingMessage): string {
+  const header = req.headers[ACTOR_HEADER];
+  const value = Array.isArray(header) ? header[0] : header;
+  if (value === undefined) return DEFAULT_ACTOR;
+  if (!ACTOR.test(value)) throw new HttpError(400, 'BAD_REQUEST', `${ACTOR_HEADER} must be 1-64 characters of [A-Za-z0-9._@+-]`);
+  return value;
+}
+
+export function auditJson(entry: StoredAuditEntry): Json {
+  return {
+    id: entry.id,
+    at: entry.at.toISOString(),
+    actor: entry.actor,
+    action: entry.action,
+    target: entry.target,
+    reason: entry.reason,
+    details: (entry.details ?? null) as Json,
+  };
+}
+
 export function agentJson(agent: AgentStatus): Json {
   return {
     id: agent.id,
     labels: { ...agent.labels },
+    wave: agent.wave,
     state: agent.state,
-    desired: agent.desired === null ? null : { commit: agent.desired.commit, digest: agent.desired.digest, generation: agent.desired.generation },
+    desired:
+      agent.desired === null
+        ? null
+        : { commit: agent.desired.commit, digest: agent.desired.digest, generation: agent.desired.generation, baseline: agent.desired.baseline ?? false },
     active:
       agent.active === null
         ? null
         : { commit: agent.active.commit, digest: agent.active.digest, generation: agent.active.generation, at: agent.active.at.toISOString() },
+    certSerial: agent.certSerial,
     certExpiry: iso(agent.certExpiry),
     lastSeen: iso(agent.lastSeen),
     connected: agent.connected,
+    lastError: agent.lastError,
+    quarantine: agent.quarantine === null ? null : { since: agent.quarantine.since.toISOString(), reason: agent.quarantine.reason, by: agent.quarantine.by },
   };
 }
 

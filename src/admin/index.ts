@@ -1,2 +1,2 @@
-export { AdminServer, DEFAULT_TOKEN_TTL_MS, agentJson, sourceJson } from './http.js';
-export type { AdminApi, AdminServerOptions, SourceView } from './http.js';
+export { ACTOR_HEADER, AdminServer, DEFAULT_TOKEN_TTL_MS, agentJson, auditJson, sourceJson } from './http.js';
+export type { AdminApi, AdminServerOptions, AgentActionRefusal, AgentActionResult, SourceView } from './http.js';

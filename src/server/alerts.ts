@@ -1,14 +1,46 @@
 import { redactUrl } from '../source/index.js';
 
-/** What is posted to the webhook, as JSON. `kind` discriminates; more kinds come with rollout and quarantine. */
-export type Alert = {
-  readonly kind: 'commit-refused';
-  readonly commit: string;
-  readonly code: string;
-  readonly message: string;
-  /** ISO 8601. */
-  readonly at: string;
-};
+/**
+ * What is posted to the webhook, as JSON: `{kind, agent?, commit?, message, at}` plus fields
+ * of the kind. `kind` discriminates; `at` is ISO 8601. Messages never carry tokens or keys.
+ */
+export type Alert =
+  | {
+      readonly kind: 'commit-refused';
+      readonly commit: string;
+      readonly code: string;
+      readonly message: string;
+      readonly at: string;
+    }
+  | {
+      readonly kind: 'agent-quarantined';
+      readonly agent: string;
+      /** The commit being served when it was quarantined ('' before any). */
+      readonly commit: string;
+      /** `system` (drift detection) or the operator. */
+      readonly actor: string;
+      readonly message: string;
+      readonly at: string;
+    }
+  | {
+      readonly kind: 'unauthorized-attempt';
+      readonly reason: string;
+      readonly agent?: string;
+      /** Attempts with this reason this alert stands for (rate limiting folds repeats into one). */
+      readonly count: number;
+      readonly message: string;
+      readonly at: string;
+    }
+  | {
+      readonly kind: 'cert-expiring';
+      readonly agent: string;
+      readonly serial: string;
+      readonly expiresAt: string;
+      readonly message: string;
+      readonly at: string;
+    };
+
+export type AlertKind = Alert['kind'];
 
 /** One role: hand an alert over. Never blocks and never throws. */
 export interface AlertSink {

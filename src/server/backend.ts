@@ -18,7 +18,7 @@ export interface Inventory {
   has(agentId: AgentId): boolean;
 }
 
-/** Certificates refused although the CA issued them. Empty until `meshcfg revoke` (a later issue). */
+/** Certificates refused although the CA issued them (`meshcfg revoke`). Asked on every stream message: answer from memory. */
 export interface RevocationList {
   isRevoked(identity: AgentIdentity): boolean;
 }
@@ -27,7 +27,10 @@ export const NO_REVOCATIONS: RevocationList = Object.freeze({ isRevoked: () => f
 
 /** Observers (metrics, logs). Refusals of callers are reported by the transport (TransportHooks.onUnauthorized), not here. */
 export interface BackendHooks {
-  onAck?(event: { readonly agentId: AgentId; readonly ack: AckReport; readonly outcome: AckOutcome }): void;
+  /** `delivery`: the agent's current delivery when the ack arrived (what a recorded ack answers). */
+  onAck?(event: { readonly agentId: AgentId; readonly ack: AckReport; readonly outcome: AckOutcome; readonly delivery?: Delivery | null }): void;
+  /** A hello or a poll said what the agent runs (null: nothing yet). Drift detection observes this. */
+  onActive?(event: { readonly agentId: AgentId; readonly active: ActiveReport | null }): void;
   onCertificateIssued?(event: { readonly agentId: AgentId; readonly kind: 'enroll' | 'renew'; readonly notAfter: Date; readonly serialNumber: string }): void;
   onConnection?(event: { readonly agentId: AgentId; readonly connected: boolean }): void;
 }
@@ -93,7 +96,11 @@ export class ServerBackend implements DistributionBackend {
     const count = (this.streams.get(agentId) ?? 0) + 1;
     this.streams.set(agentId, count);
     if (count === 1) this.connection(agentId, true);
-    const unwatch = this.options.snapshots.watch(agentId, listener);
+    // Each delivery handed to a stream is a send: recorded before the agent can answer it.
+    const unwatch = this.options.snapshots.watch(agentId, (delivery) => {
+      this.recordSend(agentId, delivery);
+      listener(delivery);
+    });
     let open = true;
     return () => {
       if (!open) return;
@@ -109,24 +116,33 @@ export class ServerBackend implements DistributionBackend {
     };
   }
 
+  /**
+   * For a poll. The delivery is recorded as sent (once per nonce) even when the transport
+   * answers not-modified: the agent already runs that digest, so no ack is missing.
+   */
   desired(agentId: AgentId): Delivery | null {
-    return this.options.snapshots.desired(agentId);
+    const delivery = this.options.snapshots.desired(agentId);
+    if (delivery !== null) this.recordSend(agentId, delivery);
+    return delivery;
   }
 
   reportActive(identity: AgentIdentity, active: ActiveReport | null): void {
     const now = this.options.now();
-    this.options.fleet.recordSeen(identity.agentId, now, identity.notAfter);
+    this.options.fleet.recordSeen(identity.agentId, now, { notAfter: identity.notAfter, serial: identity.serialNumber });
     // An agent that runs nothing yet says so with an empty digest (proto defaults).
-    this.options.fleet.recordActive(identity.agentId, active === null || active.digest === '' ? null : active, now);
+    const running = active === null || active.digest === '' ? null : active;
+    this.options.fleet.recordActive(identity.agentId, running, now);
+    this.emit(() => this.options.hooks.onActive?.({ agentId: identity.agentId, active: running }));
   }
 
+  /** Every ack is recorded (stale ones as evidence); only one answering the current delivery changes the agent. */
   ack(identity: AgentIdentity, ack: AckReport): AckOutcome {
     const now = this.options.now();
     const current = this.options.snapshots.desired(identity.agentId);
     const outcome: AckOutcome = current !== null && ack.nonce === current.nonce ? { kind: 'recorded' } : { kind: 'stale' };
-    this.options.fleet.recordSeen(identity.agentId, now, identity.notAfter);
-    if (outcome.kind === 'recorded') this.options.fleet.recordAck(identity.agentId, ack, now);
-    this.emit(() => this.options.hooks.onAck?.({ agentId: identity.agentId, ack, outcome }));
+    this.options.fleet.recordSeen(identity.agentId, now, { notAfter: identity.notAfter, serial: identity.serialNumber });
+    this.options.fleet.recordAck(identity.agentId, ack, now, outcome.kind);
+    this.emit(() => this.options.hooks.onAck?.({ agentId: identity.agentId, ack, outcome, delivery: current }));
     return outcome;
   }
 
@@ -157,7 +173,7 @@ export class ServerBackend implements DistributionBackend {
   private issue(agentId: AgentId, csrPem: string, kind: 'enroll' | 'renew'): EnrollmentResult {
     const ttl = this.options.certificateTtlMs;
     const issued = this.options.ca.issueAgentCertificate({ csrPem, agentId, ...(ttl === undefined ? {} : { ttlMs: ttl }) });
-    this.options.fleet.recordSeen(agentId, this.options.now(), issued.notAfter);
+    this.options.fleet.recordSeen(agentId, this.options.now(), { notAfter: issued.notAfter, serial: issued.serialNumber });
     this.emit(() => this.options.hooks.onCertificateIssued?.({ agentId, kind, notAfter: issued.notAfter, serialNumber: issued.serialNumber }));
     return {
       agentId,
@@ -166,6 +182,10 @@ export class ServerBackend implements DistributionBackend {
       signingKeyPem: this.options.signingPublicKeyPem,
       expiresAt: issued.notAfter,
     };
+  }
+
+  private recordSend(agentId: AgentId, delivery: Delivery): void {
+    this.options.fleet.recordSend(agentId, { commit: delivery.commit, digest: delivery.digest, generation: delivery.generation, nonce: delivery.nonce }, this.options.now());
   }
 
   private connection(agentId: AgentId, connected: boolean): void {

@@ -1,12 +1,15 @@
 import type { AgentId, CommitSha, Labels } from '../domain/types.js';
+import type { AgentPatch, AgentRecord, AuditEntry, FleetStore as PersistentFleetStore, Quarantine, StoredAck, StoredSend } from '../fleet/index.js';
 
-export type AgentState = 'SYNCED' | 'PENDING' | 'NACKED' | 'DISCONNECTED';
-export const AGENT_STATES: readonly AgentState[] = ['SYNCED', 'PENDING', 'NACKED', 'DISCONNECTED'];
+export type AgentState = 'SYNCED' | 'PENDING' | 'STALE' | 'NACKED' | 'QUARANTINED' | 'DISCONNECTED';
+export const AGENT_STATES: readonly AgentState[] = ['SYNCED', 'PENDING', 'STALE', 'NACKED', 'QUARANTINED', 'DISCONNECTED'];
 
 export interface DesiredVersion {
   readonly commit: CommitSha;
   readonly digest: string;
   readonly generation: number;
+  /** The repository's baseline (the agent is quarantined), not the agent's own bundle. */
+  readonly baseline?: boolean;
 }
 
 export interface ActiveVersion {
@@ -16,44 +19,91 @@ export interface ActiveVersion {
   readonly at: Date;
 }
 
+export type { Quarantine };
+
 /** One agent as the admin API shows it. */
 export interface AgentStatus {
   readonly id: AgentId;
   readonly labels: Labels;
+  /** Its rollout wave in the served commit ('' when unknown). */
+  readonly wave: string;
   readonly state: AgentState;
   readonly desired: DesiredVersion | null;
   readonly active: ActiveVersion | null;
+  readonly certSerial: string | null;
   readonly certExpiry: Date | null;
   readonly lastSeen: Date | null;
   readonly connected: boolean;
   /** The error of the last REJECTED ack for the desired digest, if it is NACKED. */
   readonly lastError: string | null;
+  readonly quarantine: Quarantine | null;
+}
+
+export interface AckInput {
+  readonly commit: string;
+  readonly digest: string;
+  readonly generation: number;
+  readonly nonce?: string;
+  readonly status: 'APPLIED' | 'REJECTED';
+  readonly error: string;
+}
+
+export interface SendInput {
+  readonly commit: CommitSha;
+  readonly digest: string;
+  readonly generation: number;
+  readonly nonce: string;
+}
+
+export interface PublishedAgent {
+  readonly id: AgentId;
+  readonly labels: Labels;
+  readonly wave?: string;
+  readonly desired: DesiredVersion | null;
 }
 
 /**
- * Fleet state behind the narrowest interface the server needs, so the SQLite store of a later
- * issue replaces the in-memory one without touching callers. Writers are the backend (what
- * agents report) and the reconciler's publish hook (inventory and desired versions).
+ * Fleet state as the server reads it: synchronously (the transport seam and the metrics
+ * collector are synchronous). Writers are the backend (what agents report) and the
+ * reconciler's publish hook (inventory and desired versions).
  */
 export interface FleetStore {
   /** The inventory of the served commit and each agent's desired version. Agents not listed are forgotten. */
-  setDesired(agents: ReadonlyArray<{ readonly id: AgentId; readonly labels: Labels; readonly desired: DesiredVersion | null }>): void;
+  setDesired(agents: readonly PublishedAgent[]): void;
   /** A hello or a poll: what the agent runs (null: nothing yet). */
   recordActive(agentId: AgentId, active: Omit<ActiveVersion, 'at'> | null, at: Date): void;
-  recordAck(agentId: AgentId, ack: { readonly commit: string; readonly digest: string; readonly generation: number; readonly status: 'APPLIED' | 'REJECTED'; readonly error: string }, at: Date): void;
-  recordSeen(agentId: AgentId, at: Date, certExpiry?: Date): void;
+  /** A delivery went to the agent (stream) or was handed to its poll. Repeats of one nonce are ignored. */
+  recordSend(agentId: AgentId, send: SendInput, at: Date): void;
+  /** `recorded`: the ack answers the agent's current delivery; `stale` acks are logged but change nothing. */
+  recordAck(agentId: AgentId, ack: AckInput, at: Date, outcome?: 'recorded' | 'stale'): void;
+  recordSeen(agentId: AgentId, at: Date, certificate?: { readonly notAfter: Date; readonly serial?: string }): void;
   setConnected(agentId: AgentId, connected: boolean, at: Date): void;
   get(agentId: AgentId): AgentStatus | undefined;
   list(): readonly AgentStatus[];
 }
 
-export interface MemoryFleetOptions {
+export interface FleetCacheOptions {
   readonly now?: () => Date;
   /**
    * An agent with no open stream that has not been seen for this long is DISCONNECTED.
    * Should exceed the agents' poll interval. Default 2 minutes.
    */
   readonly disconnectedAfterMs?: number;
+  /** A delivery sent and not acked for this long is STALE. Default 2 minutes; `setAckTimeout` changes it per commit. */
+  readonly ackTimeoutMs?: number;
+  /**
+   * Where every change is written through (the source of truth across restarts). Without
+   * one, the cache is all there is (tests, embedding).
+   */
+  readonly store?: PersistentFleetStore;
+  /** A write to the store failed (logged by the server). Must not throw. */
+  readonly onStoreError?: (err: unknown, what: string) => void;
+  /**
+   * `lastSeen` alone (a poll, a hello with nothing new) is written at most this often per
+   * agent: the admin view stays exact (it reads the cache), the file does not fsync per poll.
+   * Default 15 s.
+   */
+  readonly lastSeenWriteMs?: number;
 }
 
 interface Record_ {
@@ -61,80 +111,200 @@ interface Record_ {
   /** Only inventory agents are listed; the others keep what they reported in case they come back. */
   inInventory: boolean;
   labels: Labels;
+  wave: string;
   desired: DesiredVersion | null;
   active: ActiveVersion | null;
   rejected: { readonly digest: string; readonly error: string } | null;
+  lastSend: { readonly digest: string; readonly nonce: string; readonly at: Date } | null;
+  /** The digest of the last recorded ack (either status): an ack answers its send. */
+  lastAckDigest: string | null;
+  certSerial: string | null;
   certExpiry: Date | null;
   lastSeen: Date | null;
+  /** When lastSeen was last written to the store. */
+  lastSeenWritten: number;
   connected: boolean;
+  quarantine: Quarantine | null;
 }
 
-/** In-memory FleetStore. State is derived on read, so it never goes stale between events. */
-export class MemoryFleetStore implements FleetStore {
-  private readonly agents = new Map<AgentId, Record_>();
-  private readonly options: Required<MemoryFleetOptions>;
+/** Serials as the CA writes them: lower-case hex without leading zero bytes. node:crypto prints upper case. */
+export function normalizeSerial(serial: string): string {
+  return serial.toLowerCase().replace(/^(?:00)+(?=[0-9a-f])/, '');
+}
 
-  constructor(options: MemoryFleetOptions = {}) {
+/**
+ * Fleet state in memory, written through to the persistent FleetStore (src/fleet) when one is
+ * given. Reads are synchronous and derive each agent's state at read time (so STALE and
+ * DISCONNECTED appear without an event); writes are queued on one chain in call order, so the
+ * store sees events in the order they happened. With SQLite each write is durable before the
+ * call that queued it returns (the store works synchronously); `flush()` waits for the chain.
+ */
+export class FleetCache implements FleetStore {
+  private readonly agents = new Map<AgentId, Record_>();
+  private readonly options: Required<Omit<FleetCacheOptions, 'store' | 'ackTimeoutMs'>> & { readonly store: PersistentFleetStore | null };
+  private ackTimeoutMs: number;
+  private chain: Promise<unknown> = Promise.resolve();
+
+  constructor(options: FleetCacheOptions = {}) {
     this.options = {
       now: options.now ?? (() => new Date()),
       disconnectedAfterMs: options.disconnectedAfterMs ?? 120_000,
+      store: options.store ?? null,
+      onStoreError: options.onStoreError ?? (() => {}),
+      lastSeenWriteMs: options.lastSeenWriteMs ?? 15_000,
     };
+    this.ackTimeoutMs = options.ackTimeoutMs ?? 120_000;
   }
 
-  setDesired(agents: ReadonlyArray<{ readonly id: AgentId; readonly labels: Labels; readonly desired: DesiredVersion | null }>): void {
+  /**
+   * A cache filled from the store: every agent with its last send and last ack (for STALE and
+   * NACKED). Loaded agents are not listed until a publish puts them in the inventory.
+   */
+  static async load(store: PersistentFleetStore, options: Omit<FleetCacheOptions, 'store'> = {}): Promise<FleetCache> {
+    const cache = new FleetCache({ ...options, store });
+    for (const agent of await store.listAgents()) {
+      const [send, acks] = await Promise.all([store.lastSend(agent.id), store.listAcks(agent.id, { limit: 1 })]);
+      cache.restore(agent, send, acks[0]);
+    }
+    return cache;
+  }
+
+  /** Waits until every queued write reached the store. Never rejects (failures went to onStoreError). */
+  async flush(): Promise<void> {
+    await this.chain;
+  }
+
+  setAckTimeout(ms: number): void {
+    this.ackTimeoutMs = ms;
+  }
+
+  setDesired(agents: readonly PublishedAgent[]): void {
     for (const record of this.agents.values()) record.inInventory = false;
-    for (const { id, labels, desired } of agents) {
+    const updates: Array<{ id: AgentId; patch: AgentPatch }> = [];
+    for (const { id, labels, wave, desired } of agents) {
       const record = this.record(id);
       record.inInventory = true;
       record.labels = labels;
+      record.wave = wave ?? '';
       record.desired = desired;
+      updates.push({ id, patch: { desired: desired === null ? null : { commit: desired.commit, digest: desired.digest, generation: desired.generation }, state: this.baseState(record) } });
     }
-    // Forget agents that left the inventory and have no open stream (bounds memory).
-    for (const [id, record] of this.agents) if (!record.inInventory && !record.connected) this.agents.delete(id);
+    // Forget agents that left the inventory and have no open stream (bounds memory; the store
+    // keeps their sends, acks and audit entries).
+    const gone: AgentId[] = [];
+    for (const [id, record] of this.agents) {
+      if (!record.inInventory && !record.connected) {
+        this.agents.delete(id);
+        gone.push(id);
+      }
+    }
+    this.write('publish desired versions', async (store) => {
+      await store.updateAgents(updates);
+      if (gone.length > 0) await store.removeAgents(gone);
+    });
   }
 
   recordActive(agentId: AgentId, active: Omit<ActiveVersion, 'at'> | null, at: Date): void {
     const record = this.record(agentId);
     record.lastSeen = at;
+    const before = record.active;
     if (active === null) {
       record.active = null;
-    } else if (record.active?.digest !== active.digest || record.active.generation !== active.generation || record.active.commit !== active.commit) {
+    } else if (before?.digest !== active.digest || before.generation !== active.generation || before.commit !== active.commit) {
       record.active = { commit: active.commit, digest: active.digest, generation: active.generation, at };
     }
+    if (record.active === before) {
+      this.writeSeen(record);
+      return;
+    }
+    record.lastSeenWritten = at.getTime();
+    this.writeAgent(record, { active: record.active, lastSeen: at }, 'record what an agent runs');
   }
 
-  recordAck(
-    agentId: AgentId,
-    ack: { readonly commit: string; readonly digest: string; readonly generation: number; readonly status: 'APPLIED' | 'REJECTED'; readonly error: string },
-    at: Date,
-  ): void {
+  recordSend(agentId: AgentId, send: SendInput, at: Date): void {
+    const record = this.record(agentId);
+    if (record.lastSend?.nonce === send.nonce) return;
+    record.lastSend = { digest: send.digest, nonce: send.nonce, at };
+    const patch: AgentPatch = { state: this.baseState(record) };
+    this.write('record a send', (store) => store.recordSend({ agentId, commit: send.commit, digest: send.digest, generation: send.generation, nonce: send.nonce, at }, patch));
+  }
+
+  recordAck(agentId: AgentId, ack: AckInput, at: Date, outcome: 'recorded' | 'stale' = 'recorded'): void {
     const record = this.record(agentId);
     record.lastSeen = at;
-    switch (ack.status) {
-      case 'APPLIED':
-        record.active = { commit: ack.commit, digest: ack.digest, generation: ack.generation, at };
-        record.rejected = null;
-        return;
-      case 'REJECTED':
-        record.rejected = { digest: ack.digest, error: ack.error };
-        return;
-      default: {
-        const never: never = ack.status;
-        throw new Error(`unexpected ack status ${String(never)}`);
+    record.lastSeenWritten = at.getTime();
+    if (outcome === 'recorded') {
+      record.lastAckDigest = ack.digest;
+      switch (ack.status) {
+        case 'APPLIED':
+          record.active = { commit: ack.commit, digest: ack.digest, generation: ack.generation, at };
+          record.rejected = null;
+          break;
+        case 'REJECTED':
+          record.rejected = { digest: ack.digest, error: ack.error };
+          break;
+        default: {
+          const never: never = ack.status;
+          throw new Error(`unexpected ack status ${String(never)}`);
+        }
       }
     }
+    // The ack and the agent update it causes go to the store in one call (one transaction).
+    const patch: AgentPatch =
+      outcome === 'recorded' && ack.status === 'APPLIED' ? { active: record.active, lastSeen: at, state: this.baseState(record) } : { lastSeen: at, state: this.baseState(record) };
+    this.write('record an ack', (store) =>
+      store.recordAck({ agentId, commit: ack.commit, digest: ack.digest, generation: ack.generation, nonce: ack.nonce ?? '', status: ack.status, error: ack.error, at }, patch),
+    );
   }
 
-  recordSeen(agentId: AgentId, at: Date, certExpiry?: Date): void {
+  recordSeen(agentId: AgentId, at: Date, certificate?: { readonly notAfter: Date; readonly serial?: string }): void {
     const record = this.record(agentId);
     record.lastSeen = at;
-    if (certExpiry !== undefined) record.certExpiry = certExpiry;
+    if (certificate === undefined) {
+      this.writeSeen(record);
+      return;
+    }
+    const serial = certificate.serial === undefined ? record.certSerial : normalizeSerial(certificate.serial);
+    if (record.certExpiry?.getTime() === certificate.notAfter.getTime() && serial === record.certSerial) {
+      this.writeSeen(record);
+      return;
+    }
+    record.certExpiry = certificate.notAfter;
+    record.certSerial = serial;
+    record.lastSeenWritten = at.getTime();
+    this.writeAgent(record, { certExpiry: record.certExpiry, certSerial: record.certSerial, lastSeen: at }, 'record a certificate');
   }
 
   setConnected(agentId: AgentId, connected: boolean, at: Date): void {
     const record = this.record(agentId);
     record.connected = connected;
     record.lastSeen = at;
+    this.writeSeen(record);
+  }
+
+  /**
+   * Marks the agent quarantined (with its audit entry, in one store transaction). Resolves
+   * when durable. Returns false when it already was (nothing written).
+   */
+  async quarantine(agentId: AgentId, quarantine: Quarantine, audit: AuditEntry): Promise<boolean> {
+    const record = this.record(agentId);
+    if (record.quarantine !== null) return false;
+    record.quarantine = quarantine;
+    await this.writeAgentNow(record, { quarantine, state: 'QUARANTINED' }, audit);
+    return true;
+  }
+
+  /** Lifts a quarantine (with its audit entry). Returns false when the agent was not quarantined. */
+  async approve(agentId: AgentId, audit: AuditEntry): Promise<boolean> {
+    const record = this.agents.get(agentId);
+    if (record?.quarantine == null) return false;
+    record.quarantine = null;
+    await this.writeAgentNow(record, { quarantine: null, state: this.baseState(record) }, audit);
+    return true;
+  }
+
+  isQuarantined(agentId: AgentId): boolean {
+    return this.agents.get(agentId)?.quarantine != null;
   }
 
   get(agentId: AgentId): AgentStatus | undefined {
@@ -146,43 +316,129 @@ export class MemoryFleetStore implements FleetStore {
     const now = this.options.now().getTime();
     return [...this.agents.values()]
       .filter((r) => r.inInventory)
-      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((r) => this.view(r, now));
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+      .map((r) => this.view(r, now));
+  }
+
+  private restore(agent: AgentRecord, send: StoredSend | null, ack: StoredAck | undefined): void {
+    const record = this.record(agent.id);
+    record.desired = agent.desired;
+    record.active = agent.active;
+    record.certSerial = agent.certSerial;
+    record.certExpiry = agent.certExpiry;
+    record.lastSeen = agent.lastSeen;
+    record.lastSeenWritten = agent.lastSeen?.getTime() ?? 0;
+    record.quarantine = agent.quarantine;
+    record.lastSend = send === null ? null : { digest: send.digest, nonce: send.nonce, at: send.at };
+    if (ack !== undefined) {
+      record.lastAckDigest = ack.digest;
+      if (ack.status === 'REJECTED') record.rejected = { digest: ack.digest, error: ack.error };
+    }
   }
 
   /** Callers only record agents the transport authorized (in the inventory), so this stays bounded. */
   private record(id: AgentId): Record_ {
     let record = this.agents.get(id);
     if (record === undefined) {
-      record = { id, inInventory: false, labels: {}, desired: null, active: null, rejected: null, certExpiry: null, lastSeen: null, connected: false };
+      record = {
+        id,
+        inInventory: false,
+        labels: {},
+        wave: '',
+        desired: null,
+        active: null,
+        rejected: null,
+        lastSend: null,
+        lastAckDigest: null,
+        certSerial: null,
+        certExpiry: null,
+        lastSeen: null,
+        lastSeenWritten: 0,
+        connected: false,
+        quarantine: null,
+      };
       this.agents.set(id, record);
     }
     return record;
   }
 
   private view(record: Record_, now: number): AgentStatus {
-    const state = stateOf(record, now, this.options.disconnectedAfterMs);
+    const state = this.stateOf(record, now);
     return Object.freeze({
       id: record.id,
       labels: record.labels,
+      wave: record.wave,
       state,
       desired: record.desired,
       active: record.active,
+      certSerial: record.certSerial,
       certExpiry: record.certExpiry,
       lastSeen: record.lastSeen,
       connected: record.connected,
       lastError: state === 'NACKED' ? (record.rejected?.error ?? null) : null,
+      quarantine: record.quarantine,
     });
   }
-}
 
-/**
- * DISCONNECTED wins (what it runs is unknown), then SYNCED when the active digest is the
- * desired one, NACKED when the agent rejected the desired digest, else PENDING.
- */
-function stateOf(record: Record_, now: number, disconnectedAfterMs: number): AgentState {
-  const recentlySeen = record.lastSeen !== null && now - record.lastSeen.getTime() <= disconnectedAfterMs;
-  if (!record.connected && !recentlySeen) return 'DISCONNECTED';
-  if (record.desired !== null && record.active?.digest === record.desired.digest) return 'SYNCED';
-  if (record.desired !== null && record.rejected?.digest === record.desired.digest) return 'NACKED';
-  return 'PENDING';
+  /**
+   * QUARANTINED wins (it needs a human whatever else is true), then DISCONNECTED (what it runs
+   * is unknown), SYNCED when the active digest is the desired one, NACKED when the agent
+   * rejected the desired digest, STALE when the desired digest was sent and not acked within
+   * the ack timeout, else PENDING.
+   */
+  private stateOf(record: Record_, now: number): AgentState {
+    if (record.quarantine !== null) return 'QUARANTINED';
+    const recentlySeen = record.lastSeen !== null && now - record.lastSeen.getTime() <= this.options.disconnectedAfterMs;
+    if (!record.connected && !recentlySeen) return 'DISCONNECTED';
+    return this.syncState(record, now);
+  }
+
+  private syncState(record: Record_, now: number): AgentState {
+    const desired = record.desired;
+    if (desired !== null && record.active?.digest === desired.digest) return 'SYNCED';
+    if (desired !== null && record.rejected?.digest === desired.digest) return 'NACKED';
+    const send = record.lastSend;
+    if (desired !== null && send !== null && send.digest === desired.digest && record.lastAckDigest !== send.digest && now - send.at.getTime() > this.ackTimeoutMs) {
+      return 'STALE';
+    }
+    return 'PENDING';
+  }
+
+  /** The state written with a change: as of now, with connection-dependent states left to the reader. */
+  private baseState(record: Record_): AgentState {
+    return record.quarantine !== null ? 'QUARANTINED' : this.stateOf(record, this.options.now().getTime());
+  }
+
+  private writeSeen(record: Record_): void {
+    const at = record.lastSeen;
+    if (at === null || at.getTime() - record.lastSeenWritten < this.options.lastSeenWriteMs) return;
+    record.lastSeenWritten = at.getTime();
+    this.writeAgent(record, { lastSeen: at, state: this.baseState(record) }, 'record last seen');
+  }
+
+  private writeAgent(record: Record_, patch: AgentPatch, what: string): void {
+    const id = record.id;
+    this.write(what, (store) => store.updateAgent(id, { ...patch, state: patch.state ?? this.baseState(record) }));
+  }
+
+  private writeAgentNow(record: Record_, patch: AgentPatch, audit: AuditEntry): Promise<void> {
+    const store = this.options.store;
+    if (store === null) return Promise.resolve();
+    const id = record.id;
+    const run = this.chain.then(() => store.updateAgent(id, patch, audit));
+    this.chain = run.catch(() => {});
+    return run.then(() => undefined);
+  }
+
+  private write(what: string, step: (store: PersistentFleetStore) => Promise<unknown>): void {
+    const store = this.options.store;
+    if (store === null) return;
+    this.chain = this.chain.then(() => step(store)).catch((err: unknown) => {
+      try {
+        this.options.onStoreError(err, what);
+      } catch {
+        // Observers must not break the write chain.
+      }
+    });
+  }
 }

@@ -12,8 +12,8 @@ export { buildSnapshot, latestCommitPolicy, SnapshotCache } from './snapshot.js'
 export type { DesiredBundle, DesiredStatePolicy, Snapshot } from './snapshot.js';
 export { FileStateStore, MemoryStateStore, INITIAL_STATE } from './state.js';
 export type { PersistedState, StateStore } from './state.js';
-export { AGENT_STATES, MemoryFleetStore } from './fleet.js';
-export type { AgentState, AgentStatus, FleetStore } from './fleet.js';
+export { AGENT_STATES, FleetCache, normalizeSerial } from './fleet.js';
+export type { AgentState, AgentStatus, FleetCacheOptions, FleetStore } from './fleet.js';
 export { NO_REVOCATIONS, ServerBackend } from './backend.js';
 export type { BackendHooks, Inventory, RevocationList, ServerBackendOptions } from './backend.js';
 export { ServerMetrics } from './metrics.js';

@@ -23,6 +23,9 @@ export function reconcileLogHooks(logger: Logger): ReconcileHooks {
         case 'refresh':
           logger.info(fields, 'bundles re-signed before expiry');
           return;
+        case 'fleet':
+          logger.info(fields, 'republished for a quarantine or an approval');
+          return;
         default: {
           const never: never = reason;
           throw new Error(`unexpected reason ${String(never)}`);

@@ -55,7 +55,7 @@ export class ServerMetrics {
     });
     new Gauge({
       name: 'meshcfg_agents',
-      help: 'Inventory agents by state (SYNCED, PENDING, NACKED, DISCONNECTED).',
+      help: 'Inventory agents by state (SYNCED, PENDING, STALE, NACKED, QUARANTINED, DISCONNECTED).',
       labelNames: ['state'],
       registers,
       collect() {

@@ -52,7 +52,9 @@ export type PublishReason =
   /** The accepted commit of a previous run was re-verified and republished on start. */
   | 'restore'
   /** Same content, new generation: the previous statement reached half its lifetime. */
-  | 'refresh';
+  | 'refresh'
+  /** Same commit, new generation: the policy's answer changed for some agents (quarantine, approval). */
+  | 'fleet';
 
 export interface PublishedEvent {
   readonly reason: PublishReason;
@@ -219,6 +221,14 @@ export class Reconciler {
     });
   }
 
+  /**
+   * Signs and publishes the served compilation again under a new generation, asking the policy
+   * afresh (an agent was quarantined or approved). Null when nothing is served yet.
+   */
+  republish(): Promise<ReconcileResult | null> {
+    return this.serialized(async () => (this.current === null ? null : this.tryPublish(this.current.compilation, 'fleet')));
+  }
+
   /** Starts the refresh timer. */
   start(): void {
     if (this.timer !== undefined) return;
@@ -348,7 +358,7 @@ export class Reconciler {
     }
     this.current = { compilation, snapshot, refreshAt };
     // A refusal describes a head newer than what is served; accepting a newer one ends it.
-    if (reason !== 'refresh') this.refused = null;
+    if (reason === 'commit' || reason === 'restore') this.refused = null;
     this.options.snapshots.set(snapshot);
 
     this.conditions.set('Compiled', 'True', 'Succeeded', `${compilation.agents.length} agents compiled from ${commit}`);

@@ -1,9 +1,12 @@
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { AdminServer, type AdminApi } from '../admin/index.js';
 import { Compiler } from '../compile/index.js';
 import type { AgentId } from '../domain/types.js';
-import { EnrollmentTokens, FileTokenStore, openDataDir, type DataDir } from '../pki/index.js';
+import { parseDuration } from '../domain/duration.js';
+import { SqliteFleetStore } from '../fleet/index.js';
+import { EnrollmentTokens, openDataDir, type DataDir } from '../pki/index.js';
 import { BundleSigner } from '../signing/index.js';
 import { GitSource, redactUrl, type SourceStatus } from '../source/index.js';
 import { loadAllowedSigners, SshSignatureVerifier, TrustGate } from '../source/trust/index.js';
@@ -11,12 +14,15 @@ import { GrpcServer, type GrpcServerOptions } from '../transport/server.js';
 import { WebhookAlerter, type AlertSink } from './alerts.js';
 import { ServerBackend } from './backend.js';
 import { formatListenAddress, type ServerConfig } from './config.js';
-import { MemoryFleetStore } from './fleet.js';
+import { CertExpiryAlerts, UnauthorizedAlerts } from './fleet-alerts.js';
+import { FleetCache } from './fleet.js';
 import { backendLogHooks, combineHooks, fetchLogHook, reconcileLogHooks, transportLogHooks } from './logging.js';
 import { ServerMetrics } from './metrics.js';
 import { Reconciler, type ReconcileHooks, type ReconcileResult } from './reconcile.js';
-import { SnapshotCache, type DesiredStatePolicy } from './snapshot.js';
-import { FileStateStore } from './state.js';
+import { QuarantineController } from './quarantine.js';
+import { Revocations } from './revocations.js';
+import { latestCommitPolicy, SnapshotCache, type DesiredStatePolicy } from './snapshot.js';
+import { FleetStateStore, importStateJson } from './state.js';
 
 /** What `startServer` needs from the gRPC transport (GrpcServer satisfies it). */
 export interface TransportHandle {
@@ -39,7 +45,14 @@ export interface StartServerOptions {
   readonly refreshCheckMs?: number;
   /** A fleet agent with no stream and no contact for this long is DISCONNECTED. Default 2 min. */
   readonly disconnectedAfterMs?: number;
+  /** How often agent certificates are checked for coming expiry (cert-expiring alerts). Default 1 min. */
+  readonly certCheckMs?: number;
+  /** Window of the unauthorized-attempt alert rate limit (one per reason per window). Default 1 min. */
+  readonly unauthorizedAlertWindowMs?: number;
 }
+
+/** The ack timeout when meshcfg.yaml sets no `rollout.ackTimeout`. */
+export const DEFAULT_ACK_TIMEOUT_MS = 120_000;
 
 /** A started server. Everything an end-to-end test needs to talk to it. */
 export interface RunningServer {
@@ -56,6 +69,10 @@ export interface RunningServer {
   readonly adminTokenPath: string;
   readonly metrics: ServerMetrics;
   readonly reconciler: Reconciler;
+  /** Fleet state (a cache written through to `<dataDir>/fleet.db`). */
+  readonly fleet: FleetCache;
+  readonly fleetStore: SqliteFleetStore;
+  readonly quarantine: QuarantineController;
   ready(): boolean;
   /** Fetches now and waits until the head is judged (instead of waiting for the poll). */
   syncNow(): Promise<ReconcileResult>;
@@ -98,7 +115,14 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const adminToken = (await readFile(dataDir.paths.adminToken, 'utf8')).trim();
     const allowedSigners = await loadAllowedSigners(config.trust.allowedSigners);
 
-    const store = FileStateStore.inDataDir(config.dataDir);
+    // Everything the server knows that git does not. Closed last (cleanups run in reverse).
+    const fleetStore = await SqliteFleetStore.open(join(config.dataDir, 'fleet.db'), { now });
+    cleanups.push(() => fleetStore.close());
+    const imported = await importStateJson(config.dataDir, fleetStore);
+    if (imported !== null) {
+      logger.info({ event: 'state-imported', commit: imported.accepted, generation: imported.generation }, 'state.json imported into fleet.db (renamed to state.json.imported)');
+    }
+    const store = new FleetStateStore(fleetStore);
     const state = await store.load();
     const signer = new BundleSigner({
       privateKey: dataDir.signingKey,
@@ -109,8 +133,15 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const snapshots = new SnapshotCache({
       onListenerError: (agentId, err) => logger.warn({ event: 'watch-listener-failed', agentId, err }, 'a delivery listener threw'),
     });
-    const fleet = new MemoryFleetStore({ now, ...(options.disconnectedAfterMs === undefined ? {} : { disconnectedAfterMs: options.disconnectedAfterMs }) });
-    const tokens = new EnrollmentTokens({ store: await FileTokenStore.open(dataDir.paths.enrollmentTokens), now });
+    const fleet = await FleetCache.load(fleetStore, {
+      now,
+      ackTimeoutMs: DEFAULT_ACK_TIMEOUT_MS,
+      onStoreError: (err, what) => logger.error({ event: 'fleet-store-failed', what, err }, `fleet store: cannot ${what}`),
+      ...(options.disconnectedAfterMs === undefined ? {} : { disconnectedAfterMs: options.disconnectedAfterMs }),
+    });
+    cleanups.push(() => fleet.flush());
+    const revocations = await Revocations.load(fleetStore);
+    const tokens = new EnrollmentTokens({ store: fleetStore.tokens, now });
     let inventory: ReadonlySet<AgentId> = new Set();
 
     let reconciler: Reconciler | undefined;
@@ -138,20 +169,46 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       const alerter = new WebhookAlerter({
         url: config.alerts.webhook,
         onProblem: ({ kind, alert, detail, webhook }) =>
-          logger.warn({ event: 'alert-delivery', kind, alert: alert.kind, commit: alert.commit, webhook }, `alert webhook: ${detail}`),
+          logger.warn({ event: 'alert-delivery', kind, alert: alert.kind, webhook }, `alert webhook: ${detail}`),
       });
       cleanups.push(() => alerter.close());
       alerts = alerter;
     }
+    const sink = alerts;
+    const unauthorizedAlerts =
+      sink === null ? null : new UnauthorizedAlerts({ sink, now, ...(options.unauthorizedAlertWindowMs === undefined ? {} : { windowMs: options.unauthorizedAlertWindowMs }) });
+    if (unauthorizedAlerts !== null) cleanups.push(() => unauthorizedAlerts.close());
+
+    const quarantine = new QuarantineController({
+      fleet,
+      store: fleetStore,
+      deliveries: snapshots,
+      republish: () => (reconciler as Reconciler).republish(),
+      servingCommit: () => reconciler?.served()?.snapshot.commit ?? '',
+      alerts,
+      now,
+      hooks: {
+        onQuarantined: ({ agentId, actor, cause, message }) => logger.warn({ event: 'agent-quarantined', agentId, actor, cause: cause.kind }, message),
+        onApproved: ({ agentId, actor, reason }) => logger.info({ event: 'agent-approved', agentId, actor, reason }, `agent ${agentId} approved to rejoin`),
+        onError: (err, what) => logger.error({ event: 'quarantine-failed', what, err }, `quarantine: cannot ${what}`),
+      },
+    });
 
     let transport: TransportHandle | undefined;
     const fleetAndReadiness: ReconcileHooks = {
       onPublished: ({ snapshot, compilation }) => {
         inventory = new Set(compilation.agents.map((a) => a.id));
+        const ackTimeout = compilation.settings?.rollout['ackTimeout'];
+        fleet.setAckTimeout((typeof ackTimeout === 'string' ? parseDuration(ackTimeout) : undefined) ?? DEFAULT_ACK_TIMEOUT_MS);
         fleet.setDesired(
           compilation.agents.map((a) => {
             const d = snapshot.deliveries.get(a.id);
-            return { id: a.id, labels: a.labels, desired: d === undefined ? null : { commit: d.commit, digest: d.digest, generation: d.generation } };
+            return {
+              id: a.id,
+              labels: a.labels,
+              wave: a.wave,
+              desired: d === undefined ? null : { commit: d.commit, digest: d.digest, generation: d.generation, baseline: d.baseline },
+            };
           }),
         );
         transport?.setServing(true);
@@ -172,7 +229,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       bundleTtlMs: config.bundles.ttlMs,
       now,
       hooks: combineHooks<ReconcileHooks>(fleetAndReadiness, metrics.reconcileHooks, reconcileLogHooks(logger), alertHooks),
-      ...(options.policy === undefined ? {} : { policy: options.policy }),
+      policy: quarantine.policy(options.policy ?? latestCommitPolicy),
       ...(options.refreshCheckMs === undefined ? {} : { refreshCheckMs: options.refreshCheckMs }),
     });
     cleanups.push(() => reconciler?.stop());
@@ -189,7 +246,8 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       ca: dataDir.ca,
       signingPublicKeyPem: dataDir.signingPublicKeyPem,
       certificateTtlMs: config.enrollment.certificateTtlMs,
-      hooks: combineHooks(metrics.backendHooks, backendLogHooks(logger)),
+      revocations,
+      hooks: combineHooks(metrics.backendHooks, backendLogHooks(logger), quarantine.backendHooks),
       now,
     });
 
@@ -200,7 +258,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       serverKeyPem: dataDir.serverKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
       caPem: dataDir.ca.certificatePem,
       backend,
-      hooks: combineHooks(metrics.transportHooks, transportLogHooks(logger)),
+      hooks: combineHooks(metrics.transportHooks, transportLogHooks(logger), unauthorizedAlerts === null ? {} : { onUnauthorized: unauthorizedAlerts.onUnauthorized }),
       logger,
       now,
     });
@@ -211,12 +269,38 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
 
     const api: AdminApi = {
       isKnownAgent: (id) => inventory.has(id),
-      createToken: async (agentId, ttlMs) => {
+      createToken: async (agentId, ttlMs, actor) => {
         const created = await tokens.create(agentId, ttlMs);
-        logger.info({ event: 'token-created', agentId, expiresAt: created.expiresAt.toISOString() }, 'enrollment token created');
+        await fleetStore.appendAudit({ at: now(), actor, action: 'token.create', target: agentId, reason: '', details: { expiresAt: created.expiresAt.toISOString() } });
+        logger.info({ event: 'token-created', agentId, actor, expiresAt: created.expiresAt.toISOString() }, 'enrollment token created');
         return created;
       },
       agents: () => fleet.list(),
+      audit: (limit) => fleetStore.listAudit({ limit }),
+      approve: async (agentId, actor, reason) => {
+        const agent = fleet.get(agentId);
+        if (agent === undefined) return unknownAgent(agentId);
+        if (!(await quarantine.approve(agentId, actor, reason))) return { kind: 'refused', code: 'NOT_QUARANTINED', message: `agent ${agentId} is not quarantined` };
+        return { kind: 'done', agent: fleet.get(agentId) ?? agent };
+      },
+      quarantine: async (agentId, actor, reason) => {
+        const agent = fleet.get(agentId);
+        if (agent === undefined) return unknownAgent(agentId);
+        if (!(await quarantine.quarantine(agentId, actor, { kind: 'manual', reason }))) {
+          return { kind: 'refused', code: 'ALREADY_QUARANTINED', message: `agent ${agentId} is already quarantined` };
+        }
+        return { kind: 'done', agent: fleet.get(agentId) ?? agent };
+      },
+      revoke: async (agentId, actor, reason) => {
+        const agent = fleet.get(agentId);
+        if (agent === undefined) return unknownAgent(agentId);
+        const serial = agent.certSerial;
+        if (serial === null) return { kind: 'refused', code: 'NO_CERTIFICATE', message: `no certificate of ${agentId} is known (it never connected)` };
+        if (revocations.has(serial)) return { kind: 'refused', code: 'ALREADY_REVOKED', message: `certificate ${serial} of ${agentId} is already revoked` };
+        await revocations.revoke(serial, agentId, actor, reason, now());
+        logger.warn({ event: 'certificate-revoked', agentId, serial, actor }, `certificate ${serial} of ${agentId} revoked`);
+        return { kind: 'done', agent, serial };
+      },
       source: () => {
         const s = (reconciler as Reconciler).status();
         return { branch: source.branch, head: s.head, accepted: s.serving, generation: s.generation, refused: s.refused, conditions: s.conditions };
@@ -238,6 +322,13 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       },
     });
     cleanups.push(() => admin.close());
+
+    const certAlerts = sink === null ? null : new CertExpiryAlerts({ sink, agents: () => fleet.list(), certificateTtlMs: config.enrollment.certificateTtlMs, now });
+    if (certAlerts !== null) {
+      const timer = setInterval(() => certAlerts.check(), options.certCheckMs ?? 60_000);
+      timer.unref();
+      cleanups.push(() => clearInterval(timer));
+    }
 
     reconciler.start();
     source.start({ intervalMs: config.repo.pollIntervalMs, nextDelayMs: (status) => pollDelay(config.repo.pollIntervalMs, status) });
@@ -271,6 +362,9 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       adminTokenPath: dataDir.paths.adminToken,
       metrics,
       reconciler,
+      fleet,
+      fleetStore,
+      quarantine,
       ready,
       syncNow: async () => {
         const fetched = await source.fetch();
@@ -298,4 +392,8 @@ export function pollDelay(intervalMs: number, status: SourceStatus): number {
   if (status.consecutiveFailures === 0) return intervalMs;
   const ceiling = Math.min(300_000, intervalMs * 2 ** Math.min(status.consecutiveFailures, 16));
   return Math.max(intervalMs, ceiling / 2 + Math.random() * (ceiling / 2));
+}
+
+function unknownAgent(agentId: string): { readonly kind: 'refused'; readonly code: 'UNKNOWN_AGENT'; readonly message: string } {
+  return { kind: 'refused', code: 'UNKNOWN_AGENT', message: `agent ${agentId} is not in the inventory of the served commit` };
 }

@@ -3,6 +3,7 @@ import { open, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { errorMessage } from '../domain/errors.js';
 import type { CommitSha } from '../domain/types.js';
+import type { FleetStore } from '../fleet/index.js';
 import { ServerError } from './errors.js';
 
 /**
@@ -93,4 +94,33 @@ export class MemoryStateStore implements StateStore {
   async save(state: PersistedState): Promise<void> {
     this.state = Object.freeze({ ...state });
   }
+}
+
+/** The reconciler's state in the fleet store (`<dataDir>/fleet.db`): accepted commit and generation. */
+export class FleetStateStore implements StateStore {
+  constructor(private readonly store: Pick<FleetStore, 'serverState' | 'saveAccepted'>) {}
+
+  async load(): Promise<PersistedState> {
+    const { accepted, generation } = await this.store.serverState();
+    return Object.freeze({ accepted, generation });
+  }
+
+  async save(state: PersistedState): Promise<void> {
+    await this.store.saveAccepted({ accepted: state.accepted, generation: state.generation });
+  }
+}
+
+/**
+ * Moves `<dataDir>/state.json` of an older meshcfg into the fleet store, once: only when the
+ * store holds nothing yet, and the file is renamed to `state.json.imported` afterwards so it
+ * is neither imported again nor mistaken for live state. Returns what was imported, or null.
+ */
+export async function importStateJson(dataDir: string, store: Pick<FleetStore, 'serverState' | 'saveAccepted'>): Promise<PersistedState | null> {
+  const file = FileStateStore.inDataDir(dataDir);
+  const legacy = await file.load();
+  if (legacy.accepted === null && legacy.generation === 0) return null;
+  const current = await store.serverState();
+  if (current.accepted === null && current.generation === 0) await store.saveAccepted(legacy);
+  await rename(file.path, `${file.path}.imported`);
+  return current.accepted === null && current.generation === 0 ? legacy : null;
 }

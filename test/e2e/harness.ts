@@ -32,9 +32,11 @@ export function sha256File(path: string): string {
 export interface AgentView {
   id: string;
   state: string;
-  desired: { commit: string; digest: string; generation: number } | null;
+  desired: { commit: string; digest: string; generation: number; baseline?: boolean } | null;
   active: { commit: string; digest: string; generation: number; at: string } | null;
   connected: boolean;
+  wave?: string;
+  quarantine?: { since: string; reason: string; by: string } | null;
   certExpiry: string | null;
   lastSeen: string | null;
 }
@@ -102,6 +104,20 @@ export class Deployment {
     const code = (await this.server?.stop()) ?? null;
     this.server = null;
     return code;
+  }
+
+  /** `kill -9` of the server: no shutdown step runs. Resolves when the process is gone. */
+  async killServer(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    if (server === null || server.child.exitCode !== null || server.child.signalCode !== null) return;
+    server.child.kill('SIGKILL');
+    await server.exited;
+  }
+
+  /** Runs `meshcfg <args> --admin … --admin-token-file …` (operator verbs). */
+  operator(...args: string[]): Promise<Run> {
+    return meshcfg(...args, '--admin', this.adminUrl, '--admin-token-file', join(this.dataDir, 'admin-token'));
   }
 
   adminToken(): string {

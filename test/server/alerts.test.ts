@@ -23,7 +23,7 @@ describe('WebhookAlerter', () => {
   });
 
   it('never blocks the caller and drops the oldest alert when its queue is full', async () => {
-    const problems: Array<{ kind: string; commit: string }> = [];
+    const problems: Array<{ kind: string; commit: string | undefined }> = [];
     let release: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => (release = resolve));
     const posted: string[] = [];
@@ -35,10 +35,10 @@ describe('WebhookAlerter', () => {
         posted.push(String(init?.body));
         return new Response(null, { status: 204 });
       },
-      onProblem: (p) => problems.push({ kind: p.kind, commit: p.alert.commit }),
+      onProblem: (p) => problems.push({ kind: p.kind, commit: commitOf(p.alert) }),
     });
     for (let i = 1; i <= 4; i += 1) alerter.post(alert(i)); // 1 in flight, 2–4 queued into 2 places
-    assert.deepEqual(problems, [{ kind: 'dropped', commit: alert(2).commit }]);
+    assert.deepEqual(problems, [{ kind: 'dropped', commit: commitOf(alert(2)) }]);
     release();
     await alerter.close();
     assert.deepEqual(posted.map((b) => (JSON.parse(b) as Alert).message), ['m1', 'm3', 'm4']);
@@ -65,3 +65,7 @@ describe('WebhookAlerter', () => {
     assert.deepEqual(kinds, ['gave-up']);
   });
 });
+
+function commitOf(alert: Alert): string | undefined {
+  return 'commit' in alert ? alert.commit : undefined;
+}

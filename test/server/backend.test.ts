@@ -5,7 +5,7 @@ import { sha256Digest } from '../../src/compile/index.js';
 import { PkiError } from '../../src/domain/errors.js';
 import { createCa, EnrollmentCa, EnrollmentTokens, type TokenRecord, type TokenStore } from '../../src/pki/index.js';
 import { ServerBackend, type BackendHooks } from '../../src/server/backend.js';
-import { MemoryFleetStore } from '../../src/server/fleet.js';
+import { FleetCache } from '../../src/server/fleet.js';
 import { buildSnapshot, SnapshotCache, type DesiredBundle } from '../../src/server/snapshot.js';
 import { BundleSigner } from '../../src/signing/index.js';
 import type { AckReport, AgentIdentity, Delivery } from '../../src/transport/backend.js';
@@ -39,7 +39,7 @@ describe('ServerBackend', () => {
   const agentKey = rsaKey();
   let signer: BundleSigner;
   let snapshots: SnapshotCache;
-  let fleet: MemoryFleetStore;
+  let fleet: FleetCache;
   let tokens: EnrollmentTokens;
   let backend: ServerBackend;
   let acks: Array<Parameters<NonNullable<BackendHooks['onAck']>>[0]>;
@@ -52,7 +52,7 @@ describe('ServerBackend', () => {
   beforeEach(() => {
     signer = new BundleSigner({ privateKey: signingKey.privateKey });
     snapshots = new SnapshotCache();
-    fleet = new MemoryFleetStore();
+    fleet = new FleetCache();
     tokens = new EnrollmentTokens({ store: new MemoryTokenStore() });
     acks = [];
     inventory = new Set(['edge-1', 'edge-2']);

@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MemoryFleetStore } from '../../src/server/fleet.js';
+import { FleetCache } from '../../src/server/fleet.js';
 
 const DESIRED = { commit: 'a'.repeat(40), digest: 'sha256:' + '1'.repeat(64), generation: 1 };
 
-describe('MemoryFleetStore', () => {
+describe('FleetCache', () => {
   it('lists only inventory agents, sorted, and forgets agents that left it', () => {
-    const fleet = new MemoryFleetStore();
+    const fleet = new FleetCache();
     fleet.setDesired([
       { id: 'b', labels: {}, desired: DESIRED },
       { id: 'a', labels: { zone: 'x' }, desired: DESIRED },
@@ -18,14 +18,14 @@ describe('MemoryFleetStore', () => {
   });
 
   it('keeps the connection of an agent whose stream opened before it was in a published inventory', () => {
-    const fleet = new MemoryFleetStore();
+    const fleet = new FleetCache();
     fleet.setConnected('a', true, new Date());
     fleet.setDesired([{ id: 'a', labels: {}, desired: DESIRED }]);
     assert.equal(fleet.get('a')?.connected, true);
   });
 
   describe('state', () => {
-    const table: ReadonlyArray<{ name: string; state: string; act: (f: MemoryFleetStore, now: Date) => void }> = [
+    const table: ReadonlyArray<{ name: string; state: string; act: (f: FleetCache, now: Date) => void }> = [
       { name: 'never seen', state: 'DISCONNECTED', act: () => undefined },
       { name: 'connected, nothing active', state: 'PENDING', act: (f, now) => f.setConnected('a', true, now) },
       {
@@ -58,11 +58,43 @@ describe('MemoryFleetStore', () => {
     for (const { name, state, act } of table) {
       it(`is ${state} when ${name}`, () => {
         const now = new Date();
-        const fleet = new MemoryFleetStore({ now: () => now, disconnectedAfterMs: 120_000 });
+        const fleet = new FleetCache({ now: () => now, disconnectedAfterMs: 120_000 });
         fleet.setDesired([{ id: 'a', labels: {}, desired: DESIRED }]);
         act(fleet, now);
         assert.equal(fleet.get('a')?.state, state);
       });
     }
+  });
+});
+
+describe('FleetCache states beyond the basics', () => {
+  const DESIRED_B = { commit: 'a'.repeat(40), digest: 'sha256:' + '2'.repeat(64), generation: 1 };
+
+  it('is STALE when the desired digest was sent and not acked within the ack timeout, and SYNCED once acked', () => {
+    let now = new Date('2030-01-01T00:00:00Z');
+    const fleet = new FleetCache({ now: () => now, ackTimeoutMs: 60_000 });
+    fleet.setDesired([{ id: 'a', labels: {}, desired: DESIRED_B }]);
+    fleet.setConnected('a', true, now);
+    fleet.recordSend('a', { ...DESIRED_B, nonce: 'n1' }, now);
+    assert.equal(fleet.get('a')?.state, 'PENDING');
+    now = new Date(now.getTime() + 61_000);
+    assert.equal(fleet.get('a')?.state, 'STALE');
+    fleet.setAckTimeout(120_000);
+    assert.equal(fleet.get('a')?.state, 'PENDING', 'the timeout follows the served commit');
+    fleet.recordAck('a', { ...DESIRED_B, nonce: 'n1', status: 'APPLIED', error: '' }, now);
+    assert.equal(fleet.get('a')?.state, 'SYNCED');
+  });
+
+  it('is QUARANTINED whatever else is true, until approved', async () => {
+    const now = new Date();
+    const fleet = new FleetCache({ now: () => now });
+    fleet.setDesired([{ id: 'a', labels: {}, desired: DESIRED_B }]);
+    fleet.recordAck('a', { ...DESIRED_B, status: 'APPLIED', error: '' }, now);
+    const audit = { at: now, actor: 'system', action: 'agent.quarantine', target: 'a', reason: 'drift', details: null };
+    assert.equal(await fleet.quarantine('a', { since: now, reason: 'drift', by: 'system' }, audit), true);
+    assert.equal(await fleet.quarantine('a', { since: now, reason: 'drift', by: 'system' }, audit), false);
+    assert.equal(fleet.get('a')?.state, 'QUARANTINED');
+    assert.equal(await fleet.approve('a', { ...audit, action: 'agent.approve' }), true);
+    assert.equal(fleet.get('a')?.state, 'SYNCED');
   });
 });

@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { SqliteFleetStore } from '../../src/fleet/index.js';
+import { GitRepo, makeSshSigner, tempDir, writeAllowedSigners } from '../helpers/git.js';
+import { startGitHttpServer, type GitHttpServer } from '../helpers/http-git-server.js';
+import { freePort, waitFor } from '../helpers/process.js';
+import { CONFIG_FILES, Deployment, sha256File, type AgentView } from './harness.js';
+
+/**
+ * Fleet state end to end with real processes: drift → quarantine → baseline on disk →
+ * `meshcfg approve` → desired on disk; and fleet.db surviving `kill -9` of the server.
+ */
+describe('fleet state end to end', { timeout: 240_000 }, () => {
+  const tmp = tempDir('meshcfg-e2e-fleet-');
+  let http: GitHttpServer;
+  let d: Deployment;
+  let first: string;
+
+  before(async () => {
+    const alice = makeSshSigner(tmp.path, 'alice@example.org');
+    const allowed = writeAllowedSigners(join(tmp.path, 'allowed_signers'), [{ signer: alice }]);
+    const seed = GitRepo.init(join(tmp.path, 'seed'));
+    seed.write(CONFIG_FILES);
+    first = seed.commit('first config', alice);
+    seed.git('clone', '-q', '--bare', seed.dir, join(tmp.path, 'served', 'config.git'));
+    http = await startGitHttpServer(join(tmp.path, 'served'));
+    seed.git('remote', 'add', 'origin', join(tmp.path, 'served', 'config.git'));
+    d = new Deployment(tmp.path, seed, join(tmp.path, 'served', 'config.git'), http.url('config.git'), alice, allowed, {
+      grpc: await freePort(),
+      admin: await freePort(),
+    });
+    await d.startServer();
+    assert.equal((await d.enroll('edge-1')).code, 0);
+    d.startAgent('edge-1');
+    await d.waitSynced('edge-1', first);
+  });
+
+  after(async () => {
+    await d?.stopAll();
+    await http?.close();
+    tmp.cleanup();
+  });
+
+  it('quarantines an agent whose file was edited by hand, puts the baseline on disk, and approval restores its bundle', async () => {
+    const own = (await d.agentView('edge-1'))?.desired?.digest;
+    await d.agents.get('edge-1')?.stop();
+    const doc = JSON.parse(readFileSync(d.agentFile('edge-1'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(d.agentFile('edge-1'), JSON.stringify({ ...doc, mtls: { mode: 'DISABLE' } }));
+    d.startAgent('edge-1'); // its hello reports the digest of the edited file
+
+    const quarantined = await waitFor('edge-1 QUARANTINED with the baseline on disk', async () => {
+      const v = await d.agentView('edge-1');
+      if (v?.state !== 'QUARANTINED' || v.desired?.baseline !== true) return undefined;
+      return sha256File(d.agentFile('edge-1')) === v.desired.digest ? v : undefined;
+    });
+    assert.equal(quarantined.quarantine?.by, 'system');
+    const baseline = JSON.parse(readFileSync(d.agentFile('edge-1'), 'utf8')) as { mtls?: { minTlsVersion?: string } };
+    assert.equal(baseline.mtls?.minTlsVersion, '1.3', 'the bytes of baseline/ are on disk');
+
+    const status = await d.operator('status');
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /^edge-1\s.*QUARANTINED/m);
+
+    const approved = await d.operator('approve', 'edge-1', '--reason', 'hand edit reverted', '--actor', 'alice');
+    assert.equal(approved.code, 0, approved.stderr);
+    const view = await d.waitSynced('edge-1', first);
+    assert.equal(view.desired?.baseline, false);
+    assert.equal(view.desired?.digest, own);
+    assert.equal(sha256File(d.agentFile('edge-1')), own, 'the desired bytes are on disk again');
+
+    const audit = (await d.admin<Array<{ action: string; actor: string; target: string; reason: string }>>('/api/v1/audit?limit=2')).body;
+    assert.deepEqual(audit.map((e) => [e.action, e.actor, e.target]), [
+      ['agent.approve', 'alice', 'edge-1'],
+      ['agent.quarantine', 'system', 'edge-1'],
+    ]);
+  });
+
+  it('leaves fleet.db intact after kill -9, and the restarted server still knows the last ack', async () => {
+    const next = d.push({ 'config/agents/edge-1.yaml': 'telemetry: { accessLog: true }\n' }, 'edge-1 access log');
+    const synced: AgentView = await d.waitSynced('edge-1', next);
+    // Mid-operation: the agent stream is open and the server polls the repository every 200 ms.
+    await d.killServer();
+    await d.agents.get('edge-1')?.stop(); // so nothing re-reports what it runs after the restart
+
+    const db = await SqliteFleetStore.open(join(d.dataDir, 'fleet.db'));
+    try {
+      assert.deepEqual(db.integrityCheck(), ['ok']);
+      const acks = await db.listAcks('edge-1', { limit: 1 });
+      assert.equal(acks[0]?.digest, synced.desired?.digest);
+      assert.equal(acks[0]?.status, 'APPLIED');
+    } finally {
+      await db.close();
+    }
+
+    await d.startServer();
+    const known = await d.agentView('edge-1');
+    assert.equal(known?.active?.commit, next, 'the restarted server knows what the agent acked');
+    assert.equal(known?.active?.digest, synced.desired?.digest);
+    assert.ok((known?.desired?.generation ?? 0) > (synced.desired?.generation ?? 0), 'generations keep growing after kill -9');
+  });
+});
