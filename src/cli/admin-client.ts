@@ -27,12 +27,15 @@ export class AdminClientError extends BaseError<AdminClientErrorCode> {
 export interface AdminFlags {
   readonly admin?: string;
   readonly adminTokenFile?: string;
+  /** Who acts, for the audit log (sent as X-Meshcfg-Actor; env MESHCFG_ACTOR). */
+  readonly actor?: string;
 }
 
 /** Adds `--admin` and `--admin-token-file` to a verb. */
 export const ADMIN_FLAGS_HELP = {
   admin: `admin API base URL (env MESHCFG_ADMIN; default ${DEFAULT_ADMIN_URL})`,
   adminTokenFile: 'file holding the admin token, e.g. <dataDir>/admin-token (env MESHCFG_ADMIN_TOKEN holds the token itself)',
+  actor: 'who you are, for the audit log (env MESHCFG_ACTOR; default: the API records "admin")',
 } as const;
 
 /**
@@ -57,7 +60,8 @@ export async function adminClientFrom(flags: AdminFlags, env: NodeJS.ProcessEnv 
       message: 'no admin token: pass --admin-token-file <dataDir>/admin-token or set MESHCFG_ADMIN_TOKEN',
     });
   }
-  return new AdminClient(url, token);
+  const actor = flags.actor ?? env['MESHCFG_ACTOR'];
+  return new AdminClient(url, token, undefined, actor === undefined || actor === '' ? undefined : actor);
 }
 
 /** A small JSON client for the admin API. */
@@ -68,6 +72,7 @@ export class AdminClient {
     url: string,
     private readonly token: string,
     private readonly timeoutMs = 10_000,
+    private readonly actor?: string,
   ) {
     try {
       this.baseUrl = new URL(url);
@@ -85,7 +90,11 @@ export class AdminClient {
     try {
       response = await fetch(url, {
         method,
-        headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        headers: {
+          authorization: `Bearer ${this.token}`,
+          ...(this.actor === undefined ? {} : { 'x-meshcfg-actor': this.actor }),
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: AbortSignal.timeout(this.timeoutMs),
       });

@@ -6,6 +6,8 @@ import { registerServe } from './serve.js';
 import { registerToken } from './token.js';
 import { registerEnroll } from './enroll.js';
 import { registerAgent } from './agent.js';
+import { registerAgentActions } from './agent-actions.js';
+import { registerStatus } from './status.js';
 
 const processIo: CliIo = { stdout: process.stdout, stderr: process.stderr };
 
@@ -35,6 +37,8 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
   registerToken(program, io, setExit);
   registerEnroll(program, io, setExit);
   registerAgent(program, io, setExit);
+  registerStatus(program, io, setExit);
+  registerAgentActions(program, io, setExit);
 
   try {
     await program.parseAsync([...argv]);

@@ -1,0 +1,116 @@
+import type { Command } from 'commander';
+import { adminClientFrom, AdminClientError, ADMIN_FLAGS_HELP, type AdminFlags } from './admin-client.js';
+import { type CliIo, ExitCode } from './io.js';
+
+interface StatusFlags extends AdminFlags {
+  readonly json?: boolean;
+}
+
+/** The fields of a `GET /api/v1/agents` item that `status` shows. The body is the server's: read defensively. */
+interface AgentItem {
+  readonly id: string;
+  readonly wave: string;
+  readonly state: string;
+  readonly desired: { readonly commit: string; readonly digest: string; readonly baseline?: boolean } | null;
+  readonly active: { readonly commit: string; readonly digest: string } | null;
+  readonly certExpiry: string | null;
+  readonly lastSeen: string | null;
+}
+
+/** The order states are counted in on the summary line. */
+const STATE_ORDER = ['SYNCED', 'PENDING', 'STALE', 'NACKED', 'QUARANTINED', 'DISCONNECTED'];
+
+export function registerStatus(program: Command, io: CliIo, setExit: (code: number) => void): void {
+  program
+    .command('status')
+    .description('one line per agent: wave, state, desired and active config, certificate expiry, last contact')
+    .option('--json', 'print the admin API answer (GET /api/v1/agents) as JSON')
+    .option('--admin <url>', ADMIN_FLAGS_HELP.admin)
+    .option('--admin-token-file <file>', ADMIN_FLAGS_HELP.adminTokenFile)
+    .addHelpText(
+      'after',
+      '\nDESIRED and ACTIVE are <commit>:<digest>, both shortened; (baseline) marks a quarantined agent\'s baseline bundle.\nExit codes: 0 shown, 2 refused (no admin token, admin API unreachable or refusing, usage).',
+    )
+    .action(async (flags: StatusFlags) => {
+      try {
+        const client = await adminClientFrom(flags);
+        const body = await client.request('GET', '/api/v1/agents');
+        if (!Array.isArray(body)) throw new AdminClientError({ code: 'ADMIN_REFUSED', message: 'the admin API answered with something other than a list of agents' });
+        if (flags.json === true) {
+          io.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+        } else {
+          io.stdout.write(formatStatus(body.map(agentItem), new Date()));
+        }
+        setExit(ExitCode.ok);
+      } catch (err) {
+        if (!(err instanceof AdminClientError)) throw err;
+        io.stderr.write(`meshcfg status: ${err.message}\n`);
+        setExit(ExitCode.refused);
+      }
+    });
+}
+
+/** The table and the summary line, like `istioctl proxy-status`. */
+export function formatStatus(agents: readonly AgentItem[], now: Date): string {
+  const header = ['AGENT', 'WAVE', 'STATE', 'DESIRED', 'ACTIVE', 'CERT EXPIRES', 'LAST SEEN'];
+  const rows = agents.map((a) => [
+    a.id,
+    a.wave === '' ? '-' : a.wave,
+    a.state,
+    a.desired === null ? '-' : `${version(a.desired)}${a.desired.baseline === true ? '(baseline)' : ''}`,
+    a.active === null ? '-' : version(a.active),
+    a.certExpiry === null ? '-' : relative(a.certExpiry, now),
+    a.lastSeen === null ? 'never' : relative(a.lastSeen, now),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: readonly string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('   ').trimEnd();
+  const counts = new Map<string, number>();
+  for (const a of agents) counts.set(a.state, (counts.get(a.state) ?? 0) + 1);
+  const known = STATE_ORDER.filter((s) => counts.has(s));
+  const other = [...counts.keys()].filter((s) => !STATE_ORDER.includes(s)).sort();
+  const summary = [...known, ...other].map((s) => `${counts.get(s)} ${s}`).join(', ');
+  return `${[line(header), ...rows.map(line)].join('\n')}\n\n${agents.length} agent${agents.length === 1 ? '' : 's'}${summary === '' ? '' : `: ${summary}`}\n`;
+}
+
+/** `a1b2c3d:1f2e3d4c`: 7 characters of the commit, 8 hex digits of the digest. */
+function version(v: { readonly commit: string; readonly digest: string }): string {
+  const digest = v.digest.replace(/^sha256:/, '').slice(0, 8);
+  return `${v.commit === '' ? '?' : v.commit.slice(0, 7)}:${digest === '' ? '?' : digest}`;
+}
+
+/** `5s ago`, `in 23h`, `3d ago`. */
+export function relative(iso: string, now: Date): string {
+  const at = Date.parse(iso);
+  if (Number.isNaN(at)) return '?';
+  const delta = at - now.getTime();
+  const magnitude = Math.abs(delta);
+  const units: ReadonlyArray<[string, number]> = [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1_000]];
+  let text = '0s';
+  for (const [unit, size] of units) {
+    if (magnitude >= size) {
+      text = `${Math.floor(magnitude / size)}${unit}`;
+      break;
+    }
+  }
+  return delta >= 0 ? `in ${text}` : `${text} ago`;
+}
+
+function agentItem(raw: unknown): AgentItem {
+  const o = isObject(raw) ? raw : {};
+  const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+  const ver = (v: unknown): { commit: string; digest: string; baseline?: boolean } | null =>
+    isObject(v) ? { commit: str(v['commit']), digest: str(v['digest']), baseline: v['baseline'] === true } : null;
+  return {
+    id: str(o['id']),
+    wave: str(o['wave']),
+    state: str(o['state']) || '?',
+    desired: ver(o['desired']),
+    active: ver(o['active']),
+    certExpiry: typeof o['certExpiry'] === 'string' ? o['certExpiry'] : null,
+    lastSeen: typeof o['lastSeen'] === 'string' ? o['lastSeen'] : null,
+  };
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

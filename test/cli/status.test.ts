@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { formatStatus, relative } from '../../src/cli/status.js';
+import { startServer, type RunningServer } from '../../src/server/server.js';
+import type { Delivery } from '../../src/transport/backend.js';
+import { meshcfg } from '../helpers/cli.js';
+import { forgeCsr, rsaKey } from '../pki/helpers.js';
+import { configFor, fakeTransport, makeFixture, silentLogger, type Fixture } from '../server/helpers.js';
+
+describe('meshcfg status, approve, quarantine, revoke (against a running server)', () => {
+  let fixture: Fixture;
+  let server: RunningServer;
+  let transport: ReturnType<typeof fakeTransport>;
+  const admin = (): string[] => ['--admin', server.adminUrl, '--admin-token-file', server.adminTokenPath];
+
+  before(async () => {
+    fixture = makeFixture();
+    transport = fakeTransport();
+    server = await startServer(configFor(fixture), { logger: silentLogger, transport: transport.start });
+    await server.syncNow();
+    // edge-1 connects and acks its bundle: SYNCED with a certificate and a last contact.
+    const issued = server.dataDir.ca.issueAgentCertificate({ csrPem: forgeCsr(rsaKey()), agentId: 'edge-1' });
+    const certificate = new X509Certificate(issued.certPem);
+    const identity = { agentId: 'edge-1', certificate, serialNumber: certificate.serialNumber, notAfter: issued.notAfter };
+    const backend = transport.backend();
+    backend.reportActive(identity, null);
+    const d = backend.desired('edge-1') as Delivery;
+    backend.ack(identity, { commit: d.commit, digest: d.digest, generation: d.generation, nonce: d.nonce, status: 'APPLIED', error: '' });
+  });
+  after(async () => {
+    await server?.close();
+    fixture?.cleanup();
+  });
+
+  it('prints one line per agent under a header, and a summary line', async () => {
+    const run = await meshcfg('status', ...admin());
+    assert.equal(run.code, 0, run.stderr);
+    const lines = run.stdout.trimEnd().split('\n');
+    assert.match(lines[0] ?? '', /^AGENT\s+WAVE\s+STATE\s+DESIRED\s+ACTIVE\s+CERT EXPIRES\s+LAST SEEN$/);
+    const edge1 = (lines[1] ?? '').split(/\s{3,}/);
+    assert.equal(edge1[0], 'edge-1');
+    assert.equal(edge1[1], 'canary');
+    assert.equal(edge1[2], 'SYNCED');
+    assert.match(edge1[3] ?? '', /^[0-9a-f]{7}:[0-9a-f]{8}$/);
+    assert.equal(edge1[4], edge1[3], 'active is desired');
+    assert.match(edge1[5] ?? '', /^in \d+[dhms]$/);
+    assert.match(edge1[6] ?? '', /^\d+[dhms] ago$/);
+    assert.equal(lines.filter((l) => /^edge-\d/.test(l)).length, 4);
+    assert.match(lines.at(-1) ?? '', /^4 agents: 1 SYNCED, 3 DISCONNECTED$/);
+  });
+
+  it('--json prints the API answer', async () => {
+    const run = await meshcfg('status', '--json', ...admin());
+    assert.equal(run.code, 0, run.stderr);
+    const agents = JSON.parse(run.stdout) as Array<{ id: string; wave: string; state: string }>;
+    assert.deepEqual(agents.map((a) => a.id), ['edge-1', 'edge-2', 'edge-3', 'edge-4']);
+    assert.equal(agents[0]?.wave, 'canary');
+  });
+
+  it('quarantine and approve an agent, with the reason and actor in the audit log', async () => {
+    const q = await meshcfg('quarantine', 'edge-2', '--reason', 'suspicious', '--actor', 'carol', ...admin());
+    assert.equal(q.code, 0, q.stderr);
+    assert.match(q.stdout, /edge-2 quarantined; state QUARANTINED/);
+    const status = await meshcfg('status', ...admin());
+    assert.match(status.stdout, /edge-2\s+\S+\s+QUARANTINED\s+[0-9a-f]{7}:[0-9a-f]{8}\(baseline\)/);
+    const a = await meshcfg('approve', 'edge-2', '--reason', 'checked', ...admin());
+    assert.equal(a.code, 0, a.stderr);
+    const [approve, quarantine] = await server.fleetStore.listAudit({ limit: 2 });
+    assert.deepEqual([approve?.action, approve?.actor, approve?.reason], ['agent.approve', 'admin', 'checked']);
+    assert.deepEqual([quarantine?.action, quarantine?.actor, quarantine?.reason], ['agent.quarantine', 'carol', 'suspicious']);
+  });
+
+  it('revoke an agent certificate', async () => {
+    const run = await meshcfg('revoke', 'edge-1', ...admin());
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /edge-1 revoked \(certificate [0-9a-f]+\)/);
+  });
+
+  const refusals: ReadonlyArray<{ what: string; args: () => string[]; stderr: RegExp }> = [
+    { what: 'approve of an agent that is not quarantined', args: () => ['approve', 'edge-3', '--reason', 'x', ...admin()], stderr: /NOT_QUARANTINED/ },
+    { what: 'an unknown agent', args: () => ['quarantine', 'nobody', '--reason', 'x', ...admin()], stderr: /UNKNOWN_AGENT/ },
+    { what: 'approve without --reason', args: () => ['approve', 'edge-3', ...admin()], stderr: /--reason/ },
+    { what: 'no admin token', args: () => ['status', '--admin', server.adminUrl], stderr: /no admin token/ },
+    { what: 'an unreachable admin API', args: () => ['status', '--admin', 'http://127.0.0.1:1', '--admin-token-file', server.adminTokenPath], stderr: /ECONNREFUSED|unreachable|admin API/ },
+  ];
+  for (const { what, args, stderr } of refusals) {
+    it(`exits 2 for ${what}`, async () => {
+      const run = await meshcfg(...args());
+      assert.equal(run.code, 2);
+      assert.match(run.stderr, stderr);
+    });
+  }
+
+  it('--help names the columns and how the server is found', async () => {
+    const run = await meshcfg('status', '--help');
+    assert.equal(run.code, 0);
+    assert.match(run.stdout, /--admin-token-file/);
+    assert.match(run.stdout, /MESHCFG_ADMIN/);
+  });
+});
+
+describe('formatStatus', () => {
+  const now = new Date('2030-01-01T12:00:00Z');
+  it('shortens versions, marks the baseline and counts states in a fixed order', () => {
+    const text = formatStatus(
+      [
+        { id: 'a', wave: 'canary', state: 'QUARANTINED', desired: { commit: 'abcdef0123', digest: 'sha256:0011223344556677', baseline: true }, active: null, certExpiry: null, lastSeen: null },
+        { id: 'b', wave: '', state: 'SYNCED', desired: null, active: { commit: '1234567890', digest: 'sha256:8899aabbccdd' }, certExpiry: '2030-01-02T12:00:00Z', lastSeen: '2030-01-01T11:59:55Z' },
+      ],
+      now,
+    );
+    const lines = text.trimEnd().split('\n');
+    assert.deepEqual(lines[1]?.split(/\s{3,}/), ['a', 'canary', 'QUARANTINED', 'abcdef0:00112233(baseline)', '-', '-', 'never']);
+    assert.deepEqual(lines[2]?.split(/\s{3,}/), ['b', '-', 'SYNCED', '-', '1234567:8899aabb', 'in 1d', '5s ago']);
+    assert.equal(lines.at(-1), '2 agents: 1 SYNCED, 1 QUARANTINED');
+  });
+
+  it('says relative times in the largest whole unit', () => {
+    assert.equal(relative('2030-01-01T11:00:00Z', now), '1h ago');
+    assert.equal(relative('2030-01-01T12:00:00Z', now), 'in 0s');
+    assert.equal(relative('not a date', now), '?');
+  });
+});
