@@ -5,6 +5,7 @@ import { errorMessage, PkiError } from '../domain/errors.js';
 import { isAgentId } from '../domain/agent-id.js';
 import { parseDuration } from '../domain/duration.js';
 import type { StoredAuditEntry } from '../fleet/index.js';
+import type { ActionResult, OperatorActionKind, RolloutStatus } from '../rollout/index.js';
 import type { AgentStatus } from '../server/fleet.js';
 import type { Condition } from '../server/conditions.js';
 
@@ -41,6 +42,10 @@ export interface AdminApi {
   /** Revokes the agent's current certificate (audited). */
   revoke(agentId: string, actor: string, reason: string): Promise<AgentActionResult>;
   source(): SourceView;
+  /** `GET /api/v1/rollout`: the rollout controller's status. */
+  rollout(): RolloutStatus;
+  /** pause / resume / promote / abort (audited with actor and reason). */
+  rolloutAction(kind: OperatorActionKind, actor: string, reason: string | undefined): Promise<ActionResult>;
   /** Ready: a commit is accepted and gRPC listens. */
   ready(): boolean;
   metrics(): Promise<{ readonly contentType: string; readonly body: string }>;
@@ -73,6 +78,7 @@ const DEFAULT_ACTOR = 'admin';
 const ACTOR = /^[A-Za-z0-9._@+-]{1,64}$/;
 const MAX_REASON_LENGTH = 1_000;
 const AGENT_ACTION = /^\/api\/v1\/agents\/([^/]+)\/(approve|quarantine|revoke)$/;
+const ROLLOUT_ACTION = /^\/api\/v1\/rollout\/(pause|resume|promote|abort)$/;
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
@@ -181,6 +187,9 @@ class Handler {
       case '/api/v1/source':
         allow(method, 'GET');
         return sendJson(res, 200, sourceJson(api.source()));
+      case '/api/v1/rollout':
+        allow(method, 'GET');
+        return sendJson(res, 200, api.rollout() as unknown as Json);
       case '/api/v1/audit': {
         allow(method, 'GET');
         const limitText = new URL(req.url ?? '/', 'http://admin').searchParams.get('limit');
@@ -212,6 +221,11 @@ class Handler {
         }
       }
       default: {
+        const rolloutAction = ROLLOUT_ACTION.exec(path);
+        if (rolloutAction !== null) {
+          allow(method, 'POST');
+          return this.rolloutAction(rolloutAction[1] as OperatorActionKind, req, res);
+        }
         const action = AGENT_ACTION.exec(path);
         if (action === null) throw new HttpError(404, 'NOT_FOUND', `no route ${path}`);
         allow(method, 'POST');
@@ -238,6 +252,27 @@ class Handler {
         return sendJson(res, 200, { agent: agentJson(result.agent), actor, ...(result.serial === undefined ? {} : { serial: result.serial }) });
       case 'refused':
         throw new HttpError(result.code === 'UNKNOWN_AGENT' ? 404 : 409, result.code, result.message);
+      default: {
+        const never: never = result;
+        throw new Error(`unexpected result ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  private async rolloutAction(kind: OperatorActionKind, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = hasBody(req) ? await this.readJson(req) : {};
+    const reason = body['reason'];
+    if (reason !== undefined && (typeof reason !== 'string' || reason.length > MAX_REASON_LENGTH)) {
+      throw new HttpError(400, 'BAD_REQUEST', `reason must be a string of at most ${MAX_REASON_LENGTH} characters`);
+    }
+    const { api } = this.options;
+    const actor = actorOf(req);
+    const result = await api.rolloutAction(kind, actor, reason);
+    switch (result.kind) {
+      case 'done':
+        return sendJson(res, 200, { action: kind, actor, rollout: api.rollout() as unknown as Json });
+      case 'refused':
+        throw new HttpError(409, result.code, result.message);
       default: {
         const never: never = result;
         throw new Error(`unexpected result ${JSON.stringify(never)}`);

@@ -32,6 +32,16 @@ export type Alert =
       readonly at: string;
     }
   | {
+      readonly kind: 'rollout-halted';
+      readonly commit: string;
+      /** The wave whose rejections exceeded `maxNackRatio`. */
+      readonly wave: string;
+      readonly rejected: number;
+      readonly connected: number;
+      readonly message: string;
+      readonly at: string;
+    }
+  | {
       readonly kind: 'cert-expiring';
       readonly agent: string;
       readonly serial: string;

@@ -20,3 +20,5 @@ export { ServerMetrics } from './metrics.js';
 export { WebhookAlerter } from './alerts.js';
 export type { Alert, AlertSink } from './alerts.js';
 export type { Condition, ConditionType } from './conditions.js';
+export { RolloutService } from './rollout.js';
+export type { RolloutServiceHooks, RolloutServiceOptions } from './rollout.js';

@@ -65,6 +65,7 @@ export class QuarantineController {
   /** Wraps the policy deciding what agents should have: a quarantined agent gets the baseline instead. */
   policy(inner: DesiredStatePolicy): DesiredStatePolicy {
     return {
+      prepare: (compilation: Compilation): void => inner.prepare?.(compilation),
       desiredFor: (agentId: AgentId, compilation: Compilation): DesiredBundle | null => {
         if (!this.options.fleet.isQuarantined(agentId)) return inner.desiredFor(agentId, compilation);
         const baseline = compilation.baseline;

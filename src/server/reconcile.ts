@@ -336,6 +336,7 @@ export class Reconciler {
   private async publish(compilation: Compilation, reason: PublishReason): Promise<number> {
     const commit = compilation.commit.sha;
     const desired: DesiredBundle[] = [];
+    this.options.policy.prepare?.(compilation);
     for (const agent of compilation.agents) {
       const want = this.options.policy.desiredFor(agent.id, compilation);
       if (want !== null) desired.push(want);

@@ -20,8 +20,9 @@ import { backendLogHooks, combineHooks, fetchLogHook, reconcileLogHooks, transpo
 import { ServerMetrics } from './metrics.js';
 import { Reconciler, type ReconcileHooks, type ReconcileResult } from './reconcile.js';
 import { QuarantineController } from './quarantine.js';
+import { RolloutService } from './rollout.js';
 import { Revocations } from './revocations.js';
-import { latestCommitPolicy, SnapshotCache, type DesiredStatePolicy } from './snapshot.js';
+import { SnapshotCache, type DesiredStatePolicy } from './snapshot.js';
 import { FleetStateStore, importStateJson } from './state.js';
 
 /** What `startServer` needs from the gRPC transport (GrpcServer satisfies it). */
@@ -38,7 +39,7 @@ export interface StartServerOptions {
   readonly logger?: Logger;
   /** Default: `GrpcServer.start`. Tests may substitute a fake. */
   readonly transport?: StartTransport;
-  /** Default: `latestCommitPolicy` (every agent gets the latest accepted commit). */
+  /** Default: the rollout (waves, windows, gates from meshcfg.yaml). `latestCommitPolicy` gives every agent the latest commit at once. */
   readonly policy?: DesiredStatePolicy;
   readonly now?: () => Date;
   /** How often the bundle-expiry refresh is checked. Default: ttl/48 within 1 s – 60 s. */
@@ -49,6 +50,8 @@ export interface StartServerOptions {
   readonly certCheckMs?: number;
   /** Window of the unauthorized-attempt alert rate limit (one per reason per window). Default 1 min. */
   readonly unauthorizedAlertWindowMs?: number;
+  /** How often the rollout's bakes and windows are checked. Default 1 s. */
+  readonly rolloutTickMs?: number;
 }
 
 /** The ack timeout when meshcfg.yaml sets no `rollout.ackTimeout`. */
@@ -73,6 +76,7 @@ export interface RunningServer {
   readonly fleet: FleetCache;
   readonly fleetStore: SqliteFleetStore;
   readonly quarantine: QuarantineController;
+  readonly rollout: RolloutService;
   ready(): boolean;
   /** Fetches now and waits until the head is judged (instead of waiting for the poll). */
   syncNow(): Promise<ReconcileResult>;
@@ -179,6 +183,23 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       sink === null ? null : new UnauthorizedAlerts({ sink, now, ...(options.unauthorizedAlertWindowMs === undefined ? {} : { windowMs: options.unauthorizedAlertWindowMs }) });
     if (unauthorizedAlerts !== null) cleanups.push(() => unauthorizedAlerts.close());
 
+    const compiler = new Compiler();
+    const rollout = await RolloutService.load({
+      store: fleetStore,
+      knownAgents: () => fleet.list().map((a) => a.id),
+      compile: async (commit) => compiler.compile(await source.readTree(await gate.verify(commit, {}))),
+      republish: () => (reconciler as Reconciler).republish(),
+      alerts,
+      now,
+      ...(options.rolloutTickMs === undefined ? {} : { tickMs: options.rolloutTickMs }),
+      hooks: {
+        onEvent: (event) => logger.info({ event: event.kind, ...event }, `rollout: ${event.kind}`),
+        onError: (err, what) => logger.error({ event: 'rollout-failed', what, err }, `rollout: cannot ${what}`),
+      },
+    });
+    // Stopped before the store closes (cleanups run in reverse): the last acks are saved.
+    cleanups.push(() => rollout.stop());
+
     const quarantine = new QuarantineController({
       fleet,
       store: fleetStore,
@@ -207,7 +228,11 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
               id: a.id,
               labels: a.labels,
               wave: a.wave,
-              desired: d === undefined ? null : { commit: d.commit, digest: d.digest, generation: d.generation, baseline: d.baseline },
+              // A generation names one commit; an agent held back by the rollout runs an older one.
+              desired:
+                d === undefined
+                  ? null
+                  : { commit: (d.baseline ? null : rollout.desiredCommit(a.id)) ?? d.commit, digest: d.digest, generation: d.generation, baseline: d.baseline },
             };
           }),
         );
@@ -220,7 +245,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     reconciler = new Reconciler({
       verifier: gate,
       trees: source,
-      compiler: new Compiler(),
+      compiler,
       signer,
       snapshots,
       store,
@@ -229,7 +254,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       bundleTtlMs: config.bundles.ttlMs,
       now,
       hooks: combineHooks<ReconcileHooks>(fleetAndReadiness, metrics.reconcileHooks, reconcileLogHooks(logger), alertHooks),
-      policy: quarantine.policy(options.policy ?? latestCommitPolicy),
+      policy: quarantine.policy(options.policy ?? rollout.policy),
       ...(options.refreshCheckMs === undefined ? {} : { refreshCheckMs: options.refreshCheckMs }),
     });
     cleanups.push(() => reconciler?.stop());
@@ -247,7 +272,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       signingPublicKeyPem: dataDir.signingPublicKeyPem,
       certificateTtlMs: config.enrollment.certificateTtlMs,
       revocations,
-      hooks: combineHooks(metrics.backendHooks, backendLogHooks(logger), quarantine.backendHooks),
+      hooks: combineHooks(metrics.backendHooks, backendLogHooks(logger), quarantine.backendHooks, rollout.backendHooks),
       now,
     });
 
@@ -305,6 +330,8 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
         const s = (reconciler as Reconciler).status();
         return { branch: source.branch, head: s.head, accepted: s.serving, generation: s.generation, refused: s.refused, conditions: s.conditions };
       },
+      rollout: () => rollout.status(),
+      rolloutAction: (kind, actor, reason) => rollout.act({ kind, actor, ...(reason === undefined ? {} : { reason }) }),
       ready,
       metrics: () => metrics.text(),
     };
@@ -331,6 +358,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     }
 
     reconciler.start();
+    rollout.start();
     source.start({ intervalMs: config.repo.pollIntervalMs, nextDelayMs: (status) => pollDelay(config.repo.pollIntervalMs, status) });
     cleanups.push(() => source.stop());
 
@@ -365,6 +393,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       fleet,
       fleetStore,
       quarantine,
+      rollout,
       ready,
       syncNow: async () => {
         const fetched = await source.fetch();
@@ -374,6 +403,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
         shutdownDeadline = deadlineMs;
         closing ??= (async () => {
           logger.info({ event: 'shutdown' }, 'shutting down');
+          rollout.detach();
           await cleanup();
           logger.info({ event: 'stopped' }, 'meshcfg server stopped');
           logger.flush();

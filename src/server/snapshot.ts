@@ -19,13 +19,18 @@ export interface DesiredBundle {
  * signing, and publishes exactly what it answers. `null` leaves the agent without a delivery.
  */
 export interface DesiredStatePolicy {
+  /**
+   * Called once per publish, before `desiredFor` is asked for each agent: a stateful policy
+   * (the rollout) learns of a newly accepted commit here, so its answers already cover it.
+   */
+  prepare?(compilation: Compilation): void;
   desiredFor(agentId: AgentId, compilation: Compilation): DesiredBundle | null;
 }
 
 /** Per compilation, agents by id (compilations are immutable, so the index never goes stale). */
 const agentIndex = new WeakMap<Compilation, ReadonlyMap<AgentId, CompiledAgent>>();
 
-function agentsById(compilation: Compilation): ReadonlyMap<AgentId, CompiledAgent> {
+export function agentsById(compilation: Compilation): ReadonlyMap<AgentId, CompiledAgent> {
   let index = agentIndex.get(compilation);
   if (index === undefined) {
     index = new Map(compilation.agents.map((a) => [a.id, a]));

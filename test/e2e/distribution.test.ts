@@ -177,7 +177,7 @@ describe('distribution end to end', { timeout: 240_000 }, () => {
     });
   });
 
-  it('rolls the file back when the reload command fails, and reports REJECTED', async () => {
+  it('rolls the file back when the reload command fails, reports REJECTED, and the rollout keeps it on its previous config', async () => {
     const marker = join(tmp.path, 'edge-2-reload-fails');
     d.startAgent('edge-2', ['--exec', `test ! -e ${marker}`]);
     const head = d.work.head();
@@ -185,11 +185,17 @@ describe('distribution end to end', { timeout: 240_000 }, () => {
     const good = readFileSync(d.agentFile('edge-2'));
     writeFileSync(marker, '');
     const next = d.push({ 'config/agents/edge-2.yaml': 'telemetry: { metrics: true }\n' }, 'edge-2 metrics');
-    const view = await waitFor('edge-2 to be NACKED', async () => {
-      const v = await d.agentView('edge-2');
-      return v?.state === 'NACKED' && v.desired?.commit === next ? v : undefined;
+    // A rejection halts the rollout (maxNackRatio defaults to 0), and the agent that rejected
+    // is sent its last completed config again.
+    await waitFor('the rollout to halt', async () => {
+      const { body } = await d.admin<{ commit: string; state: string }>('/api/v1/rollout');
+      return body.commit === next && body.state === 'halted';
     });
-    assert.equal(view.active?.commit, head);
+    const view = await waitFor('edge-2 to be held on its previous commit', async () => {
+      const v = await d.agentView('edge-2');
+      return v?.desired?.commit === head ? v : undefined;
+    });
+    assert.equal(view.desired?.commit, head);
     assert.deepEqual(readFileSync(d.agentFile('edge-2')), good);
   });
 

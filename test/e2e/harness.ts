@@ -210,3 +210,37 @@ export class Deployment {
     await this.stopServer();
   }
 }
+
+/** meshcfg.yaml with a canary wave and the rest; any rejection halts; reverts are expedited. */
+export function rolloutMeshcfg(canaryBake?: string): string {
+  return [
+    'trustDomain: example.org',
+    'policy:',
+    '  secureZones: [pci]',
+    '  allowedDestinations: ["**.svc.cluster.local"]',
+    'rollout:',
+    '  waves:',
+    `    - { name: canary, match: { ring: canary }${canaryBake === undefined ? '' : `, bake: ${canaryBake}`} }`,
+    '    - { name: rest, percent: 100 }',
+    '  successRatio: 1',
+    '  maxNackRatio: 0',
+    '  expediteReverts: true',
+    '',
+  ].join('\n');
+}
+
+/** The body of `GET /api/v1/rollout`. */
+export interface RolloutView {
+  commit: string | null;
+  previous: string | null;
+  state: string;
+  waves: Array<{ name: string; agents: number; applied: number; rejected: number; pending: number; state: string; startedAt: string | null; completedAt: string | null }>;
+  window: { open: boolean; nextOpen: string | null };
+}
+
+/** `git revert --no-edit <commit>`, signed like every commit, pushed to the served repository. */
+export function pushRevert(d: Deployment, commit: string): string {
+  d.work.git('-c', 'gpg.format=ssh', '-c', `user.signingkey=${d.signer.privateKeyPath}`, 'revert', '--no-edit', '-S', commit);
+  d.work.git('push', '-q', '--force', 'origin', 'HEAD:main');
+  return d.work.head();
+}
