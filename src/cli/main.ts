@@ -8,6 +8,7 @@ import { registerEnroll } from './enroll.js';
 import { registerAgent } from './agent.js';
 import { registerAgentActions } from './agent-actions.js';
 import { registerStatus } from './status.js';
+import { registerRollout } from './rollout.js';
 
 const processIo: CliIo = { stdout: process.stdout, stderr: process.stderr };
 
@@ -39,6 +40,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
   registerAgent(program, io, setExit);
   registerStatus(program, io, setExit);
   registerAgentActions(program, io, setExit);
+  registerRollout(program, io, setExit);
 
   try {
     await program.parseAsync([...argv]);
