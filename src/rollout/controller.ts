@@ -110,6 +110,8 @@ export class RolloutController {
   private readonly agents = new Map<AgentId, AgentRec>();
   private rollout: Rollout | null = null;
   private paused = false;
+  /** Until then (ms), a started wave with no connected member does not complete: see `restoreDisconnected`. */
+  private emptyHoldUntil = Number.NEGATIVE_INFINITY;
 
   constructor(options: RolloutControllerOptions) {
     this.history = options.history;
@@ -223,6 +225,24 @@ export class RolloutController {
       this.advance(t, out);
     }
     return out.result();
+  }
+
+  /**
+   * For a fresh process resuming a restored document: nobody is connected to it yet, so every
+   * agent becomes disconnected — without re-evaluating anything now (a wave with no connected
+   * member would complete at once). Until `now + holdEmptyMs`, a started wave with no connected
+   * member does not complete for that reason either, so agents have time to reconnect (with
+   * their running commit) before the next tick judges the wave. O(agents).
+   */
+  restoreDisconnected(now: Date, holdEmptyMs = 0): void {
+    for (const rec of this.agents.values()) {
+      if (!rec.connected) continue;
+      this.uncount(rec);
+      rec.connected = false;
+      rec.sentAt = null;
+      this.count(rec);
+    }
+    this.emptyHoldUntil = now.getTime() + holdEmptyMs;
   }
 
   /** An ack. One for a commit other than the rollout's only updates the agent's last ack. O(1). */
@@ -522,8 +542,8 @@ export class RolloutController {
   }
 
   private gatesPassed(rollout: Rollout, wave: WaveRec, t: number): boolean {
-    // Nobody connected: nothing to wait for and nothing to bake.
-    if (wave.connected === 0) return true;
+    // Nobody connected: nothing to wait for and nothing to bake (unless just restored: agents are reconnecting).
+    if (wave.connected === 0) return t >= this.emptyHoldUntil;
     if (wave.appliedConnected < rollout.settings.successRatio * wave.connected - EPSILON) {
       wave.ratioAt = null;
       return false;

@@ -591,6 +591,39 @@ describe('RolloutController', () => {
       assert.deepEqual(changedIds(restored.tick(clock.advance(1))), FLEET.early);
     });
 
+    it('restoreDisconnected: everyone starts disconnected, and an empty started wave waits out the hold before completing', () => {
+      const history = new FakeHistory();
+      const original = established(clock, history);
+      original.onCommit(commit('c1'), clock.now()); // canary started, nobody acked
+      const restored = RolloutController.fromJSON(JSON.parse(JSON.stringify(original.toJSON())), { history });
+      restored.restoreDisconnected(clock.now(), 30_000);
+      assert.ok(restored.toJSON().agents.every((a) => !a.connected));
+      assert.equal(restored.agentStatus('c1', clock.now()).state, 'DISCONNECTED');
+      const canary = (): string | undefined => restored.status(clock.now()).waves[0]?.state;
+      assert.equal(canary(), 'progressing');
+      assert.equal(restored.status(clock.now()).waves[0]?.pending, 0);
+      // A replayed ack (the agent is not connected yet) is counted without completing the wave.
+      assert.deepEqual(kinds(restored.onAck('c1', 'c1', 'APPLIED', clock.now())), []);
+      assert.equal(restored.status(clock.now()).waves[0]?.applied, 1);
+      assert.deepEqual(kinds(restored.tick(clock.advance(29_999))), []);
+      assert.equal(canary(), 'progressing');
+      // An agent that reconnects in the hold counts again: the wave waits for c2's ack.
+      restored.onConnect('c2', clock.now());
+      assert.deepEqual(kinds(restored.tick(clock.advance(60_000))), []);
+      assert.equal(canary(), 'progressing');
+      assert.equal(restored.status(clock.now()).waves[0]?.pending, 1);
+    });
+
+    it('restoreDisconnected without a hold: the next tick completes a wave nobody reconnected to', () => {
+      const history = new FakeHistory();
+      const original = established(clock, history);
+      original.onCommit(commit('c1'), clock.now());
+      const restored = RolloutController.fromJSON(JSON.parse(JSON.stringify(original.toJSON())), { history });
+      restored.restoreDisconnected(clock.now());
+      assert.equal(restored.status(clock.now()).waves[0]?.state, 'progressing', 'not completed by the restore itself');
+      assert.ok(kinds(restored.tick(clock.advance(1))).includes('wave-completed'));
+    });
+
     it('refuses a document it cannot read with INVALID_STATE', () => {
       for (const doc of [null, { version: 2 }, { version: 1, paused: false, rollout: null, agents: [{ id: 1 }] }]) {
         assert.throws(
