@@ -48,6 +48,12 @@ export interface ServerBackendOptions {
   readonly revocations?: RevocationList;
   readonly hooks?: BackendHooks;
   readonly now?: () => Date;
+  /**
+   * The commit whose bundle for this agent has this digest (null: unknown). A generation names
+   * one commit, but an agent held back by the rollout runs an older commit's bundle under it:
+   * the fleet's ACTIVE commit comes from here, so it names the same commit as DESIRED when synced.
+   */
+  readonly commitOfDigest?: (agentId: AgentId, digest: string) => string | null;
 }
 
 /**
@@ -74,6 +80,7 @@ export class ServerBackend implements DistributionBackend {
       revocations: options.revocations ?? NO_REVOCATIONS,
       hooks: options.hooks ?? {},
       now: options.now ?? (() => new Date()),
+      commitOfDigest: options.commitOfDigest ?? (() => null),
     };
   }
 
@@ -131,7 +138,8 @@ export class ServerBackend implements DistributionBackend {
     this.options.fleet.recordSeen(identity.agentId, now, { notAfter: identity.notAfter, serial: identity.serialNumber });
     // An agent that runs nothing yet says so with an empty digest (proto defaults).
     const running = active === null || active.digest === '' ? null : active;
-    this.options.fleet.recordActive(identity.agentId, running, now);
+    const commit = running === null ? null : this.commitOf(identity.agentId, running.digest);
+    this.options.fleet.recordActive(identity.agentId, running === null || commit === null ? running : { ...running, commit }, now);
     this.emit(() => this.options.hooks.onActive?.({ agentId: identity.agentId, active: running }));
   }
 
@@ -141,7 +149,7 @@ export class ServerBackend implements DistributionBackend {
     const current = this.options.snapshots.desired(identity.agentId);
     const outcome: AckOutcome = current !== null && ack.nonce === current.nonce ? { kind: 'recorded' } : { kind: 'stale' };
     this.options.fleet.recordSeen(identity.agentId, now, { notAfter: identity.notAfter, serial: identity.serialNumber });
-    this.options.fleet.recordAck(identity.agentId, ack, now, outcome.kind);
+    this.options.fleet.recordAck(identity.agentId, ack, now, outcome.kind, this.commitOf(identity.agentId, ack.digest) ?? undefined);
     this.emit(() => this.options.hooks.onAck?.({ agentId: identity.agentId, ack, outcome, delivery: current }));
     return outcome;
   }
@@ -182,6 +190,14 @@ export class ServerBackend implements DistributionBackend {
       signingKeyPem: this.options.signingPublicKeyPem,
       expiresAt: issued.notAfter,
     };
+  }
+
+  private commitOf(agentId: AgentId, digest: string): string | null {
+    try {
+      return this.options.commitOfDigest(agentId, digest);
+    } catch {
+      return null;
+    }
   }
 
   private recordSend(agentId: AgentId, delivery: Delivery): void {

@@ -74,8 +74,13 @@ export interface FleetStore {
   recordActive(agentId: AgentId, active: Omit<ActiveVersion, 'at'> | null, at: Date): void;
   /** A delivery went to the agent (stream) or was handed to its poll. Repeats of one nonce are ignored. */
   recordSend(agentId: AgentId, send: SendInput, at: Date): void;
-  /** `recorded`: the ack answers the agent's current delivery; `stale` acks are logged but change nothing. */
-  recordAck(agentId: AgentId, ack: AckInput, at: Date, outcome?: 'recorded' | 'stale'): void;
+  /**
+   * `recorded`: the ack answers the agent's current delivery; `stale` acks are logged but change nothing.
+   * `activeCommit`: the commit an APPLIED ack makes active when it is not the ack's (generation's)
+   * commit — an agent held back by the rollout runs an older commit's bundle. The ack itself is
+   * stored as the agent sent it.
+   */
+  recordAck(agentId: AgentId, ack: AckInput, at: Date, outcome?: 'recorded' | 'stale', activeCommit?: string): void;
   recordSeen(agentId: AgentId, at: Date, certificate?: { readonly notAfter: Date; readonly serial?: string }): void;
   setConnected(agentId: AgentId, connected: boolean, at: Date): void;
   get(agentId: AgentId): AgentStatus | undefined;
@@ -229,7 +234,7 @@ export class FleetCache implements FleetStore {
     this.write('record a send', (store) => store.recordSend({ agentId, commit: send.commit, digest: send.digest, generation: send.generation, nonce: send.nonce, at }, patch));
   }
 
-  recordAck(agentId: AgentId, ack: AckInput, at: Date, outcome: 'recorded' | 'stale' = 'recorded'): void {
+  recordAck(agentId: AgentId, ack: AckInput, at: Date, outcome: 'recorded' | 'stale' = 'recorded', activeCommit?: string): void {
     const record = this.record(agentId);
     record.lastSeen = at;
     record.lastSeenWritten = at.getTime();
@@ -237,7 +242,7 @@ export class FleetCache implements FleetStore {
       record.lastAckDigest = ack.digest;
       switch (ack.status) {
         case 'APPLIED':
-          record.active = { commit: ack.commit, digest: ack.digest, generation: ack.generation, at };
+          record.active = { commit: activeCommit ?? ack.commit, digest: ack.digest, generation: ack.generation, at };
           record.rejected = null;
           break;
         case 'REJECTED':

@@ -1,10 +1,11 @@
 import type { Compilation } from '../compile/index.js';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
-import type { FleetStore as PersistentFleetStore } from '../fleet/index.js';
+import type { FleetStore as PersistentFleetStore, StoredAck } from '../fleet/index.js';
 import {
   RolloutController,
   rolloutCommitOf,
   type ActionResult,
+  type AgentRolloutStatus,
   type AppliedHistory,
   type OperatorAction,
   type RolloutChanges,
@@ -25,7 +26,7 @@ export interface RolloutServiceHooks {
 }
 
 export interface RolloutServiceOptions {
-  readonly store: Pick<PersistentFleetStore, 'loadRollout' | 'saveRollout' | 'digestsApplied'>;
+  readonly store: Pick<PersistentFleetStore, 'loadRollout' | 'saveRollout' | 'digestsApplied' | 'listAcks'>;
   /** Agents whose applied history is loaded at start (the fleet's known agents). */
   readonly knownAgents: () => Iterable<AgentId>;
   /**
@@ -40,6 +41,14 @@ export interface RolloutServiceOptions {
   readonly now?: () => Date;
   /** How often `tick` runs once started. Default 1 s. */
   readonly tickMs?: number;
+  /**
+   * After a restart every agent starts disconnected; for this long a started wave with no
+   * connected member does not complete, so agents can reconnect (agents back off up to 30 s).
+   * Default 60 s.
+   */
+  readonly reconnectGraceMs?: number;
+  /** At restore, how many of each agent's newest acks are looked at for ones the saved document missed. Default 20. */
+  readonly replayAcks?: number;
 }
 
 /**
@@ -54,7 +63,7 @@ export interface RolloutServiceOptions {
  * commit by digest (`commitOfDigest`), never taken from the generation.
  */
 export class RolloutService {
-  private readonly options: Required<Omit<RolloutServiceOptions, 'alerts' | 'hooks'>> & {
+  private readonly options: Required<Omit<RolloutServiceOptions, 'alerts' | 'hooks' | 'reconnectGraceMs' | 'replayAcks'>> & {
     readonly alerts: AlertSink | null;
     readonly hooks: RolloutServiceHooks;
   };
@@ -86,10 +95,16 @@ export class RolloutService {
    * restart resumes exactly. Throws RolloutError INVALID_STATE for an unreadable document.
    */
   static async load(options: RolloutServiceOptions): Promise<RolloutService> {
-    const history = new Map<AgentId, Set<string>>();
-    for (const id of options.knownAgents()) history.set(id, new Set(await options.store.digestsApplied(id)));
     const stored = await options.store.loadRollout();
+    // The fleet lists an agent only once a publish puts it in the inventory, which is after
+    // this: the agents the saved document names are known too.
+    const agents = new Set(options.knownAgents());
+    for (const id of documentAgents(stored?.document)) agents.add(id);
+    const history = new Map<AgentId, Set<string>>();
+    for (const id of agents) history.set(id, new Set(await options.store.digestsApplied(id)));
     const service = new RolloutService(options, history, stored?.document ?? null);
+    // Nobody is connected to a fresh process: agents count again when they hello (with what they run).
+    service.controller.restoreDisconnected(service.options.now(), options.reconnectGraceMs ?? DEFAULT_RECONNECT_GRACE_MS);
     for (const commit of referencedCommits(service.controller.toJSON())) {
       try {
         service.compilations.set(commit, await options.compile(commit));
@@ -98,7 +113,38 @@ export class RolloutService {
         service.emitError(err, `recompile ${commit}`);
       }
     }
+    if (stored !== null) await service.replayAcks(agents, stored.at, options.replayAcks ?? DEFAULT_REPLAY_ACKS);
     return service;
+  }
+
+  /**
+   * A restart loses no ack: the document is saved on events, not per ack, so acks the store
+   * recorded since the document's save are fed to the controller again, oldest first, mapped
+   * to a commit by digest as live acks are. Acks at the save's very millisecond are replayed
+   * too (an ack already in the document changes nothing). Nothing is republished here: the
+   * reconciler's restore publishes what the controller then wants.
+   */
+  private async replayAcks(agents: Iterable<AgentId>, since: Date, limit: number): Promise<void> {
+    const acks: StoredAck[] = [];
+    for (const id of agents) {
+      for (const ack of await this.options.store.listAcks(id, { limit })) if (ack.at.getTime() >= since.getTime()) acks.push(ack);
+    }
+    acks.sort((a, b) => a.at.getTime() - b.at.getTime() || a.id - b.id);
+    let replayed = 0;
+    for (const ack of acks) {
+      const commit = this.commitOfDigest(ack.agentId, ack.digest);
+      if (commit === null) continue;
+      if (ack.status === 'APPLIED') this.rememberApplied(ack.agentId, ack.digest);
+      const changes = this.controller.onAck(ack.agentId, commit, ack.status, ack.at);
+      for (const event of changes.events) this.emit(() => this.options.hooks.onEvent?.(event));
+      replayed += 1;
+    }
+    if (replayed > 0) await this.save();
+  }
+
+  /** The commit whose bundle for this agent has this digest (held-back agents run an older commit than the generation's), or null. */
+  commitOf(agentId: AgentId, digest: string): CommitSha | null {
+    return this.commitOfDigest(agentId, digest);
   }
 
   /** The desired-state policy: each agent's bundle from the compilation of the commit the controller gives it. */
@@ -127,17 +173,18 @@ export class RolloutService {
       if (this.detached || outcome.kind !== 'recorded' || delivery == null || delivery.baseline) return;
       const commit = this.commitOfDelivery(agentId, delivery);
       if (commit === null) return;
-      if (ack.status === 'APPLIED') {
-        let digests = this.history.get(agentId);
-        if (digests === undefined) this.history.set(agentId, (digests = new Set()));
-        digests.add(delivery.digest);
-      }
+      if (ack.status === 'APPLIED') this.rememberApplied(agentId, delivery.digest);
       this.apply(this.controller.onAck(agentId, commit, ack.status, this.options.now()));
     },
   };
 
   status(): RolloutStatus {
     return this.controller.status(this.options.now());
+  }
+
+  /** The agent as the controller sees it (wave, desired bundle, delivery state). */
+  agentStatus(agentId: AgentId): AgentRolloutStatus {
+    return this.controller.agentStatus(agentId, this.options.now());
   }
 
   /** The commit the controller gives the agent (for fleet state), or null. */
@@ -221,6 +268,12 @@ export class RolloutService {
     return { agentId, digest: agent.bundle.digest, bytes: agent.bundle.bytes, baseline: false };
   }
 
+  private rememberApplied(agentId: AgentId, digest: string): void {
+    let digests = this.history.get(agentId);
+    if (digests === undefined) this.history.set(agentId, (digests = new Set()));
+    digests.add(digest);
+  }
+
   private compilation(commit: CommitSha): ReturnType<typeof agentsById> | undefined {
     const compilation = this.compilations.get(commit);
     return compilation === undefined ? undefined : agentsById(compilation);
@@ -302,6 +355,16 @@ export class RolloutService {
 }
 
 const EMPTY: ReadonlySet<string> = new Set();
+const DEFAULT_RECONNECT_GRACE_MS = 60_000;
+const DEFAULT_REPLAY_ACKS = 20;
+
+/** The agent ids a stored document names (its shape is checked later, by the controller). */
+function documentAgents(document: unknown): AgentId[] {
+  if (typeof document !== 'object' || document === null) return [];
+  const agents = (document as { agents?: unknown }).agents;
+  if (!Array.isArray(agents)) return [];
+  return agents.flatMap((a: unknown) => (typeof a === 'object' && a !== null && typeof (a as { id?: unknown }).id === 'string' ? [(a as { id: string }).id] : []));
+}
 
 /** Every commit the document may tell an agent to run: the rollout's, its previous, and each agent's base. */
 function referencedCommits(document: RolloutDocumentV1): Set<CommitSha> {

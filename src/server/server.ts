@@ -273,6 +273,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       certificateTtlMs: config.enrollment.certificateTtlMs,
       revocations,
       hooks: combineHooks(metrics.backendHooks, backendLogHooks(logger), quarantine.backendHooks, rollout.backendHooks),
+      commitOfDigest: (agentId, digest) => rollout.commitOf(agentId, digest),
       now,
     });
 

@@ -127,6 +127,11 @@ describe('rollout end to end', { timeout: 300_000 }, () => {
     assert.equal(before.state, 'progressing');
     assert.equal(await d.stopServer(), 0);
     await d.startServer();
+    // A fresh process starts with every agent disconnected; they count again once they reconnect.
+    await waitFor('the agents to reconnect and the same status', async () => {
+      const r = await rollout();
+      return JSON.stringify(r) === JSON.stringify(before) ? r : undefined;
+    });
     assert.deepEqual(await rollout(), before);
     const json = await d.operator('rollout', 'status', '--json');
     assert.equal(json.code, 0, json.stderr);

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { RolloutStatus } from '../../src/rollout/index.js';
+import { SqliteFleetStore } from '../../src/fleet/index.js';
+import type { RolloutDocumentV1, RolloutStatus } from '../../src/rollout/index.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import type { AgentIdentity, Delivery, DistributionBackend } from '../../src/transport/backend.js';
 import { forgeCsr, rsaKey } from '../pki/helpers.js';
@@ -42,8 +44,11 @@ describe('the rollout in the server (fake transport, manual clock)', () => {
 
   const backend = (): DistributionBackend => transport.backend();
   const digest = (id: string): string => (backend().desired(id) as Delivery).digest;
+  /** What each agent runs: the last delivery it acked APPLIED. */
+  const running = new Map<string, Delivery>();
   const ack = (id: string, status: 'APPLIED' | 'REJECTED'): void => {
     const d = backend().desired(id) as Delivery;
+    if (status === 'APPLIED') running.set(id, d);
     backend().ack(identities.get(id) as AgentIdentity, { commit: d.commit, digest: d.digest, generation: d.generation, nonce: d.nonce, status, error: status === 'REJECTED' ? 'reload failed' : '' });
   };
   const settle = async (): Promise<void> => {
@@ -79,6 +84,27 @@ describe('the rollout in the server (fake transport, manual clock)', () => {
   };
   const connectAll = (): void => {
     for (const id of ALL) unwatch.push(backend().watch(id, () => {}));
+  };
+  /** As a real agent reconnects: a hello saying what it runs (the last bundle it applied), then the stream. */
+  const helloAll = (): void => {
+    for (const id of ALL) {
+      const d = running.get(id) as Delivery;
+      backend().reportActive(identities.get(id) as AgentIdentity, { commit: d.commit, digest: d.digest, generation: d.generation });
+    }
+    connectAll();
+  };
+  const agents = async (): Promise<Map<string, { state: string; desired: { commit: string } | null; active: { commit: string } | null }>> => {
+    const { body } = await api<Array<{ id: string; state: string; desired: { commit: string } | null; active: { commit: string } | null }>>('/api/v1/agents');
+    return new Map(body.map((a) => [a.id, a]));
+  };
+  /** The stored rollout document, read from fleet.db while the server is down. */
+  const storedDocument = async (): Promise<RolloutDocumentV1> => {
+    const store = await SqliteFleetStore.open(join(fixture.dataDir, 'fleet.db'));
+    try {
+      return (await store.loadRollout())?.document as RolloutDocumentV1;
+    } finally {
+      await store.close();
+    }
   };
 
   before(async () => {
@@ -122,6 +148,28 @@ describe('the rollout in the server (fake transport, manual clock)', () => {
       for (const id of REST) assert.equal(digest(id), old.get(id));
       // Fleet state names the commit the agent is held on, not the generation's.
       for (const id of REST) assert.equal(server.fleet.get(id)?.desired?.commit, fixture.first);
+    });
+
+    it('shows held-back agents ACTIVE on the commit they run, not the generation\'s (DESIRED = ACTIVE when SYNCED)', async () => {
+      // The rest get their old bundle again under the new generation (whose commit is the new one) and ack it.
+      for (const id of REST) assert.equal((backend().desired(id) as Delivery).commit, second);
+      for (const id of REST) ack(id, 'APPLIED');
+      await server.rollout.settled();
+      const view = await agents();
+      for (const id of REST) {
+        const a = view.get(id);
+        assert.equal(a?.state, 'SYNCED', id);
+        assert.equal(a?.desired?.commit, fixture.first, id);
+        assert.equal(a?.active?.commit, fixture.first, id);
+      }
+      // The canaries were sent the new commit; they have not acked it yet.
+      for (const id of CANARY) assert.equal(view.get(id)?.active?.commit, fixture.first, id);
+    });
+
+    it('takes ACTIVE from the digest a hello reports too', () => {
+      const d = backend().desired('edge-2') as Delivery;
+      backend().reportActive(identities.get('edge-2') as AgentIdentity, { commit: d.commit, digest: d.digest, generation: d.generation });
+      assert.equal(server.fleet.get('edge-2')?.active?.commit, fixture.first);
     });
 
     it('moves on to the rest once the canaries applied it', async () => {
@@ -202,8 +250,44 @@ describe('the rollout in the server (fake transport, manual clock)', () => {
       await server.close();
 
       await start();
+      // Nobody is connected to the fresh process: every agent starts DISCONNECTED, and the waves
+      // are not judged on that (the rest wave would complete if "no connected agent" counted now).
+      assert.ok(ALL.every((id) => server.rollout.agentStatus(id).state === 'DISCONNECTED'));
+      await server.rollout.tick();
+      assert.deepEqual(
+        server.rollout.status().waves.map((w) => [w.name, w.state]),
+        statusBefore.waves.map((w) => [w.name, w.state]),
+      );
+      // Agents hello again (with what they run) and count again: the same status as before.
+      helloAll();
+      await server.rollout.settled();
       assert.deepEqual(server.rollout.status(), statusBefore);
       for (const id of ALL) assert.equal(digest(id), digests.get(id), id);
+    });
+
+    it('loses no ack the saved document missed: they are replayed at restore', async () => {
+      const waveOf = (status: RolloutStatus, name: string) => status.waves.find((w) => w.name === name);
+      assert.equal(waveOf(server.rollout.status(), 'rest')?.state, 'progressing');
+      // One of the two rest agents acks: no transition, so no event and no save of the document.
+      ack('edge-2', 'APPLIED');
+      await server.rollout.settled();
+      assert.equal(waveOf(server.rollout.status(), 'rest')?.applied, 1);
+      // Crash-like: the shutdown save does not run (the ack is in fleet.db, not in the document).
+      (server.rollout as { stop: () => Promise<void> }).stop = async () => {};
+      unwatch.splice(0);
+      await server.close();
+      const saved = await storedDocument();
+      assert.equal(saved.agents.find((a) => a.id === 'edge-2')?.result, null, 'the saved document predates the ack');
+
+      await start();
+      // Counted before edge-2 even reconnects (its hello would not be needed).
+      const rest = waveOf(server.rollout.status(), 'rest');
+      assert.equal(rest?.applied, 1);
+      assert.equal(rest?.state, 'progressing');
+      helloAll();
+      ack('edge-3', 'APPLIED');
+      await settle();
+      assert.equal(server.rollout.status().state, 'complete');
     });
   });
 });
