@@ -6,9 +6,8 @@ import { after, before, describe, it } from 'node:test';
 import { openDataDir } from '../../src/pki/index.js';
 import { DistributionClient } from '../../src/transport/proto.js';
 import { meshcfg } from '../helpers/cli.js';
-import { GitRepo, makeSshSigner, tempDir, writeAllowedSigners } from '../helpers/git.js';
-import { startGitHttpServer, type GitHttpServer } from '../helpers/http-git-server.js';
-import { freePort, waitFor } from '../helpers/process.js';
+import { tempDir } from '../helpers/git.js';
+import { waitFor } from '../helpers/process.js';
 import { forgeCsr, rsaKey } from '../pki/helpers.js';
 import { CONFIG_FILES, Deployment, sha256File } from './harness.js';
 
@@ -18,29 +17,16 @@ import { CONFIG_FILES, Deployment, sha256File } from './harness.js';
  */
 describe('distribution end to end', { timeout: 240_000 }, () => {
   const tmp = tempDir('meshcfg-e2e-');
-  let http: GitHttpServer;
   let d: Deployment;
   let first: string;
 
   before(async () => {
-    const alice = makeSshSigner(tmp.path, 'alice@example.org');
-    const allowed = writeAllowedSigners(join(tmp.path, 'allowed_signers'), [{ signer: alice }]);
-    const seed = GitRepo.init(join(tmp.path, 'seed'));
-    seed.write(CONFIG_FILES);
-    first = seed.commit('first config', alice);
-    seed.git('clone', '-q', '--bare', seed.dir, join(tmp.path, 'served', 'config.git'));
-    http = await startGitHttpServer(join(tmp.path, 'served'));
-    seed.git('remote', 'add', 'origin', join(tmp.path, 'served', 'config.git'));
-    d = new Deployment(tmp.path, seed, join(tmp.path, 'served', 'config.git'), http.url('config.git'), alice, allowed, {
-      grpc: await freePort(),
-      admin: await freePort(),
-    });
+    ({ deployment: d, first } = await Deployment.create(tmp.path, CONFIG_FILES));
     await d.startServer();
   });
 
   after(async () => {
     await d?.stopAll();
-    await http?.close();
     tmp.cleanup();
   });
 

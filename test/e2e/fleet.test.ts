@@ -3,9 +3,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SqliteFleetStore } from '../../src/fleet/index.js';
-import { GitRepo, makeSshSigner, tempDir, writeAllowedSigners } from '../helpers/git.js';
-import { startGitHttpServer, type GitHttpServer } from '../helpers/http-git-server.js';
-import { freePort, waitFor } from '../helpers/process.js';
+import { tempDir } from '../helpers/git.js';
+import { waitFor } from '../helpers/process.js';
 import { CONFIG_FILES, Deployment, sha256File, type AgentView } from './harness.js';
 
 /**
@@ -14,23 +13,11 @@ import { CONFIG_FILES, Deployment, sha256File, type AgentView } from './harness.
  */
 describe('fleet state end to end', { timeout: 240_000 }, () => {
   const tmp = tempDir('meshcfg-e2e-fleet-');
-  let http: GitHttpServer;
   let d: Deployment;
   let first: string;
 
   before(async () => {
-    const alice = makeSshSigner(tmp.path, 'alice@example.org');
-    const allowed = writeAllowedSigners(join(tmp.path, 'allowed_signers'), [{ signer: alice }]);
-    const seed = GitRepo.init(join(tmp.path, 'seed'));
-    seed.write(CONFIG_FILES);
-    first = seed.commit('first config', alice);
-    seed.git('clone', '-q', '--bare', seed.dir, join(tmp.path, 'served', 'config.git'));
-    http = await startGitHttpServer(join(tmp.path, 'served'));
-    seed.git('remote', 'add', 'origin', join(tmp.path, 'served', 'config.git'));
-    d = new Deployment(tmp.path, seed, join(tmp.path, 'served', 'config.git'), http.url('config.git'), alice, allowed, {
-      grpc: await freePort(),
-      admin: await freePort(),
-    });
+    ({ deployment: d, first } = await Deployment.create(tmp.path, CONFIG_FILES));
     await d.startServer();
     assert.equal((await d.enroll('edge-1')).code, 0);
     d.startAgent('edge-1');
@@ -39,7 +26,6 @@ describe('fleet state end to end', { timeout: 240_000 }, () => {
 
   after(async () => {
     await d?.stopAll();
-    await http?.close();
     tmp.cleanup();
   });
 

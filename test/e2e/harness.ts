@@ -2,8 +2,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { meshcfg, type Run } from '../helpers/cli.js';
-import { GitRepo, type SshSigner } from '../helpers/git.js';
-import { MeshcfgProcess, waitFor } from '../helpers/process.js';
+import { GitRepo, makeSshSigner, type SshSigner, writeAllowedSigners } from '../helpers/git.js';
+import { startGitHttpServer, type GitHttpServer } from '../helpers/http-git-server.js';
+import { freePort, MeshcfgProcess, waitFor } from '../helpers/process.js';
 
 /**
  * A real meshcfg deployment on loopback for end-to-end tests: a signed config repository
@@ -53,7 +54,27 @@ export class Deployment {
     readonly signer: SshSigner,
     readonly allowedSigners: string,
     readonly ports: { grpc: number; admin: number },
+    private readonly http: GitHttpServer | null = null,
   ) {}
+
+  /**
+   * A deployment under `root`: a signer allowed by the trust policy, a working repository
+   * with `files` committed (signed), its bare clone served over smart HTTP, and free ports.
+   * The server is not started. `stopAll()` also stops the HTTP server.
+   */
+  static async create(root: string, files: Readonly<Record<string, string>>): Promise<{ deployment: Deployment; first: string }> {
+    const alice = makeSshSigner(root, 'alice@example.org');
+    const allowed = writeAllowedSigners(join(root, 'allowed_signers'), [{ signer: alice }]);
+    const seed = GitRepo.init(join(root, 'seed'));
+    seed.write(files);
+    const first = seed.commit('first config', alice);
+    const bare = join(root, 'served', 'config.git');
+    seed.git('clone', '-q', '--bare', seed.dir, bare);
+    seed.git('remote', 'add', 'origin', bare);
+    const http = await startGitHttpServer(join(root, 'served'));
+    const ports = { grpc: await freePort(), admin: await freePort() };
+    return { deployment: new Deployment(root, seed, bare, http.url('config.git'), alice, allowed, ports, http), first };
+  }
 
   get dataDir(): string {
     return join(this.root, 'data');
@@ -208,6 +229,7 @@ export class Deployment {
   async stopAll(): Promise<void> {
     await Promise.all([...this.agents.values()].map((a) => a.stop()));
     await this.stopServer();
+    await this.http?.close();
   }
 }
 

@@ -2,9 +2,8 @@ import assert from 'node:assert/strict';
 import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { GitRepo, makeSshSigner, tempDir, writeAllowedSigners } from '../helpers/git.js';
-import { startGitHttpServer, type GitHttpServer } from '../helpers/http-git-server.js';
-import { freePort, waitFor } from '../helpers/process.js';
+import { tempDir } from '../helpers/git.js';
+import { waitFor } from '../helpers/process.js';
 import { CONFIG_FILES, Deployment, pushRevert, rolloutMeshcfg, sha256File, type RolloutView } from './harness.js';
 
 /**
@@ -15,7 +14,6 @@ describe('rollout end to end', { timeout: 300_000 }, () => {
   const tmp = tempDir('meshcfg-e2e-rollout-');
   const marker = join(tmp.path, 'canary-reload-fails');
   const AGENTS = ['edge-1', 'edge-2', 'edge-3'];
-  let http: GitHttpServer;
   let d: Deployment;
   let first: string;
 
@@ -32,18 +30,7 @@ describe('rollout end to end', { timeout: 300_000 }, () => {
   });
 
   before(async () => {
-    const alice = makeSshSigner(tmp.path, 'alice@example.org');
-    const allowed = writeAllowedSigners(join(tmp.path, 'allowed_signers'), [{ signer: alice }]);
-    const seed = GitRepo.init(join(tmp.path, 'seed'));
-    seed.write({ ...CONFIG_FILES, 'meshcfg.yaml': rolloutMeshcfg(), ...telemetry(true, true) });
-    first = seed.commit('first config', alice);
-    seed.git('clone', '-q', '--bare', seed.dir, join(tmp.path, 'served', 'config.git'));
-    http = await startGitHttpServer(join(tmp.path, 'served'));
-    seed.git('remote', 'add', 'origin', join(tmp.path, 'served', 'config.git'));
-    d = new Deployment(tmp.path, seed, join(tmp.path, 'served', 'config.git'), http.url('config.git'), alice, allowed, {
-      grpc: await freePort(),
-      admin: await freePort(),
-    });
+    ({ deployment: d, first } = await Deployment.create(tmp.path, { ...CONFIG_FILES, 'meshcfg.yaml': rolloutMeshcfg(), ...telemetry(true, true) }));
     await d.startServer();
     for (const id of AGENTS) assert.equal((await d.enroll(id)).code, 0);
     // The canary's reload takes a moment (so the rest can be seen waiting) and fails while the marker exists.
@@ -57,7 +44,6 @@ describe('rollout end to end', { timeout: 300_000 }, () => {
 
   after(async () => {
     await d?.stopAll();
-    await http?.close();
     tmp.cleanup();
   });
 
