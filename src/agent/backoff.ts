@@ -2,7 +2,7 @@
  * Exponential backoff with full jitter (AWS architecture blog, "Exponential Backoff And
  * Jitter"): the n-th delay is uniform in [0, min(max, initial·2^n)]. Full jitter spreads a
  * fleet reconnecting after a server restart over the whole window instead of in waves —
- * every mTLS handshake costs the server ~1 ms of CPU (PITFALLS.md).
+ * every mTLS handshake costs the server ~1 ms of CPU (docs/architecture.md).
  */
 export interface BackoffOptions {
   /** Default 500 ms. */

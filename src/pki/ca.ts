@@ -18,7 +18,7 @@ export const DEFAULT_SERVER_CERT_TTL_MS = 365 * DAY_MS;
 const CA_COMMON_NAME_PREFIX = 'meshcfg enrollment CA ';
 
 /**
- * RSA sizes the CA accepts in a CSR. forge reads and signs RSA only (PITFALLS.md); the upper
+ * RSA sizes the CA accepts in a CSR. forge reads and signs RSA only (docs/architecture.md); the upper
  * bound keeps an attacker's CSR from costing seconds of CPU to verify.
  */
 const MIN_RSA_BITS = 2048;

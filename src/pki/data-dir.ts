@@ -149,7 +149,7 @@ export async function openDataDir(options: DataDirOptions): Promise<DataDir> {
     changes.push({ action: 'created', what: 'bundle signing key', path: paths.signingKey });
   }
   const signingKey = parsePrivateKey(signingKeyPem, paths.signingKey);
-  // @sigstore/verify does not verify Ed25519 message signatures (PITFALLS.md): P-256 only.
+  // @sigstore/verify does not verify Ed25519 message signatures (docs/architecture.md): P-256 only.
   if (signingKey.asymmetricKeyType !== 'ec' || signingKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
     throw new PkiError({ code: 'DATA_DIR_INVALID', message: `${paths.signingKey} is not an ECDSA P-256 key` });
   }

@@ -10,7 +10,7 @@ import type { Refusal } from './status.js';
 /**
  * The TLS side of the gRPC server. grpc-js has no hook that sees failed handshakes, so meshcfg
  * terminates TLS itself and hands each established connection to grpc-js through a connection
- * injector (PITFALLS.md, grpc-js). That also gives hot certificate reload (`setSecureContext`).
+ * injector (docs/architecture.md, grpc-js). That also gives hot certificate reload (`setSecureContext`).
  *
  * Client certificates are requested but not required at the TLS level, only so that
  * `Enrollment.Enroll` works for an agent that has none yet; every other RPC checks for a
