@@ -229,7 +229,7 @@ class Handler {
         const action = AGENT_ACTION.exec(path);
         if (action === null) throw new HttpError(404, 'NOT_FOUND', `no route ${path}`);
         allow(method, 'POST');
-        return this.agentAction(decodeURIComponent(action[1] ?? ''), action[2] as 'approve' | 'quarantine' | 'revoke', req, res);
+        return this.agentAction(decodePathSegment(action[1] ?? ''), action[2] as 'approve' | 'quarantine' | 'revoke', req, res);
       }
     }
   }
@@ -322,6 +322,15 @@ class Handler {
 function allow(method: string, expected: string): void {
   if (method !== expected && !(expected === 'GET' && method === 'HEAD')) {
     throw new HttpError(405, 'METHOD_NOT_ALLOWED', `use ${expected}`);
+  }
+}
+
+/** The path is attacker-controlled: a malformed percent-encoding is the client's mistake (400), not ours. */
+function decodePathSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new HttpError(400, 'BAD_PATH', 'the path holds a malformed percent-encoding');
   }
 }
 

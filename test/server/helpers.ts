@@ -3,7 +3,8 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
+import { Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
 import { parseServerConfig, type ServerConfig } from '../../src/server/config.js';
 import type { StartTransport, TransportHandle } from '../../src/server/server.js';
 import type { DistributionBackend } from '../../src/transport/backend.js';
@@ -82,6 +83,18 @@ export function configFor(fixture: Fixture, overrides: { trustDomain?: string; w
 }
 
 export const silentLogger = pino({ level: 'silent' });
+
+/** A pino logger at debug that keeps every line, parsed. */
+export function capturingLogger(): { logger: Logger; lines: () => Array<Record<string, unknown>>; text: () => string } {
+  let text = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      text += chunk.toString('utf8');
+      done();
+    },
+  });
+  return { logger: pino({ level: 'debug' }, sink), text: () => text, lines: () => text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
+}
 
 /** A transport that listens nowhere: records the backend it was given and its serving status. */
 export function fakeTransport(): { start: StartTransport; backend: () => DistributionBackend; serving: () => boolean | null } {
