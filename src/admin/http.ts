@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { errorMessage, PkiError } from '../domain/errors.js';
 import { isAgentId } from '../domain/agent-id.js';
@@ -64,6 +65,8 @@ export interface AdminServerOptions {
   };
   /** Largest accepted request body. Default 16 KiB. */
   readonly maxBodyBytes?: number;
+  /** Serve HTTPS with this certificate (chain) and key, PEM. Default: plain HTTP. */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 export const DEFAULT_TOKEN_TTL_MS = 3_600_000;
@@ -104,11 +107,19 @@ export class AdminServer {
   private constructor(
     private readonly server: Server,
     readonly port: number,
+    /** `https` when started with `tls`. */
+    readonly protocol: 'http' | 'https',
   ) {}
 
   static async start(options: AdminServerOptions): Promise<AdminServer> {
     const handler = new Handler(options);
-    const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => void handler.handle(req, res));
+    const timeouts = { requestTimeout: 30_000, headersTimeout: 10_000 };
+    const listener = (req: IncomingMessage, res: ServerResponse): void => void handler.handle(req, res);
+    // https.Server extends tls.Server, not http.Server, but has the same request API.
+    const server: Server =
+      options.tls === undefined
+        ? createServer(timeouts, listener)
+        : (createHttpsServer({ ...timeouts, cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2' }, listener) as unknown as Server);
     server.keepAliveTimeout = 5_000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -117,7 +128,7 @@ export class AdminServer {
         resolve();
       });
     });
-    return new AdminServer(server, (server.address() as AddressInfo).port);
+    return new AdminServer(server, (server.address() as AddressInfo).port, options.tls === undefined ? 'http' : 'https');
   }
 
   /** Stops accepting, ends idle keep-alive connections, and waits for running requests. */

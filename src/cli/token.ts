@@ -15,6 +15,7 @@ export function registerToken(program: Command, io: CliIo, setExit: (code: numbe
     .option('--ttl <duration>', 'how long the token stays valid (e.g. 30m, 1h)', '1h')
     .option('--admin <url>', ADMIN_FLAGS_HELP.admin)
     .option('--admin-token-file <file>', ADMIN_FLAGS_HELP.adminTokenFile)
+    .option('--admin-ca <file>', ADMIN_FLAGS_HELP.adminCa)
     .addHelpText('after', '\nPrints the token alone on stdout, so `TOKEN=$(meshcfg token create edge-1)` works.\nExit codes: 0 created, 2 refused (unknown agent, bad ttl, no admin token, admin API unreachable, usage).')
     .action(async (agentId: string, flags: CreateFlags) => {
       try {

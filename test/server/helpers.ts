@@ -66,17 +66,21 @@ export function makeFixture({ empty = false }: { empty?: boolean } = {}): Fixtur
   return fixture;
 }
 
-export function configFor(fixture: Fixture, overrides: { trustDomain?: string; webhook?: string; bundleTtl?: string } = {}): ServerConfig {
+export function configFor(
+  fixture: Fixture,
+  overrides: { trustDomain?: string; webhook?: string; bundleTtl?: string; admin?: string; adminTls?: unknown } = {},
+): ServerConfig {
   return parseServerConfig(
     {
       trustDomain: overrides.trustDomain ?? 'example.org',
       repo: { url: fixture.repo.dir, branch: 'main', pollInterval: '1h' },
       trust: { allowedSigners: fixture.allowedSigners },
-      listen: { grpc: '127.0.0.1:0', admin: '127.0.0.1:0' },
+      listen: { grpc: '127.0.0.1:0', admin: overrides.admin ?? '127.0.0.1:0' },
       dataDir: fixture.dataDir,
       tls: { serverNames: ['localhost', '127.0.0.1'] },
       ...(overrides.bundleTtl === undefined ? {} : { bundles: { ttl: overrides.bundleTtl } }),
       ...(overrides.webhook === undefined ? {} : { alerts: { webhook: overrides.webhook } }),
+      ...(overrides.adminTls === undefined ? {} : { adminTls: overrides.adminTls }),
     },
     { baseDir: fixture.root },
   );
