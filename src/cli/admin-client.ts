@@ -30,7 +30,7 @@ export class AdminClientError extends BaseError<AdminClientErrorCode> {
 export interface AdminFlags {
   readonly admin?: string;
   readonly adminTokenFile?: string;
-  /** Who acts, for the audit log (sent as X-Meshcfg-Actor; env MESHCFG_ACTOR). */
+  /** Ignored (kept so old scripts still parse): the audit log's actor is the admin token's name. */
   readonly actor?: string;
   /** PEM file of the CA that issued an https admin API's certificate (env MESHCFG_ADMIN_CA). */
   readonly adminCa?: string;
@@ -40,7 +40,7 @@ export interface AdminFlags {
 export const ADMIN_FLAGS_HELP = {
   admin: `admin API base URL (env MESHCFG_ADMIN; default ${DEFAULT_ADMIN_URL})`,
   adminTokenFile: 'file holding the admin token, e.g. <dataDir>/admin-token (env MESHCFG_ADMIN_TOKEN holds the token itself)',
-  actor: 'who you are, for the audit log (env MESHCFG_ACTOR; default: the API records "admin")',
+  actor: 'ignored, kept for old scripts: the audit log records the name of the admin token used (create your own with `meshcfg token create-admin`)',
   adminCa: 'for an https admin API: PEM file of the CA to trust, e.g. <dataDir>/ca.crt with adminTls: server (env MESHCFG_ADMIN_CA; default: the system CAs)',
 } as const;
 
@@ -54,7 +54,9 @@ export function withAdminOptions(command: Command): Command {
 
 /**
  * Finds the admin API: `--admin` over `MESHCFG_ADMIN` over the default; the token from
- * `--admin-token-file` over `MESHCFG_ADMIN_TOKEN` (the token text). Never guesses a token file.
+ * `--admin-token-file` over `MESHCFG_ADMIN_TOKEN` (the token text; the bootstrap token or a
+ * named one); for https, the CA from `--admin-ca` over `MESHCFG_ADMIN_CA` over the system CAs.
+ * Never guesses a token file.
  */
 export async function adminClientFrom(flags: AdminFlags, env: NodeJS.ProcessEnv = process.env): Promise<AdminClient> {
   const url = flags.admin ?? env['MESHCFG_ADMIN'] ?? DEFAULT_ADMIN_URL;
@@ -74,7 +76,6 @@ export async function adminClientFrom(flags: AdminFlags, env: NodeJS.ProcessEnv 
       message: 'no admin token: pass --admin-token-file <dataDir>/admin-token or set MESHCFG_ADMIN_TOKEN',
     });
   }
-  const actor = flags.actor ?? env['MESHCFG_ACTOR'];
   const caFile = flags.adminCa ?? (env['MESHCFG_ADMIN_CA'] === '' ? undefined : env['MESHCFG_ADMIN_CA']);
   let ca: string | undefined;
   if (caFile !== undefined) {
@@ -84,14 +85,12 @@ export async function adminClientFrom(flags: AdminFlags, env: NodeJS.ProcessEnv 
       throw new AdminClientError({ code: 'ADMIN_CONFIG', message: `cannot read the admin CA file: ${errorMessage(cause)}`, cause });
     }
   }
-  return new AdminClient(url, token, { ...(actor === undefined || actor === '' ? {} : { actor }), ...(ca === undefined ? {} : { ca }) });
+  return new AdminClient(url, token, ca === undefined ? {} : { ca });
 }
 
 export interface AdminClientOptions {
   /** Default 10 s. */
   readonly timeoutMs?: number;
-  /** Sent as X-Meshcfg-Actor (recorded as a claim; the actor is the token's name). */
-  readonly actor?: string;
   /** PEM CA certificates trusted for an https admin URL instead of the system CAs. */
   readonly ca?: string;
 }
@@ -145,7 +144,6 @@ export class AdminClient {
   /** node:http(s) rather than fetch: an https admin API may need its own CA, which fetch cannot be given. */
   private send(method: string, url: URL, body: string | undefined): Promise<{ status: number; text: string }> {
     const headers: Record<string, string | number> = { authorization: `Bearer ${this.token}`, accept: 'application/json' };
-    if (this.options.actor !== undefined) headers['x-meshcfg-actor'] = this.options.actor;
     if (body !== undefined) {
       headers['content-type'] = 'application/json';
       headers['content-length'] = Buffer.byteLength(body);

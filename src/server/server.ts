@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { pino, type Logger } from 'pino';
-import { AdminServer, type AdminApi } from '../admin/index.js';
+import { AdminServer, AdminTokens, type AdminApi } from '../admin/index.js';
 import { Compiler } from '../compile/index.js';
 import type { AgentId } from '../domain/types.js';
 import { parseDuration } from '../domain/duration.js';
@@ -297,6 +297,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const ready = (): boolean => reconciler?.served() != null;
     grpc.setServing(ready());
 
+    const adminTokens = new AdminTokens({ store: fleetStore, bootstrapToken: adminToken, now });
     const api: AdminApi = {
       isKnownAgent: (id) => inventory.has(id),
       createToken: async (agentId, ttlMs, actor) => {
@@ -335,6 +336,17 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
         const s = (reconciler as Reconciler).status();
         return { branch: source.branch, head: s.head, accepted: s.serving, generation: s.generation, refused: s.refused, conditions: s.conditions };
       },
+      createAdminToken: async (name, role, ttlMs, actor) => {
+        const created = await adminTokens.create(name, role, ttlMs, actor);
+        logger.info({ event: 'admin-token-created', name, role: created.view.role, actor, expiresAt: created.view.expiresAt?.toISOString() ?? null }, `admin token ${name} created`);
+        return created;
+      },
+      listAdminTokens: () => adminTokens.list(),
+      revokeAdminToken: async (name, actor, reason) => {
+        const result = await adminTokens.revoke(name, actor, reason);
+        if (result.kind === 'revoked') logger.warn({ event: 'admin-token-revoked', name, actor }, `admin token ${name} revoked`);
+        return result;
+      },
       rollout: () => rollout.status(),
       rolloutAction: (kind, actor, reason) => rollout.act({ kind, actor, ...(reason === undefined ? {} : { reason }) }),
       ready,
@@ -352,13 +364,16 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const admin = await AdminServer.start({
       host: config.listen.admin.host,
       port: config.listen.admin.port,
-      token: adminToken,
+      credentials: adminTokens,
       ...(adminTls === undefined ? {} : { tls: adminTls }),
       api,
       hooks: {
         onUnauthorized: (reason, request) => {
           metrics.adminUnauthorizedRequest(reason);
-          logger.warn({ event: 'admin-unauthorized', reason, method: request.method, path: request.path, remote: request.remote }, 'admin API request without a valid token');
+          logger.warn(
+            { event: 'admin-unauthorized', reason, method: request.method, path: request.path, remote: request.remote, ...(request.actor === undefined ? {} : { actor: request.actor }) },
+            reason === 'forbidden-role' ? 'admin API request beyond the token’s role' : 'admin API request without a valid token',
+          );
         },
         onError: (err, request) => logger.error({ event: 'admin-error', err, method: request.method, path: request.path }, 'admin API request failed'),
       },

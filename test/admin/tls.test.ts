@@ -1,20 +1,24 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { chmodSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
+import { createCa, EnrollmentCa, generateRsaKeyPair } from '../../src/pki/index.js';
 import { ServerError } from '../../src/server/errors.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import { meshcfg } from '../helpers/cli.js';
 import { capturingLogger, configFor, fakeTransport, makeFixture, silentLogger, type Fixture } from '../server/helpers.js';
 
-/** A self-signed certificate for 127.0.0.1 made by the real openssl CLI, as an operator would. */
-function selfSigned(dir: string): { cert: string; key: string } {
-  const cert = join(dir, 'admin.crt');
-  const key = join(dir, 'admin.key');
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=meshcfg admin', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
-  chmodSync(key, 0o600);
-  return { cert, key };
+/** Another organisation's CA and a certificate it issued for 127.0.0.1, written to PEM files as an operator would. */
+async function otherCa(dir: string): Promise<{ cert: string; key: string; ca: string }> {
+  mkdirSync(dir, { recursive: true });
+  const material = await createCa({ trustDomain: 'corp.example' });
+  const pair = await generateRsaKeyPair();
+  const issued = new EnrollmentCa(material).issueServerCertificate({ serverNames: ['127.0.0.1'], publicKeyPem: pair.publicKeyPem });
+  const paths = { cert: join(dir, 'admin.crt'), key: join(dir, 'admin.key'), ca: join(dir, 'corp-ca.crt') };
+  writeFileSync(paths.cert, issued.certPem);
+  writeFileSync(paths.key, pair.privateKeyPem, { mode: 0o600 });
+  writeFileSync(paths.ca, material.certPem);
+  return paths;
 }
 
 describe('admin API over TLS', () => {
@@ -81,12 +85,12 @@ describe('admin API over TLS', () => {
       fixture?.cleanup();
     });
 
-    it('serves that certificate; the CLI trusts it with --admin-ca', async () => {
+    it('serves that certificate; the CLI trusts it with --admin-ca <its CA>, and not with the enrollment CA', async () => {
       fixture = makeFixture();
-      const files = selfSigned(fixture.root);
-      server = await startServer(configFor(fixture, { adminTls: files }), { logger: silentLogger, transport: fakeTransport().start });
+      const files = await otherCa(join(fixture.root, 'corp'));
+      server = await startServer(configFor(fixture, { adminTls: { cert: files.cert, key: files.key } }), { logger: silentLogger, transport: fakeTransport().start });
       await server.syncNow();
-      const run = await meshcfg('status', '--admin', server.adminUrl, '--admin-token-file', server.adminTokenPath, '--admin-ca', files.cert);
+      const run = await meshcfg('status', '--admin', server.adminUrl, '--admin-token-file', server.adminTokenPath, '--admin-ca', files.ca);
       assert.equal(run.code, 0, run.stderr);
       const untrusted = await meshcfg('status', '--admin', server.adminUrl, '--admin-token-file', server.adminTokenPath, '--admin-ca', server.dataDir.paths.caCert);
       assert.equal(untrusted.code, 2);
@@ -94,8 +98,8 @@ describe('admin API over TLS', () => {
 
     it('refuses to start with CONFIG_INVALID naming adminTls when the key does not match the certificate', async () => {
       fixture = makeFixture();
-      const files = selfSigned(fixture.root);
-      const other = selfSigned(join(fixture.root, 'config'));
+      const files = await otherCa(join(fixture.root, 'corp'));
+      const other = await otherCa(join(fixture.root, 'other'));
       await assert.rejects(
         startServer(configFor(fixture, { adminTls: { cert: files.cert, key: other.key } }), { logger: silentLogger, transport: fakeTransport().start }),
         (err: unknown) => err instanceof ServerError && err.code === 'CONFIG_INVALID' && err.message.includes('adminTls'),
