@@ -1,5 +1,5 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { errorMessage, PkiError } from '../domain/errors.js';
 import { isAgentId } from '../domain/agent-id.js';
@@ -8,6 +8,7 @@ import type { StoredAuditEntry } from '../fleet/index.js';
 import type { ActionResult, OperatorActionKind, RolloutStatus } from '../rollout/index.js';
 import type { AgentStatus } from '../server/fleet.js';
 import type { Condition } from '../server/conditions.js';
+import { AdminTokenError, type AdminAuthentication, type AdminPrincipal, type AdminTokenRefusal, type AdminTokenRevocation, type AdminTokenView } from './tokens.js';
 
 /** `GET /api/v1/source`. */
 export interface SourceView {
@@ -46,39 +47,53 @@ export interface AdminApi {
   rollout(): RolloutStatus;
   /** pause / resume / promote / abort (audited with actor and reason). */
   rolloutAction(kind: OperatorActionKind, actor: string, reason: string | undefined): Promise<ActionResult>;
+  /** Creates a named admin token (audited). Throws AdminTokenError for a bad name, role or ttl, or a name in use. */
+  createAdminToken(name: string, role: string, ttlMs: number | null, actor: string): Promise<{ readonly token: string; readonly view: AdminTokenView }>;
+  listAdminTokens(): Promise<readonly AdminTokenView[]>;
+  /** Revokes a named admin token (audited); refused from its next request on. */
+  revokeAdminToken(name: string, actor: string, reason: string): Promise<AdminTokenRevocation>;
   /** Ready: a commit is accepted and gRPC listens. */
   ready(): boolean;
   metrics(): Promise<{ readonly contentType: string; readonly body: string }>;
 }
 
+/** Why an `/api/*` request was refused before it ran: 401 for the token reasons, 403 for `forbidden-role`. */
+export type AdminRefusalReason = 'missing-token' | AdminTokenRefusal | 'forbidden-role';
+
 export interface AdminServerOptions {
   readonly host: string;
   readonly port: number;
-  /** The bearer token (contents of `<dataDir>/admin-token`, trimmed). */
-  readonly token: string;
+  /** Checks a bearer token: the bootstrap token (`<dataDir>/admin-token`) or a named one (AdminTokens). */
+  readonly credentials: { authenticate(secret: string): Promise<AdminAuthentication> };
   readonly api: AdminApi;
   /** Observers (metrics, logs). Must not throw. */
   readonly hooks?: {
-    onUnauthorized?(reason: 'missing-token' | 'bad-token', request: { readonly method: string; readonly path: string; readonly remote: string }): void;
+    onUnauthorized?(
+      reason: AdminRefusalReason,
+      request: { readonly method: string; readonly path: string; readonly remote: string; readonly actor?: string },
+    ): void;
     onError?(err: unknown, request: { readonly method: string; readonly path: string }): void;
   };
   /** Largest accepted request body. Default 16 KiB. */
   readonly maxBodyBytes?: number;
+  /** Serve HTTPS with this certificate (chain) and key, PEM. Default: plain HTTP. */
+  readonly tls?: { readonly cert: string; readonly key: string };
 }
 
 export const DEFAULT_TOKEN_TTL_MS = 3_600_000;
 
-/**
- * Who did it, for the audit log. There is one admin token, so the API cannot know; a caller
- * may name itself with `X-Meshcfg-Actor` (the CLI sends $USER). Informational, not
- * authenticated: anyone holding the token can claim any name.
- */
-export const ACTOR_HEADER = 'x-meshcfg-actor';
-const DEFAULT_ACTOR = 'admin';
-const ACTOR = /^[A-Za-z0-9._@+-]{1,64}$/;
 const MAX_REASON_LENGTH = 1_000;
 const AGENT_ACTION = /^\/api\/v1\/agents\/([^/]+)\/(approve|quarantine|revoke)$/;
 const ROLLOUT_ACTION = /^\/api\/v1\/rollout\/(pause|resume|promote|abort)$/;
+const ADMIN_TOKEN = /^\/api\/v1\/admin-tokens\/([^/]+)$/;
+
+/**
+ * What each role may do. `viewer` reads; `operator` also steers rollouts and quarantine;
+ * `admin` (the bootstrap token only) also revokes agent certificates, creates enrollment
+ * tokens and manages named tokens — each of those mints or destroys a credential.
+ */
+type Right = 'viewer' | 'operator' | 'admin';
+const RANK: Readonly<Record<AdminPrincipal['role'], number>> = { viewer: 0, operator: 1, admin: 2 };
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
@@ -92,10 +107,19 @@ class HttpError extends Error {
   }
 }
 
+interface RequestContext {
+  readonly req: IncomingMessage;
+  readonly method: string;
+  readonly path: string;
+  readonly principal: AdminPrincipal;
+}
+
 /**
  * The admin HTTP API (node:http, no framework: a handful of routes).
  *
- * Authentication: `Authorization: Bearer <admin token>` on `/api/*`, compared in constant time.
+ * Authentication: `Authorization: Bearer <token>` on `/api/*` — the bootstrap token or a named
+ * one — and authorisation by the token's role (403 FORBIDDEN_ROLE). The audit log's actor is
+ * the token's name; no request field can name another.
  * `/healthz`, `/readyz` and `/metrics` are open: probes and Prometheus scrapers must not need
  * the admin credential, and what they show (counts, states) is not secret — bind
  * `listen.admin` to a trusted interface.
@@ -104,11 +128,19 @@ export class AdminServer {
   private constructor(
     private readonly server: Server,
     readonly port: number,
+    /** `https` when started with `tls`. */
+    readonly protocol: 'http' | 'https',
   ) {}
 
   static async start(options: AdminServerOptions): Promise<AdminServer> {
     const handler = new Handler(options);
-    const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => void handler.handle(req, res));
+    const timeouts = { requestTimeout: 30_000, headersTimeout: 10_000 };
+    const listener = (req: IncomingMessage, res: ServerResponse): void => void handler.handle(req, res);
+    // https.Server extends tls.Server, not http.Server, but has the same request API.
+    const server: Server =
+      options.tls === undefined
+        ? createServer(timeouts, listener)
+        : (createHttpsServer({ ...timeouts, cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2' }, listener) as unknown as Server);
     server.keepAliveTimeout = 5_000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -117,7 +149,7 @@ export class AdminServer {
         resolve();
       });
     });
-    return new AdminServer(server, (server.address() as AddressInfo).port);
+    return new AdminServer(server, (server.address() as AddressInfo).port, options.tls === undefined ? 'http' : 'https');
   }
 
   /** Stops accepting, ends idle keep-alive connections, and waits for running requests. */
@@ -131,11 +163,9 @@ export class AdminServer {
 }
 
 class Handler {
-  private readonly tokenHash: Buffer;
   private readonly maxBodyBytes: number;
 
   constructor(private readonly options: AdminServerOptions) {
-    this.tokenHash = sha256(options.token);
     this.maxBodyBytes = options.maxBodyBytes ?? 16 * 1024;
   }
 
@@ -179,26 +209,26 @@ class Handler {
       }
     }
     if (!path.startsWith('/api/')) throw new HttpError(404, 'NOT_FOUND', `no route ${path}`);
-    this.authenticate(req, method, path);
+    const ctx: RequestContext = { req, method, path, principal: await this.authenticate(req, method, path) };
     switch (path) {
       case '/api/v1/agents':
-        allow(method, 'GET');
+        this.permit(ctx, 'GET', 'viewer');
         return sendJson(res, 200, api.agents().map(agentJson));
       case '/api/v1/source':
-        allow(method, 'GET');
+        this.permit(ctx, 'GET', 'viewer');
         return sendJson(res, 200, sourceJson(api.source()));
       case '/api/v1/rollout':
-        allow(method, 'GET');
+        this.permit(ctx, 'GET', 'viewer');
         return sendJson(res, 200, api.rollout() as unknown as Json);
       case '/api/v1/audit': {
-        allow(method, 'GET');
+        this.permit(ctx, 'GET', 'viewer');
         const limitText = new URL(req.url ?? '/', 'http://admin').searchParams.get('limit');
         const limit = limitText === null ? 100 : Number(limitText);
         if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) throw new HttpError(400, 'BAD_REQUEST', 'limit must be an integer from 1 to 1000');
         return sendJson(res, 200, (await api.audit(limit)).map(auditJson));
       }
       case '/api/v1/tokens': {
-        allow(method, 'POST');
+        this.permit(ctx, 'POST', 'admin');
         const body = await this.readJson(req);
         const agentId = body['agentId'];
         if (typeof agentId !== 'string' || !isAgentId(agentId)) throw new HttpError(400, 'BAD_REQUEST', 'agentId must be an agent id (a DNS label)');
@@ -213,38 +243,82 @@ class Handler {
           throw new HttpError(400, 'UNKNOWN_AGENT', `agent ${agentId} is not in the inventory of the accepted commit`);
         }
         try {
-          const created = await api.createToken(agentId, ttlMs, actorOf(req));
+          const created = await api.createToken(agentId, ttlMs, ctx.principal.name);
           return sendJson(res, 201, { token: created.token, expiresAt: created.expiresAt.toISOString() });
         } catch (err) {
           if (err instanceof PkiError && err.code === 'TOKEN_TTL_INVALID') throw new HttpError(400, err.code, errorMessage(err));
           throw err;
         }
       }
+      case '/api/v1/admin-tokens':
+        if (method === 'POST') {
+          this.permit(ctx, 'POST', 'admin');
+          return this.createAdminToken(ctx, res);
+        }
+        this.permit(ctx, 'GET', 'admin');
+        return sendJson(res, 200, (await api.listAdminTokens()).map(adminTokenJson));
       default: {
         const rolloutAction = ROLLOUT_ACTION.exec(path);
         if (rolloutAction !== null) {
-          allow(method, 'POST');
-          return this.rolloutAction(rolloutAction[1] as OperatorActionKind, req, res);
+          this.permit(ctx, 'POST', 'operator');
+          return this.rolloutAction(rolloutAction[1] as OperatorActionKind, ctx, res);
+        }
+        const adminToken = ADMIN_TOKEN.exec(path);
+        if (adminToken !== null) {
+          this.permit(ctx, 'DELETE', 'admin');
+          return this.revokeAdminToken(decodePathSegment(adminToken[1] ?? ''), ctx, res);
         }
         const action = AGENT_ACTION.exec(path);
         if (action === null) throw new HttpError(404, 'NOT_FOUND', `no route ${path}`);
-        allow(method, 'POST');
-        return this.agentAction(decodeURIComponent(action[1] ?? ''), action[2] as 'approve' | 'quarantine' | 'revoke', req, res);
+        const verb = action[2] as 'approve' | 'quarantine' | 'revoke';
+        this.permit(ctx, 'POST', verb === 'revoke' ? 'admin' : 'operator');
+        return this.agentAction(decodePathSegment(action[1] ?? ''), verb, ctx, res);
       }
     }
   }
 
-  private async agentAction(agentId: string, verb: 'approve' | 'quarantine' | 'revoke', req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (!isAgentId(agentId)) throw new HttpError(400, 'BAD_REQUEST', 'the agent id must be a DNS label');
-    const body = hasBody(req) ? await this.readJson(req) : {};
-    const reason = body['reason'];
-    if (reason !== undefined && (typeof reason !== 'string' || reason.length > MAX_REASON_LENGTH)) {
-      throw new HttpError(400, 'BAD_REQUEST', `reason must be a string of at most ${MAX_REASON_LENGTH} characters`);
+  private async createAdminToken(ctx: RequestContext, res: ServerResponse): Promise<void> {
+    const body = await this.readJson(ctx.req);
+    const { name, role, ttl } = body;
+    if (typeof name !== 'string') throw new HttpError(400, 'TOKEN_NAME_INVALID', 'name must be a string');
+    if (typeof role !== 'string') throw new HttpError(400, 'ROLE_INVALID', 'role must be viewer or operator');
+    let ttlMs: number | null = null;
+    if (ttl !== undefined && ttl !== null) {
+      const parsed = typeof ttl === 'string' ? parseDuration(ttl) : undefined;
+      if (parsed === undefined || parsed <= 0) throw new HttpError(400, 'TOKEN_TTL_INVALID', 'ttl must be a duration like 8h or 30d');
+      ttlMs = parsed;
     }
+    try {
+      const created = await this.options.api.createAdminToken(name, role, ttlMs, ctx.principal.name);
+      return sendJson(res, 201, { token: created.token, ...adminTokenJson(created.view) });
+    } catch (err) {
+      if (err instanceof AdminTokenError) throw new HttpError(err.code === 'TOKEN_NAME_TAKEN' ? 409 : 400, err.code, errorMessage(err));
+      throw err;
+    }
+  }
+
+  private async revokeAdminToken(name: string, ctx: RequestContext, res: ServerResponse): Promise<void> {
+    const reason = hasBody(ctx.req) ? reasonOf(await this.readJson(ctx.req)) : undefined;
+    const result = await this.options.api.revokeAdminToken(name, ctx.principal.name, reason ?? '');
+    switch (result.kind) {
+      case 'revoked':
+        return sendJson(res, 200, { ...adminTokenJson(result.token), actor: ctx.principal.name });
+      case 'refused':
+        throw new HttpError(result.code === 'UNKNOWN_TOKEN' ? 404 : 409, result.code, result.message);
+      default: {
+        const never: never = result;
+        throw new Error(`unexpected result ${JSON.stringify(never)}`);
+      }
+    }
+  }
+
+  private async agentAction(agentId: string, verb: 'approve' | 'quarantine' | 'revoke', ctx: RequestContext, res: ServerResponse): Promise<void> {
+    if (!isAgentId(agentId)) throw new HttpError(400, 'BAD_REQUEST', 'the agent id must be a DNS label');
+    const reason = reasonOf(hasBody(ctx.req) ? await this.readJson(ctx.req) : {});
     // A human decision needs its why on record; revoking is urgent and may go without.
     if (verb !== 'revoke' && (reason === undefined || reason.trim() === '')) throw new HttpError(400, 'BAD_REQUEST', `${verb} needs a reason`);
     const { api } = this.options;
-    const actor = actorOf(req);
+    const actor = ctx.principal.name;
     const run = verb === 'approve' ? api.approve : verb === 'quarantine' ? api.quarantine : api.revoke;
     const result = await run.call(api, agentId, actor, reason ?? '');
     switch (result.kind) {
@@ -259,14 +333,10 @@ class Handler {
     }
   }
 
-  private async rolloutAction(kind: OperatorActionKind, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = hasBody(req) ? await this.readJson(req) : {};
-    const reason = body['reason'];
-    if (reason !== undefined && (typeof reason !== 'string' || reason.length > MAX_REASON_LENGTH)) {
-      throw new HttpError(400, 'BAD_REQUEST', `reason must be a string of at most ${MAX_REASON_LENGTH} characters`);
-    }
+  private async rolloutAction(kind: OperatorActionKind, ctx: RequestContext, res: ServerResponse): Promise<void> {
+    const reason = reasonOf(hasBody(ctx.req) ? await this.readJson(ctx.req) : {});
     const { api } = this.options;
-    const actor = actorOf(req);
+    const actor = ctx.principal.name;
     const result = await api.rolloutAction(kind, actor, reason);
     switch (result.kind) {
       case 'done':
@@ -280,17 +350,31 @@ class Handler {
     }
   }
 
-  private authenticate(req: IncomingMessage, method: string, path: string): void {
+  private async authenticate(req: IncomingMessage, method: string, path: string): Promise<AdminPrincipal> {
     const header = req.headers.authorization;
     const match = header === undefined ? null : /^Bearer[ ]+(\S+)\s*$/i.exec(header);
-    const reason = match === null ? 'missing-token' : timingSafeEqual(sha256(match[1] ?? ''), this.tokenHash) ? null : 'bad-token';
-    if (reason === null) return;
+    const result: AdminAuthentication = match === null ? { kind: 'refused', reason: 'bad-token' } : await this.options.credentials.authenticate(match[1] ?? '');
+    if (result.kind === 'authenticated') return result.principal;
+    const reason: AdminRefusalReason = match === null ? 'missing-token' : result.reason;
+    this.refused(reason, { method, path, remote: req.socket.remoteAddress ?? '' });
+    const why = reason === 'revoked-token' ? 'this token is revoked' : reason === 'expired-token' ? 'this token has expired' : 'a valid admin bearer token is required';
+    throw new HttpError(401, 'UNAUTHORIZED', `${why} (the bootstrap token is <dataDir>/admin-token; named tokens come from meshcfg token create-admin)`);
+  }
+
+  /** Checks the method, then the role: 405 before 403, so a wrong verb is never reported as a missing right. */
+  private permit(ctx: RequestContext, expected: string, right: Right): void {
+    allow(ctx.method, expected);
+    if (RANK[ctx.principal.role] >= RANK[right]) return;
+    this.refused('forbidden-role', { method: ctx.method, path: ctx.path, remote: ctx.req.socket.remoteAddress ?? '', actor: ctx.principal.name });
+    throw new HttpError(403, 'FORBIDDEN_ROLE', `the ${ctx.principal.role} token ${ctx.principal.name} may not ${ctx.method} ${ctx.path} (needs ${right === 'admin' ? 'the bootstrap admin token' : `role ${right}`})`);
+  }
+
+  private refused(reason: AdminRefusalReason, request: { method: string; path: string; remote: string; actor?: string }): void {
     try {
-      this.options.hooks?.onUnauthorized?.(reason, { method, path, remote: req.socket.remoteAddress ?? '' });
+      this.options.hooks?.onUnauthorized?.(reason, request);
     } catch {
       // Observers must not fail a request.
     }
-    throw new HttpError(401, 'UNAUTHORIZED', 'a valid admin bearer token is required (see <dataDir>/admin-token)');
   }
 
   /** The body is attacker-controlled: bounded, and parsed defensively into a plain object. */
@@ -325,8 +409,13 @@ function allow(method: string, expected: string): void {
   }
 }
 
-function sha256(text: string): Buffer {
-  return createHash('sha256').update(text, 'utf8').digest();
+/** The path is attacker-controlled: a malformed percent-encoding is the client's mistake (400), not ours. */
+function decodePathSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new HttpError(400, 'BAD_PATH', 'the path holds a malformed percent-encoding');
+  }
 }
 
 function iso(date: Date | null): string | null {
@@ -337,12 +426,24 @@ function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? '0') > 0;
 }
 
-function actorOf(req: IncomingMessage): string {
-  const header = req.headers[ACTOR_HEADER];
-  const value = Array.isArray(header) ? header[0] : header;
-  if (value === undefined) return DEFAULT_ACTOR;
-  if (!ACTOR.test(value)) throw new HttpError(400, 'BAD_REQUEST', `${ACTOR_HEADER} must be 1-64 characters of [A-Za-z0-9._@+-]`);
-  return value;
+function reasonOf(body: Record<string, unknown>): string | undefined {
+  const reason = body['reason'];
+  if (reason !== undefined && (typeof reason !== 'string' || reason.length > MAX_REASON_LENGTH)) {
+    throw new HttpError(400, 'BAD_REQUEST', `reason must be a string of at most ${MAX_REASON_LENGTH} characters`);
+  }
+  return reason;
+}
+
+export function adminTokenJson(token: AdminTokenView): { [key: string]: Json } {
+  return {
+    name: token.name,
+    role: token.role,
+    state: token.state,
+    createdAt: token.createdAt.toISOString(),
+    createdBy: token.createdBy,
+    expiresAt: iso(token.expiresAt),
+    revokedAt: iso(token.revokedAt),
+  };
 }
 
 export function auditJson(entry: StoredAuditEntry): Json {

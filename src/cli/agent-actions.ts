@@ -26,6 +26,7 @@ export function registerAgentActions(program: Command, io: CliIo, setExit: (code
     command
       .option('--admin <url>', ADMIN_FLAGS_HELP.admin)
       .option('--admin-token-file <file>', ADMIN_FLAGS_HELP.adminTokenFile)
+      .option('--admin-ca <file>', ADMIN_FLAGS_HELP.adminCa)
       .option('--actor <name>', ADMIN_FLAGS_HELP.actor)
       .addHelpText('after', '\nExit codes: 0 done, 2 refused (unknown agent, wrong state, no admin token, admin API unreachable, usage).')
       .action(async (agentId: string, flags: ActionFlags) => {

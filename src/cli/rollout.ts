@@ -24,6 +24,7 @@ export function registerRollout(program: Command, io: CliIo, setExit: (code: num
       .option('--json', 'print the admin API answer as JSON')
       .option('--admin <url>', ADMIN_FLAGS_HELP.admin)
       .option('--admin-token-file <file>', ADMIN_FLAGS_HELP.adminTokenFile)
+      .option('--admin-ca <file>', ADMIN_FLAGS_HELP.adminCa)
       .option('--actor <name>', ADMIN_FLAGS_HELP.actor)
       .addHelpText('after', '\nExit codes: 0 done, 2 refused (wrong rollout state, no admin token, admin API unreachable, usage).');
 

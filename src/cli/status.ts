@@ -27,6 +27,7 @@ export function registerStatus(program: Command, io: CliIo, setExit: (code: numb
     .option('--json', 'print the admin API answer (GET /api/v1/agents) as JSON')
     .option('--admin <url>', ADMIN_FLAGS_HELP.admin)
     .option('--admin-token-file <file>', ADMIN_FLAGS_HELP.adminTokenFile)
+    .option('--admin-ca <file>', ADMIN_FLAGS_HELP.adminCa)
     .addHelpText(
       'after',
       '\nDESIRED and ACTIVE are <commit>:<digest>, both shortened; (baseline) marks a quarantined agent\'s baseline bundle.\nExit codes: 0 shown, 2 refused (no admin token, admin API unreachable or refusing, usage).',

@@ -3,9 +3,11 @@ export type { StoreErrorCode } from './errors.js';
 export { MemoryFleetStore } from './memory.js';
 export { SqliteFleetStore } from './sqlite/store.js';
 export type { SqliteFleetStoreOptions } from './sqlite/store.js';
-export { AGENT_STATES, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './store.js';
+export { ADMIN_ROLES, AGENT_STATES, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './store.js';
 export type {
   AcceptedState,
+  AdminRole,
+  AdminTokenRecord,
   AckRecord,
   AckStatus,
   ActiveVersion,

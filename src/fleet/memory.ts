@@ -3,7 +3,10 @@ import type { TokenRecord, TokenStore } from '../pki/tokens.js';
 import { StoreError } from './errors.js';
 import {
   DEFAULT_TOKEN_RETENTION_MS,
+  adminTokenLive,
+  adminTokenTaken,
   checkAccepted,
+  checkAdminToken,
   checkAck,
   checkAgentId,
   checkAudit,
@@ -24,6 +27,7 @@ import {
 import type {
   AcceptedState,
   AckRecord,
+  AdminTokenRecord,
   AgentPatch,
   AgentRecord,
   AgentUpdate,
@@ -57,6 +61,7 @@ export class MemoryFleetStore implements FleetStore {
   private readonly acks: StoredAck[] = [];
   private rollout: { commit: string; text: string; at: Date; revision: number } | null = null;
   private readonly revocations = new Map<string, RevocationRecord>();
+  private readonly adminTokens = new Map<string, AdminTokenRecord>();
   private readonly audit: Array<{ entry: AuditEntry; details: string; id: number }> = [];
   private readonly options: Required<FleetStoreOptions>;
 
@@ -215,6 +220,39 @@ export class MemoryFleetStore implements FleetStore {
     return Object.freeze([...this.revocations.values()].map((r) => Object.freeze({ ...r, at: new Date(r.at) })));
   }
 
+  async insertAdminToken(record: AdminTokenRecord, audit?: AuditEntry): Promise<void> {
+    this.assertOpen();
+    checkAdminToken(record);
+    const details = audit === undefined ? undefined : checkAudit(audit);
+    const existing = this.adminTokens.get(record.name);
+    if (existing !== undefined && adminTokenLive(existing, record.createdAt)) throw adminTokenTaken(record.name);
+    for (const other of this.adminTokens.values()) if (other.name !== record.name && other.hash.equals(record.hash)) throw adminTokenTaken(record.name);
+    this.adminTokens.set(record.name, copyAdminToken(record));
+    if (audit !== undefined && details !== undefined) this.pushAudit(audit, details);
+  }
+
+  async adminTokenByHash(hash: Buffer): Promise<AdminTokenRecord | undefined> {
+    this.assertOpen();
+    for (const record of this.adminTokens.values()) if (record.hash.equals(hash)) return copyAdminToken(record);
+    return undefined;
+  }
+
+  async listAdminTokens(): Promise<readonly AdminTokenRecord[]> {
+    this.assertOpen();
+    return Object.freeze([...this.adminTokens.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map(copyAdminToken));
+  }
+
+  async revokeAdminToken(name: string, at: Date, audit?: AuditEntry): Promise<boolean> {
+    this.assertOpen();
+    checkDate(at, 'revokedAt');
+    const details = audit === undefined ? undefined : checkAudit(audit);
+    const existing = this.adminTokens.get(name);
+    if (existing === undefined || existing.revokedAt !== null) return false;
+    this.adminTokens.set(name, copyAdminToken({ ...existing, revokedAt: at }));
+    if (audit !== undefined && details !== undefined) this.pushAudit(audit, details);
+    return true;
+  }
+
   async appendAudit(entry: AuditEntry): Promise<number> {
     this.assertOpen();
     return this.pushAudit(entry, checkAudit(entry));
@@ -335,6 +373,18 @@ function copySend(s: StoredSend): StoredSend {
 
 function pickAck(a: AckRecord): AckRecord {
   return { agentId: a.agentId, commit: a.commit, digest: a.digest, generation: a.generation, nonce: a.nonce, status: a.status, error: a.error, at: a.at };
+}
+
+function copyAdminToken(r: AdminTokenRecord): AdminTokenRecord {
+  return Object.freeze({
+    name: r.name,
+    role: r.role,
+    hash: Buffer.from(r.hash),
+    createdAt: new Date(r.createdAt),
+    createdBy: r.createdBy,
+    expiresAt: copyDate(r.expiresAt),
+    revokedAt: copyDate(r.revokedAt),
+  });
 }
 
 function copyToken(r: TokenRecord): TokenRecord {

@@ -1,11 +1,13 @@
 import type { TokenRecord } from '../pki/tokens.js';
 import { StoreError } from './errors.js';
 import {
+  ADMIN_ROLES,
   AGENT_STATES,
   DEFAULT_PAGE_SIZE,
   MAX_PAGE_SIZE,
   type AcceptedState,
   type AckRecord,
+  type AdminTokenRecord,
   type AgentPatch,
   type AuditEntry,
   type PageRequest,
@@ -140,6 +142,25 @@ export function pageOf(page: PageRequest = {}): { readonly limit: number; readon
   const beforeId = page.beforeId ?? Number.MAX_SAFE_INTEGER;
   if (!Number.isSafeInteger(beforeId)) throw invalid(`beforeId must be an integer, got ${String(beforeId)}`);
   return { limit, beforeId };
+}
+
+export function checkAdminToken(record: AdminTokenRecord): void {
+  checkNonEmpty(record.name, 'admin token name');
+  if (!(ADMIN_ROLES as readonly string[]).includes(record.role)) throw invalid(`admin token role must be one of ${ADMIN_ROLES.join(', ')}`);
+  if (!Buffer.isBuffer(record.hash) || record.hash.length !== 32) throw invalid('admin token hash must be 32 bytes');
+  checkDate(record.createdAt, 'admin token createdAt');
+  checkNonEmpty(record.createdBy, 'admin token createdBy');
+  if (record.expiresAt !== null) checkDate(record.expiresAt, 'admin token expiresAt');
+  if (record.revokedAt !== null) checkDate(record.revokedAt, 'admin token revokedAt');
+}
+
+/** Still usable at `at`: neither revoked nor expired. A usable token's name cannot be taken again. */
+export function adminTokenLive(record: AdminTokenRecord, at: Date): boolean {
+  return record.revokedAt === null && (record.expiresAt === null || record.expiresAt.getTime() > at.getTime());
+}
+
+export function adminTokenTaken(name: string): StoreError {
+  return new StoreError({ code: 'CONFLICT', message: `an admin token named ${name} exists (revoke it first), or the secret collides` });
 }
 
 export function checkToken(record: TokenRecord): void {

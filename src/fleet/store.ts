@@ -82,6 +82,20 @@ export interface FleetStore {
   isRevoked(serial: string): Promise<boolean>;
   listRevocations(): Promise<readonly RevocationRecord[]>;
 
+  // --- named admin API tokens (hashes only) ---
+  /**
+   * Adds a named admin token. CONFLICT when a token of that name is still usable (neither
+   * revoked nor expired at `createdAt`) or its hash exists; a dead one of that name is
+   * replaced. With `audit`, the entry is appended in the same transaction.
+   */
+  insertAdminToken(record: AdminTokenRecord, audit?: AuditEntry): Promise<void>;
+  /** The token whose secret hashes to `hash`, revoked and expired ones included (the caller decides), or undefined. */
+  adminTokenByHash(hash: Buffer): Promise<AdminTokenRecord | undefined>;
+  /** Every named admin token, revoked and expired ones included, ordered by name. */
+  listAdminTokens(): Promise<readonly AdminTokenRecord[]>;
+  /** Marks the token revoked at `at`. False when no token has that name or it is revoked already (then nothing is audited). */
+  revokeAdminToken(name: string, at: Date, audit?: AuditEntry): Promise<boolean>;
+
   // --- audit log (append-only) ---
   appendAudit(entry: AuditEntry): Promise<number>;
   /** Newest first (by append order, not by `at`, so clock steps cannot reorder it). */
@@ -211,6 +225,24 @@ export interface RevocationRecord {
   readonly agentId: AgentId;
   readonly at: Date;
   readonly by: string;
+}
+
+/** What a named admin token may do: `viewer` reads, `operator` also steers rollouts and quarantine. */
+export type AdminRole = 'viewer' | 'operator';
+export const ADMIN_ROLES: readonly AdminRole[] = Object.freeze(['viewer', 'operator']);
+
+/** A named admin API token; the secret itself is never stored, only its sha256. */
+export interface AdminTokenRecord {
+  /** Unique; the audit log's actor for everything done with the token. */
+  readonly name: string;
+  readonly role: AdminRole;
+  /** sha256 of the secret, 32 bytes. */
+  readonly hash: Buffer;
+  readonly createdAt: Date;
+  readonly createdBy: string;
+  /** null: never expires. */
+  readonly expiresAt: Date | null;
+  readonly revokedAt: Date | null;
 }
 
 export interface AuditEntry {

@@ -36,7 +36,19 @@ export interface ServerConfig {
   readonly enrollment: { readonly certificateTtlMs: number };
   readonly bundles: { readonly ttlMs: number };
   readonly alerts: { readonly webhook: string | null };
+  /** TLS for the admin API; `off` (plain HTTP, the default, meant for loopback). */
+  readonly adminTls: AdminTlsConfig;
 }
+
+/**
+ * `adminTls` in server.yaml: absent (plain HTTP), `server` (the server's own certificate from
+ * the data directory, issued by the enrollment CA for `tls.serverNames`), or `{cert, key}`
+ * PEM files (e.g. from the organisation's CA).
+ */
+export type AdminTlsConfig =
+  | { readonly kind: 'off' }
+  | { readonly kind: 'server' }
+  | { readonly kind: 'files'; readonly cert: string; readonly key: string };
 
 export const CONFIG_DEFAULTS = {
   branch: 'main',
@@ -80,7 +92,7 @@ export function parseServerConfig(doc: unknown, { baseDir, source = null }: { ba
     throw new ServerError({ code: 'CONFIG_INVALID', message: `${where}: ${key}: ${why}` });
   };
   const root = object(doc, '(root)', fail);
-  allowKeys(root, '', ['trustDomain', 'repo', 'trust', 'listen', 'dataDir', 'tls', 'enrollment', 'bundles', 'alerts'], fail);
+  allowKeys(root, '', ['trustDomain', 'repo', 'trust', 'listen', 'dataDir', 'tls', 'enrollment', 'bundles', 'alerts', 'adminTls'], fail);
 
   const trustDomain = requiredString(root, 'trustDomain', fail);
   if (!TRUST_DOMAIN.test(trustDomain)) fail('trustDomain', `${JSON.stringify(trustDomain)} is not a lowercase DNS name (e.g. example.org)`);
@@ -127,6 +139,8 @@ export function parseServerConfig(doc: unknown, { baseDir, source = null }: { ba
   const rawWebhook = optionalString(alerts, 'webhook', fail, 'alerts.');
   const webhook = rawWebhook === undefined ? null : checkUrl(rawWebhook, 'alerts.webhook', ['http:', 'https:'], fail);
 
+  const adminTls = parseAdminTls(root['adminTls'], baseDir, fail);
+
   return Object.freeze({
     source,
     trustDomain,
@@ -138,7 +152,26 @@ export function parseServerConfig(doc: unknown, { baseDir, source = null }: { ba
     enrollment: Object.freeze({ certificateTtlMs }),
     bundles: Object.freeze({ ttlMs }),
     alerts: Object.freeze({ webhook }),
+    adminTls,
   });
+}
+
+function parseAdminTls(value: unknown, baseDir: string, fail: Fail): AdminTlsConfig {
+  if (value === undefined || value === null || value === false) return Object.freeze({ kind: 'off' });
+  if (value === 'server') return Object.freeze({ kind: 'server' });
+  if (!isObject(value)) return fail('adminTls', 'expected `server` (the server certificate) or a mapping {cert, key} of PEM files');
+  allowKeys(value, 'adminTls.', ['cert', 'key'], fail);
+  const cert = resolvePath(baseDir, requiredString(value, 'cert', fail, 'adminTls.'));
+  const key = resolvePath(baseDir, requiredString(value, 'key', fail, 'adminTls.'));
+  return Object.freeze({ kind: 'files', cert, key });
+}
+
+/** Loopback only: 127.0.0.0/8, ::1 (also IPv4-mapped) and `localhost`. `0.0.0.0` and `::` are every interface. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase();
+  if (h === 'localhost' || h === '::1' || h === '0:0:0:0:0:0:0:1') return true;
+  const v4 = h.startsWith('::ffff:') ? h.slice('::ffff:'.length) : h;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
 }
 
 /** `host:port` or `[v6]:port`; the host may be empty (`:7443`, every interface). */

@@ -12,7 +12,8 @@ export interface ServerMetricsOptions {
 }
 
 /** Why an admin API request was refused; kept apart from agents' unauthorized config loads. */
-export type AdminUnauthorizedReason = 'missing-token' | 'bad-token';
+/** Why an admin API request was refused (AdminServer's `AdminRefusalReason`). */
+export type AdminUnauthorizedReason = 'missing-token' | 'bad-token' | 'revoked-token' | 'expired-token' | 'forbidden-role';
 
 /**
  * The server's Prometheus metrics, in a registry of its own (two servers in one process, as
@@ -38,7 +39,7 @@ export class ServerMetrics {
     });
     this.adminUnauthorized = new Counter({
       name: 'meshcfg_admin_unauthorized_requests_total',
-      help: 'Admin API requests refused for a missing or wrong bearer token.',
+      help: 'Admin API requests refused: a missing, wrong, revoked or expired bearer token, or a token whose role lacks the right.',
       labelNames: ['reason'],
       registers,
     });

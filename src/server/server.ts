@@ -1,19 +1,23 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { pino, type Logger } from 'pino';
-import { AdminServer, type AdminApi } from '../admin/index.js';
+import { AdminServer, AdminTokens, type AdminApi } from '../admin/index.js';
 import { Compiler } from '../compile/index.js';
 import type { AgentId } from '../domain/types.js';
 import { parseDuration } from '../domain/duration.js';
 import { SqliteFleetStore } from '../fleet/index.js';
 import { EnrollmentTokens, openDataDir, type DataDir } from '../pki/index.js';
+import { readSecretFile } from '../pki/secret-file.js';
+import { errorMessage } from '../domain/errors.js';
 import { BundleSigner } from '../signing/index.js';
 import { GitSource, redactUrl, type SourceStatus } from '../source/index.js';
 import { loadAllowedSigners, SshSignatureVerifier, TrustGate } from '../source/trust/index.js';
 import { GrpcServer, type GrpcServerOptions } from '../transport/server.js';
 import { WebhookAlerter, type AlertSink } from './alerts.js';
 import { ServerBackend } from './backend.js';
-import { formatListenAddress, type ServerConfig } from './config.js';
+import { formatListenAddress, isLoopbackHost, type AdminTlsConfig, type ServerConfig } from './config.js';
+import { ServerError } from './errors.js';
 import { CertExpiryAlerts, UnauthorizedAlerts } from './fleet-alerts.js';
 import { FleetCache } from './fleet.js';
 import { backendLogHooks, combineHooks, fetchLogHook, reconcileLogHooks, transportLogHooks } from './logging.js';
@@ -64,7 +68,7 @@ export interface RunningServer {
   /** `host:port` of the gRPC listener, with the real port. */
   readonly grpcAddress: string;
   readonly grpcPort: number;
-  /** `http://host:port` of the admin API, with the real port. */
+  /** `http(s)://host:port` of the admin API, with the real port (`https` with `adminTls`). */
   readonly adminUrl: string;
   readonly adminPort: number;
   /** `sha256/<base64>` — what `meshcfg enroll --pin` takes. */
@@ -293,6 +297,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const ready = (): boolean => reconciler?.served() != null;
     grpc.setServing(ready());
 
+    const adminTokens = new AdminTokens({ store: fleetStore, bootstrapToken: adminToken, now });
     const api: AdminApi = {
       isKnownAgent: (id) => inventory.has(id),
       createToken: async (agentId, ttlMs, actor) => {
@@ -331,20 +336,44 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
         const s = (reconciler as Reconciler).status();
         return { branch: source.branch, head: s.head, accepted: s.serving, generation: s.generation, refused: s.refused, conditions: s.conditions };
       },
+      createAdminToken: async (name, role, ttlMs, actor) => {
+        const created = await adminTokens.create(name, role, ttlMs, actor);
+        logger.info({ event: 'admin-token-created', name, role: created.view.role, actor, expiresAt: created.view.expiresAt?.toISOString() ?? null }, `admin token ${name} created`);
+        return created;
+      },
+      listAdminTokens: () => adminTokens.list(),
+      revokeAdminToken: async (name, actor, reason) => {
+        const result = await adminTokens.revoke(name, actor, reason);
+        if (result.kind === 'revoked') logger.warn({ event: 'admin-token-revoked', name, actor }, `admin token ${name} revoked`);
+        return result;
+      },
       rollout: () => rollout.status(),
       rolloutAction: (kind, actor, reason) => rollout.act({ kind, actor, ...(reason === undefined ? {} : { reason }) }),
       ready,
       metrics: () => metrics.text(),
     };
+    const adminTls = await loadAdminTls(config.adminTls, dataDir);
+    if (!isLoopbackHost(config.listen.admin.host)) {
+      logger.warn(
+        { event: 'admin-not-loopback', host: config.listen.admin.host, tls: adminTls !== undefined },
+        adminTls === undefined
+          ? `the admin API listens on ${config.listen.admin.host}, beyond loopback, in plain HTTP: tokens cross the network in clear text; set adminTls`
+          : `the admin API listens on ${config.listen.admin.host}, beyond loopback (TLS on)`,
+      );
+    }
     const admin = await AdminServer.start({
       host: config.listen.admin.host,
       port: config.listen.admin.port,
-      token: adminToken,
+      credentials: adminTokens,
+      ...(adminTls === undefined ? {} : { tls: adminTls }),
       api,
       hooks: {
         onUnauthorized: (reason, request) => {
           metrics.adminUnauthorizedRequest(reason);
-          logger.warn({ event: 'admin-unauthorized', reason, method: request.method, path: request.path, remote: request.remote }, 'admin API request without a valid token');
+          logger.warn(
+            { event: 'admin-unauthorized', reason, method: request.method, path: request.path, remote: request.remote, ...(request.actor === undefined ? {} : { actor: request.actor }) },
+            reason === 'forbidden-role' ? 'admin API request beyond the token’s role' : 'admin API request without a valid token',
+          );
         },
         onError: (err, request) => logger.error({ event: 'admin-error', err, method: request.method, path: request.path }, 'admin API request failed'),
       },
@@ -364,7 +393,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     cleanups.push(() => source.stop());
 
     const grpcAddress = formatListenAddress({ host: config.listen.grpc.host, port: grpc.port });
-    const adminUrl = `http://${formatListenAddress({ host: config.listen.admin.host, port: admin.port })}`;
+    const adminUrl = `${admin.protocol}://${formatListenAddress({ host: config.listen.admin.host, port: admin.port })}`;
     logger.info(
       {
         event: 'listening',
@@ -415,6 +444,35 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   } catch (err) {
     await cleanup();
     throw err;
+  }
+}
+
+/**
+ * The admin API's certificate and key: none (plain HTTP), the server's own (from the data
+ * directory), or PEM files — checked here, so a bad file fails the start naming `adminTls`.
+ */
+async function loadAdminTls(config: AdminTlsConfig, dataDir: DataDir): Promise<{ cert: string; key: string } | undefined> {
+  switch (config.kind) {
+    case 'off':
+      return undefined;
+    case 'server':
+      return { cert: dataDir.serverCertPem, key: dataDir.serverKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
+    case 'files': {
+      let material: { cert: string; key: string };
+      try {
+        const key = await readSecretFile(config.key);
+        if (key === undefined) throw new Error(`${config.key} does not exist`);
+        material = { cert: await readFile(config.cert, 'utf8'), key };
+        createSecureContext(material);
+      } catch (cause) {
+        throw new ServerError({ code: 'CONFIG_INVALID', message: `adminTls: cannot use ${config.cert} and ${config.key}: ${errorMessage(cause)}`, cause });
+      }
+      return material;
+    }
+    default: {
+      const never: never = config;
+      throw new Error(`unexpected adminTls ${JSON.stringify(never)}`);
+    }
   }
 }
 

@@ -2,13 +2,14 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { startServer, type RunningServer } from '../../src/server/server.js';
-import { configFor, fakeTransport, makeFixture, PERMISSIVE_BASE, silentLogger, type Fixture } from '../server/helpers.js';
+import { capturingLogger, configFor, fakeTransport, makeFixture, PERMISSIVE_BASE, type Fixture } from '../server/helpers.js';
 
 describe('admin HTTP API', () => {
   let fixture: Fixture;
   let server: RunningServer;
   let transport: ReturnType<typeof fakeTransport>;
   let token: string;
+  let log: ReturnType<typeof capturingLogger>;
 
   const call = (path: string, init: RequestInit & { auth?: string | null } = {}): Promise<Response> => {
     const { auth = token, ...rest } = init;
@@ -22,7 +23,8 @@ describe('admin HTTP API', () => {
     // No commit on main yet: the server starts, but nothing can be accepted until one lands.
     fixture = makeFixture({ empty: true });
     transport = fakeTransport();
-    server = await startServer(configFor(fixture), { logger: silentLogger, transport: transport.start });
+    log = capturingLogger();
+    server = await startServer(configFor(fixture), { logger: log.logger, transport: transport.start });
     token = readFileSync(server.adminTokenPath, 'utf8').trim();
   });
   after(async () => {
@@ -109,6 +111,16 @@ describe('admin HTTP API', () => {
         assert.equal(((await res.json()) as { error: { code: string } }).error.code, code);
       });
     }
+
+    describe('when an agent path holds a malformed percent-encoding', () => {
+      it('answers 400 BAD_PATH and logs no error or stack', async () => {
+        const res = await call('/api/v1/agents/%E0%A4%A/quarantine', { method: 'POST', body: JSON.stringify({ reason: 'x' }) });
+        assert.equal(res.status, 400);
+        assert.equal(((await res.json()) as { error: { code: string } }).error.code, 'BAD_PATH');
+        assert.ok(!log.lines().some((l) => l['event'] === 'admin-error'), 'no admin-error logged');
+        assert.ok(!log.text().includes('URIError'), 'no stack logged');
+      });
+    });
 
     it('answers 405 for a wrong method and 404 for an unknown path, as JSON', async () => {
       const wrong = await call('/api/v1/agents', { method: 'POST', body: '{}' });

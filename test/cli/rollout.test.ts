@@ -64,6 +64,7 @@ describe('meshcfg rollout pause|resume|promote|abort (against a running server)'
   });
 
   it('pause exits 0 and says the state; a second pause is refused: exit 2 with ALREADY_PAUSED', async () => {
+    // --actor is still accepted, and ignored: the audit log records the token's name.
     const run = await rollout('pause', '--reason', 'change freeze', '--actor', 'carol');
     assert.equal(run.code, 0, run.stderr);
     assert.equal(run.stdout, 'rollout paused; state paused\n');
@@ -101,7 +102,7 @@ describe('meshcfg rollout pause|resume|promote|abort (against a running server)'
     assert.deepEqual(
       entries.map((e) => [e.action, e.actor, e.reason, e.target]),
       [
-        ['rollout.pause', 'carol', 'change freeze', staged],
+        ['rollout.pause', 'admin', 'change freeze', staged],
         ['rollout.resume', 'admin', '', staged],
         ['rollout.promote', 'admin', 'canary looks fine', staged],
         ['rollout.abort', 'admin', 'bad reload', staged],

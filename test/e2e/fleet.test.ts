@@ -58,7 +58,7 @@ describe('fleet state end to end', { timeout: 240_000 }, () => {
 
     const audit = (await d.admin<Array<{ action: string; actor: string; target: string; reason: string }>>('/api/v1/audit?limit=2')).body;
     assert.deepEqual(audit.map((e) => [e.action, e.actor, e.target]), [
-      ['agent.approve', 'alice', 'edge-1'],
+      ['agent.approve', 'admin', 'edge-1'],
       ['agent.quarantine', 'system', 'edge-1'],
     ]);
   });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
 import { PkiError } from '../../src/domain/errors.js';
-import type { FleetStore } from '../../src/fleet/store.js';
+import type { AdminTokenRecord, FleetStore } from '../../src/fleet/store.js';
 import { EnrollmentTokens, hashToken } from '../../src/pki/tokens.js';
 import { tempDir } from '../helpers/git.js';
 import { COMMIT_A, COMMIT_B, DIGEST_A, DIGEST_B, DIGEST_X, IMPLEMENTATIONS, T0, ack, at, auditEntry, send, storeCode } from './helpers.js';
@@ -344,6 +344,61 @@ for (const [name, openStore] of IMPLEMENTATIONS) {
         );
         const late = await tokens.create('edge-2', HOUR);
         await assert.rejects(tokens.consume(late.token, at(2 * HOUR)), (err: unknown) => err instanceof PkiError && err.code === 'TOKEN_EXPIRED');
+      });
+    });
+
+    describe('named admin tokens', () => {
+      const token = (overrides: Partial<AdminTokenRecord> = {}): AdminTokenRecord => ({
+        name: 'ci-viewer',
+        role: 'viewer',
+        hash: hashToken('mcot_one'),
+        createdAt: T0,
+        createdBy: 'admin',
+        expiresAt: null,
+        revokedAt: null,
+        ...overrides,
+      });
+
+      it('keeps a token by name and finds it by its hash; an unknown hash is undefined', async () => {
+        await store.insertAdminToken(token({ expiresAt: at(DAY) }), auditEntry({ action: 'admin-token.create', target: 'ci-viewer' }));
+        assert.deepEqual(await store.adminTokenByHash(hashToken('mcot_one')), token({ expiresAt: at(DAY) }));
+        assert.equal(await store.adminTokenByHash(hashToken('mcot_two')), undefined);
+        assert.deepEqual((await store.listAudit()).map((e) => e.action), ['admin-token.create']);
+      });
+
+      it('lists every token ordered by name', async () => {
+        await store.insertAdminToken(token({ name: 'zed', hash: hashToken('mcot_z'), role: 'operator' }));
+        await store.insertAdminToken(token({ name: 'amy', hash: hashToken('mcot_a') }));
+        assert.deepEqual((await store.listAdminTokens()).map((t) => [t.name, t.role]), [['amy', 'viewer'], ['zed', 'operator']]);
+      });
+
+      it('refuses a second usable token of the same name, or the same hash, with CONFLICT', async () => {
+        await store.insertAdminToken(token());
+        await assert.rejects(store.insertAdminToken(token({ hash: hashToken('mcot_two') })), storeCode('CONFLICT'));
+        await assert.rejects(store.insertAdminToken(token({ name: 'other' })), storeCode('CONFLICT'));
+        assert.equal((await store.listAdminTokens()).length, 1);
+      });
+
+      it('revokes once (audited once); the revoked record stays, and its name can be taken again', async () => {
+        await store.insertAdminToken(token());
+        assert.equal(await store.revokeAdminToken('ci-viewer', at(5), auditEntry({ action: 'admin-token.revoke' })), true);
+        assert.equal(await store.revokeAdminToken('ci-viewer', at(6), auditEntry({ action: 'admin-token.revoke' })), false);
+        assert.equal(await store.revokeAdminToken('nobody', at(6)), false);
+        assert.deepEqual((await store.adminTokenByHash(hashToken('mcot_one')))?.revokedAt, at(5));
+        assert.deepEqual((await store.listAudit()).map((e) => e.action), ['admin-token.revoke']);
+        await store.insertAdminToken(token({ hash: hashToken('mcot_two'), createdAt: at(10) }));
+        assert.equal(await store.adminTokenByHash(hashToken('mcot_one')), undefined);
+        assert.equal((await store.adminTokenByHash(hashToken('mcot_two')))?.revokedAt, null);
+      });
+
+      it("lets an expired token's name be taken again", async () => {
+        await store.insertAdminToken(token({ expiresAt: at(HOUR) }));
+        await store.insertAdminToken(token({ hash: hashToken('mcot_two'), createdAt: at(2 * HOUR) }));
+        assert.deepEqual((await store.listAdminTokens()).map((t) => t.expiresAt), [null]);
+      });
+
+      it('refuses a role it does not know with INVALID_RECORD', async () => {
+        await assert.rejects(store.insertAdminToken(token({ role: 'root' as AdminTokenRecord['role'] })), storeCode('INVALID_RECORD'));
       });
     });
 

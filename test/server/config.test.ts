@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { parseDuration } from '../../src/domain/duration.js';
 import { ServerError } from '../../src/server/errors.js';
-import { CONFIG_DEFAULTS, loadServerConfig, parseServerConfig } from '../../src/server/config.js';
+import { CONFIG_DEFAULTS, isLoopbackHost, loadServerConfig, parseServerConfig } from '../../src/server/config.js';
 import { tempDir } from '../helpers/git.js';
 
 const minimal = (): Record<string, unknown> => ({
@@ -40,6 +40,7 @@ describe('server config', () => {
       assert.equal(config.bundles.ttlMs, 24 * 3_600_000);
       assert.equal(config.enrollment.certificateTtlMs, 24 * 3_600_000);
       assert.equal(config.alerts.webhook, null);
+      assert.deepEqual(config.adminTls, { kind: 'off' });
     });
 
     it('parses listen addresses', () => {
@@ -68,6 +69,34 @@ describe('server config', () => {
     assert.equal(config.alerts.webhook, 'https://hooks.example.org/x');
   });
 
+  describe('adminTls', () => {
+    it('`server` reuses the server certificate', () => {
+      assert.deepEqual(parseServerConfig({ ...minimal(), adminTls: 'server' }, { baseDir: '/x' }).adminTls, { kind: 'server' });
+    });
+
+    it('{cert, key} names PEM files, resolved against the config file directory', () => {
+      const config = parseServerConfig({ ...minimal(), adminTls: { cert: 'admin.crt', key: '/secrets/admin.key' } }, { baseDir: '/x' });
+      assert.deepEqual(config.adminTls, { kind: 'files', cert: '/x/admin.crt', key: '/secrets/admin.key' });
+    });
+  });
+
+  describe('isLoopbackHost', () => {
+    const table: ReadonlyArray<readonly [string, boolean]> = [
+      ['127.0.0.1', true],
+      ['127.1.2.3', true],
+      ['::1', true],
+      ['::ffff:127.0.0.1', true],
+      ['localhost', true],
+      ['0.0.0.0', false],
+      ['::', false],
+      ['10.0.0.5', false],
+      ['admin.example.org', false],
+    ];
+    for (const [host, loopback] of table) {
+      it(`${host} → ${loopback}`, () => assert.equal(isLoopbackHost(host), loopback));
+    }
+  });
+
   describe('refuses, naming the key,', () => {
     const cases: ReadonlyArray<readonly [string, () => unknown, string]> = [
       ['a missing trustDomain', () => ({ ...minimal(), trustDomain: undefined }), 'trustDomain'],
@@ -85,6 +114,9 @@ describe('server config', () => {
       ['an unknown top-level key', () => ({ ...minimal(), datadir: './x' }), 'datadir'],
       ['an unknown nested key', () => ({ ...minimal(), repo: { url: './r', pollIntervall: '5s' } }), 'repo.pollIntervall'],
       ['a document that is not a mapping', () => ['x'], '(root)'],
+      ['an adminTls word other than server', () => ({ ...minimal(), adminTls: 'yes' }), 'adminTls'],
+      ['an adminTls without key', () => ({ ...minimal(), adminTls: { cert: './a.crt' } }), 'adminTls.key'],
+      ['an unknown adminTls key', () => ({ ...minimal(), adminTls: { cert: './a.crt', key: './a.key', ca: './ca' } }), 'adminTls.ca'],
     ];
     for (const [what, doc, key] of cases) {
       it(`${what} (${key})`, () => refused(doc(), key));

@@ -154,7 +154,8 @@ describe('fleet state, drift and quarantine (startServer with fleet.db)', () => 
         assert.deepEqual(
           audit.map((e) => [e['action'], e['actor'], e['reason']]),
           [
-            ['agent.approve', 'alice', 'file restored'],
+            // X-Meshcfg-Actor is not trusted: the actor is the bootstrap token's name.
+            ['agent.approve', 'admin', 'file restored'],
             ['agent.quarantine', 'system', audit[1]?.['reason']],
           ],
         );
@@ -207,7 +208,7 @@ describe('fleet state, drift and quarantine (startServer with fleet.db)', () => 
       const verdict = transport.backend().authorize(identity);
       assert.equal(!verdict.ok && verdict.reason, 'revoked');
       const [entry] = await s.fleetStore.listAudit({ limit: 1 });
-      assert.deepEqual([entry?.action, entry?.actor, entry?.target], ['agent.revoke', 'bob', 'edge-1']);
+      assert.deepEqual([entry?.action, entry?.actor, entry?.target], ['agent.revoke', 'admin', 'edge-1']);
       assert.equal((await admin(s, '/api/v1/agents/edge-1/revoke', { method: 'POST', body: '{}' })).status, 409);
       await s.close();
       s = await start();

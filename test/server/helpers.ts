@@ -3,7 +3,8 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pino } from 'pino';
+import { Writable } from 'node:stream';
+import { pino, type Logger } from 'pino';
 import { parseServerConfig, type ServerConfig } from '../../src/server/config.js';
 import type { StartTransport, TransportHandle } from '../../src/server/server.js';
 import type { DistributionBackend } from '../../src/transport/backend.js';
@@ -65,23 +66,39 @@ export function makeFixture({ empty = false }: { empty?: boolean } = {}): Fixtur
   return fixture;
 }
 
-export function configFor(fixture: Fixture, overrides: { trustDomain?: string; webhook?: string; bundleTtl?: string } = {}): ServerConfig {
+export function configFor(
+  fixture: Fixture,
+  overrides: { trustDomain?: string; webhook?: string; bundleTtl?: string; admin?: string; adminTls?: unknown } = {},
+): ServerConfig {
   return parseServerConfig(
     {
       trustDomain: overrides.trustDomain ?? 'example.org',
       repo: { url: fixture.repo.dir, branch: 'main', pollInterval: '1h' },
       trust: { allowedSigners: fixture.allowedSigners },
-      listen: { grpc: '127.0.0.1:0', admin: '127.0.0.1:0' },
+      listen: { grpc: '127.0.0.1:0', admin: overrides.admin ?? '127.0.0.1:0' },
       dataDir: fixture.dataDir,
       tls: { serverNames: ['localhost', '127.0.0.1'] },
       ...(overrides.bundleTtl === undefined ? {} : { bundles: { ttl: overrides.bundleTtl } }),
       ...(overrides.webhook === undefined ? {} : { alerts: { webhook: overrides.webhook } }),
+      ...(overrides.adminTls === undefined ? {} : { adminTls: overrides.adminTls }),
     },
     { baseDir: fixture.root },
   );
 }
 
 export const silentLogger = pino({ level: 'silent' });
+
+/** A pino logger at debug that keeps every line, parsed. */
+export function capturingLogger(): { logger: Logger; lines: () => Array<Record<string, unknown>>; text: () => string } {
+  let text = '';
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      text += chunk.toString('utf8');
+      done();
+    },
+  });
+  return { logger: pino({ level: 'debug' }, sink), text: () => text, lines: () => text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
+}
 
 /** A transport that listens nowhere: records the backend it was given and its serving status. */
 export function fakeTransport(): { start: StartTransport; backend: () => DistributionBackend; serving: () => boolean | null } {

@@ -219,11 +219,12 @@ describe('the rollout in the server (fake transport, manual clock)', () => {
     it('aborts on POST /api/v1/rollout/abort, audited with actor and reason', async () => {
       const res = await api<{ rollout: RolloutStatus; actor: string }>('/api/v1/rollout/abort', 'POST', { reason: 'bad reload' });
       assert.equal(res.status, 200);
-      assert.equal(res.body.actor, 'alice');
+      // The X-Meshcfg-Actor header (alice) is not trusted: the actor is the token's name.
+      assert.equal(res.body.actor, 'admin');
       assert.equal(res.body.rollout.state, 'aborted');
       const audit = await api<Array<{ action: string; actor: string; reason: string; target: string }>>('/api/v1/audit');
       const entry = audit.body.find((e) => e.action === 'rollout.abort');
-      assert.deepEqual(entry && { actor: entry.actor, reason: entry.reason, target: entry.target }, { actor: 'alice', reason: 'bad reload', target: third });
+      assert.deepEqual(entry && { actor: entry.actor, reason: entry.reason, target: entry.target }, { actor: 'admin', reason: 'bad reload', target: third });
     });
   });
 

@@ -1,21 +1,9 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import { pino, type Logger } from 'pino';
+import { pino } from 'pino';
 import { startServer, type RunningServer } from '../../src/server/server.js';
-import { configFor, makeFixture, type Fixture } from './helpers.js';
-
-function capturingLogger(): { logger: Logger; lines: () => Array<Record<string, unknown>>; text: () => string } {
-  let text = '';
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      text += chunk.toString('utf8');
-      done();
-    },
-  });
-  return { logger: pino({ level: 'debug' }, sink), text: () => text, lines: () => text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>) };
-}
+import { capturingLogger, configFor, makeFixture, type Fixture } from './helpers.js';
 
 describe('startServer (with the real gRPC transport)', () => {
   let fixture: Fixture;

@@ -99,4 +99,16 @@ export const MIGRATIONS: readonly string[] = Object.freeze([
     details     TEXT NOT NULL
   ) STRICT;
   `,
+  // Named admin API tokens (viewer / operator); only the sha256 of each secret is kept.
+  `
+  CREATE TABLE admin_tokens (
+    name        TEXT PRIMARY KEY,
+    role        TEXT NOT NULL CHECK (role IN ('viewer', 'operator')),
+    hash        BLOB NOT NULL UNIQUE CHECK (length(hash) = 32),
+    created_at  INTEGER NOT NULL,
+    created_by  TEXT NOT NULL,
+    expires_at  INTEGER,
+    revoked_at  INTEGER
+  ) STRICT, WITHOUT ROWID;
+  `,
 ]);

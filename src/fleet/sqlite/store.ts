@@ -5,7 +5,10 @@ import type { TokenRecord, TokenStore } from '../../pki/tokens.js';
 import { StoreError } from '../errors.js';
 import {
   DEFAULT_TOKEN_RETENTION_MS,
+  adminTokenLive,
+  adminTokenTaken,
   checkAccepted,
+  checkAdminToken,
   checkAck,
   checkAgentId,
   checkAudit,
@@ -24,9 +27,12 @@ import {
   revisionConflict,
 } from '../records.js';
 import {
+  ADMIN_ROLES,
   AGENT_STATES,
   type AcceptedState,
   type AckRecord,
+  type AdminRole,
+  type AdminTokenRecord,
   type AgentPatch,
   type AgentRecord,
   type AgentState,
@@ -106,6 +112,16 @@ interface AuditRow {
   details: string;
 }
 
+interface AdminTokenRow {
+  name: string;
+  role: string;
+  hash: Buffer;
+  created_at: number;
+  created_by: string;
+  expires_at: number | null;
+  revoked_at: number | null;
+}
+
 interface TokenRow {
   hash: Buffer;
   agent_id: string;
@@ -170,6 +186,13 @@ function prepare(db: Database) {
     revoke: db.prepare('INSERT INTO revocations (serial, agent_id, at, revoked_by) VALUES (?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING'),
     isRevoked: db.prepare<{ revoked: number }>('SELECT EXISTS (SELECT 1 FROM revocations WHERE serial = ?) AS revoked'),
     listRevocations: db.prepare<{ serial: string; agent_id: string; at: number; revoked_by: string }>('SELECT * FROM revocations ORDER BY at, serial'),
+
+    getAdminToken: db.prepare<AdminTokenRow>('SELECT * FROM admin_tokens WHERE name = ?'),
+    adminTokenByHash: db.prepare<AdminTokenRow>('SELECT * FROM admin_tokens WHERE hash = ?'),
+    listAdminTokens: db.prepare<AdminTokenRow>('SELECT * FROM admin_tokens ORDER BY name'),
+    deleteAdminToken: db.prepare('DELETE FROM admin_tokens WHERE name = ?'),
+    insertAdminToken: db.prepare('INSERT INTO admin_tokens (name, role, hash, created_at, created_by, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+    revokeAdminToken: db.prepare('UPDATE admin_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL'),
 
     appendAudit: db.prepare('INSERT INTO audit (at, actor, action, target, reason, details) VALUES (?, ?, ?, ?, ?, ?)'),
     listAudit: db.prepare<AuditRow>('SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?'),
@@ -406,6 +429,55 @@ export class SqliteFleetStore implements FleetStore {
     );
   }
 
+  async insertAdminToken(record: AdminTokenRecord, audit?: AuditEntry): Promise<void> {
+    checkAdminToken(record);
+    const details = audit === undefined ? undefined : checkAudit(audit);
+    this.write('insert an admin token', () => {
+      const existing = this.statements.getAdminToken.get(record.name);
+      if (existing !== undefined) {
+        if (adminTokenLive(adminTokenOf(existing), record.createdAt)) throw adminTokenTaken(record.name);
+        this.statements.deleteAdminToken.run(record.name);
+      }
+      try {
+        this.statements.insertAdminToken.run(
+          record.name,
+          record.role,
+          record.hash,
+          record.createdAt.getTime(),
+          record.createdBy,
+          record.expiresAt?.getTime() ?? null,
+          record.revokedAt?.getTime() ?? null,
+        );
+      } catch (err) {
+        if (err instanceof Database.SqliteError && err.code.startsWith('SQLITE_CONSTRAINT_')) throw adminTokenTaken(record.name);
+        throw err;
+      }
+      if (audit !== undefined && details !== undefined) this.insertAudit(audit, details);
+    });
+  }
+
+  async adminTokenByHash(hash: Buffer): Promise<AdminTokenRecord | undefined> {
+    return this.run('look up an admin token', () => {
+      const row = this.statements.adminTokenByHash.get(hash);
+      return row === undefined ? undefined : adminTokenOf(row);
+    });
+  }
+
+  async listAdminTokens(): Promise<readonly AdminTokenRecord[]> {
+    return this.run('list admin tokens', () => Object.freeze(this.statements.listAdminTokens.all().map(adminTokenOf)));
+  }
+
+  async revokeAdminToken(name: string, at: Date, audit?: AuditEntry): Promise<boolean> {
+    const ms = checkDate(at, 'revokedAt');
+    const details = audit === undefined ? undefined : checkAudit(audit);
+    return this.write('revoke an admin token', () => {
+      const { changes } = this.statements.revokeAdminToken.run(ms, name);
+      if (changes !== 1) return false;
+      if (audit !== undefined && details !== undefined) this.insertAudit(audit, details);
+      return true;
+    });
+  }
+
   async appendAudit(entry: AuditEntry): Promise<number> {
     const details = checkAudit(entry);
     return this.run('append to the audit log', () => this.insertAudit(entry, details));
@@ -617,6 +689,19 @@ function agentOf(row: AgentRow): AgentRecord {
       row.quarantine_since === null || row.quarantine_by === null
         ? null
         : Object.freeze({ since: new Date(row.quarantine_since), reason: row.quarantine_reason ?? '', by: row.quarantine_by }),
+  });
+}
+
+function adminTokenOf(row: AdminTokenRow): AdminTokenRecord {
+  if (!(ADMIN_ROLES as readonly string[]).includes(row.role)) throw new StoreError({ code: 'CORRUPT', message: `admin token ${row.name} has an unknown role ${row.role}` });
+  return Object.freeze({
+    name: row.name,
+    role: row.role as AdminRole,
+    hash: Buffer.from(row.hash),
+    createdAt: new Date(row.created_at),
+    createdBy: row.created_by,
+    expiresAt: date(row.expires_at),
+    revokedAt: date(row.revoked_at),
   });
 }
 
