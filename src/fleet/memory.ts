@@ -7,6 +7,7 @@ import {
   checkAck,
   checkAgentId,
   checkAudit,
+  checkCurrentCertificate,
   checkDate,
   checkPatch,
   checkRefusal,
@@ -28,6 +29,7 @@ import type {
   AgentRecord,
   AgentUpdate,
   AuditEntry,
+  CurrentCertificate,
   FleetStore,
   FleetStoreOptions,
   PageRequest,
@@ -57,6 +59,7 @@ export class MemoryFleetStore implements FleetStore {
   private readonly acks: StoredAck[] = [];
   private rollout: { commit: string; text: string; at: Date; revision: number } | null = null;
   private readonly revocations = new Map<string, RevocationRecord>();
+  private readonly certificates = new Map<AgentId, CurrentCertificate>();
   private readonly audit: Array<{ entry: AuditEntry; details: string; id: number }> = [];
   private readonly options: Required<FleetStoreOptions>;
 
@@ -213,6 +216,19 @@ export class MemoryFleetStore implements FleetStore {
   async listRevocations(): Promise<readonly RevocationRecord[]> {
     this.assertOpen();
     return Object.freeze([...this.revocations.values()].map((r) => Object.freeze({ ...r, at: new Date(r.at) })));
+  }
+
+  async setCurrentCertificate(record: CurrentCertificate): Promise<void> {
+    this.assertOpen();
+    checkCurrentCertificate(record);
+    this.certificates.set(record.agentId, Object.freeze({ agentId: record.agentId, serial: record.serial, kind: record.kind, at: new Date(record.at) }));
+  }
+
+  async listCurrentCertificates(): Promise<readonly CurrentCertificate[]> {
+    this.assertOpen();
+    return Object.freeze(
+      [...this.certificates.values()].sort((a, b) => (a.agentId < b.agentId ? -1 : a.agentId > b.agentId ? 1 : 0)).map((c) => Object.freeze({ ...c, at: new Date(c.at) })),
+    );
   }
 
   async appendAudit(entry: AuditEntry): Promise<number> {

@@ -9,6 +9,7 @@ import {
   checkAck,
   checkAgentId,
   checkAudit,
+  checkCurrentCertificate,
   checkDate,
   checkPatch,
   checkRefusal,
@@ -32,6 +33,8 @@ import {
   type AgentState,
   type AgentUpdate,
   type AuditEntry,
+  type CurrentCertificate,
+  type CurrentCertificateKind,
   type FleetStore,
   type FleetStoreOptions,
   type PageRequest,
@@ -170,6 +173,11 @@ function prepare(db: Database) {
     revoke: db.prepare('INSERT INTO revocations (serial, agent_id, at, revoked_by) VALUES (?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING'),
     isRevoked: db.prepare<{ revoked: number }>('SELECT EXISTS (SELECT 1 FROM revocations WHERE serial = ?) AS revoked'),
     listRevocations: db.prepare<{ serial: string; agent_id: string; at: number; revoked_by: string }>('SELECT * FROM revocations ORDER BY at, serial'),
+
+    setCurrentCertificate: db.prepare(`
+      INSERT INTO agent_certificates (agent_id, serial, kind, at) VALUES (?, ?, ?, ?)
+      ON CONFLICT (agent_id) DO UPDATE SET serial = excluded.serial, kind = excluded.kind, at = excluded.at`),
+    listCurrentCertificates: db.prepare<{ agent_id: string; serial: string; kind: string; at: number }>('SELECT * FROM agent_certificates ORDER BY agent_id'),
 
     appendAudit: db.prepare('INSERT INTO audit (at, actor, action, target, reason, details) VALUES (?, ?, ?, ?, ?, ?)'),
     listAudit: db.prepare<AuditRow>('SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?'),
@@ -403,6 +411,23 @@ export class SqliteFleetStore implements FleetStore {
   async listRevocations(): Promise<readonly RevocationRecord[]> {
     return this.run('list revocations', () =>
       Object.freeze(this.statements.listRevocations.all().map((r) => Object.freeze({ serial: r.serial, agentId: r.agent_id, at: new Date(r.at), by: r.revoked_by }))),
+    );
+  }
+
+  async setCurrentCertificate(record: CurrentCertificate): Promise<void> {
+    checkCurrentCertificate(record);
+    this.write('record a current certificate', () => {
+      this.statements.setCurrentCertificate.run(record.agentId, record.serial, record.kind, record.at.getTime());
+    });
+  }
+
+  async listCurrentCertificates(): Promise<readonly CurrentCertificate[]> {
+    return this.run('list current certificates', () =>
+      Object.freeze(
+        this.statements.listCurrentCertificates
+          .all()
+          .map((r) => Object.freeze({ agentId: r.agent_id, serial: r.serial, kind: r.kind as CurrentCertificateKind, at: new Date(r.at) })),
+      ),
     );
   }
 
