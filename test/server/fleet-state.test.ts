@@ -206,13 +206,19 @@ describe('fleet state, drift and quarantine (startServer with fleet.db)', () => 
       assert.equal(res.status, 200, JSON.stringify(res.body));
       const verdict = transport.backend().authorize(identity);
       assert.equal(!verdict.ok && verdict.reason, 'revoked');
+      assert.deepEqual(transport.rechecked(), ['edge-1'], 'its open streams are re-checked (ended) at once');
+      const another = identityOf(s, 'edge-1');
+      const other = transport.backend().authorize(another);
+      assert.equal(!other.ok && other.reason, 'revoked', 'the identity is revoked, not one serial');
       const [entry] = await s.fleetStore.listAudit({ limit: 1 });
       assert.deepEqual([entry?.action, entry?.actor, entry?.target], ['agent.revoke', 'bob', 'edge-1']);
       assert.equal((await admin(s, '/api/v1/agents/edge-1/revoke', { method: 'POST', body: '{}' })).status, 409);
       await s.close();
       s = await start();
-      const after = transport.backend().authorize(identity);
-      assert.equal(!after.ok && after.reason, 'revoked');
+      for (const cert of [identity, another, identityOf(s, 'edge-1')]) {
+        const after = transport.backend().authorize(cert);
+        assert.equal(!after.ok && after.reason, 'revoked');
+      }
     });
 
     const refusals: ReadonlyArray<{ what: string; path: string; body: unknown; status: number; code: string }> = [

@@ -84,15 +84,19 @@ export function configFor(fixture: Fixture, overrides: { trustDomain?: string; w
 export const silentLogger = pino({ level: 'silent' });
 
 /** A transport that listens nowhere: records the backend it was given and its serving status. */
-export function fakeTransport(): { start: StartTransport; backend: () => DistributionBackend; serving: () => boolean | null } {
+export function fakeTransport(): { start: StartTransport; backend: () => DistributionBackend; serving: () => boolean | null; rechecked: () => readonly string[] } {
   let backend: DistributionBackend | undefined;
   let serving: boolean | null = null;
+  const rechecked: string[] = [];
   const start: StartTransport = async (options) => {
     backend = options.backend;
     const handle: TransportHandle = {
       port: 65000,
       setServing: (b) => {
         serving = b;
+      },
+      recheckStreams: (agentId) => {
+        rechecked.push(agentId);
       },
       shutdown: async () => {
         serving = false;
@@ -107,6 +111,7 @@ export function fakeTransport(): { start: StartTransport; backend: () => Distrib
       return backend;
     },
     serving: () => serving,
+    rechecked: () => rechecked,
   };
 }
 
