@@ -221,6 +221,23 @@ describe('fleet state, drift and quarantine (startServer with fleet.db)', () => 
       }
     });
 
+    it('ends the streams of a replaced certificate: at once after an enrollment, after the grace after a renewal', async () => {
+      transport = fakeTransport();
+      server = await startServer(configFor(fixture), { logger: silentLogger, transport: transport.start, replacedStreamGraceMs: 50 });
+      const s = server;
+      if (s.reconciler.served() === null) await s.syncNow();
+      const token = (await admin(s, '/api/v1/tokens', { method: 'POST', body: JSON.stringify({ agentId: 'edge-1' }) })).body as { token: string };
+      const enrolled = await transport.backend().enroll(token.token, forgeCsr(agentKey));
+      assert.deepEqual(transport.rechecked(), ['edge-1']);
+      const certificate = new X509Certificate(enrolled.certificatePem);
+      const identity = { agentId: 'edge-1', certificate, serialNumber: certificate.serialNumber, notAfter: enrolled.expiresAt };
+      await transport.backend().renew(identity, forgeCsr(agentKey));
+      assert.deepEqual(transport.rechecked(), ['edge-1'], 'a renewing agent moves its stream itself first');
+      await eventually('the re-check after the grace', () => transport.rechecked().length === 2);
+      const verdict = transport.backend().authorize(identity);
+      assert.equal(!verdict.ok && verdict.reason, 'replaced-certificate');
+    });
+
     const refusals: ReadonlyArray<{ what: string; path: string; body: unknown; status: number; code: string }> = [
       { what: 'an unknown agent', path: '/api/v1/agents/nobody/quarantine', body: { reason: 'x' }, status: 404, code: 'UNKNOWN_AGENT' },
       { what: 'approve without a reason', path: '/api/v1/agents/edge-1/approve', body: {}, status: 400, code: 'BAD_REQUEST' },
