@@ -172,7 +172,7 @@ class Agent {
         this.#logger.error(fields, 'the server refused this agent (UNAUTHENTICATED): its certificate is unknown, expired, revoked or from another CA; re-enroll if it persists');
         return;
       case 'PERMISSION_DENIED':
-        this.#logger.error(fields, 'the server refused this agent (PERMISSION_DENIED): not in the inventory, revoked, or an identity mismatch');
+        this.#logger.error(fields, 'the server refused this agent (PERMISSION_DENIED): not in the inventory, revoked (enroll again with a new token), its certificate replaced by a renewal, or an identity mismatch');
         return;
       case 'PIN_MISMATCH':
         this.#logger.error(fields, 'the server key matches none of the pinned keys: not connecting');

@@ -1,7 +1,7 @@
 import { open, rename } from 'node:fs/promises';
 import { X509Certificate } from 'node:crypto';
 import { AgentError } from '../domain/errors.js';
-import { generateRsaKeyPair } from '../pki/ca.js';
+import { CLOCK_SKEW_MS, generateRsaKeyPair } from '../pki/ca.js';
 import { agentIdFromCertificate } from '../pki/identity.js';
 import { SECRET_FILE_MODE, writeFileAtomic } from '../pki/secret-file.js';
 import { EnrollmentRpc, pinnedCredentials, type ServerAddress } from '../transport/client.js';
@@ -12,10 +12,16 @@ import { PUBLIC_FILE_MODE } from './state.js';
 /** Renew once this fraction of the certificate's lifetime has passed. */
 export const RENEW_AT_FRACTION = 2 / 3;
 
-/** Milliseconds from `now` until the certificate should be renewed (0 when that time has passed). */
+/**
+ * Milliseconds from `now` until the certificate should be renewed (0 when that time has passed).
+ * The lifetime counts from issuance: the CA backdates notBefore by CLOCK_SKEW_MS, which for a
+ * short-lived certificate (1 minute) would put the renewal time before issuance and make the
+ * agent renew again and again.
+ */
 export function renewalDelay(identity: Pick<AgentIdentity, 'notBefore' | 'notAfter'>, now: Date): number {
-  const start = identity.notBefore.getTime();
-  const lifetime = identity.notAfter.getTime() - start;
+  const end = identity.notAfter.getTime();
+  const start = Math.min(identity.notBefore.getTime() + CLOCK_SKEW_MS, end);
+  const lifetime = end - start;
   return Math.max(0, start + lifetime * RENEW_AT_FRACTION - now.getTime());
 }
 

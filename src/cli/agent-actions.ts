@@ -11,7 +11,12 @@ type Verb = 'approve' | 'quarantine' | 'revoke';
 const VERBS: ReadonlyArray<{ readonly verb: Verb; readonly description: string; readonly reasonRequired: boolean; readonly done: string }> = [
   { verb: 'approve', description: 'let a quarantined agent rejoin: it gets its desired bundle again (audited)', reasonRequired: true, done: 'approved' },
   { verb: 'quarantine', description: 'quarantine an agent by hand: it gets the baseline bundle until approved (audited)', reasonRequired: true, done: 'quarantined' },
-  { verb: 'revoke', description: "revoke an agent's current certificate: refused from then on (audited); it must enroll again", reasonRequired: false, done: 'revoked' },
+  {
+    verb: 'revoke',
+    description: 'revoke an agent: every certificate ever issued to it is refused from then on, its open streams end (audited); it must enroll again with a new token',
+    reasonRequired: false,
+    done: 'revoked',
+  },
 ];
 
 /** `meshcfg approve|quarantine|revoke <agent-id>`: thin calls of `POST /api/v1/agents/{id}/{verb}`. */

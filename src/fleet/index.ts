@@ -3,7 +3,7 @@ export type { StoreErrorCode } from './errors.js';
 export { MemoryFleetStore } from './memory.js';
 export { SqliteFleetStore } from './sqlite/store.js';
 export type { SqliteFleetStoreOptions } from './sqlite/store.js';
-export { ADMIN_ROLES, AGENT_STATES, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './store.js';
+export { ADMIN_ROLES, AGENT_STATES, CURRENT_CERTIFICATE_KINDS, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './store.js';
 export type {
   AcceptedState,
   AdminRole,
@@ -16,6 +16,8 @@ export type {
   AgentState,
   AgentUpdate,
   AuditEntry,
+  CurrentCertificate,
+  CurrentCertificateKind,
   FleetStore,
   FleetStoreOptions,
   PageRequest,

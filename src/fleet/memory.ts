@@ -10,6 +10,7 @@ import {
   checkAck,
   checkAgentId,
   checkAudit,
+  checkCurrentCertificate,
   checkDate,
   checkPatch,
   checkRefusal,
@@ -32,6 +33,7 @@ import type {
   AgentRecord,
   AgentUpdate,
   AuditEntry,
+  CurrentCertificate,
   FleetStore,
   FleetStoreOptions,
   PageRequest,
@@ -62,6 +64,7 @@ export class MemoryFleetStore implements FleetStore {
   private rollout: { commit: string; text: string; at: Date; revision: number } | null = null;
   private readonly revocations = new Map<string, RevocationRecord>();
   private readonly adminTokens = new Map<string, AdminTokenRecord>();
+  private readonly certificates = new Map<AgentId, CurrentCertificate>();
   private readonly audit: Array<{ entry: AuditEntry; details: string; id: number }> = [];
   private readonly options: Required<FleetStoreOptions>;
 
@@ -251,6 +254,19 @@ export class MemoryFleetStore implements FleetStore {
     this.adminTokens.set(name, copyAdminToken({ ...existing, revokedAt: at }));
     if (audit !== undefined && details !== undefined) this.pushAudit(audit, details);
     return true;
+  }
+
+  async setCurrentCertificate(record: CurrentCertificate): Promise<void> {
+    this.assertOpen();
+    checkCurrentCertificate(record);
+    this.certificates.set(record.agentId, Object.freeze({ agentId: record.agentId, serial: record.serial, kind: record.kind, at: new Date(record.at) }));
+  }
+
+  async listCurrentCertificates(): Promise<readonly CurrentCertificate[]> {
+    this.assertOpen();
+    return Object.freeze(
+      [...this.certificates.values()].sort((a, b) => (a.agentId < b.agentId ? -1 : a.agentId > b.agentId ? 1 : 0)).map((c) => Object.freeze({ ...c, at: new Date(c.at) })),
+    );
   }
 
   async appendAudit(entry: AuditEntry): Promise<number> {

@@ -3,6 +3,7 @@ import { StoreError } from './errors.js';
 import {
   ADMIN_ROLES,
   AGENT_STATES,
+  CURRENT_CERTIFICATE_KINDS,
   DEFAULT_PAGE_SIZE,
   MAX_PAGE_SIZE,
   type AcceptedState,
@@ -10,6 +11,7 @@ import {
   type AdminTokenRecord,
   type AgentPatch,
   type AuditEntry,
+  type CurrentCertificate,
   type PageRequest,
   type RefusalRecord,
   type RevocationRecord,
@@ -124,6 +126,13 @@ export function checkRevocation(revocation: RevocationRecord): void {
   checkAgentId(revocation.agentId);
   checkDate(revocation.at, 'revocation.at');
   checkNonEmpty(revocation.by, 'revocation.by');
+}
+
+export function checkCurrentCertificate(record: CurrentCertificate): void {
+  checkAgentId(record.agentId);
+  checkNonEmpty(record.serial, 'serial');
+  if (!CURRENT_CERTIFICATE_KINDS.includes(record.kind)) throw invalid(`unknown certificate kind ${JSON.stringify(record.kind)}`);
+  checkDate(record.at, 'certificate.at');
 }
 
 /** Returns the details as JSON text (null when absent). */

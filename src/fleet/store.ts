@@ -95,6 +95,15 @@ export interface FleetStore {
   listAdminTokens(): Promise<readonly AdminTokenRecord[]>;
   /** Marks the token revoked at `at`. False when no token has that name or it is revoked already (then nothing is audited). */
   revokeAdminToken(name: string, at: Date, audit?: AuditEntry): Promise<boolean>;
+  // --- agent certificates (one current certificate per agent identity) ---
+  /**
+   * Makes `serial` the agent's current certificate (enroll, renew, first seen), replacing the
+   * one recorded before: the server accepts only an agent's current certificate, so a
+   * replaced one is refused from then on.
+   */
+  setCurrentCertificate(record: CurrentCertificate): Promise<void>;
+  /** Every agent's current certificate, ordered by agent id. */
+  listCurrentCertificates(): Promise<readonly CurrentCertificate[]>;
 
   // --- audit log (append-only) ---
   appendAudit(entry: AuditEntry): Promise<number>;
@@ -243,6 +252,22 @@ export interface AdminTokenRecord {
   /** null: never expires. */
   readonly expiresAt: Date | null;
   readonly revokedAt: Date | null;
+}
+
+/** How a certificate became its agent's current one. */
+export type CurrentCertificateKind = 'enroll' | 'renew' | 'adopted';
+export const CURRENT_CERTIFICATE_KINDS: readonly CurrentCertificateKind[] = Object.freeze(['enroll', 'renew', 'adopted']);
+
+/**
+ * The one certificate an agent identity may use now. `adopted`: recorded from the first
+ * certificate seen (or the last one recorded) for an agent enrolled before meshcfg kept this.
+ */
+export interface CurrentCertificate {
+  readonly agentId: AgentId;
+  /** Lower-case hex without leading zero bytes, as the CA writes it. */
+  readonly serial: string;
+  readonly kind: CurrentCertificateKind;
+  readonly at: Date;
 }
 
 export interface AuditEntry {

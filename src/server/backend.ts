@@ -18,12 +18,28 @@ export interface Inventory {
   has(agentId: AgentId): boolean;
 }
 
-/** Certificates refused although the CA issued them (`meshcfg revoke`). Asked on every stream message: answer from memory. */
-export interface RevocationList {
-  isRevoked(identity: AgentIdentity): boolean;
+/**
+ * Where a certificate the CA issued stands: only an agent's current certificate is accepted
+ * (`replaced`: a later enrollment or renewal issued another), and none of a revoked identity.
+ */
+export type CertificateStanding = { readonly kind: 'current' } | { readonly kind: 'revoked' } | { readonly kind: 'replaced' };
+
+/**
+ * Which certificate each agent identity may use now (`meshcfg revoke` revokes the identity).
+ * `standing` is asked on every stream message: answer from memory.
+ */
+export interface CertificateRegistry {
+  standing(identity: AgentIdentity): CertificateStanding;
+  /**
+   * Makes a certificate just issued its agent's current one (after an enrollment, this also
+   * lifts a revocation of the identity). Rejects when that cannot be recorded: the certificate
+   * must then not be handed out.
+   */
+  issued(agentId: AgentId, serialNumber: string, kind: 'enroll' | 'renew', at: Date): Promise<void>;
 }
 
-export const NO_REVOCATIONS: RevocationList = Object.freeze({ isRevoked: () => false });
+/** Accepts every certificate the CA issued (tests of other concerns). */
+export const ANY_CERTIFICATE: CertificateRegistry = Object.freeze({ standing: () => ({ kind: 'current' }) as const, issued: () => Promise.resolve() });
 
 /** Observers (metrics, logs). Refusals of callers are reported by the transport (TransportHooks.onUnauthorized), not here. */
 export interface BackendHooks {
@@ -45,7 +61,8 @@ export interface ServerBackendOptions {
   readonly signingPublicKeyPem: string;
   /** Lifetime of issued agent certificates. Default: the CA's. */
   readonly certificateTtlMs?: number;
-  readonly revocations?: RevocationList;
+  /** Default: ANY_CERTIFICATE. */
+  readonly certificates?: CertificateRegistry;
   readonly hooks?: BackendHooks;
   readonly now?: () => Date;
   /**
@@ -77,7 +94,7 @@ export class ServerBackend implements DistributionBackend {
       ca: options.ca,
       signingPublicKeyPem: options.signingPublicKeyPem,
       certificateTtlMs: options.certificateTtlMs,
-      revocations: options.revocations ?? NO_REVOCATIONS,
+      certificates: options.certificates ?? ANY_CERTIFICATE,
       hooks: options.hooks ?? {},
       now: options.now ?? (() => new Date()),
       commitOfDigest: options.commitOfDigest ?? (() => null),
@@ -89,8 +106,18 @@ export class ServerBackend implements DistributionBackend {
     if (!this.options.inventory.has(agentId)) {
       return { ok: false, reason: 'unknown-agent', message: `agent ${agentId} is not in the inventory of the served commit` };
     }
-    if (this.options.revocations.isRevoked(identity)) {
-      return { ok: false, reason: 'revoked', message: `certificate ${identity.serialNumber} of ${agentId} is revoked` };
+    const standing = this.options.certificates.standing(identity);
+    switch (standing.kind) {
+      case 'current':
+        break;
+      case 'revoked':
+        return { ok: false, reason: 'revoked', message: `agent ${agentId} is revoked (certificate ${identity.serialNumber}); it must enroll again with a new token` };
+      case 'replaced':
+        return { ok: false, reason: 'replaced-certificate', message: `certificate ${identity.serialNumber} of ${agentId} was replaced by a later one` };
+      default: {
+        const never: never = standing;
+        throw new Error(`unexpected certificate standing ${JSON.stringify(never)}`);
+      }
     }
     // TLS checked validity at the handshake; a long-lived stream can outlive the certificate.
     if (identity.notAfter.getTime() <= this.options.now().getTime()) {
@@ -168,7 +195,10 @@ export class ServerBackend implements DistributionBackend {
     return this.issue(agentId, csrPem, 'enroll');
   }
 
-  /** Call only for an identity `authorize` accepted. */
+  /**
+   * Call only for an identity `authorize` accepted (in the same turn: the new certificate
+   * replaces the caller's at once, so a second renewal with it is refused as replaced).
+   */
   async renew(identity: AgentIdentity, csrPem: string): Promise<EnrollmentResult> {
     return this.issue(identity.agentId, csrPem, 'renew');
   }
@@ -178,9 +208,11 @@ export class ServerBackend implements DistributionBackend {
     return this.streams.size;
   }
 
-  private issue(agentId: AgentId, csrPem: string, kind: 'enroll' | 'renew'): EnrollmentResult {
+  /** The certificate becomes the agent's current one before it is handed out. */
+  private async issue(agentId: AgentId, csrPem: string, kind: 'enroll' | 'renew'): Promise<EnrollmentResult> {
     const ttl = this.options.certificateTtlMs;
     const issued = this.options.ca.issueAgentCertificate({ csrPem, agentId, ...(ttl === undefined ? {} : { ttlMs: ttl }) });
+    await this.options.certificates.issued(agentId, issued.serialNumber, kind, this.options.now());
     this.options.fleet.recordSeen(agentId, this.options.now(), { notAfter: issued.notAfter, serial: issued.serialNumber });
     this.emit(() => this.options.hooks.onCertificateIssued?.({ agentId, kind, notAfter: issued.notAfter, serialNumber: issued.serialNumber }));
     return {

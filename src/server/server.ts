@@ -15,7 +15,8 @@ import { GitSource, redactUrl, type SourceStatus } from '../source/index.js';
 import { loadAllowedSigners, SshSignatureVerifier, TrustGate } from '../source/trust/index.js';
 import { GrpcServer, type GrpcServerOptions } from '../transport/server.js';
 import { WebhookAlerter, type AlertSink } from './alerts.js';
-import { ServerBackend } from './backend.js';
+import { ServerBackend, type BackendHooks } from './backend.js';
+import { AgentCertificates } from './certificates.js';
 import { formatListenAddress, isLoopbackHost, type AdminTlsConfig, type ServerConfig } from './config.js';
 import { ServerError } from './errors.js';
 import { CertExpiryAlerts, UnauthorizedAlerts } from './fleet-alerts.js';
@@ -25,7 +26,6 @@ import { ServerMetrics } from './metrics.js';
 import { Reconciler, type ReconcileHooks, type ReconcileResult } from './reconcile.js';
 import { QuarantineController } from './quarantine.js';
 import { RolloutService } from './rollout.js';
-import { Revocations } from './revocations.js';
 import { SnapshotCache, type DesiredStatePolicy } from './snapshot.js';
 import { FleetStateStore, importStateJson } from './state.js';
 
@@ -33,6 +33,8 @@ import { FleetStateStore, importStateJson } from './state.js';
 export interface TransportHandle {
   readonly port: number;
   setServing(serving: boolean): void;
+  /** Ends the agent's open streams whose certificate is no longer accepted (revoked, replaced). */
+  recheckStreams(agentId: AgentId): void;
   shutdown(deadlineMs?: number): Promise<void>;
 }
 
@@ -56,6 +58,11 @@ export interface StartServerOptions {
   readonly unauthorizedAlertWindowMs?: number;
   /** How often the rollout's bakes and windows are checked. Default 1 s. */
   readonly rolloutTickMs?: number;
+  /**
+   * After a renewal, how long a stream on the replaced certificate may stay open before it is
+   * ended (the agent moves its stream onto the new certificate itself). Default 10 s.
+   */
+  readonly replacedStreamGraceMs?: number;
 }
 
 /** The ack timeout when meshcfg.yaml sets no `rollout.ackTimeout`. */
@@ -148,7 +155,14 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       ...(options.disconnectedAfterMs === undefined ? {} : { disconnectedAfterMs: options.disconnectedAfterMs }),
     });
     cleanups.push(() => fleet.flush());
-    const revocations = await Revocations.load(fleetStore);
+    const certificates = await AgentCertificates.load(fleetStore, {
+      now,
+      hooks: {
+        onAdopted: ({ agentId, serial }) =>
+          logger.info({ event: 'certificate-adopted', agentId, serial }, `agent ${agentId} had no recorded certificate: ${serial} is its current one from now on`),
+        onStoreError: (err, what) => logger.error({ event: 'fleet-store-failed', what, err }, `fleet store: cannot ${what}`),
+      },
+    });
     const tokens = new EnrollmentTokens({ store: fleetStore.tokens, now });
     let inventory: ReadonlySet<AgentId> = new Set();
 
@@ -267,6 +281,20 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       await reconciler.restore();
     }
 
+    // A renewed or re-enrolled agent's older certificate is refused from now on; its open
+    // streams end too: at once after an enrollment, after a grace after a renewal (the agent
+    // moves its stream onto the new certificate itself, and should not be counted as refused).
+    const replacedStreamGraceMs = options.replacedStreamGraceMs ?? 10_000;
+    const streamsOfReplacedCertificates: BackendHooks = {
+      onCertificateIssued: ({ agentId, kind }) => {
+        if (kind === 'enroll') {
+          transport?.recheckStreams(agentId);
+          return;
+        }
+        const timer = setTimeout(() => transport?.recheckStreams(agentId), replacedStreamGraceMs);
+        timer.unref();
+      },
+    };
     backend = new ServerBackend({
       snapshots,
       fleet,
@@ -275,8 +303,8 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       ca: dataDir.ca,
       signingPublicKeyPem: dataDir.signingPublicKeyPem,
       certificateTtlMs: config.enrollment.certificateTtlMs,
-      revocations,
-      hooks: combineHooks(metrics.backendHooks, backendLogHooks(logger), quarantine.backendHooks, rollout.backendHooks),
+      certificates,
+      hooks: combineHooks(metrics.backendHooks, backendLogHooks(logger), quarantine.backendHooks, rollout.backendHooks, streamsOfReplacedCertificates),
       commitOfDigest: (agentId, digest) => rollout.commitOf(agentId, digest),
       now,
     });
@@ -325,12 +353,25 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       revoke: async (agentId, actor, reason) => {
         const agent = fleet.get(agentId);
         if (agent === undefined) return unknownAgent(agentId);
-        const serial = agent.certSerial;
-        if (serial === null) return { kind: 'refused', code: 'NO_CERTIFICATE', message: `no certificate of ${agentId} is known (it never connected)` };
-        if (revocations.has(serial)) return { kind: 'refused', code: 'ALREADY_REVOKED', message: `certificate ${serial} of ${agentId} is already revoked` };
-        await revocations.revoke(serial, agentId, actor, reason, now());
-        logger.warn({ event: 'certificate-revoked', agentId, serial, actor }, `certificate ${serial} of ${agentId} revoked`);
-        return { kind: 'done', agent, serial };
+        const outcome = await certificates.revoke(agentId, agent.certSerial, actor, reason, now());
+        switch (outcome.kind) {
+          case 'no-certificate':
+            return { kind: 'refused', code: 'NO_CERTIFICATE', message: `no certificate of ${agentId} is known (it never enrolled or connected)` };
+          case 'already-revoked':
+            return { kind: 'refused', code: 'ALREADY_REVOKED', message: `agent ${agentId} is already revoked (certificate ${outcome.serial}); it must enroll again with a new token` };
+          case 'revoked':
+            // Streams open now end at once, not at their next delivery.
+            transport?.recheckStreams(agentId);
+            logger.warn(
+              { event: 'agent-revoked', agentId, serial: outcome.serial, actor },
+              `agent ${agentId} revoked: every certificate issued to it is refused until it enrolls again`,
+            );
+            return { kind: 'done', agent, serial: outcome.serial };
+          default: {
+            const never: never = outcome;
+            throw new Error(`unexpected revoke outcome ${JSON.stringify(never)}`);
+          }
+        }
       },
       source: () => {
         const s = (reconciler as Reconciler).status();

@@ -55,7 +55,10 @@ export type UnauthorizedReason =
   | 'no-client-certificate'
   | 'bad-identity'
   | 'unknown-agent'
+  /** The agent's identity is revoked: every certificate ever issued to it is refused until it enrolls again. */
   | 'revoked'
+  /** A certificate a later enrollment or renewal replaced: only an agent's current certificate is accepted. */
+  | 'replaced-certificate'
   | 'expired-certificate'
   /** A client certificate that does not chain to the enrollment CA (refused at the TLS handshake). */
   | 'untrusted-certificate'
@@ -76,7 +79,7 @@ export interface EnrollmentResult {
 }
 
 export interface DistributionBackend {
-  /** Checks beyond the TLS handshake: the agent is in the inventory, its certificate not revoked. */
+  /** Checks beyond the TLS handshake: the agent is in the inventory, not revoked, and this is its current certificate. */
   authorize(identity: AgentIdentity): Authorization;
   /**
    * Subscribes to the agent's desired delivery: `listener` is called at once with the current
@@ -95,7 +98,7 @@ export interface DistributionBackend {
    * TOKEN_EXPIRED, TOKEN_USED, CSR_INVALID, KEY_UNSUPPORTED, NAME_INVALID).
    */
   enroll(token: string, csrPem: string): Promise<EnrollmentResult>;
-  /** A new certificate for an already authenticated agent. */
+  /** A new certificate for an already authorized agent; it replaces the caller's certificate. */
   renew(identity: AgentIdentity, csrPem: string): Promise<EnrollmentResult>;
 }
 

@@ -176,6 +176,24 @@ export class GrpcServer {
   }
 
   /**
+   * Re-authorizes the agent's open streams now, instead of at their next delivery or ack:
+   * after a revocation or a renewal, a stream of a refused certificate is ended (refused,
+   * counted and logged). Returns how many were ended.
+   */
+  recheckStreams(agentId: AgentId): number {
+    let ended = 0;
+    for (const stream of [...this.#streams]) {
+      if (stream.identity.agentId !== agentId) continue;
+      try {
+        if (stream.recheck()) ended += 1;
+      } catch (err) {
+        this.#options.logger.warn({ event: 'internal-error', method: 'recheckStreams', agentId }, `failed re-authorizing a stream: ${errorMessage(err)}`);
+      }
+    }
+    return ended;
+  }
+
+  /**
    * Stops accepting, ends every agent stream with UNAVAILABLE (agents reconnect, with jitter,
    * to whichever replica is up), lets unary calls in flight finish, and after `deadlineMs`
    * cuts whatever is left. Idempotent.

@@ -31,6 +31,7 @@ export function statusOfReason(reason: UnauthorizedReason): Status {
       return Status.UNAUTHENTICATED;
     case 'unknown-agent':
     case 'revoked':
+    case 'replaced-certificate':
     case 'identity-mismatch':
       return Status.PERMISSION_DENIED;
     case 'bad-csr':

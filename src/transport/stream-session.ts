@@ -228,6 +228,18 @@ export class AgentStream {
     this.#context.backend.ack(this.identity, report);
   }
 
+  /**
+   * Asks again whether the caller may load config (its identity was revoked, its certificate
+   * replaced) and ends the stream, refused, when not. True when the stream was ended.
+   */
+  recheck(): boolean {
+    if (this.#state !== 'open') return false;
+    const refusal = this.#context.reauthorize(this.identity);
+    if (refusal === undefined) return false;
+    this.close(this.#context.refuse(refusal));
+    return true;
+  }
+
   /** A connection may outlive its certificate: the stream ends when the certificate does. */
   #armExpiry(): void {
     const remaining = this.identity.notAfter.getTime() - this.#context.now().getTime();

@@ -15,11 +15,12 @@ import { readState } from '../../src/agent/state.js';
 import { sha256Digest } from '../../src/compile/bundle.js';
 import { AgentError } from '../../src/domain/errors.js';
 import type { DataDir } from '../../src/pki/data-dir.js';
-import { generateRsaKeyPair } from '../../src/pki/ca.js';
+import { CLOCK_SKEW_MS, createCa, EnrollmentCa, generateRsaKeyPair } from '../../src/pki/ca.js';
 import { spkiPin } from '../../src/pki/pin.js';
 import { DistributionRpc, parseServerAddress, pinnedCredentials } from '../../src/transport/client.js';
 import type { AckMsg, AgentMessageMsg, BundleMsg, FetchRequestMsg, HelloMsg, ServerMessageMsg } from '../../src/transport/proto.js';
 import { BIN } from '../helpers/cli.js';
+import { forgeCsr, rsaKey } from '../pki/helpers.js';
 import { COMMIT_1, COMMIT_2, enrollWithToken, fleetSigner, startTestServer, tempDir, type TestServer, type TestServerHandlers } from './helpers.js';
 
 /** A logger that keeps entries, to assert what an operator would read. */
@@ -249,11 +250,19 @@ describe('the agent runtime against a real gRPC server', () => {
   });
 
   describe('certificate renewal', () => {
-    it('renews at two thirds of the lifetime', () => {
-      const notBefore = new Date('2025-06-01T00:00:00Z');
+    it('renews at two thirds of the lifetime counted from issuance (the CA backdates notBefore by the clock-skew allowance)', () => {
+      const issued = new Date('2025-06-01T00:00:00Z');
+      const notBefore = new Date(issued.getTime() - CLOCK_SKEW_MS);
       const notAfter = new Date('2025-06-02T00:00:00Z');
-      assert.equal(renewalDelay({ notBefore, notAfter }, notBefore), 16 * 60 * 60 * 1000);
+      assert.equal(renewalDelay({ notBefore, notAfter }, issued), 16 * 60 * 60 * 1000);
       assert.equal(renewalDelay({ notBefore, notAfter }, new Date('2025-06-01T20:00:00Z')), 0);
+    });
+
+    it('waits 40 s with a 1-minute certificate fresh from the CA, instead of renewing again at once', async () => {
+      const now = new Date('2025-06-01T00:00:00Z');
+      const ca = new EnrollmentCa(await createCa({ trustDomain: 'example.org', now: () => now }), { now: () => now });
+      const cert = ca.issueAgentCertificate({ csrPem: forgeCsr(rsaKey()), agentId: 'edge-1', ttlMs: 60_000 });
+      assert.equal(renewalDelay(cert, now), 40_000);
     });
 
     it('gets a certificate for a new key over mTLS and replaces the pair atomically', async () => {

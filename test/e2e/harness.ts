@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DistributionClient, EnrollmentClient } from '../../src/transport/proto.js';
 import { meshcfg, type Run } from '../helpers/cli.js';
 import { GitRepo, makeSshSigner, type SshSigner, writeAllowedSigners } from '../helpers/git.js';
 import { startGitHttpServer, type GitHttpServer } from '../helpers/http-git-server.js';
@@ -92,10 +94,14 @@ export class Deployment {
     return `127.0.0.1:${this.ports.grpc}`;
   }
 
+  /** More top-level lines for server.yaml (e.g. `enrollment: { certificateTtl: 1m }`), written by the next `startServer`. */
+  readonly extraConfig: string[] = [];
+
   writeConfig(): void {
     writeFileSync(
       this.configPath,
       [
+        ...this.extraConfig,
         'trustDomain: example.org',
         `repo: { url: "${this.repoUrl}", branch: main, pollInterval: 200ms }`,
         `trust: { allowedSigners: "${this.allowedSigners}" }`,
@@ -265,4 +271,44 @@ export function pushRevert(d: Deployment, commit: string): string {
   d.work.git('-c', 'gpg.format=ssh', '-c', `user.signingkey=${d.signer.privateKeyPath}`, 'revert', '--no-edit', '-S', commit);
   d.work.git('push', '-q', '--force', 'origin', 'HEAD:main');
   return d.work.head();
+}
+
+/** An agent's client credentials: what `meshcfg enroll` wrote in its directory, or a certificate a test obtained. */
+export interface AgentCredentials {
+  readonly keyPem: string;
+  readonly certPem: string;
+}
+
+export function credentialsIn(dir: string): AgentCredentials {
+  return { keyPem: readFileSync(join(dir, 'agent.key'), 'utf8'), certPem: readFileSync(join(dir, 'agent.crt'), 'utf8') };
+}
+
+/**
+ * One unary call to the real server with an agent's client certificate (trusting the server's
+ * CA, no pin): the error it ended with, or its response.
+ */
+export function callAs<Res>(
+  d: Deployment,
+  agent: AgentCredentials,
+  service: 'Distribution' | 'Enrollment',
+  method: string,
+  request: object,
+): Promise<{ readonly error: ServiceError } | { readonly error: null; readonly response: Res }> {
+  const ca = readFileSync(join(d.dataDir, 'ca.crt'));
+  const Client = service === 'Distribution' ? DistributionClient : EnrollmentClient;
+  const client = new Client(d.grpcAddress, credentials.createSsl(ca, Buffer.from(agent.keyPem), Buffer.from(agent.certPem), { checkServerIdentity: () => undefined }), {
+    'grpc.use_local_subchannel_pool': 1,
+  });
+  return new Promise((resolve) => {
+    (client as unknown as Record<string, (...args: unknown[]) => void>)[method]?.call(
+      client,
+      request,
+      new Metadata(),
+      { deadline: Date.now() + 10_000 },
+      (err: ServiceError | null, response: Res) => {
+        client.close();
+        resolve(err === null ? { error: null, response } : { error: err });
+      },
+    );
+  });
 }

@@ -417,6 +417,33 @@ for (const [name, openStore] of IMPLEMENTATIONS) {
       });
     });
 
+    describe('current certificates', () => {
+      it('starts with none, and lists each agent\'s current certificate ordered by agent id', async () => {
+        assert.deepEqual(await store.listCurrentCertificates(), []);
+        await store.setCurrentCertificate({ agentId: 'edge-2', serial: '0b', kind: 'enroll', at: at(1) });
+        await store.setCurrentCertificate({ agentId: 'edge-1', serial: '0a', kind: 'adopted', at: at(2) });
+        assert.deepEqual(await store.listCurrentCertificates(), [
+          { agentId: 'edge-1', serial: '0a', kind: 'adopted', at: at(2) },
+          { agentId: 'edge-2', serial: '0b', kind: 'enroll', at: at(1) },
+        ]);
+      });
+
+      it('replaces the agent\'s certificate when a new one becomes current', async () => {
+        await store.setCurrentCertificate({ agentId: 'edge-1', serial: '0a', kind: 'enroll', at: at(1) });
+        await store.setCurrentCertificate({ agentId: 'edge-1', serial: '0c', kind: 'renew', at: at(3) });
+        assert.deepEqual(await store.listCurrentCertificates(), [{ agentId: 'edge-1', serial: '0c', kind: 'renew', at: at(3) }]);
+      });
+
+      it('refuses an empty serial or an unknown kind with INVALID_RECORD', async () => {
+        await assert.rejects(store.setCurrentCertificate({ agentId: 'edge-1', serial: '', kind: 'enroll', at: at(1) }), storeCode('INVALID_RECORD'));
+        await assert.rejects(
+          store.setCurrentCertificate({ agentId: 'edge-1', serial: '0a', kind: 'stolen' as 'enroll', at: at(1) }),
+          storeCode('INVALID_RECORD'),
+        );
+        assert.deepEqual(await store.listCurrentCertificates(), []);
+      });
+    });
+
     describe('audit log', () => {
       it('lists entries newest first by append order, with details as given', async () => {
         const first = await store.appendAudit(auditEntry({ at: at(5), action: 'token.create', details: { ttlMs: HOUR } }));

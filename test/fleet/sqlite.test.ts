@@ -87,6 +87,32 @@ describe('SqliteFleetStore', () => {
       await upgraded.close();
     });
 
+    it('records, for agents enrolled before current certificates were kept, the last certificate known (revoked identities stay revoked)', async () => {
+      const path = freshPath();
+      const before = MIGRATIONS.findIndex((m) => m.includes('CREATE TABLE agent_certificates'));
+      assert.ok(before > 0, 'the agent_certificates migration exists');
+      // A database as the previous meshcfg left it (its store could not open this schema any more).
+      const raw = new Database(path);
+      raw.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT');
+      MIGRATIONS.slice(0, before).forEach((migration, i) => {
+        raw.exec(migration);
+        raw.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(i + 1, Date.now());
+      });
+      const agent = raw.prepare("INSERT INTO agents (id, state, cert_serial, last_seen) VALUES (?, 'DISCONNECTED', ?, ?)");
+      agent.run('edge-1', '0a', at(1).getTime());
+      agent.run('edge-2', null, null);
+      const revocation = raw.prepare("INSERT INTO revocations (serial, agent_id, at, revoked_by) VALUES (?, 'edge-3', ?, 'alice')");
+      revocation.run('0b', at(2).getTime());
+      revocation.run('0c', at(3).getTime());
+      raw.close();
+      const upgraded = await SqliteFleetStore.open(path);
+      assert.deepEqual(await upgraded.listCurrentCertificates(), [
+        { agentId: 'edge-1', serial: '0a', kind: 'adopted', at: at(1) },
+        { agentId: 'edge-3', serial: '0c', kind: 'adopted', at: at(3) },
+      ]);
+      await upgraded.close();
+    });
+
     it('rolls a failing migration back whole and refuses to open', async () => {
       const path = freshPath();
       await (await SqliteFleetStore.open(path)).close();

@@ -4,8 +4,8 @@ import { before, beforeEach, describe, it } from 'node:test';
 import { sha256Digest } from '../../src/compile/index.js';
 import { PkiError } from '../../src/domain/errors.js';
 import { createCa, EnrollmentCa, EnrollmentTokens, type TokenRecord, type TokenStore } from '../../src/pki/index.js';
-import { ServerBackend, type BackendHooks } from '../../src/server/backend.js';
-import { FleetCache } from '../../src/server/fleet.js';
+import { ServerBackend, type BackendHooks, type CertificateStanding } from '../../src/server/backend.js';
+import { FleetCache, normalizeSerial } from '../../src/server/fleet.js';
 import { buildSnapshot, SnapshotCache, type DesiredBundle } from '../../src/server/snapshot.js';
 import { BundleSigner } from '../../src/signing/index.js';
 import type { AckReport, AgentIdentity, Delivery } from '../../src/transport/backend.js';
@@ -103,21 +103,26 @@ describe('ServerBackend', () => {
       assert.equal(!verdict.ok && verdict.reason, 'expired-certificate');
     });
 
-    it('refuses a revoked certificate through the revocation hook', () => {
-      const revoked = identityOf('edge-1');
-      const withList = new ServerBackend({
-        snapshots,
-        fleet,
-        inventory: { has: () => true },
-        tokens,
-        ca,
-        signingPublicKeyPem,
-        revocations: { isRevoked: (id) => id.serialNumber === revoked.serialNumber },
+    const standings: ReadonlyArray<{ standing: CertificateStanding['kind']; reason: string | null }> = [
+      { standing: 'current', reason: null },
+      { standing: 'revoked', reason: 'revoked' },
+      { standing: 'replaced', reason: 'replaced-certificate' },
+    ];
+    for (const { standing, reason } of standings) {
+      it(`answers a ${standing} certificate with ${reason ?? 'ok'}`, () => {
+        const withRegistry = new ServerBackend({
+          snapshots,
+          fleet,
+          inventory: { has: () => true },
+          tokens,
+          ca,
+          signingPublicKeyPem,
+          certificates: { standing: () => ({ kind: standing }), issued: () => Promise.resolve() },
+        });
+        const verdict = withRegistry.authorize(identityOf('edge-1'));
+        assert.equal(verdict.ok ? null : verdict.reason, reason);
       });
-      const verdict = withList.authorize(revoked);
-      assert.equal(!verdict.ok && verdict.reason, 'revoked');
-      assert.deepEqual(withList.authorize(identityOf('edge-1')), { ok: true });
-    });
+    }
   });
 
   describe('watch and desired', () => {
@@ -238,6 +243,33 @@ describe('ServerBackend', () => {
       const result = await backend.renew(identityOf('edge-1'), forgeCsr(agentKey, { uris: ['spiffe://example.org/agent/edge-2'] }));
       assert.equal(new X509Certificate(result.certificatePem).subjectAltName, 'URI:spiffe://example.org/agent/edge-1');
       assert.equal(fleet.get('edge-1'), undefined, 'not listed before it is in a published inventory');
+    });
+
+    it('makes the new certificate current before handing it out, and hands out none it cannot record', async () => {
+      const recorded: Array<{ agentId: string; serial: string; kind: string }> = [];
+      let fail = false;
+      const withRegistry = new ServerBackend({
+        snapshots,
+        fleet,
+        inventory: { has: () => true },
+        tokens,
+        ca,
+        signingPublicKeyPem,
+        certificates: {
+          standing: () => ({ kind: 'current' }),
+          issued: async (agentId, serial, kind) => {
+            if (fail) throw new Error('disk full');
+            recorded.push({ agentId, serial, kind });
+          },
+        },
+      });
+      const result = await withRegistry.renew(identityOf('edge-1'), forgeCsr(agentKey));
+      assert.deepEqual(
+        recorded.map((r) => ({ ...r, serial: normalizeSerial(r.serial) })),
+        [{ agentId: 'edge-1', serial: normalizeSerial(new X509Certificate(result.certificatePem).serialNumber), kind: 'renew' }],
+      );
+      fail = true;
+      await assert.rejects(withRegistry.renew(identityOf('edge-1'), forgeCsr(agentKey)), /disk full/);
     });
   });
 });

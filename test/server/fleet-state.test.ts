@@ -207,13 +207,36 @@ describe('fleet state, drift and quarantine (startServer with fleet.db)', () => 
       assert.equal(res.status, 200, JSON.stringify(res.body));
       const verdict = transport.backend().authorize(identity);
       assert.equal(!verdict.ok && verdict.reason, 'revoked');
+      assert.deepEqual(transport.rechecked(), ['edge-1'], 'its open streams are re-checked (ended) at once');
+      const another = identityOf(s, 'edge-1');
+      const other = transport.backend().authorize(another);
+      assert.equal(!other.ok && other.reason, 'revoked', 'the identity is revoked, not one serial');
       const [entry] = await s.fleetStore.listAudit({ limit: 1 });
       assert.deepEqual([entry?.action, entry?.actor, entry?.target], ['agent.revoke', 'admin', 'edge-1']);
       assert.equal((await admin(s, '/api/v1/agents/edge-1/revoke', { method: 'POST', body: '{}' })).status, 409);
       await s.close();
       s = await start();
-      const after = transport.backend().authorize(identity);
-      assert.equal(!after.ok && after.reason, 'revoked');
+      for (const cert of [identity, another, identityOf(s, 'edge-1')]) {
+        const after = transport.backend().authorize(cert);
+        assert.equal(!after.ok && after.reason, 'revoked');
+      }
+    });
+
+    it('ends the streams of a replaced certificate: at once after an enrollment, after the grace after a renewal', async () => {
+      transport = fakeTransport();
+      server = await startServer(configFor(fixture), { logger: silentLogger, transport: transport.start, replacedStreamGraceMs: 50 });
+      const s = server;
+      if (s.reconciler.served() === null) await s.syncNow();
+      const token = (await admin(s, '/api/v1/tokens', { method: 'POST', body: JSON.stringify({ agentId: 'edge-1' }) })).body as { token: string };
+      const enrolled = await transport.backend().enroll(token.token, forgeCsr(agentKey));
+      assert.deepEqual(transport.rechecked(), ['edge-1']);
+      const certificate = new X509Certificate(enrolled.certificatePem);
+      const identity = { agentId: 'edge-1', certificate, serialNumber: certificate.serialNumber, notAfter: enrolled.expiresAt };
+      await transport.backend().renew(identity, forgeCsr(agentKey));
+      assert.deepEqual(transport.rechecked(), ['edge-1'], 'a renewing agent moves its stream itself first');
+      await eventually('the re-check after the grace', () => transport.rechecked().length === 2);
+      const verdict = transport.backend().authorize(identity);
+      assert.equal(!verdict.ok && verdict.reason, 'replaced-certificate');
     });
 
     const refusals: ReadonlyArray<{ what: string; path: string; body: unknown; status: number; code: string }> = [

@@ -101,15 +101,19 @@ export function capturingLogger(): { logger: Logger; lines: () => Array<Record<s
 }
 
 /** A transport that listens nowhere: records the backend it was given and its serving status. */
-export function fakeTransport(): { start: StartTransport; backend: () => DistributionBackend; serving: () => boolean | null } {
+export function fakeTransport(): { start: StartTransport; backend: () => DistributionBackend; serving: () => boolean | null; rechecked: () => readonly string[] } {
   let backend: DistributionBackend | undefined;
   let serving: boolean | null = null;
+  const rechecked: string[] = [];
   const start: StartTransport = async (options) => {
     backend = options.backend;
     const handle: TransportHandle = {
       port: 65000,
       setServing: (b) => {
         serving = b;
+      },
+      recheckStreams: (agentId) => {
+        rechecked.push(agentId);
       },
       shutdown: async () => {
         serving = false;
@@ -124,6 +128,7 @@ export function fakeTransport(): { start: StartTransport; backend: () => Distrib
       return backend;
     },
     serving: () => serving,
+    rechecked: () => rechecked,
   };
 }
 

@@ -99,7 +99,7 @@ export const MIGRATIONS: readonly string[] = Object.freeze([
     details     TEXT NOT NULL
   ) STRICT;
   `,
-  // Named admin API tokens (viewer / operator); only the sha256 of each secret is kept.
+  // 2: named admin API tokens (viewer / operator); only the sha256 of each secret is kept.
   `
   CREATE TABLE admin_tokens (
     name        TEXT PRIMARY KEY,
@@ -110,5 +110,23 @@ export const MIGRATIONS: readonly string[] = Object.freeze([
     expires_at  INTEGER,
     revoked_at  INTEGER
   ) STRICT, WITHOUT ROWID;
+  `,
+  // 3: the current certificate of each agent identity: only it is accepted (a renewal replaces
+  // it, an enrollment with a new token too). Seeded for agents enrolled before: the last
+  // certificate recorded for the agent, else (an agent revoked and since forgotten) its last
+  // revoked serial, so an identity revoked before stays revoked.
+  `
+  CREATE TABLE agent_certificates (
+    agent_id    TEXT PRIMARY KEY,
+    serial      TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('enroll', 'renew', 'adopted')),
+    at          INTEGER NOT NULL
+  ) STRICT, WITHOUT ROWID;
+  INSERT INTO agent_certificates (agent_id, serial, kind, at)
+    SELECT id, cert_serial, 'adopted', coalesce(last_seen, 0) FROM agents WHERE cert_serial IS NOT NULL;
+  INSERT INTO agent_certificates (agent_id, serial, kind, at)
+    SELECT r.agent_id, r.serial, 'adopted', r.at FROM revocations r
+    WHERE r.at = (SELECT max(at) FROM revocations WHERE agent_id = r.agent_id)
+    ON CONFLICT (agent_id) DO NOTHING;
   `,
 ]);

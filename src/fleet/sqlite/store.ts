@@ -12,6 +12,7 @@ import {
   checkAck,
   checkAgentId,
   checkAudit,
+  checkCurrentCertificate,
   checkDate,
   checkPatch,
   checkRefusal,
@@ -38,6 +39,8 @@ import {
   type AgentState,
   type AgentUpdate,
   type AuditEntry,
+  type CurrentCertificate,
+  type CurrentCertificateKind,
   type FleetStore,
   type FleetStoreOptions,
   type PageRequest,
@@ -193,6 +196,10 @@ function prepare(db: Database) {
     deleteAdminToken: db.prepare('DELETE FROM admin_tokens WHERE name = ?'),
     insertAdminToken: db.prepare('INSERT INTO admin_tokens (name, role, hash, created_at, created_by, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
     revokeAdminToken: db.prepare('UPDATE admin_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL'),
+    setCurrentCertificate: db.prepare(`
+      INSERT INTO agent_certificates (agent_id, serial, kind, at) VALUES (?, ?, ?, ?)
+      ON CONFLICT (agent_id) DO UPDATE SET serial = excluded.serial, kind = excluded.kind, at = excluded.at`),
+    listCurrentCertificates: db.prepare<{ agent_id: string; serial: string; kind: string; at: number }>('SELECT * FROM agent_certificates ORDER BY agent_id'),
 
     appendAudit: db.prepare('INSERT INTO audit (at, actor, action, target, reason, details) VALUES (?, ?, ?, ?, ?, ?)'),
     listAudit: db.prepare<AuditRow>('SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?'),
@@ -476,6 +483,23 @@ export class SqliteFleetStore implements FleetStore {
       if (audit !== undefined && details !== undefined) this.insertAudit(audit, details);
       return true;
     });
+  }
+
+  async setCurrentCertificate(record: CurrentCertificate): Promise<void> {
+    checkCurrentCertificate(record);
+    this.write('record a current certificate', () => {
+      this.statements.setCurrentCertificate.run(record.agentId, record.serial, record.kind, record.at.getTime());
+    });
+  }
+
+  async listCurrentCertificates(): Promise<readonly CurrentCertificate[]> {
+    return this.run('list current certificates', () =>
+      Object.freeze(
+        this.statements.listCurrentCertificates
+          .all()
+          .map((r) => Object.freeze({ agentId: r.agent_id, serial: r.serial, kind: r.kind as CurrentCertificateKind, at: new Date(r.at) })),
+      ),
+    );
   }
 
   async appendAudit(entry: AuditEntry): Promise<number> {

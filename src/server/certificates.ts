@@ -1,0 +1,133 @@
+import type { AgentId } from '../domain/types.js';
+import type { FleetStore as PersistentFleetStore } from '../fleet/index.js';
+import type { AgentIdentity } from '../transport/backend.js';
+import type { CertificateRegistry, CertificateStanding } from './backend.js';
+import { normalizeSerial } from './fleet.js';
+
+type Store = Pick<PersistentFleetStore, 'revoke' | 'listRevocations' | 'setCurrentCertificate' | 'listCurrentCertificates'>;
+
+export interface AgentCertificatesHooks {
+  /** An agent with no recorded certificate (enrolled by an older meshcfg) connected: its certificate became current. */
+  onAdopted?(event: { readonly agentId: AgentId; readonly serial: string }): void;
+  /** Recording an adoption failed; it stays current in memory and is recorded again after a restart. */
+  onStoreError?(err: unknown, what: string): void;
+}
+
+export type RevokeOutcome =
+  | { readonly kind: 'revoked'; readonly serial: string }
+  | { readonly kind: 'already-revoked'; readonly serial: string }
+  /** Nothing is known of the agent's certificates: it never enrolled or connected. */
+  | { readonly kind: 'no-certificate' };
+
+/**
+ * Agent identities and their certificates: each agent has one *current* certificate (the one
+ * its last enrollment or renewal issued) and only that one is accepted; an identity is revoked
+ * when its current certificate is, which refuses every certificate ever issued to the agent
+ * until an enrollment with a new one-time token makes a new certificate current.
+ *
+ * Persisted in the fleet store, answered from memory (the transport asks on every stream
+ * message, synchronously). Loaded once at start; this process is the only writer.
+ */
+export class AgentCertificates implements CertificateRegistry {
+  private constructor(
+    private readonly store: Store,
+    /** agent → serial of its current certificate (normalized). */
+    private readonly currents: Map<AgentId, string>,
+    private readonly revoked: Set<string>,
+    private readonly hooks: AgentCertificatesHooks,
+    private readonly now: () => Date,
+  ) {}
+
+  static async load(store: Store, options: { readonly hooks?: AgentCertificatesHooks; readonly now?: () => Date } = {}): Promise<AgentCertificates> {
+    const revoked = new Set((await store.listRevocations()).map((r) => normalizeSerial(r.serial)));
+    const currents = new Map((await store.listCurrentCertificates()).map((c) => [c.agentId, normalizeSerial(c.serial)] as const));
+    return new AgentCertificates(store, currents, revoked, options.hooks ?? {}, options.now ?? (() => new Date()));
+  }
+
+  /**
+   * An agent enrolled before current certificates were recorded (and never seen since the
+   * upgrade) has none: the first certificate it presents is adopted as its current one.
+   */
+  standing(identity: AgentIdentity): CertificateStanding {
+    const serial = normalizeSerial(identity.serialNumber);
+    if (this.revoked.has(serial)) return { kind: 'revoked' };
+    const current = this.currents.get(identity.agentId);
+    if (current === undefined) {
+      this.adopt(identity.agentId, serial);
+      return { kind: 'current' };
+    }
+    if (current === serial) return { kind: 'current' };
+    // Every certificate of a revoked identity is refused as revoked, not merely as replaced.
+    return this.revoked.has(current) ? { kind: 'revoked' } : { kind: 'replaced' };
+  }
+
+  /** The serial of the agent's current certificate, if one is known. */
+  current(agentId: AgentId): string | undefined {
+    return this.currents.get(agentId);
+  }
+
+  /** Whether the agent's identity is revoked (its current certificate is). */
+  isRevoked(agentId: AgentId): boolean {
+    const current = this.currents.get(agentId);
+    return current !== undefined && this.revoked.has(current);
+  }
+
+  /**
+   * Current in memory from the call on, so a second renewal racing with this one already finds
+   * its certificate replaced; recorded before the promise resolves. When recording fails the
+   * previous certificate is current again and the promise rejects: the new certificate must
+   * not be handed out.
+   */
+  async issued(agentId: AgentId, serialNumber: string, kind: 'enroll' | 'renew', at: Date): Promise<void> {
+    const serial = normalizeSerial(serialNumber);
+    const previous = this.currents.get(agentId);
+    this.currents.set(agentId, serial);
+    try {
+      await this.store.setCurrentCertificate({ agentId, serial, kind, at });
+    } catch (err) {
+      if (this.currents.get(agentId) === serial) {
+        if (previous === undefined) this.currents.delete(agentId);
+        else this.currents.set(agentId, previous);
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Revokes the agent's identity: its current certificate — or, when none is recorded,
+   * `lastKnownSerial` (the one it last connected with), which then becomes its current one —
+   * is recorded as revoked with its audit entry (one transaction).
+   */
+  async revoke(agentId: AgentId, lastKnownSerial: string | null, actor: string, reason: string, at: Date): Promise<RevokeOutcome> {
+    const recorded = this.currents.get(agentId);
+    const serial = recorded ?? (lastKnownSerial === null ? undefined : normalizeSerial(lastKnownSerial));
+    if (serial === undefined) return { kind: 'no-certificate' };
+    if (this.revoked.has(serial)) return { kind: 'already-revoked', serial };
+    if (recorded === undefined) {
+      await this.store.setCurrentCertificate({ agentId, serial, kind: 'adopted', at });
+      this.currents.set(agentId, serial);
+    }
+    await this.store.revoke(
+      { serial, agentId, at, by: actor },
+      { at, actor, action: 'agent.revoke', target: agentId, reason, details: { serial } },
+    );
+    this.revoked.add(serial);
+    return { kind: 'revoked', serial };
+  }
+
+  private adopt(agentId: AgentId, serial: string): void {
+    this.currents.set(agentId, serial);
+    try {
+      this.hooks.onAdopted?.({ agentId, serial });
+    } catch {
+      // Observers must not fail a call from an agent.
+    }
+    this.store.setCurrentCertificate({ agentId, serial, kind: 'adopted', at: this.now() }).catch((err: unknown) => {
+      try {
+        this.hooks.onStoreError?.(err, 'record an adopted certificate');
+      } catch {
+        // As above.
+      }
+    });
+  }
+}
