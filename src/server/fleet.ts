@@ -68,7 +68,10 @@ export interface PublishedAgent {
  * reconciler's publish hook (inventory and desired versions).
  */
 export interface FleetStore {
-  /** The inventory of the served commit and each agent's desired version. Agents not listed are forgotten. */
+  /**
+   * The inventory of the served commit and each agent's desired version. Agents not listed are
+   * forgotten, except quarantined ones: their quarantine outlives their inventory entry.
+   */
   setDesired(agents: readonly PublishedAgent[]): void;
   /** A hello or a poll: what the agent runs (null: nothing yet). */
   recordActive(agentId: AgentId, active: Omit<ActiveVersion, 'at'> | null, at: Date): void;
@@ -195,10 +198,13 @@ export class FleetCache implements FleetStore {
       updates.push({ id, patch: { desired: desired === null ? null : { commit: desired.commit, digest: desired.digest, generation: desired.generation }, state: this.baseState(record) } });
     }
     // Forget agents that left the inventory and have no open stream (bounds memory; the store
-    // keeps their sends, acks and audit entries).
+    // keeps their sends, acks and audit entries). A quarantine belongs to the agent's identity,
+    // not to an inventory entry: a quarantined agent is kept (here and in the store) so that
+    // leaving and re-entering the inventory, with or without a restart, cannot lift it — only
+    // `approve` does. Bounded by the number of quarantined agents.
     const gone: AgentId[] = [];
     for (const [id, record] of this.agents) {
-      if (!record.inInventory && !record.connected) {
+      if (!record.inInventory && !record.connected && record.quarantine === null) {
         this.agents.delete(id);
         gone.push(id);
       }

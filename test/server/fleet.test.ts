@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { MemoryFleetStore } from '../../src/fleet/index.js';
 import { FleetCache } from '../../src/server/fleet.js';
 
 const DESIRED = { commit: 'a'.repeat(40), digest: 'sha256:' + '1'.repeat(64), generation: 1 };
@@ -96,5 +97,22 @@ describe('FleetCache states beyond the basics', () => {
     assert.equal(fleet.get('a')?.state, 'QUARANTINED');
     assert.equal(await fleet.approve('a', { ...audit, action: 'agent.approve' }), true);
     assert.equal(fleet.get('a')?.state, 'SYNCED');
+  });
+
+  it('keeps a quarantine when the agent leaves the inventory and comes back, also through the store', async () => {
+    const now = new Date();
+    const store = new MemoryFleetStore();
+    const fleet = new FleetCache({ now: () => now, store });
+    fleet.setDesired([{ id: 'a', labels: {}, desired: DESIRED_B }]);
+    const audit = { at: now, actor: 'bob', action: 'agent.quarantine', target: 'a', reason: 'suspicious', details: null };
+    await fleet.quarantine('a', { since: now, reason: 'suspicious', by: 'bob' }, audit);
+    fleet.setDesired([]);
+    assert.equal(fleet.get('a'), undefined, 'not listed while out of the inventory');
+    assert.equal(fleet.isQuarantined('a'), true);
+    await fleet.flush();
+    const restarted = await FleetCache.load(store, { now: () => now });
+    restarted.setDesired([{ id: 'a', labels: {}, desired: DESIRED_B }]);
+    assert.equal(restarted.get('a')?.state, 'QUARANTINED');
+    assert.equal(restarted.get('a')?.quarantine?.by, 'bob');
   });
 });
