@@ -74,11 +74,26 @@ export class QuarantineController {
     };
   }
 
-  /** Observers for the backend: every hello, poll and ack is checked for drift. */
+  /** Observers for the backend: every ack is checked for drift (hellos and polls go through `checkActive`). */
   readonly backendHooks: BackendHooks = {
-    onActive: ({ agentId, active }) => void this.checkReported(agentId, active),
     onAck: ({ agentId, ack, outcome, delivery }) => void this.checkAck(agentId, ack, outcome, delivery ?? null),
   };
+
+  /**
+   * The backend's drift check of a hello or poll. `undefined` when the verdict is known without
+   * I/O (nothing reported, already quarantined, a digest known to be issued); otherwise a
+   * promise that settles once the agent is judged — and, if it drifted, quarantined with the
+   * baseline published — so the backend can hold its first delivery until then. Never rejects.
+   */
+  checkActive(agentId: AgentId, active: ActiveReport | null): Promise<void> | undefined {
+    if (active === null || active.digest === '' || this.options.fleet.isQuarantined(agentId)) return undefined;
+    if (this.knownIssued.get(agentId) === active.digest) return undefined;
+    if (this.options.deliveries.desired(agentId)?.digest === active.digest) {
+      this.knownIssued.set(agentId, active.digest);
+      return undefined;
+    }
+    return this.checkReported(agentId, active);
+  }
 
   /**
    * Quarantines the agent (idempotent: false when it already was). Resolves once recorded;
@@ -111,9 +126,7 @@ export class QuarantineController {
     return true;
   }
 
-  private async checkReported(agentId: AgentId, active: ActiveReport | null): Promise<void> {
-    if (active === null || active.digest === '' || this.options.fleet.isQuarantined(agentId)) return;
-    if (this.knownIssued.get(agentId) === active.digest) return;
+  private async checkReported(agentId: AgentId, active: ActiveReport): Promise<void> {
     try {
       if (await this.issued(agentId, active.digest)) {
         this.knownIssued.set(agentId, active.digest);

@@ -274,6 +274,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       revocations,
       hooks: combineHooks(metrics.backendHooks, backendLogHooks(logger), quarantine.backendHooks, rollout.backendHooks),
       commitOfDigest: (agentId, digest) => rollout.commitOf(agentId, digest),
+      driftCheck: (agentId, active) => quarantine.checkActive(agentId, active),
       now,
     });
 
