@@ -21,6 +21,16 @@ export interface ActiveVersion {
 
 export type { Quarantine };
 
+/** The agent's last rejection of a delivery, kept until it applies that bundle or one of a newer served commit. */
+export interface LastRejection {
+  /** The commit whose bundle it rejected (an agent held back by the rollout runs an older commit than the generation's). */
+  readonly commit: string;
+  readonly digest: string;
+  /** The agent's error, as it sent it. */
+  readonly error: string;
+  readonly at: Date;
+}
+
 /** One agent as the admin API shows it. */
 export interface AgentStatus {
   readonly id: AgentId;
@@ -37,6 +47,8 @@ export interface AgentStatus {
   /** The error of the last REJECTED ack for the desired digest, if it is NACKED. */
   readonly lastError: string | null;
   readonly quarantine: Quarantine | null;
+  /** Stays visible after the agent went back to its previous config (or was offered the bundle again). */
+  readonly lastRejection: LastRejection | null;
 }
 
 export interface AckInput {
@@ -123,6 +135,8 @@ interface Record_ {
   desired: DesiredVersion | null;
   active: ActiveVersion | null;
   rejected: { readonly digest: string; readonly error: string } | null;
+  /** `served`: the commit of the generation the rejected delivery came in (the ack's own commit). */
+  lastRejection: (LastRejection & { readonly served: string }) | null;
   lastSend: { readonly digest: string; readonly nonce: string; readonly at: Date } | null;
   /** The digest of the last recorded ack (either status): an ack answers its send. */
   lastAckDigest: string | null;
@@ -133,6 +147,29 @@ interface Record_ {
   lastSeenWritten: number;
   connected: boolean;
   quarantine: Quarantine | null;
+}
+
+/** How many of an agent's newest acks a restart reads to find its last rejection. */
+const RESTORED_ACKS = 20;
+
+/**
+ * A rejection is kept until the agent applies the bundle it rejected, or any bundle of a newer
+ * served commit: applying its previous config again (where the rollout sends a rejecting agent)
+ * under the same served commit does not clear it.
+ */
+function trackRejection(record: Record_, ack: Pick<AckInput, 'commit' | 'digest' | 'status' | 'error'>, commit: string, at: Date): void {
+  switch (ack.status) {
+    case 'REJECTED':
+      record.lastRejection = { commit, digest: ack.digest, error: ack.error, at, served: ack.commit };
+      return;
+    case 'APPLIED':
+      if (record.lastRejection !== null && (ack.digest === record.lastRejection.digest || ack.commit !== record.lastRejection.served)) record.lastRejection = null;
+      return;
+    default: {
+      const never: never = ack.status;
+      throw new Error(`unexpected ack status ${String(never)}`);
+    }
+  }
 }
 
 /** Serials as the CA writes them: lower-case hex without leading zero bytes. node:crypto prints upper case. */
@@ -171,8 +208,8 @@ export class FleetCache implements FleetStore {
   static async load(store: PersistentFleetStore, options: Omit<FleetCacheOptions, 'store'> = {}): Promise<FleetCache> {
     const cache = new FleetCache({ ...options, store });
     for (const agent of await store.listAgents()) {
-      const [send, acks] = await Promise.all([store.lastSend(agent.id), store.listAcks(agent.id, { limit: 1 })]);
-      cache.restore(agent, send, acks[0]);
+      const [send, acks] = await Promise.all([store.lastSend(agent.id), store.listAcks(agent.id, { limit: RESTORED_ACKS })]);
+      cache.restore(agent, send, acks);
     }
     return cache;
   }
@@ -260,6 +297,7 @@ export class FleetCache implements FleetStore {
         }
       }
     }
+    if (outcome === 'recorded') trackRejection(record, ack, activeCommit ?? ack.commit, at);
     // The ack and the agent update it causes go to the store in one call (one transaction).
     const patch: AgentPatch =
       outcome === 'recorded' && ack.status === 'APPLIED' ? { active: record.active, lastSeen: at, state: this.baseState(record) } : { lastSeen: at, state: this.baseState(record) };
@@ -331,7 +369,9 @@ export class FleetCache implements FleetStore {
       .map((r) => this.view(r, now));
   }
 
-  private restore(agent: AgentRecord, send: StoredSend | null, ack: StoredAck | undefined): void {
+  /** `acks`: the agent's newest acks, newest first (its last rejection is found among them). */
+  private restore(agent: AgentRecord, send: StoredSend | null, acks: readonly StoredAck[]): void {
+    const ack = acks[0];
     const record = this.record(agent.id);
     record.desired = agent.desired;
     record.active = agent.active;
@@ -345,6 +385,8 @@ export class FleetCache implements FleetStore {
       record.lastAckDigest = ack.digest;
       if (ack.status === 'REJECTED') record.rejected = { digest: ack.digest, error: ack.error };
     }
+    // Stored acks are as the agents sent them (the generation's commit), oldest replayed first.
+    for (const stored of [...acks].reverse()) trackRejection(record, stored, stored.commit, stored.at);
   }
 
   /** Callers only record agents the transport authorized (in the inventory), so this stays bounded. */
@@ -359,6 +401,7 @@ export class FleetCache implements FleetStore {
         desired: null,
         active: null,
         rejected: null,
+        lastRejection: null,
         lastSend: null,
         lastAckDigest: null,
         certSerial: null,
@@ -388,6 +431,7 @@ export class FleetCache implements FleetStore {
       connected: record.connected,
       lastError: state === 'NACKED' ? (record.rejected?.error ?? null) : null,
       quarantine: record.quarantine,
+      lastRejection: record.lastRejection === null ? null : { commit: record.lastRejection.commit, digest: record.lastRejection.digest, error: record.lastRejection.error, at: record.lastRejection.at },
     });
   }
 
