@@ -146,7 +146,17 @@ interface Record_ {
   /** When lastSeen was last written to the store. */
   lastSeenWritten: number;
   connected: boolean;
+  /** When the agent last came back in contact after being out of it (null: not since this process started). */
+  contactSince: Date | null;
   quarantine: Quarantine | null;
+}
+
+/** An agent in contact that has left its desired bundle unanswered (see `FleetCache.silentAgents`). */
+export interface SilentAgent {
+  readonly id: AgentId;
+  readonly desired: DesiredVersion;
+  /** Since when it has been silent: the later of the send and its coming back in contact. */
+  readonly since: Date;
 }
 
 /** How many of an agent's newest acks a restart reads to find its last rejection. */
@@ -254,6 +264,7 @@ export class FleetCache implements FleetStore {
 
   recordActive(agentId: AgentId, active: Omit<ActiveVersion, 'at'> | null, at: Date): void {
     const record = this.record(agentId);
+    this.contact(record, at);
     record.lastSeen = at;
     const before = record.active;
     if (active === null) {
@@ -279,6 +290,7 @@ export class FleetCache implements FleetStore {
 
   recordAck(agentId: AgentId, ack: AckInput, at: Date, outcome: 'recorded' | 'stale' = 'recorded', activeCommit?: string): void {
     const record = this.record(agentId);
+    this.contact(record, at);
     record.lastSeen = at;
     record.lastSeenWritten = at.getTime();
     if (outcome === 'recorded') {
@@ -308,6 +320,7 @@ export class FleetCache implements FleetStore {
 
   recordSeen(agentId: AgentId, at: Date, certificate?: { readonly notAfter: Date; readonly serial?: string }): void {
     const record = this.record(agentId);
+    this.contact(record, at);
     record.lastSeen = at;
     if (certificate === undefined) {
       this.writeSeen(record);
@@ -326,6 +339,7 @@ export class FleetCache implements FleetStore {
 
   setConnected(agentId: AgentId, connected: boolean, at: Date): void {
     const record = this.record(agentId);
+    if (connected) this.contact(record, at);
     record.connected = connected;
     record.lastSeen = at;
     this.writeSeen(record);
@@ -350,6 +364,27 @@ export class FleetCache implements FleetStore {
     record.quarantine = null;
     await this.writeAgentNow(record, { quarantine: null, state: this.baseState(record) }, audit);
     return true;
+  }
+
+  /**
+   * Inventory agents in contact (an open stream, or seen within the disconnected timeout), not
+   * quarantined, whose desired bundle (not the baseline) was sent and has had no answer — no
+   * ack of either status — for at least `afterMs`, counted from the send or from the agent
+   * coming back in contact, whichever is later (an agent that was away is not silent). A
+   * rejection is an answer: NACKED agents are not listed. O(agents).
+   */
+  silentAgents(afterMs: number): SilentAgent[] {
+    const now = this.options.now().getTime();
+    const silent: SilentAgent[] = [];
+    for (const record of this.agents.values()) {
+      const { desired, lastSend: send } = record;
+      if (!record.inInventory || record.quarantine !== null || desired === null || desired.baseline === true || send === null) continue;
+      if (this.stateOf(record, now) === 'DISCONNECTED') continue;
+      if (send.digest !== desired.digest || record.active?.digest === desired.digest || record.lastAckDigest === send.digest) continue;
+      const since = record.contactSince !== null && record.contactSince.getTime() > send.at.getTime() ? record.contactSince : send.at;
+      if (now - since.getTime() >= afterMs) silent.push({ id: record.id, desired, since });
+    }
+    return silent;
   }
 
   isQuarantined(agentId: AgentId): boolean {
@@ -409,6 +444,7 @@ export class FleetCache implements FleetStore {
         lastSeen: null,
         lastSeenWritten: 0,
         connected: false,
+        contactSince: null,
         quarantine: null,
       };
       this.agents.set(id, record);
@@ -462,6 +498,12 @@ export class FleetCache implements FleetStore {
   /** The state written with a change: as of now, with connection-dependent states left to the reader. */
   private baseState(record: Record_): AgentState {
     return record.quarantine !== null ? 'QUARANTINED' : this.stateOf(record, this.options.now().getTime());
+  }
+
+  /** Call before lastSeen moves to `at`: dates the agent's coming back when it was out of contact. */
+  private contact(record: Record_, at: Date): void {
+    if (record.connected) return;
+    if (record.lastSeen === null || at.getTime() - record.lastSeen.getTime() > this.options.disconnectedAfterMs) record.contactSince = at;
   }
 
   private writeSeen(record: Record_): void {

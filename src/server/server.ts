@@ -7,6 +7,7 @@ import type { AgentId } from '../domain/types.js';
 import { parseDuration } from '../domain/duration.js';
 import { SqliteFleetStore } from '../fleet/index.js';
 import { EnrollmentTokens, openDataDir, type DataDir } from '../pki/index.js';
+import { quarantineStaleAfterMs } from '../rollout/index.js';
 import { BundleSigner } from '../signing/index.js';
 import { GitSource, redactUrl, type SourceStatus } from '../source/index.js';
 import { loadAllowedSigners, SshSignatureVerifier, TrustGate } from '../source/trust/index.js';
@@ -50,6 +51,8 @@ export interface StartServerOptions {
   readonly certCheckMs?: number;
   /** Window of the unauthorized-attempt alert rate limit (one per reason per window). Default 1 min. */
   readonly unauthorizedAlertWindowMs?: number;
+  /** How often agents are checked against `rollout.quarantineStaleAfter` (when the served commit sets it). Default 5 s. */
+  readonly staleCheckMs?: number;
   /** How often the rollout's bakes and windows are checked. Default 1 s. */
   readonly rolloutTickMs?: number;
 }
@@ -221,6 +224,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
         inventory = new Set(compilation.agents.map((a) => a.id));
         const ackTimeout = compilation.settings?.rollout['ackTimeout'];
         fleet.setAckTimeout((typeof ackTimeout === 'string' ? parseDuration(ackTimeout) : undefined) ?? DEFAULT_ACK_TIMEOUT_MS);
+        quarantine.setStaleAfter(quarantineStaleAfterMs(compilation.settings));
         fleet.setDesired(
           compilation.agents.map((a) => {
             const d = snapshot.deliveries.get(a.id);
@@ -358,6 +362,10 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       timer.unref();
       cleanups.push(() => clearInterval(timer));
     }
+
+    const staleTimer = setInterval(() => void quarantine.sweepStale(), options.staleCheckMs ?? 5_000);
+    staleTimer.unref();
+    cleanups.push(() => clearInterval(staleTimer));
 
     reconciler.start();
     rollout.start();
