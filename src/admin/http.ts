@@ -478,6 +478,10 @@ export function agentJson(agent: AgentStatus): Json {
     connected: agent.connected,
     lastError: agent.lastError,
     quarantine: agent.quarantine === null ? null : { since: agent.quarantine.since.toISOString(), reason: agent.quarantine.reason, by: agent.quarantine.by },
+    lastRejection:
+      agent.lastRejection === null
+        ? null
+        : { commit: agent.lastRejection.commit, digest: agent.lastRejection.digest, error: agent.lastRejection.error, at: agent.lastRejection.at.toISOString() },
   };
 }
 

@@ -93,11 +93,13 @@ class Changes {
  *   restarts if the ratio drops again before it ends). A wave with no connected member
  *   completes as soon as it starts — it still waits for a window to start. Agents of waves not
  *   reached keep their last completed config.
- * - An agent that rejects the rollout's commit goes back to its last completed config. When
- *   rejections among the current wave's connected members exceed `maxNackRatio`, the rollout
- *   halts: no further wave starts until abort or a newer commit.
+ * - An agent that rejects the rollout's commit goes back to its last completed config; when it
+ *   connects again (a new stream: maybe a new agent process) it is offered the commit again,
+ *   unless the rollout is halted. When rejections among the current wave's connected members
+ *   exceed `maxNackRatio`, the rollout halts: no further wave starts until abort or a newer commit.
  * - An agent with no completed config (new in the inventory, or the very first commit) gets the
- *   rollout's commit at once: it has nothing older to protect.
+ *   rollout's commit at once: it has nothing older to protect. Rejecting it changes nothing: it
+ *   has nothing to go back to, so it stays offered (on every new stream or poll).
  * - A newer commit supersedes the rollout and starts again at the first wave, from the last
  *   COMPLETED commit.
  *
@@ -203,9 +205,14 @@ export class RolloutController {
     if (!rec.connected) {
       this.uncount(rec);
       rec.connected = true;
+      // A new stream may be a new agent process (say, with a fixed reload command): what it
+      // rejected is offered again — unless the rollout is halted, which waits for a human.
+      const retry = rec.result === 'REJECTED' && this.rollout?.halted === null;
+      if (retry) rec.result = null;
       if (running !== null && running === rec.desired) rec.lastAck = { commit: running, status: 'APPLIED' };
       if (running !== null && running === this.rollout?.commit && rec.digest !== null && rec.result === null) rec.result = 'APPLIED';
       this.count(rec);
+      if (retry) this.refresh(rec, t, out);
       // The server sends the desired bundle on connect; the ack timeout runs from now.
       rec.sentAt = rec.desired === null ? null : t;
       this.advance(t, out);
@@ -257,7 +264,8 @@ export class RolloutController {
       this.uncount(rec);
       rec.result = status;
       this.count(rec);
-      // A rejecting agent is never re-sent what it rejected: it goes back to its last completed config.
+      // A rejecting agent is not re-sent what it rejected on this connection: it goes back to its
+      // last completed config (if it has one; see `onConnect` for the retry).
       this.refresh(rec, t, out);
     }
     this.advance(t, out);
@@ -618,11 +626,12 @@ function desiredBundle(rec: AgentRec, rollout: Rollout | null): { readonly commi
     case 'aborted':
       return rec.base;
     case 'complete':
-      return rec.result === 'REJECTED' ? rec.base : current;
+      // Nothing older to go back to: an agent that rejected its very first bundle keeps being offered it.
+      return rec.result === 'REJECTED' && rec.base !== null ? rec.base : current;
     case 'progressing':
-      if (rec.result === 'REJECTED') return rec.base;
-      // Nothing completed to keep: it has nothing older to protect.
+      // Nothing completed to keep: it has nothing older to protect, and nothing to go back to.
       if (rec.base === null) return current;
+      if (rec.result === 'REJECTED') return rec.base;
       return rollout.waves[rec.wave]?.startedAt != null ? current : rec.base;
     default:
       return assertNever(rollout.phase);

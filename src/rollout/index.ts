@@ -4,7 +4,7 @@
  */
 export { RolloutController } from './controller.js';
 export type { RolloutControllerOptions } from './controller.js';
-export { ROLLOUT_DEFAULTS, rolloutCommitOf, rolloutSettings } from './settings.js';
+export { ROLLOUT_DEFAULTS, quarantineStaleAfterMs, rolloutCommitOf, rolloutSettings } from './settings.js';
 export type { RolloutCommit, RolloutSettings } from './settings.js';
 export { Windows, windowStatus } from './windows.js';
 export type { WindowSpec, WindowStatus, WindowsOptions } from './windows.js';

@@ -54,6 +54,16 @@ export function rolloutSettings(settings: MeshcfgSettings | null): RolloutSettin
   };
 }
 
+/**
+ * `rollout.quarantineStaleAfter` in ms, or null when absent (the default: off). Not part of
+ * RolloutSettings: the rollout controller does not use it, the server's quarantine does.
+ */
+export function quarantineStaleAfterMs(settings: MeshcfgSettings | null): number | null {
+  const raw = settings?.rollout['quarantineStaleAfter'];
+  const ms = typeof raw === 'string' ? parseDuration(raw) : undefined;
+  return ms === undefined || ms <= 0 ? null : ms;
+}
+
 /** The controller's input for an accepted (violation-free) compilation. */
 export function rolloutCommitOf(compilation: Compilation): RolloutCommit {
   return {

@@ -71,6 +71,12 @@ export interface ServerBackendOptions {
    * the fleet's ACTIVE commit comes from here, so it names the same commit as DESIRED when synced.
    */
   readonly commitOfDigest?: (agentId: AgentId, digest: string) => string | null;
+  /**
+   * Judges what an agent reports (drift detection) before it is sent anything: a promise
+   * holds the agent's first delivery (stream or poll) until it settles; `undefined` when the
+   * verdict needs no I/O. Default: nothing is judged.
+   */
+  readonly driftCheck?: (agentId: AgentId, active: ActiveReport | null) => Promise<void> | undefined;
 }
 
 /**
@@ -98,6 +104,7 @@ export class ServerBackend implements DistributionBackend {
       hooks: options.hooks ?? {},
       now: options.now ?? (() => new Date()),
       commitOfDigest: options.commitOfDigest ?? (() => null),
+      driftCheck: options.driftCheck ?? (() => undefined),
     };
   }
 
@@ -160,7 +167,8 @@ export class ServerBackend implements DistributionBackend {
     return delivery;
   }
 
-  reportActive(identity: AgentIdentity, active: ActiveReport | null): void {
+  /** Returns the drift verdict to wait for before anything is sent to the agent (undefined: none pending). */
+  reportActive(identity: AgentIdentity, active: ActiveReport | null): Promise<void> | undefined {
     const now = this.options.now();
     this.options.fleet.recordSeen(identity.agentId, now, { notAfter: identity.notAfter, serial: identity.serialNumber });
     // An agent that runs nothing yet says so with an empty digest (proto defaults).
@@ -168,6 +176,7 @@ export class ServerBackend implements DistributionBackend {
     const commit = running === null ? null : this.commitOf(identity.agentId, running.digest);
     this.options.fleet.recordActive(identity.agentId, running === null || commit === null ? running : { ...running, commit }, now);
     this.emit(() => this.options.hooks.onActive?.({ agentId: identity.agentId, active: running }));
+    return this.options.driftCheck(identity.agentId, running);
   }
 
   /** Every ack is recorded (stale ones as evidence); only one answering the current delivery changes the agent. */

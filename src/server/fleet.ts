@@ -21,6 +21,16 @@ export interface ActiveVersion {
 
 export type { Quarantine };
 
+/** The agent's last rejection of a delivery, kept until it applies that bundle or one of a newer served commit. */
+export interface LastRejection {
+  /** The commit whose bundle it rejected (an agent held back by the rollout runs an older commit than the generation's). */
+  readonly commit: string;
+  readonly digest: string;
+  /** The agent's error, as it sent it. */
+  readonly error: string;
+  readonly at: Date;
+}
+
 /** One agent as the admin API shows it. */
 export interface AgentStatus {
   readonly id: AgentId;
@@ -37,6 +47,8 @@ export interface AgentStatus {
   /** The error of the last REJECTED ack for the desired digest, if it is NACKED. */
   readonly lastError: string | null;
   readonly quarantine: Quarantine | null;
+  /** Stays visible after the agent went back to its previous config (or was offered the bundle again). */
+  readonly lastRejection: LastRejection | null;
 }
 
 export interface AckInput {
@@ -68,7 +80,10 @@ export interface PublishedAgent {
  * reconciler's publish hook (inventory and desired versions).
  */
 export interface FleetStore {
-  /** The inventory of the served commit and each agent's desired version. Agents not listed are forgotten. */
+  /**
+   * The inventory of the served commit and each agent's desired version. Agents not listed are
+   * forgotten, except quarantined ones: their quarantine outlives their inventory entry.
+   */
   setDesired(agents: readonly PublishedAgent[]): void;
   /** A hello or a poll: what the agent runs (null: nothing yet). */
   recordActive(agentId: AgentId, active: Omit<ActiveVersion, 'at'> | null, at: Date): void;
@@ -120,6 +135,8 @@ interface Record_ {
   desired: DesiredVersion | null;
   active: ActiveVersion | null;
   rejected: { readonly digest: string; readonly error: string } | null;
+  /** `served`: the commit of the generation the rejected delivery came in (the ack's own commit). */
+  lastRejection: (LastRejection & { readonly served: string }) | null;
   lastSend: { readonly digest: string; readonly nonce: string; readonly at: Date } | null;
   /** The digest of the last recorded ack (either status): an ack answers its send. */
   lastAckDigest: string | null;
@@ -129,7 +146,40 @@ interface Record_ {
   /** When lastSeen was last written to the store. */
   lastSeenWritten: number;
   connected: boolean;
+  /** When the agent last came back in contact after being out of it (null: not since this process started). */
+  contactSince: Date | null;
   quarantine: Quarantine | null;
+}
+
+/** An agent in contact that has left its desired bundle unanswered (see `FleetCache.silentAgents`). */
+export interface SilentAgent {
+  readonly id: AgentId;
+  readonly desired: DesiredVersion;
+  /** Since when it has been silent: the later of the send and its coming back in contact. */
+  readonly since: Date;
+}
+
+/** How many of an agent's newest acks a restart reads to find its last rejection. */
+const RESTORED_ACKS = 20;
+
+/**
+ * A rejection is kept until the agent applies the bundle it rejected, or any bundle of a newer
+ * served commit: applying its previous config again (where the rollout sends a rejecting agent)
+ * under the same served commit does not clear it.
+ */
+function trackRejection(record: Record_, ack: Pick<AckInput, 'commit' | 'digest' | 'status' | 'error'>, commit: string, at: Date): void {
+  switch (ack.status) {
+    case 'REJECTED':
+      record.lastRejection = { commit, digest: ack.digest, error: ack.error, at, served: ack.commit };
+      return;
+    case 'APPLIED':
+      if (record.lastRejection !== null && (ack.digest === record.lastRejection.digest || ack.commit !== record.lastRejection.served)) record.lastRejection = null;
+      return;
+    default: {
+      const never: never = ack.status;
+      throw new Error(`unexpected ack status ${String(never)}`);
+    }
+  }
 }
 
 /** Serials as the CA writes them: lower-case hex without leading zero bytes. node:crypto prints upper case. */
@@ -168,8 +218,8 @@ export class FleetCache implements FleetStore {
   static async load(store: PersistentFleetStore, options: Omit<FleetCacheOptions, 'store'> = {}): Promise<FleetCache> {
     const cache = new FleetCache({ ...options, store });
     for (const agent of await store.listAgents()) {
-      const [send, acks] = await Promise.all([store.lastSend(agent.id), store.listAcks(agent.id, { limit: 1 })]);
-      cache.restore(agent, send, acks[0]);
+      const [send, acks] = await Promise.all([store.lastSend(agent.id), store.listAcks(agent.id, { limit: RESTORED_ACKS })]);
+      cache.restore(agent, send, acks);
     }
     return cache;
   }
@@ -195,10 +245,13 @@ export class FleetCache implements FleetStore {
       updates.push({ id, patch: { desired: desired === null ? null : { commit: desired.commit, digest: desired.digest, generation: desired.generation }, state: this.baseState(record) } });
     }
     // Forget agents that left the inventory and have no open stream (bounds memory; the store
-    // keeps their sends, acks and audit entries).
+    // keeps their sends, acks and audit entries). A quarantine belongs to the agent's identity,
+    // not to an inventory entry: a quarantined agent is kept (here and in the store) so that
+    // leaving and re-entering the inventory, with or without a restart, cannot lift it — only
+    // `approve` does. Bounded by the number of quarantined agents.
     const gone: AgentId[] = [];
     for (const [id, record] of this.agents) {
-      if (!record.inInventory && !record.connected) {
+      if (!record.inInventory && !record.connected && record.quarantine === null) {
         this.agents.delete(id);
         gone.push(id);
       }
@@ -211,6 +264,7 @@ export class FleetCache implements FleetStore {
 
   recordActive(agentId: AgentId, active: Omit<ActiveVersion, 'at'> | null, at: Date): void {
     const record = this.record(agentId);
+    this.contact(record, at);
     record.lastSeen = at;
     const before = record.active;
     if (active === null) {
@@ -236,6 +290,7 @@ export class FleetCache implements FleetStore {
 
   recordAck(agentId: AgentId, ack: AckInput, at: Date, outcome: 'recorded' | 'stale' = 'recorded', activeCommit?: string): void {
     const record = this.record(agentId);
+    this.contact(record, at);
     record.lastSeen = at;
     record.lastSeenWritten = at.getTime();
     if (outcome === 'recorded') {
@@ -254,6 +309,7 @@ export class FleetCache implements FleetStore {
         }
       }
     }
+    if (outcome === 'recorded') trackRejection(record, ack, activeCommit ?? ack.commit, at);
     // The ack and the agent update it causes go to the store in one call (one transaction).
     const patch: AgentPatch =
       outcome === 'recorded' && ack.status === 'APPLIED' ? { active: record.active, lastSeen: at, state: this.baseState(record) } : { lastSeen: at, state: this.baseState(record) };
@@ -264,6 +320,7 @@ export class FleetCache implements FleetStore {
 
   recordSeen(agentId: AgentId, at: Date, certificate?: { readonly notAfter: Date; readonly serial?: string }): void {
     const record = this.record(agentId);
+    this.contact(record, at);
     record.lastSeen = at;
     if (certificate === undefined) {
       this.writeSeen(record);
@@ -282,6 +339,7 @@ export class FleetCache implements FleetStore {
 
   setConnected(agentId: AgentId, connected: boolean, at: Date): void {
     const record = this.record(agentId);
+    if (connected) this.contact(record, at);
     record.connected = connected;
     record.lastSeen = at;
     this.writeSeen(record);
@@ -308,6 +366,27 @@ export class FleetCache implements FleetStore {
     return true;
   }
 
+  /**
+   * Inventory agents in contact (an open stream, or seen within the disconnected timeout), not
+   * quarantined, whose desired bundle (not the baseline) was sent and has had no answer — no
+   * ack of either status — for at least `afterMs`, counted from the send or from the agent
+   * coming back in contact, whichever is later (an agent that was away is not silent). A
+   * rejection is an answer: NACKED agents are not listed. O(agents).
+   */
+  silentAgents(afterMs: number): SilentAgent[] {
+    const now = this.options.now().getTime();
+    const silent: SilentAgent[] = [];
+    for (const record of this.agents.values()) {
+      const { desired, lastSend: send } = record;
+      if (!record.inInventory || record.quarantine !== null || desired === null || desired.baseline === true || send === null) continue;
+      if (this.stateOf(record, now) === 'DISCONNECTED') continue;
+      if (send.digest !== desired.digest || record.active?.digest === desired.digest || record.lastAckDigest === send.digest) continue;
+      const since = record.contactSince !== null && record.contactSince.getTime() > send.at.getTime() ? record.contactSince : send.at;
+      if (now - since.getTime() >= afterMs) silent.push({ id: record.id, desired, since });
+    }
+    return silent;
+  }
+
   isQuarantined(agentId: AgentId): boolean {
     return this.agents.get(agentId)?.quarantine != null;
   }
@@ -325,7 +404,9 @@ export class FleetCache implements FleetStore {
       .map((r) => this.view(r, now));
   }
 
-  private restore(agent: AgentRecord, send: StoredSend | null, ack: StoredAck | undefined): void {
+  /** `acks`: the agent's newest acks, newest first (its last rejection is found among them). */
+  private restore(agent: AgentRecord, send: StoredSend | null, acks: readonly StoredAck[]): void {
+    const ack = acks[0];
     const record = this.record(agent.id);
     record.desired = agent.desired;
     record.active = agent.active;
@@ -339,6 +420,8 @@ export class FleetCache implements FleetStore {
       record.lastAckDigest = ack.digest;
       if (ack.status === 'REJECTED') record.rejected = { digest: ack.digest, error: ack.error };
     }
+    // Stored acks are as the agents sent them (the generation's commit), oldest replayed first.
+    for (const stored of [...acks].reverse()) trackRejection(record, stored, stored.commit, stored.at);
   }
 
   /** Callers only record agents the transport authorized (in the inventory), so this stays bounded. */
@@ -353,6 +436,7 @@ export class FleetCache implements FleetStore {
         desired: null,
         active: null,
         rejected: null,
+        lastRejection: null,
         lastSend: null,
         lastAckDigest: null,
         certSerial: null,
@@ -360,6 +444,7 @@ export class FleetCache implements FleetStore {
         lastSeen: null,
         lastSeenWritten: 0,
         connected: false,
+        contactSince: null,
         quarantine: null,
       };
       this.agents.set(id, record);
@@ -382,6 +467,7 @@ export class FleetCache implements FleetStore {
       connected: record.connected,
       lastError: state === 'NACKED' ? (record.rejected?.error ?? null) : null,
       quarantine: record.quarantine,
+      lastRejection: record.lastRejection === null ? null : { commit: record.lastRejection.commit, digest: record.lastRejection.digest, error: record.lastRejection.error, at: record.lastRejection.at },
     });
   }
 
@@ -412,6 +498,12 @@ export class FleetCache implements FleetStore {
   /** The state written with a change: as of now, with connection-dependent states left to the reader. */
   private baseState(record: Record_): AgentState {
     return record.quarantine !== null ? 'QUARANTINED' : this.stateOf(record, this.options.now().getTime());
+  }
+
+  /** Call before lastSeen moves to `at`: dates the agent's coming back when it was out of contact. */
+  private contact(record: Record_, at: Date): void {
+    if (record.connected) return;
+    if (record.lastSeen === null || at.getTime() - record.lastSeen.getTime() > this.options.disconnectedAfterMs) record.contactSince = at;
   }
 
   private writeSeen(record: Record_): void {

@@ -1,4 +1,5 @@
 import type { Compilation } from '../compile/index.js';
+import { formatDuration } from '../domain/duration.js';
 import type { AgentId } from '../domain/types.js';
 import type { FleetStore as PersistentFleetStore } from '../fleet/index.js';
 import type { AckReport, ActiveReport, AckOutcome, Delivery } from '../transport/backend.js';
@@ -13,6 +14,8 @@ export type QuarantineCause =
   | { readonly kind: 'foreign-digest'; readonly digest: string }
   /** It acked APPLIED for a digest other than the one it was sent. */
   | { readonly kind: 'ack-mismatch'; readonly digest: string; readonly sent: string }
+  /** Connected, it left its desired bundle unanswered for `rollout.quarantineStaleAfter` (off by default). */
+  | { readonly kind: 'stale'; readonly digest: string; readonly since: Date; readonly afterMs: number }
   /** An operator asked for it. */
   | { readonly kind: 'manual'; readonly reason: string };
 
@@ -47,6 +50,9 @@ export interface QuarantineControllerOptions {
  * A repository without `baseline/` cannot offer a safe bundle: the agent is still marked and
  * alerted, and gets no delivery at all (nothing new is sent to it) until approved.
  *
+ * An agent in contact that leaves its desired bundle unanswered past `rollout.quarantineStaleAfter`
+ * is quarantined the same way (`sweepStale`); off unless the repository sets it.
+ *
  * Digests are compared with `===`; an empty digest (an agent that runs nothing yet) is not drift.
  */
 export class QuarantineController {
@@ -57,6 +63,8 @@ export class QuarantineController {
   /** Per agent, the last reported digest found issued: polls repeat it, and it stays issued. */
   private readonly knownIssued = new Map<AgentId, string>();
   private queuedRepublish: Promise<unknown> | null = null;
+  /** `rollout.quarantineStaleAfter` of the served commit; null: stale agents are not quarantined. */
+  private staleAfterMs: number | null = null;
 
   constructor(options: QuarantineControllerOptions) {
     this.options = { now: () => new Date(), ...options, alerts: options.alerts ?? null, hooks: options.hooks ?? {} };
@@ -74,11 +82,26 @@ export class QuarantineController {
     };
   }
 
-  /** Observers for the backend: every hello, poll and ack is checked for drift. */
+  /** Observers for the backend: every ack is checked for drift (hellos and polls go through `checkActive`). */
   readonly backendHooks: BackendHooks = {
-    onActive: ({ agentId, active }) => void this.checkReported(agentId, active),
     onAck: ({ agentId, ack, outcome, delivery }) => void this.checkAck(agentId, ack, outcome, delivery ?? null),
   };
+
+  /**
+   * The backend's drift check of a hello or poll. `undefined` when the verdict is known without
+   * I/O (nothing reported, already quarantined, a digest known to be issued); otherwise a
+   * promise that settles once the agent is judged — and, if it drifted, quarantined with the
+   * baseline published — so the backend can hold its first delivery until then. Never rejects.
+   */
+  checkActive(agentId: AgentId, active: ActiveReport | null): Promise<void> | undefined {
+    if (active === null || active.digest === '' || this.options.fleet.isQuarantined(agentId)) return undefined;
+    if (this.knownIssued.get(agentId) === active.digest) return undefined;
+    if (this.options.deliveries.desired(agentId)?.digest === active.digest) {
+      this.knownIssued.set(agentId, active.digest);
+      return undefined;
+    }
+    return this.checkReported(agentId, active);
+  }
 
   /**
    * Quarantines the agent (idempotent: false when it already was). Resolves once recorded;
@@ -111,9 +134,33 @@ export class QuarantineController {
     return true;
   }
 
-  private async checkReported(agentId: AgentId, active: ActiveReport | null): Promise<void> {
-    if (active === null || active.digest === '' || this.options.fleet.isQuarantined(agentId)) return;
-    if (this.knownIssued.get(agentId) === active.digest) return;
+  /** Follows the served commit's `rollout.quarantineStaleAfter` (null: off, the default). */
+  setStaleAfter(ms: number | null): void {
+    this.staleAfterMs = ms;
+  }
+
+  /**
+   * Quarantines every agent in contact that has left its desired bundle unanswered for
+   * `rollout.quarantineStaleAfter` (FleetCache.silentAgents). Off unless the served commit sets
+   * it: a silent agent may be wedged or overloaded rather than compromised, so the repository
+   * opts in. Disconnected agents are never quarantined for it. Returns the agents quarantined.
+   * Never rejects (failures go to hooks.onError).
+   */
+  async sweepStale(): Promise<AgentId[]> {
+    const afterMs = this.staleAfterMs;
+    if (afterMs === null) return [];
+    const done: AgentId[] = [];
+    for (const agent of this.options.fleet.silentAgents(afterMs)) {
+      try {
+        if (await this.quarantine(agent.id, 'system', { kind: 'stale', digest: agent.desired.digest, since: agent.since, afterMs })) done.push(agent.id);
+      } catch (err) {
+        this.emit(() => this.options.hooks.onError?.(err, 'quarantine a stale agent'));
+      }
+    }
+    return done;
+  }
+
+  private async checkReported(agentId: AgentId, active: ActiveReport): Promise<void> {
     try {
       if (await this.issued(agentId, active.digest)) {
         this.knownIssued.set(agentId, active.digest);
@@ -174,6 +221,8 @@ function describe(agentId: AgentId, cause: QuarantineCause): string {
       return `agent ${agentId} runs ${cause.digest}, which the server never issued to it`;
     case 'ack-mismatch':
       return `agent ${agentId} acked APPLIED for ${cause.digest}, but was sent ${cause.sent}`;
+    case 'stale':
+      return `agent ${agentId} left ${cause.digest} unanswered since ${cause.since.toISOString()}, longer than rollout.quarantineStaleAfter (${formatDuration(cause.afterMs)})`;
     case 'manual':
       return `agent ${agentId} quarantined by an operator: ${cause.reason}`;
     default: {
@@ -189,6 +238,8 @@ function causeDetails(cause: QuarantineCause): Record<string, string> {
       return { digest: cause.digest };
     case 'ack-mismatch':
       return { digest: cause.digest, sent: cause.sent };
+    case 'stale':
+      return { digest: cause.digest, since: cause.since.toISOString(), after: formatDuration(cause.afterMs) };
     case 'manual':
       return {};
     default: {

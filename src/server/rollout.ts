@@ -171,6 +171,9 @@ export class RolloutService {
     },
     onAck: ({ agentId, ack, outcome, delivery }) => {
       if (this.detached || outcome.kind !== 'recorded' || delivery == null || delivery.baseline) return;
+      // An ack naming another digest than the one delivered answers nothing the rollout sent
+      // (drift detection quarantines the agent): it must not count as having applied it.
+      if (ack.digest !== delivery.digest) return;
       const commit = this.commitOfDelivery(agentId, delivery);
       if (commit === null) return;
       if (ack.status === 'APPLIED') this.rememberApplied(agentId, delivery.digest);

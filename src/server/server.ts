@@ -10,6 +10,7 @@ import { SqliteFleetStore } from '../fleet/index.js';
 import { EnrollmentTokens, openDataDir, type DataDir } from '../pki/index.js';
 import { readSecretFile } from '../pki/secret-file.js';
 import { errorMessage } from '../domain/errors.js';
+import { quarantineStaleAfterMs } from '../rollout/index.js';
 import { BundleSigner } from '../signing/index.js';
 import { GitSource, redactUrl, type SourceStatus } from '../source/index.js';
 import { loadAllowedSigners, SshSignatureVerifier, TrustGate } from '../source/trust/index.js';
@@ -56,6 +57,8 @@ export interface StartServerOptions {
   readonly certCheckMs?: number;
   /** Window of the unauthorized-attempt alert rate limit (one per reason per window). Default 1 min. */
   readonly unauthorizedAlertWindowMs?: number;
+  /** How often agents are checked against `rollout.quarantineStaleAfter` (when the served commit sets it). Default 5 s. */
+  readonly staleCheckMs?: number;
   /** How often the rollout's bakes and windows are checked. Default 1 s. */
   readonly rolloutTickMs?: number;
   /**
@@ -239,6 +242,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
         inventory = new Set(compilation.agents.map((a) => a.id));
         const ackTimeout = compilation.settings?.rollout['ackTimeout'];
         fleet.setAckTimeout((typeof ackTimeout === 'string' ? parseDuration(ackTimeout) : undefined) ?? DEFAULT_ACK_TIMEOUT_MS);
+        quarantine.setStaleAfter(quarantineStaleAfterMs(compilation.settings));
         fleet.setDesired(
           compilation.agents.map((a) => {
             const d = snapshot.deliveries.get(a.id);
@@ -306,6 +310,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       certificates,
       hooks: combineHooks(metrics.backendHooks, backendLogHooks(logger), quarantine.backendHooks, rollout.backendHooks, streamsOfReplacedCertificates),
       commitOfDigest: (agentId, digest) => rollout.commitOf(agentId, digest),
+      driftCheck: (agentId, active) => quarantine.checkActive(agentId, active),
       now,
     });
 
@@ -427,6 +432,10 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       timer.unref();
       cleanups.push(() => clearInterval(timer));
     }
+
+    const staleTimer = setInterval(() => void quarantine.sweepStale(), options.staleCheckMs ?? 5_000);
+    staleTimer.unref();
+    cleanups.push(() => clearInterval(staleTimer));
 
     reconciler.start();
     rollout.start();

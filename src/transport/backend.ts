@@ -88,8 +88,14 @@ export interface DistributionBackend {
   watch(agentId: AgentId, listener: (delivery: Delivery) => void): () => void;
   /** The current desired delivery, for polling agents; `null` before any commit is accepted. */
   desired(agentId: AgentId): Delivery | null;
-  /** A stream opened (hello) or a poll arrived: what the agent runs now. */
-  reportActive(identity: AgentIdentity, active: ActiveReport | null): void;
+  /**
+   * A stream opened (hello) or a poll arrived: what the agent runs now. May return a promise
+   * when judging the report takes I/O (drift detection): the transport sends the agent nothing
+   * — no stream delivery, no poll answer — until it settles, so an agent found drifting is
+   * answered with what it gets after the verdict (the quarantine baseline), never before it.
+   * A rejection ends the stream or fails the poll (INTERNAL).
+   */
+  reportActive(identity: AgentIdentity, active: ActiveReport | null): void | Promise<void>;
   ack(identity: AgentIdentity, ack: AckReport): AckOutcome;
   /** A stream closed. */
   disconnected(agentId: AgentId): void;

@@ -224,6 +224,9 @@ export class GrpcServer {
   }
 }
 
+/** What a unary handler's body decides: an answer, a refusal of the caller, or a gRPC error. */
+type UnaryResult<Res> = { value: Res } | { refusal: Refusal } | { error: Error };
+
 type CallerCheck = { readonly ok: true; readonly identity: AgentIdentity } | { readonly ok: false; readonly refusal: Refusal };
 
 /** The RPC implementations, separate from the lifecycle above. */
@@ -295,12 +298,16 @@ class Handlers {
       const mismatch = checkEchoedAgentId(identity, call.request.agent_id, 'fetch');
       if (mismatch !== undefined) return { refusal: mismatch };
       const { backend } = this.#options;
-      backend.reportActive(identity, activeReport(call.request.active));
-      const desired = backend.desired(identity.agentId);
-      if (desired === null) return { error: grpcError(Status.UNAVAILABLE, 'no accepted commit yet') };
-      const ifNoneMatch = call.request.if_none_match;
-      if (ifNoneMatch !== '' && ifNoneMatch === desired.digest) return { value: { not_modified: true } };
-      return { value: { bundle: bundleMessage(desired) } };
+      const judged = backend.reportActive(identity, activeReport(call.request.active));
+      // Answered only once the report is judged: a drifting agent's first answer is the baseline.
+      const answer = (): { value: FetchResponseMsg } | { error: Error } => {
+        const desired = backend.desired(identity.agentId);
+        if (desired === null) return { error: grpcError(Status.UNAVAILABLE, 'no accepted commit yet') };
+        const ifNoneMatch = call.request.if_none_match;
+        if (ifNoneMatch !== '' && ifNoneMatch === desired.digest) return { value: { not_modified: true } };
+        return { value: { bundle: bundleMessage(desired) } };
+      };
+      return judged === undefined ? answer() : judged.then(answer);
     });
   }
 
@@ -361,9 +368,18 @@ class Handlers {
     call: ServerUnaryCall<Req, Res>,
     callback: sendUnaryData<Res>,
     method: string,
-    body: (identity: AgentIdentity) => { value: Res } | { refusal: Refusal } | { error: Error },
+    body: (identity: AgentIdentity) => UnaryResult<Res> | Promise<UnaryResult<Res>>,
   ): void {
     const where = { method, peer: call.getPeer() };
+    const failed = (err: unknown): void => {
+      this.#failed(err, where, 'the request');
+      callback(grpcError(Status.INTERNAL, 'internal error'));
+    };
+    const answer = (result: UnaryResult<Res>): void => {
+      if ('value' in result) callback(null, result.value);
+      else if ('refusal' in result) callback(this.refuse(result.refusal, where));
+      else callback(result.error);
+    };
     try {
       const auth = this.#authenticate(call);
       if (!auth.ok) {
@@ -371,12 +387,10 @@ class Handlers {
         return;
       }
       const result = body(auth.identity);
-      if ('value' in result) callback(null, result.value);
-      else if ('refusal' in result) callback(this.refuse(result.refusal, where));
-      else callback(result.error);
+      if (result instanceof Promise) result.then(answer).catch(failed);
+      else answer(result);
     } catch (err) {
-      this.#failed(err, where, 'the request');
-      callback(grpcError(Status.INTERNAL, 'internal error'));
+      failed(err);
     }
   }
 

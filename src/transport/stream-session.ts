@@ -193,11 +193,25 @@ export class AgentStream {
     }
     clearTimeout(this.#helloTimer);
     const { backend } = this.#context;
-    backend.reportActive(this.identity, activeReport(hello.active));
+    const judged = backend.reportActive(this.identity, activeReport(hello.active));
     this.#state = 'open';
     this.#context.opened(this);
     this.#armExpiry();
-    const unsubscribe = backend.watch(this.identity.agentId, (delivery) => this.#guard('a delivery', () => this.#onDelivery(delivery)));
+    // Nothing is sent before the report is judged: a drifting agent's first bundle is the baseline.
+    if (judged === undefined) this.#subscribe();
+    else {
+      judged.then(
+        () => this.#guard('a delivery', () => this.#subscribe()),
+        (err: unknown) => this.#guard('the hello', () => {
+          throw err;
+        }),
+      );
+    }
+  }
+
+  #subscribe(): void {
+    if (!this.isOpen) return;
+    const unsubscribe = this.#context.backend.watch(this.identity.agentId, (delivery) => this.#guard('a delivery', () => this.#onDelivery(delivery)));
     // The listener may have closed the stream synchronously (a refusal on the first delivery).
     if (!this.isOpen) unsubscribe();
     else this.#unsubscribe = unsubscribe;

@@ -136,7 +136,7 @@ describe('admin HTTP API', () => {
       const agents = (await res.json()) as Array<Record<string, unknown>>;
       assert.deepEqual(agents.map((a) => a['id']), ['edge-1', 'edge-2', 'edge-3', 'edge-4']);
       const edge1 = agents[0] as Record<string, unknown>;
-      assert.deepEqual(Object.keys(edge1).sort(), ['active', 'certExpiry', 'certSerial', 'connected', 'desired', 'id', 'labels', 'lastError', 'lastSeen', 'quarantine', 'state', 'wave']);
+      assert.deepEqual(Object.keys(edge1).sort(), ['active', 'certExpiry', 'certSerial', 'connected', 'desired', 'id', 'labels', 'lastError', 'lastRejection', 'lastSeen', 'quarantine', 'state', 'wave']);
       assert.equal(edge1['wave'], 'canary');
       assert.deepEqual(edge1['labels'], { zone: 'pci', env: 'prod', service: 'payments', ring: 'canary' });
       const desired = edge1['desired'] as Record<string, unknown>;

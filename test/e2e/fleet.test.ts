@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { SqliteFleetStore } from '../../src/fleet/index.js';
 import { tempDir } from '../helpers/git.js';
 import { waitFor } from '../helpers/process.js';
-import { CONFIG_FILES, Deployment, sha256File, type AgentView } from './harness.js';
+import { CONFIG_FILES, Deployment, INVENTORY, sha256File, type AgentView } from './harness.js';
 
 /**
  * Fleet state end to end with real processes: drift → quarantine → baseline on disk →
@@ -85,5 +85,42 @@ describe('fleet state end to end', { timeout: 240_000 }, () => {
     assert.equal(known?.active?.commit, next, 'the restarted server knows what the agent acked');
     assert.equal(known?.active?.digest, synced.desired?.digest);
     assert.ok((known?.desired?.generation ?? 0) > (synced.desired?.generation ?? 0), 'generations keep growing after kill -9');
+  });
+
+  it('keeps a quarantine through the agent leaving the inventory, a server restart and coming back: only approve lifts it', async () => {
+    const accepted = async (commit: string): Promise<void> => {
+      await waitFor(`the server to serve ${commit.slice(0, 12)}`, async () => (await d.admin<{ accepted: string | null }>('/api/v1/source')).body.accepted === commit);
+    };
+    assert.equal((await d.enroll('edge-2')).code, 0);
+    d.startAgent('edge-2');
+    await d.waitSynced('edge-2', d.work.head());
+    const quarantined = await d.operator('quarantine', 'edge-2', '--reason', 'suspected compromise', '--actor', 'bob');
+    assert.equal(quarantined.code, 0, quarantined.stderr);
+    const onBaseline = await waitFor('edge-2 on the baseline', async () => {
+      const v = await d.agentView('edge-2');
+      return v?.state === 'QUARANTINED' && v.desired?.baseline === true && sha256File(d.agentFile('edge-2')) === v.desired.digest ? v : undefined;
+    });
+    await d.agents.get('edge-2')?.stop();
+
+    const removed = d.push({ 'inventory/edge.yaml': INVENTORY.split('\n').filter((l) => !l.includes('edge-2')).join('\n') }, 'edge-2 leaves');
+    await accepted(removed);
+    assert.equal(await d.agentView('edge-2'), undefined, 'edge-2 is no longer listed');
+    await d.stopServer();
+    await d.startServer();
+    const back = d.push({ 'inventory/edge.yaml': INVENTORY }, 'edge-2 comes back');
+    await accepted(back);
+    d.startAgent('edge-2');
+
+    const view = await waitFor('edge-2 back, connected and running what it is given', async () => {
+      const v = await d.agentView('edge-2');
+      return v?.connected === true && v.active !== null && v.active.digest === v.desired?.digest ? v : undefined;
+    });
+    assert.equal(view.state, 'QUARANTINED');
+    assert.equal(view.quarantine?.by, 'bob');
+    assert.equal(view.desired?.baseline, true, 'its first stream after coming back gets the baseline');
+    assert.equal(view.desired?.digest, onBaseline.desired?.digest);
+    assert.equal(sha256File(d.agentFile('edge-2')), onBaseline.desired?.digest, 'the baseline stays on disk');
+    const audit = (await d.admin<Array<{ action: string; target: string }>>('/api/v1/audit?limit=50')).body;
+    assert.deepEqual(audit.filter((e) => e.target === 'edge-2' && e.action.startsWith('agent.')).map((e) => e.action), ['agent.quarantine']);
   });
 });

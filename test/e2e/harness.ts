@@ -40,6 +40,7 @@ export interface AgentView {
   connected: boolean;
   wave?: string;
   quarantine?: { since: string; reason: string; by: string } | null;
+  lastRejection?: { commit: string; digest: string; error: string; at: string } | null;
   certExpiry: string | null;
   lastSeen: string | null;
 }

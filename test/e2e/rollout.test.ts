@@ -126,3 +126,49 @@ describe('rollout end to end', { timeout: 300_000 }, () => {
     assert.equal((await d.agentView('edge-2'))?.desired?.commit !== baking, true);
   });
 });
+
+/**
+ * An agent that has never applied anything has nothing to go back to: a failed first load
+ * leaves it offered its desired bundle, so a restarted agent (stream or poll) gets it again
+ * without a new commit, and the rejection stays visible until it applies.
+ */
+describe('an agent whose very first load fails (end to end)', { timeout: 180_000 }, () => {
+  const tmp = tempDir('meshcfg-e2e-first-load-');
+  let d: Deployment;
+  let first: string;
+
+  before(async () => {
+    ({ deployment: d, first } = await Deployment.create(tmp.path, CONFIG_FILES));
+    await d.startServer();
+    for (const id of ['edge-1', 'edge-2']) assert.equal((await d.enroll(id)).code, 0);
+  });
+
+  after(async () => {
+    await d?.stopAll();
+    tmp.cleanup();
+  });
+
+  it('is offered its desired bundle again when it comes back with a working reload, on a stream and by polling', async () => {
+    const modes: Record<string, string[]> = { 'edge-1': [], 'edge-2': ['--poll', '300ms'] };
+    for (const [id, mode] of Object.entries(modes)) d.startAgent(id, [...mode, '--exec', 'exit 3']);
+    for (const id of Object.keys(modes)) {
+      const rejected = await waitFor(`${id} to reject its first bundle`, async () => {
+        const v = await d.agentView(id);
+        return v?.lastRejection != null ? v : undefined;
+      });
+      assert.equal(rejected.lastRejection?.commit, first);
+      assert.equal(rejected.lastRejection?.digest, rejected.desired?.digest, 'what it rejected is still what it should have');
+      assert.match(rejected.lastRejection?.error ?? '', /^RELOAD_FAILED/);
+      assert.equal(rejected.state, 'NACKED');
+      assert.equal(existsSync(d.agentFile(id)), false, 'nothing was left on disk');
+      await d.agents.get(id)?.stop();
+    }
+
+    for (const [id, mode] of Object.entries(modes)) d.startAgent(id, [...mode, '--exec', 'true']);
+    for (const id of Object.keys(modes)) {
+      const synced = await d.waitSynced(id, first);
+      assert.equal(synced.lastRejection, null, 'applying what it rejected clears the rejection');
+    }
+    assert.equal((await d.admin<{ accepted: string }>('/api/v1/source')).body.accepted, first, 'no new commit was needed');
+  });
+});

@@ -652,6 +652,56 @@ describe('RolloutController', () => {
     });
   });
 
+  describe('when an agent rejects', () => {
+    it('keeps offering the very first commit to an agent that rejected it (nothing to go back to)', () => {
+      const rc = new RolloutController({ history: new FakeHistory() });
+      for (const id of ALL) rc.onConnect(id, clock.now());
+      rc.onCommit(commit('c0'), clock.now());
+      const rejected = rc.onAck('c1', 'c0', 'REJECTED', clock.now());
+      assert.deepEqual(rejected.changed, [], 'its delivery stays');
+      assert.equal(rc.desiredCommit('c1'), 'c0');
+      assert.equal(rc.agentStatus('c1', clock.now()).state, 'NACKED');
+      rc.onDisconnect('c1', clock.now());
+      rc.onConnect('c1', clock.now());
+      assert.equal(rc.desiredCommit('c1'), 'c0');
+    });
+
+    it('keeps offering a staged commit to an agent with no completed config that rejected it', () => {
+      const rc = established(clock);
+      const c1 = commit('c1');
+      rc.onCommit({ ...c1, agents: [...c1.agents, { id: 'r9', wave: 'rest', digest: digest('c1', 'r9') }] }, clock.now());
+      rc.onConnect('r9', clock.now());
+      rc.onAck('r9', 'c1', 'REJECTED', clock.now());
+      assert.equal(rc.desiredCommit('r9'), 'c1');
+    });
+
+    it('offers the rejected commit again when the agent connects again, and counts its next answer', () => {
+      const s = settings({ maxNackRatio: 0.5 });
+      const rc = established(clock, new FakeHistory(), s);
+      rc.onCommit(commit('c1', { settings: s }), clock.now());
+      rc.onAck('c1', 'c1', 'APPLIED', clock.now());
+      rc.onAck('c2', 'c1', 'REJECTED', clock.now()); // 1/2: not above 0.5
+      assert.equal(rc.desiredCommit('c2'), 'c0', 'back on its previous config');
+      rc.onDisconnect('c2', clock.now());
+      assert.equal(rc.desiredCommit('c2'), 'c0', 'not while it is away');
+      const back = rc.onConnect('c2', clock.now());
+      assert.deepEqual(back.changed, [{ agentId: 'c2', commit: 'c1', digest: digest('c1', 'c2') }]);
+      assert.equal(rc.status(clock.now()).waves[0]?.rejected, 0);
+      rc.onAck('c2', 'c1', 'APPLIED', clock.now());
+      assert.equal(rc.status(clock.now()).waves[0]?.applied, 2);
+    });
+
+    it('does not offer it again while the rollout is halted', () => {
+      const rc = established(clock);
+      rc.onCommit(commit('c1'), clock.now());
+      rc.onAck('c2', 'c1', 'REJECTED', clock.now());
+      assert.equal(rc.status(clock.now()).state, 'halted');
+      rc.onDisconnect('c2', clock.now());
+      assert.deepEqual(rc.onConnect('c2', clock.now()).changed, []);
+      assert.equal(rc.desiredCommit('c2'), 'c0');
+    });
+  });
+
   describe('acks', () => {
     it('ignores an ack for another commit in the wave counters', () => {
       const rc = established(clock);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
 import type { MeshcfgSettings } from '../../src/compile/index.js';
-import { ROLLOUT_DEFAULTS, rolloutSettings } from '../../src/rollout/index.js';
+import { quarantineStaleAfterMs, ROLLOUT_DEFAULTS, rolloutSettings } from '../../src/rollout/index.js';
 
 describe('rolloutSettings', () => {
   describe('when meshcfg.yaml has no rollout keys', () => {
@@ -48,5 +48,18 @@ describe('rolloutSettings', () => {
         expediteReverts: true,
       });
     });
+  });
+});
+
+describe('quarantineStaleAfterMs', () => {
+  const withRollout = (rollout: Record<string, string>): MeshcfgSettings => ({ trustDomain: 'd', policy: { secureZones: [] }, rollout: { waves: [], ...rollout } });
+
+  it('is off (null) when meshcfg.yaml leaves it out', () => {
+    assert.equal(quarantineStaleAfterMs(withRollout({})), null);
+    assert.equal(quarantineStaleAfterMs(null), null);
+  });
+
+  it('reads a duration', () => {
+    assert.equal(quarantineStaleAfterMs(withRollout({ quarantineStaleAfter: '15m' })), 900_000);
   });
 });

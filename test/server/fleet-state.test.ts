@@ -184,6 +184,7 @@ describe('fleet state, drift and quarantine (startServer with fleet.db)', () => 
       backend.ack(identity, ackFor(delivery, FOREIGN));
       await eventually('QUARANTINED', () => s.fleet.get('edge-3')?.state === 'QUARANTINED');
       assert.equal(s.fleet.get('edge-3')?.quarantine?.by, 'system');
+      assert.equal(s.rollout.status().waves.reduce((n, w) => n + w.applied, 0), 0, 'the rollout does not count it as having applied what it was sent');
     });
 
     it('keeps a quarantine across a restart', async () => {

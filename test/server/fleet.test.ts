@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { MemoryFleetStore } from '../../src/fleet/index.js';
 import { FleetCache } from '../../src/server/fleet.js';
 
 const DESIRED = { commit: 'a'.repeat(40), digest: 'sha256:' + '1'.repeat(64), generation: 1 };
@@ -96,5 +97,57 @@ describe('FleetCache states beyond the basics', () => {
     assert.equal(fleet.get('a')?.state, 'QUARANTINED');
     assert.equal(await fleet.approve('a', { ...audit, action: 'agent.approve' }), true);
     assert.equal(fleet.get('a')?.state, 'SYNCED');
+  });
+
+  describe('lastRejection', () => {
+    const C1 = '1'.repeat(40);
+    const C2 = '2'.repeat(40);
+    const C3 = '3'.repeat(40);
+    const digestOf = (n: number): string => `sha256:${String(n).repeat(64)}`;
+    const ack = (commit: string, digest: string, status: 'APPLIED' | 'REJECTED') => ({ commit, digest, generation: 1, status, error: status === 'REJECTED' ? 'RELOAD_FAILED: exit 3' : '' });
+
+    it('stays through going back to the previous config, and clears on applying the rejected bundle', () => {
+      const now = new Date('2030-01-01T00:00:00Z');
+      const fleet = new FleetCache({ now: () => now });
+      fleet.setDesired([{ id: 'a', labels: {}, desired: { commit: C2, digest: digestOf(2), generation: 1 } }]);
+      fleet.recordAck('a', ack(C2, digestOf(2), 'REJECTED'), now);
+      assert.deepEqual(fleet.get('a')?.lastRejection, { commit: C2, digest: digestOf(2), error: 'RELOAD_FAILED: exit 3', at: now });
+      fleet.recordAck('a', ack(C2, digestOf(1), 'APPLIED'), now, 'recorded', C1);
+      assert.equal(fleet.get('a')?.lastRejection?.digest, digestOf(2), 'its previous config under the same served commit keeps it');
+      fleet.recordAck('a', ack(C2, digestOf(2), 'APPLIED'), now);
+      assert.equal(fleet.get('a')?.lastRejection, null);
+    });
+
+    it('clears on applying a bundle of a newer served commit, and survives a restart until then', async () => {
+      const now = new Date('2030-01-01T00:00:00Z');
+      const store = new MemoryFleetStore();
+      const fleet = new FleetCache({ now: () => now, store });
+      fleet.setDesired([{ id: 'a', labels: {}, desired: { commit: C2, digest: digestOf(2), generation: 1 } }]);
+      fleet.recordAck('a', ack(C2, digestOf(2), 'REJECTED'), now);
+      fleet.recordAck('a', ack(C2, digestOf(1), 'APPLIED'), now, 'recorded', C1);
+      await fleet.flush();
+      const restarted = await FleetCache.load(store, { now: () => now });
+      restarted.setDesired([{ id: 'a', labels: {}, desired: { commit: C2, digest: digestOf(2), generation: 2 } }]);
+      assert.equal(restarted.get('a')?.lastRejection?.digest, digestOf(2));
+      restarted.recordAck('a', ack(C3, digestOf(3), 'APPLIED'), now);
+      assert.equal(restarted.get('a')?.lastRejection, null);
+    });
+  });
+
+  it('keeps a quarantine when the agent leaves the inventory and comes back, also through the store', async () => {
+    const now = new Date();
+    const store = new MemoryFleetStore();
+    const fleet = new FleetCache({ now: () => now, store });
+    fleet.setDesired([{ id: 'a', labels: {}, desired: DESIRED_B }]);
+    const audit = { at: now, actor: 'bob', action: 'agent.quarantine', target: 'a', reason: 'suspicious', details: null };
+    await fleet.quarantine('a', { since: now, reason: 'suspicious', by: 'bob' }, audit);
+    fleet.setDesired([]);
+    assert.equal(fleet.get('a'), undefined, 'not listed while out of the inventory');
+    assert.equal(fleet.isQuarantined('a'), true);
+    await fleet.flush();
+    const restarted = await FleetCache.load(store, { now: () => now });
+    restarted.setDesired([{ id: 'a', labels: {}, desired: DESIRED_B }]);
+    assert.equal(restarted.get('a')?.state, 'QUARANTINED');
+    assert.equal(restarted.get('a')?.quarantine?.by, 'bob');
   });
 });

@@ -78,6 +78,10 @@ export const meshcfgSettingsSchema: JsonObject = {
         successRatio: ratio,
         maxNackRatio: ratio,
         ackTimeout: duration,
+        quarantineStaleAfter: {
+          ...duration,
+          description: 'Absent: off. A connected agent that leaves its desired bundle unanswered for this long is quarantined.',
+        },
         windows: { type: 'array', items: window },
         expediteReverts: { type: 'boolean' },
       },
