@@ -167,11 +167,12 @@ describe('GrpcServer › authentication and polling', () => {
       const expired = suite.pki.issue('edge-1', { notBefore: new Date(Date.now() - 48 * HOUR_MS), ttlMs: HOUR_MS });
       const err = await unaryError(connect(expired), 'Fetch', fetchRequest());
       assert.equal(err.code, status.UNAVAILABLE);
-      await eventually(() => recorder.unauthorized.length > 0, 'the refusal');
-      assert.deepEqual(recorder.unauthorized[0]?.reason, 'expired-certificate');
-      assert.deepEqual(recorder.unauthorized[0]?.agentId, 'edge-1');
-      assert.equal(recorder.handshakes[0]?.result, 'failed');
-      assert.equal(recorder.handshakes[0]?.detail, 'CERT_HAS_EXPIRED');
+      // A handshake of the previous test's client may still land after the reset (a slow
+      // machine): judge this certificate's refusal, the one that names its agent.
+      await eventually(() => recorder.unauthorized.some((u) => u.agentId === 'edge-1'), 'the refusal naming edge-1');
+      assert.ok(recorder.unauthorized.filter((u) => u.agentId === 'edge-1').every((u) => u.reason === 'expired-certificate'));
+      assert.ok(recorder.handshakes.some((h) => h.result === 'failed' && h.detail === 'CERT_HAS_EXPIRED'));
+      assert.ok(recorder.handshakes.every((h) => h.result === 'failed'));
     });
   });
 
