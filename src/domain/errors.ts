@@ -156,6 +156,10 @@ export type AgentErrorCode =
   /** The bundle message's unsigned labels (commit, digest, generation) disagree with what was verified. */
   | 'BUNDLE_MISMATCH'
   /** The reload command (`--exec`) exited non-zero, was killed, or timed out; the previous file was put back. */
-  | 'RELOAD_FAILED';
+  | 'RELOAD_FAILED'
+  /** A verified bundle could not be put in place locally (write, fsync, rename, state.json); answered REJECTED, the previous file stays. */
+  | 'APPLY_FAILED'
+  /** The output file (`--out`) cannot be written: its directory is missing, not a directory or not writable, or the path is a directory. */
+  | 'OUTPUT_INVALID';
 
 export class AgentError extends BaseError<AgentErrorCode> {}
