@@ -218,7 +218,13 @@ describe('openDataDir', () => {
       }
 
       // chattr +i: not even root may create files in an immutable directory (EPERM).
-      const immutable = (dir: string, on: boolean): void => void execFileSync('chattr', [on ? '+i' : '-i', dir]);
+      const immutable = (dir: string, on: boolean): void => {
+        try {
+          execFileSync('chattr', [on ? '+i' : '-i', dir], { stdio: 'pipe' });
+        } catch (err) {
+          assert.fail(`this test needs \`chattr ${on ? '+i' : '-i'}\` (root, a file system with the immutable flag): ${String(err)}`);
+        }
+      };
       it('an immutable directory (EPERM), as the data directory itself and as its parent', async () => {
         const opts = fresh();
         mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
