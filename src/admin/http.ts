@@ -5,10 +5,10 @@ import { errorMessage, PkiError } from '../domain/errors.js';
 import { isAgentId } from '../domain/agent-id.js';
 import { parseDuration } from '../domain/duration.js';
 import type { StoredAuditEntry } from '../fleet/index.js';
-import type { ActionResult, OperatorActionKind, RolloutStatus } from '../rollout/index.js';
+import type { ActionRefusalCode, ActionResult, OperatorActionKind, RolloutStatus } from '../rollout/index.js';
 import type { AgentStatus } from '../server/fleet.js';
 import type { Condition } from '../server/conditions.js';
-import { AdminTokenError, type AdminAuthentication, type AdminPrincipal, type AdminTokenRefusal, type AdminTokenRevocation, type AdminTokenView } from './tokens.js';
+import { AdminTokenError, type AdminAuthentication, type AdminTokenErrorCode, type AdminPrincipal, type AdminTokenRefusal, type AdminTokenRevocation, type AdminTokenView } from './tokens.js';
 
 /** `GET /api/v1/source`. */
 export interface SourceView {
@@ -21,7 +21,15 @@ export interface SourceView {
 }
 
 /** Why an operator action on an agent was refused; the HTTP status follows from it. */
-export type AgentActionRefusal = 'UNKNOWN_AGENT' | 'NOT_QUARANTINED' | 'ALREADY_QUARANTINED' | 'NO_CERTIFICATE' | 'ALREADY_REVOKED';
+export const AGENT_ACTION_REFUSALS = [
+  'UNKNOWN_AGENT',
+  'NOT_QUARANTINED',
+  'ALREADY_QUARANTINED',
+  'NO_CERTIFICATE',
+  'ALREADY_REVOKED',
+] as const;
+
+export type AgentActionRefusal = (typeof AGENT_ACTION_REFUSALS)[number];
 
 export type AgentActionResult =
   | { readonly kind: 'done'; readonly agent: AgentStatus; readonly serial?: string }
@@ -97,10 +105,31 @@ const RANK: Readonly<Record<AdminPrincipal['role'], number>> = { viewer: 0, oper
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
+/** The `error.code` of the admin API's generic refusals (operator actions add their own refusal codes). */
+export const ADMIN_HTTP_ERROR_CODES = [
+  'BAD_REQUEST',
+  /** No or a wrong bearer token. */
+  'UNAUTHORIZED',
+  /** A named token whose role does not grant the route. */
+  'FORBIDDEN_ROLE',
+  /** A path whose percent-encoding does not decode. */
+  'BAD_PATH',
+  /** No named admin token has that name. */
+  'UNKNOWN_TOKEN',
+  'NOT_FOUND',
+  'METHOD_NOT_ALLOWED',
+  'UNSUPPORTED_MEDIA_TYPE',
+  'PAYLOAD_TOO_LARGE',
+  /** An unexpected failure; the details go to the server log only. */
+  'INTERNAL',
+] as const;
+
+export type AdminHttpErrorCode = (typeof ADMIN_HTTP_ERROR_CODES)[number];
+
 class HttpError extends Error {
   constructor(
     readonly status: number,
-    readonly code: string,
+    readonly code: AdminHttpErrorCode | AgentActionRefusal | ActionRefusalCode | AdminTokenErrorCode | 'ALREADY_REVOKED',
     message: string,
   ) {
     super(message);

@@ -2,15 +2,18 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { BaseError } from '../domain/errors.js';
 import { ADMIN_ROLES, StoreError, type AdminRole, type AdminTokenRecord, type FleetStore } from '../fleet/index.js';
 
-export type AdminTokenErrorCode =
+export const ADMIN_TOKEN_ERROR_CODES = [
   /** A token name that is not 1-64 characters of [A-Za-z0-9._@+-], or a reserved one (`admin`, `system`). */
-  | 'TOKEN_NAME_INVALID'
+  'TOKEN_NAME_INVALID',
   /** A usable token already has that name (revoke it first). */
-  | 'TOKEN_NAME_TAKEN'
+  'TOKEN_NAME_TAKEN',
   /** A role other than `viewer` or `operator`. */
-  | 'ROLE_INVALID'
+  'ROLE_INVALID',
   /** A ttl that is not a positive duration. */
-  | 'TOKEN_TTL_INVALID';
+  'TOKEN_TTL_INVALID',
+] as const;
+
+export type AdminTokenErrorCode = (typeof ADMIN_TOKEN_ERROR_CODES)[number];
 
 export class AdminTokenError extends BaseError<AdminTokenErrorCode> {}
 

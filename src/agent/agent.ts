@@ -13,6 +13,7 @@ import { activeConfig, applyBundle, type ApplyResult, type IncomingBundle } from
 import { Backoff, type BackoffOptions, sleep } from './backoff.js';
 import { type AgentIdentity, loadAgentIdentity } from './dir.js';
 import { type AgentLogger, silentLogger } from './logger.js';
+import { checkOutputFile } from './output.js';
 import { type Reloader, shellReloader } from './reload.js';
 import { renewalDelay, renewCertificate } from './renew.js';
 
@@ -51,10 +52,12 @@ export interface AgentOptions {
 
 /**
  * Runs the reference agent until `signal` aborts. Resolves after a graceful stop; rejects only
- * when it cannot start (AgentError AGENT_DIR_INVALID / STATE_INVALID). Network failures and
- * refusals never end it: they are logged and retried with backoff.
+ * when it cannot start (AgentError OUTPUT_INVALID / AGENT_DIR_INVALID / STATE_INVALID). Network
+ * failures, refusals and local failures to apply never end it: they are logged, acked REJECTED
+ * where a bundle was concerned, and retried.
  */
 export async function runAgent(options: AgentOptions): Promise<void> {
+  await checkOutputFile(resolve(options.out));
   const identity = await loadAgentIdentity(options.dir);
   const agent = new Agent(options, identity);
   await agent.run();
@@ -137,7 +140,7 @@ class Agent {
     return new DistributionRpc(this.#server, credentials, this.#options.rpcTimeoutMs === undefined ? {} : { timeoutMs: this.#options.rpcTimeoutMs });
   }
 
-  /** Serialises applies; a failure of local I/O is logged and yields no ack (the server re-sends). */
+  /** Serialises applies. applyBundle answers local failures itself; what still throws here is a bug, logged, unacked. */
   #apply(bundle: IncomingBundle): Promise<ApplyResult | undefined> {
     const run = this.#applying.then(async () => {
       try {

@@ -1,5 +1,5 @@
 import { readFile, rm, stat } from 'node:fs/promises';
-import { type AgentErrorCode, SigningError, type SigningErrorCode } from '../domain/errors.js';
+import { type AgentErrorCode, errorMessage, SigningError, type SigningErrorCode } from '../domain/errors.js';
 import type { AgentId } from '../domain/types.js';
 import { isErrnoCode, writeFileAtomic } from '../pki/secret-file.js';
 import type { BundleVerifier, VerifiedDelivery } from '../signing/verifier.js';
@@ -24,7 +24,7 @@ export interface ApplyContext {
 /** The message fields applying reads; a proto `Bundle` fits. */
 export type IncomingBundle = Pick<BundleMsg, 'commit' | 'digest' | 'generation' | 'bytes' | 'signature' | 'nonce' | 'baseline'>;
 
-export type RejectCode = SigningErrorCode | Extract<AgentErrorCode, 'BUNDLE_MISMATCH' | 'RELOAD_FAILED'>;
+export type RejectCode = SigningErrorCode | Extract<AgentErrorCode, 'BUNDLE_MISMATCH' | 'RELOAD_FAILED' | 'APPLY_FAILED' | 'STATE_INVALID'>;
 
 export type ApplyResult =
   | { readonly kind: 'applied'; readonly ack: AckMsg; readonly state: AgentState; readonly changed: boolean }
@@ -40,8 +40,11 @@ export type ApplyResult =
  *    when there was none) — the running config never silently changes;
  * 4. record state.json, after the file, so a crash in between errs towards re-applying.
  *
- * Returns the ack to send either way. Throws only on local I/O failures (disk full, a
- * directory that vanished): the caller logs them and the server re-sends.
+ * Returns the ack to send either way, and never throws: a local failure (state.json that does
+ * not read, a write, fsync or rename that fails because the disk is full or the output
+ * directory vanished) is answered REJECTED with APPLY_FAILED (or STATE_INVALID) and the error,
+ * so the server sees it and a rollout halts instead of waiting for an ack that never comes.
+ * The previous file stays (or is put back when the failure came after the write).
  */
 export async function applyBundle(bundle: IncomingBundle, context: ApplyContext): Promise<ApplyResult> {
   const logger = context.logger ?? silentLogger;
@@ -54,7 +57,12 @@ export async function applyBundle(bundle: IncomingBundle, context: ApplyContext)
   };
   const claimed = { commit: bundle.commit, digest: bundle.digest, generation: bundle.generation };
 
-  const current = await readState(context.stateFile);
+  let current: AgentState | null;
+  try {
+    current = await readState(context.stateFile);
+  } catch (err) {
+    return reject('STATE_INVALID', errorMessage(err), claimed);
+  }
   let verified: VerifiedDelivery;
   try {
     verified = context.verifier.verify({
@@ -80,32 +88,44 @@ export async function applyBundle(bundle: IncomingBundle, context: ApplyContext)
     ack: { ...base, ...labels, status: 'APPLIED', error: '' },
   });
 
-  // A re-send of what already runs (a reconnect): nothing to write or reload.
-  if (current !== null && current.generation === verified.generation && current.digest === verified.digest) {
-    if ((await hashFile(context.file)) === verified.digest) {
-      logger.debug({ ...labels }, 'bundle already applied');
-      return applied(current, false);
+  /** Set once the new bytes are in place: a failure after that puts the previous file back. */
+  let written: { readonly previous: PreviousFile | null } | undefined;
+  const restored = async (): Promise<string> => {
+    if (written === undefined) return '';
+    return restore(context.file, written.previous).then(
+      () => '; the previous file was put back',
+      (err: unknown) => `; restoring the previous file failed too: ${errorMessage(err)}`,
+    );
+  };
+  let step = `reading ${context.file}`;
+  try {
+    // A re-send of what already runs (a reconnect): nothing to write or reload.
+    if (current !== null && current.generation === verified.generation && current.digest === verified.digest) {
+      if ((await hashFile(context.file)) === verified.digest) {
+        logger.debug({ ...labels }, 'bundle already applied');
+        return applied(current, false);
+      }
     }
-  }
 
-  const previous = await readPrevious(context.file);
-  await writeFileAtomic(context.file, bundle.bytes, previous?.mode ?? PUBLIC_FILE_MODE);
+    const previous = await readPrevious(context.file);
+    step = `writing ${context.file}`;
+    await writeFileAtomic(context.file, bundle.bytes, previous?.mode ?? PUBLIC_FILE_MODE);
+    written = { previous };
 
-  if (context.reload !== undefined) {
-    const outcome = await context.reload(context.file);
-    if (outcome.kind === 'failed') {
-      const restored = await restore(context.file, previous).then(
-        () => '',
-        (err: unknown) => `; restoring the previous file failed too: ${err instanceof Error ? err.message : String(err)}`,
-      );
-      return reject('RELOAD_FAILED', `${outcome.error}${restored}`, labels);
+    if (context.reload !== undefined) {
+      step = 'running the reload command';
+      const outcome = await context.reload(context.file);
+      if (outcome.kind === 'failed') return reject('RELOAD_FAILED', `${outcome.error}${await restored()}`, labels);
     }
-  }
 
-  const state: AgentState = { ...labels, appliedAt: now().toISOString() };
-  await writeState(context.stateFile, state);
-  logger.info({ ...labels, baseline: bundle.baseline, bytes: bundle.bytes.byteLength }, 'bundle applied');
-  return applied(state, true);
+    step = `recording ${context.stateFile}`;
+    const state: AgentState = { ...labels, appliedAt: now().toISOString() };
+    await writeState(context.stateFile, state);
+    logger.info({ ...labels, baseline: bundle.baseline, bytes: bundle.bytes.byteLength }, 'bundle applied');
+    return applied(state, true);
+  } catch (err) {
+    return reject('APPLY_FAILED', `${step} failed: ${errorMessage(err)}${await restored()}`, labels);
+  }
 }
 
 interface PreviousFile {

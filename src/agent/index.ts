@@ -5,6 +5,7 @@ export type { ApplyContext, ApplyResult, IncomingBundle, RejectCode } from './ap
 export { Backoff, sleep } from './backoff.js';
 export type { BackoffOptions } from './backoff.js';
 export { agentDirPaths, loadAgentIdentity, readAgentConfig } from './dir.js';
+export { checkOutputFile } from './output.js';
 export type { AgentConfigFile, AgentDirPaths, AgentIdentity } from './dir.js';
 export { certificationRequest, checkEnrollResponse, enroll } from './enroll.js';
 export type { CheckedEnrollment, EnrollOptions, EnrollResult } from './enroll.js';

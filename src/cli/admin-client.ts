@@ -6,13 +6,16 @@ import { BaseError, errorMessage } from '../domain/errors.js';
 
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:7080';
 
-export type AdminClientErrorCode =
+export const ADMIN_CLIENT_ERROR_CODES = [
   /** No token (or an unreadable token file), or an invalid admin URL. */
-  | 'ADMIN_CONFIG'
+  'ADMIN_CONFIG',
   /** The admin API could not be reached or did not answer in time. */
-  | 'ADMIN_UNREACHABLE'
+  'ADMIN_UNREACHABLE',
   /** The admin API answered with an error status (`status`, `apiCode` say which). */
-  | 'ADMIN_REFUSED';
+  'ADMIN_REFUSED',
+] as const;
+
+export type AdminClientErrorCode = (typeof ADMIN_CLIENT_ERROR_CODES)[number];
 
 export class AdminClientError extends BaseError<AdminClientErrorCode> {
   readonly status: number | null;

@@ -28,7 +28,9 @@ export function registerAgent(program: Command, io: CliIo, setExit: (code: numbe
     .addHelpText(
       'after',
       '\nLogs are JSON lines on stderr (MESHCFG_LOG_LEVEL=debug for more). SIGTERM/SIGINT finish the\n' +
-        'apply in progress, close the stream and exit 0.\n\nExit codes: 0 stopped by a signal, 2 cannot start (not enrolled, bad flags), 70 internal error.',
+        'apply in progress, close the stream and exit 0. A bundle that cannot be written or reloaded is\n' +
+        'answered REJECTED with the error; the agent keeps running.\n\n' +
+        'Exit codes: 0 stopped by a signal, 2 cannot start (not enrolled, --out cannot be written, bad flags), 70 internal error.',
     )
     .action(async (flags: AgentFlags) => {
       const fail = (code: string, message: string): void => {

@@ -25,6 +25,7 @@ export function registerServe(program: Command, io: CliIo, setExit: (code: numbe
       'after',
       '\nLogs are JSON lines (pino) on stdout; start-up failures are also summarised on stderr.\n' +
         'Stops gracefully on SIGTERM or SIGINT (a second signal cuts the drain short).\n' +
+        'A signal during start-up ends it at once, killed by that signal (status 143 for SIGTERM).\n' +
         'Exit codes: 0 stopped by a signal, 2 refused to start (invalid config, data dir, allowed signers, address in use, usage).',
     )
     .action(async (flags: ServeFlags) => {
@@ -37,7 +38,7 @@ export function registerServe(program: Command, io: CliIo, setExit: (code: numbe
       }
       const logger = pino({ name: 'meshcfg', level }, io.stdout as DestinationStream);
 
-      // Handlers first: a signal during start-up still stops cleanly once start-up settles.
+      // Handlers first: a signal during start-up stops the process, even if start-up never settles.
       let signalled: (signal: NodeJS.Signals) => void = () => undefined;
       const stopRequested = new Promise<NodeJS.Signals>((resolve) => (signalled = resolve));
       let signals = 0;
@@ -53,8 +54,19 @@ export function registerServe(program: Command, io: CliIo, setExit: (code: numbe
       try {
         let server;
         try {
-          const config = await loadServerConfig(flags.config);
-          server = await startServer(config, { logger });
+          const startup = loadServerConfig(flags.config).then((config) => startServer(config, { logger }));
+          const first = await Promise.race([
+            startup.then((running) => ({ kind: 'started', server: running }) as const),
+            stopRequested.then((signal) => ({ kind: 'interrupted', signal }) as const),
+          ]);
+          if (first.kind === 'interrupted') {
+            logger.warn({ event: 'start-interrupted', signal: first.signal }, 'stopped during start-up');
+            logger.flush();
+            io.stderr.write(`meshcfg serve: stopped by ${first.signal} during start-up\n`);
+            endBySignal(first.signal, onSignal);
+            return;
+          }
+          server = first.server;
         } catch (err) {
           if (!(err instanceof BaseError) && !isListenError(err)) throw err;
           const code = err instanceof BaseError ? err.code : (err as NodeJS.ErrnoException).code;
@@ -74,6 +86,19 @@ export function registerServe(program: Command, io: CliIo, setExit: (code: numbe
         process.off('SIGINT', onSignal);
       }
     });
+}
+
+/**
+ * Ends the process the way an unhandled signal does: at once, killed by that signal (shells
+ * report 128+N). Start-up may be stuck in a system call that never returns — opening a FIFO,
+ * a hung mount — and `process.exit()` would wait for that thread forever (libuv joins its
+ * thread pool at exit). Nothing has been served yet, and every file start-up writes is
+ * written atomically, so there is nothing to drain.
+ */
+function endBySignal(signal: NodeJS.Signals, ourHandler: (signal: NodeJS.Signals) => void): void {
+  process.off('SIGTERM', ourHandler);
+  process.off('SIGINT', ourHandler);
+  process.kill(process.pid, signal);
 }
 
 /** The admin listener's bind errors come from node:net uncoded by meshcfg. */

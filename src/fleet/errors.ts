@@ -7,18 +7,21 @@ import { BaseError } from '../domain/errors.js';
  * holds the rollback anchor); INVALID_RECORD and CLOSED are programming errors; CONFLICT is a
  * lost race the caller resolves by re-reading.
  */
-export type StoreErrorCode =
+export const STORE_ERROR_CODES = [
   /** The database was written by a newer meshcfg (its schema version is above the code's). */
-  | 'SCHEMA_TOO_NEW'
+  'SCHEMA_TOO_NEW',
   /** The database cannot be opened, is locked past the busy timeout, or an I/O error occurred. */
-  | 'STORE_UNAVAILABLE'
+  'STORE_UNAVAILABLE',
   /** The file is not a database, fails its integrity check, or holds a row that does not parse. */
-  | 'CORRUPT'
+  'CORRUPT',
   /** The caller handed the store something it must not keep (not JSON-serialisable, a negative generation, ...). */
-  | 'INVALID_RECORD'
+  'INVALID_RECORD',
   /** A compare-and-set lost: a generation that would go down, a stale rollout revision, a duplicate token hash. */
-  | 'CONFLICT'
+  'CONFLICT',
   /** The store was used after `close()`. */
-  | 'CLOSED';
+  'CLOSED',
+] as const;
+
+export type StoreErrorCode = (typeof STORE_ERROR_CODES)[number];
 
 export class StoreError extends BaseError<StoreErrorCode> {}

@@ -1,8 +1,8 @@
 import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject, randomBytes, X509Certificate } from 'node:crypto';
-import { chmod, mkdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, mkdir, open, realpath, rm, stat, statfs } from 'node:fs/promises';
+import { dirname, join, relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
-import { PkiError } from '../domain/errors.js';
+import { errorMessage, PkiError } from '../domain/errors.js';
 import {
   createCa,
   DEFAULT_AGENT_CERT_TTL_MS,
@@ -174,18 +174,88 @@ export async function openDataDir(options: DataDirOptions): Promise<DataDir> {
   };
 }
 
-async function prepareDirectory(dir: string, changes: DataDirChange[]): Promise<void> {
-  const created = await mkdir(dir, { recursive: true, mode: DIRECTORY_MODE });
-  const info = await stat(dir);
-  if (!info.isDirectory()) throw new PkiError({ code: 'DATA_DIR_INVALID', message: `${dir} is not a directory` });
-  if (created !== undefined) {
-    // mkdir's mode is filtered by the umask; set it exactly.
-    await chmod(dir, DIRECTORY_MODE);
-    changes.push({ action: 'created', what: 'data directory', path: dir });
-  } else if ((info.mode & 0o077) !== 0) {
-    await chmod(dir, DIRECTORY_MODE);
-    changes.push({ action: 'restricted', what: 'data directory', path: dir, reason: `mode was ${(info.mode & 0o777).toString(8)}, now 700` });
+/**
+ * Kernel file systems: nothing persists there, and Node 20's recursive mkdir under /proc never
+ * returns (it spins on a thread-pool thread), so such a path is refused before any mkdir.
+ */
+const VIRTUAL_ROOTS: readonly string[] = ['/proc', '/sys', '/dev'];
+/** statfs(2) magic numbers of procfs and sysfs, which may be mounted elsewhere too. */
+const VIRTUAL_FILE_SYSTEMS: ReadonlyMap<number, string> = new Map([
+  [0x9fa0, 'procfs'],
+  [0x62656572, 'sysfs'],
+]);
+
+function unusable(dir: string, why: string, cause?: unknown): PkiError {
+  return new PkiError({ code: 'DATA_DIR_INVALID', message: `data directory ${dir} cannot be used: ${why}`, cause });
+}
+
+/** The real path of `dir`'s nearest existing ancestor, and what lies below it. Never creates anything. */
+async function nearestExisting(dir: string): Promise<{ real: string; rest: string }> {
+  let existing = resolve(dir);
+  for (;;) {
+    try {
+      return { real: await realpath(existing), rest: relative(existing, resolve(dir)) };
+    } catch (cause) {
+      const parent = dirname(existing);
+      if (parent === existing) throw unusable(dir, errorMessage(cause), cause);
+      existing = parent;
+    }
   }
+}
+
+async function refuseVirtualFileSystem(dir: string): Promise<void> {
+  const { real, rest } = await nearestExisting(dir);
+  const target = join(real, rest);
+  const root = VIRTUAL_ROOTS.find((r) => target === r || target.startsWith(`${r}/`));
+  if (root !== undefined) throw unusable(dir, `it is under ${root}, a kernel file system; choose a directory on persistent storage`);
+  const kind = VIRTUAL_FILE_SYSTEMS.get((await statfs(real).catch(() => null))?.type ?? 0);
+  if (kind !== undefined) throw unusable(dir, `it is on ${kind}, a kernel file system; choose a directory on persistent storage`);
+}
+
+/**
+ * Makes the directory (0700) or tightens an existing one, and proves it takes new files.
+ * Every way this can fail — a path through a file (ENOTDIR), an immutable or read-only
+ * directory (EPERM, EROFS), no permission (EACCES), a kernel file system — is DATA_DIR_INVALID,
+ * a configuration error the operator fixes, never an internal error.
+ */
+async function prepareDirectory(dir: string, changes: DataDirChange[]): Promise<void> {
+  await refuseVirtualFileSystem(dir);
+  let created: string | undefined;
+  let info;
+  try {
+    created = await mkdir(dir, { recursive: true, mode: DIRECTORY_MODE });
+    info = await stat(dir);
+  } catch (cause) {
+    throw unusable(dir, errorMessage(cause), cause);
+  }
+  if (!info.isDirectory()) throw new PkiError({ code: 'DATA_DIR_INVALID', message: `${dir} is not a directory` });
+  try {
+    if (created !== undefined) {
+      // mkdir's mode is filtered by the umask; set it exactly.
+      await chmod(dir, DIRECTORY_MODE);
+      changes.push({ action: 'created', what: 'data directory', path: dir });
+    } else if ((info.mode & 0o077) !== 0) {
+      await chmod(dir, DIRECTORY_MODE);
+      changes.push({ action: 'restricted', what: 'data directory', path: dir, reason: `mode was ${(info.mode & 0o777).toString(8)}, now 700` });
+    }
+  } catch (cause) {
+    throw unusable(dir, errorMessage(cause), cause);
+  }
+  await probeWritable(dir);
+}
+
+/** Creates and removes a file, as every key, token and fleet.db write will need to. */
+async function probeWritable(dir: string): Promise<void> {
+  const probe = join(dir, `.meshcfg-probe-${randomBytes(6).toString('hex')}`);
+  try {
+    const handle = await open(probe, 'wx', 0o600);
+    await handle.close();
+  } catch (cause) {
+    throw unusable(dir, `it takes no new files: ${errorMessage(cause)}`, cause);
+  }
+  await rm(probe, { force: true }).catch((cause: unknown) => {
+    throw unusable(dir, `a file created in it cannot be removed: ${errorMessage(cause)}`, cause);
+  });
 }
 
 async function loadOrCreateCa(

@@ -2,9 +2,12 @@ import { BaseError } from '../domain/errors.js';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
 import type { RolloutSettings } from './settings.js';
 
-export type RolloutErrorCode =
+export const ROLLOUT_ERROR_CODES = [
   /** A persisted controller document that `fromJSON` cannot read (wrong version or shape). */
-  'INVALID_STATE';
+  'INVALID_STATE',
+] as const;
+
+export type RolloutErrorCode = (typeof ROLLOUT_ERROR_CODES)[number];
 
 /** Errors of the rollout layer. INVALID_STATE stalls until an operator looks at the stored document. */
 export class RolloutError extends BaseError<RolloutErrorCode> {}
@@ -40,13 +43,16 @@ export interface OperatorAction {
   readonly reason?: string;
 }
 
-export type ActionRefusalCode =
-  | 'ALREADY_PAUSED'
-  | 'NOT_PAUSED'
+export const ACTION_REFUSAL_CODES = [
+  'ALREADY_PAUSED',
+  'NOT_PAUSED',
   /** No rollout is in flight (none yet, complete or aborted). */
-  | 'NO_ROLLOUT'
+  'NO_ROLLOUT',
   /** Promote on a halted rollout: a halt is left by abort or a newer commit, not by pushing on. */
-  | 'HALTED';
+  'HALTED',
+] as const;
+
+export type ActionRefusalCode = (typeof ACTION_REFUSAL_CODES)[number];
 
 /** Everything observable that happened; `at` is ISO 8601. Hooks turn these into logs, metrics, alerts and audit entries. */
 export type RolloutEvent =

@@ -1,6 +1,6 @@
 import type { Compilation } from '../compile/index.js';
 import type { VerifiedCommit, VerifiedTree } from '../domain/commit.js';
-import { CompileError, errorMessage, SourceError, TrustError, type TrustErrorCode } from '../domain/errors.js';
+import { CompileError, errorMessage, SourceError, TRUST_ERROR_CODES, TrustError } from '../domain/errors.js';
 import type { CommitSha, Violation } from '../domain/types.js';
 import type { GenerationInput, SignedGeneration } from '../signing/index.js';
 import type { FetchEvent } from '../source/index.js';
@@ -28,13 +28,16 @@ export interface SnapshotSink {
 }
 
 /** Why a commit was refused: a trust verdict, or something about its content. All stall until a new commit. */
-export type RefusalCode =
-  | TrustErrorCode
-  | 'INVALID_REPOSITORY'
-  | 'FILE_TOO_LARGE'
-  | 'TREE_TOO_LARGE'
-  | 'POLICY_VIOLATIONS'
-  | 'TRUST_DOMAIN_MISMATCH';
+export const REFUSAL_CODES = [
+  ...TRUST_ERROR_CODES,
+  'INVALID_REPOSITORY',
+  'FILE_TOO_LARGE',
+  'TREE_TOO_LARGE',
+  'POLICY_VIOLATIONS',
+  'TRUST_DOMAIN_MISMATCH',
+] as const;
+
+export type RefusalCode = (typeof REFUSAL_CODES)[number];
 
 export interface Refusal {
   readonly commit: CommitSha;

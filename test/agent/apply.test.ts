@@ -204,6 +204,52 @@ describe('applyBundle', () => {
     });
   });
 
+  describe('when the bundle verifies but cannot be put in place locally', () => {
+    it('answers REJECTED with APPLY_FAILED and the error when the output directory has vanished', async () => {
+      const ctx = setup();
+      await prepare(ctx);
+      const file = join(ctx.dir, 'gone', 'envoy.json');
+      const bundle = mine(gen1);
+      const result = rejected(await applyBundle(bundle, { ...ctx, file }));
+      assert.equal(result.code, 'APPLY_FAILED');
+      assert.deepEqual(
+        { status: result.ack.status, commit: result.ack.commit, digest: result.ack.digest, generation: result.ack.generation, nonce: result.ack.nonce },
+        { status: 'REJECTED', commit: COMMIT_1, digest: bundle.digest, generation: 1, nonce: bundle.nonce },
+      );
+      assert.ok(result.ack.error.startsWith('APPLY_FAILED:'));
+      assert.ok(result.ack.error.includes(file), 'the error names the file');
+      assert.equal(await readState(ctx.stateFile), null, 'nothing is recorded as running');
+    });
+
+    it('answers REJECTED with APPLY_FAILED when the output path is a directory', async () => {
+      const ctx = setup();
+      await mkdir(ctx.file, { recursive: true });
+      const result = rejected(await applyBundle(mine(gen1), ctx));
+      assert.equal(result.code, 'APPLY_FAILED');
+      assert.equal(await readState(ctx.stateFile), null);
+    });
+
+    it('puts the previous file back and answers APPLY_FAILED when state.json cannot be recorded', async () => {
+      const ctx = setup();
+      await prepare(ctx);
+      await applyBundle(mine(gen1), ctx);
+      const result = rejected(await applyBundle(mine(gen2), { ...ctx, stateFile: join(ctx.dir, 'gone', 'state.json') }));
+      assert.equal(result.code, 'APPLY_FAILED');
+      assert.equal(result.ack.generation, 2);
+      assert.deepEqual(await readFile(ctx.file), mine(gen1).bytes, 'the file that runs matches what state.json says');
+      assert.equal((await readState(ctx.stateFile))?.generation, 1);
+    });
+
+    it('answers REJECTED with STATE_INVALID when state.json does not parse', async () => {
+      const ctx = setup();
+      await prepare(ctx);
+      await writeFile(ctx.stateFile, 'not json');
+      const result = rejected(await applyBundle(mine(gen1), ctx));
+      assert.equal(result.code, 'STATE_INVALID');
+      assert.equal(result.ack.status, 'REJECTED');
+    });
+  });
+
   describe('activeConfig (what the hello reports)', () => {
     it('reports the digest of the file on disk, so a hand edit differs from what state.json says', async () => {
       const ctx = setup();

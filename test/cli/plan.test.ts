@@ -231,6 +231,18 @@ describe('meshcfg plan', () => {
     });
   });
 
+  describe('when a config file is over the 1 MiB limit', () => {
+    it('refuses the commit with FILE_TOO_LARGE and exit 2 (a size limit, not a parse violation)', async () => {
+      repo.git('switch', '-q', '-c', 'huge', first);
+      repo.write({ 'config/agents/edge-2.yaml': `extensions:\n  blob: "${'x'.repeat(1024 * 1024)}"\n` });
+      const sha = repo.commit('a file over the limit', alice);
+      repo.git('switch', '-q', 'main');
+      const run = await meshcfg('plan', '--repo', repo.dir, '--rev', sha, '--allowed-signers', allowed);
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr, /refused: FILE_TOO_LARGE/);
+    });
+  });
+
   describe('when the input is unusable', () => {
     const cases: Array<{ name: string; args: () => string[]; stderr: RegExp }> = [
       { name: 'a path that is not a repository', args: () => ['plan', '--repo', tmp.path], stderr: /REPO_UNREADABLE/ },

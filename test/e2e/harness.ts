@@ -205,8 +205,9 @@ export class Deployment {
     );
   }
 
-  startAgent(id: string, extra: readonly string[] = [], env: NodeJS.ProcessEnv = {}): MeshcfgProcess {
-    const agent = new MeshcfgProcess(['agent', '--server', this.grpcAddress, '--dir', this.agentDir(id), '--out', this.agentFile(id), ...extra], env);
+  /** `meshcfg agent` for an enrolled agent; `out` defaults to {@link agentFile}. */
+  startAgent(id: string, extra: readonly string[] = [], env: NodeJS.ProcessEnv = {}, out: string = this.agentFile(id)): MeshcfgProcess {
+    const agent = new MeshcfgProcess(['agent', '--server', this.grpcAddress, '--dir', this.agentDir(id), '--out', out, ...extra], env);
     this.agents.set(id, agent);
     return agent;
   }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { inspect } from 'node:util';
@@ -181,6 +182,61 @@ describe('openDataDir', () => {
       await openDataDir(opts);
       rmSync(dataDirPaths(opts.dataDir).caKey);
       await assert.rejects(openDataDir(opts), pkiCode('DATA_DIR_INVALID'));
+    });
+
+    describe('a directory that cannot hold the data, fast and without creating anything', () => {
+      const cases: ReadonlyArray<{ name: string; dataDir: () => string }> = [
+        { name: 'under /proc (a recursive mkdir there never returns in Node 20)', dataDir: () => '/proc/meshcfg-test/data' },
+        { name: 'under /sys', dataDir: () => '/sys/meshcfg-test/data' },
+        { name: 'under /dev', dataDir: () => '/dev/meshcfg-test/data' },
+        {
+          name: 'behind a symbolic link into /proc',
+          dataDir: () => {
+            const link = join(tmp.path, `proc-link-${n}`);
+            symlinkSync('/proc/self', link);
+            return join(link, 'data');
+          },
+        },
+        {
+          name: 'through a file (ENOTDIR)',
+          dataDir: () => {
+            const file = join(tmp.path, `a-file-${n}`);
+            writeFileSync(file, '');
+            return join(file, 'data');
+          },
+        },
+      ];
+      for (const c of cases) {
+        it(c.name, async () => {
+          n += 1;
+          const dataDir = c.dataDir();
+          const started = Date.now();
+          await assert.rejects(openDataDir(options({ dataDir })), pkiCode('DATA_DIR_INVALID'));
+          assert.ok(Date.now() - started < 2_000, 'refused at once');
+          assert.equal(existsSync(dataDir), false);
+        });
+      }
+
+      // chattr +i: not even root may create files in an immutable directory (EPERM).
+      const immutable = (dir: string, on: boolean): void => {
+        try {
+          execFileSync('chattr', [on ? '+i' : '-i', dir], { stdio: 'pipe' });
+        } catch (err) {
+          assert.fail(`this test needs \`chattr ${on ? '+i' : '-i'}\` (root, a file system with the immutable flag): ${String(err)}`);
+        }
+      };
+      it('an immutable directory (EPERM), as the data directory itself and as its parent', async () => {
+        const opts = fresh();
+        mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+        immutable(opts.dataDir, true);
+        try {
+          await assert.rejects(openDataDir(opts), pkiCode('DATA_DIR_INVALID'));
+          await assert.rejects(openDataDir(options({ dataDir: join(opts.dataDir, 'below') })), pkiCode('DATA_DIR_INVALID'));
+        } finally {
+          immutable(opts.dataDir, false);
+        }
+        assert.deepEqual(readdirSync(opts.dataDir), []);
+      });
     });
 
     for (const file of ['caKey', 'serverKey', 'signingKey', 'adminToken'] as const) {
