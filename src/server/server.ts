@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { AdminServer, type AdminApi } from '../admin/index.js';
 import { Compiler } from '../compile/index.js';
-import type { AgentId } from '../domain/types.js';
+import type { AgentId, CommitSha } from '../domain/types.js';
 import { parseDuration } from '../domain/duration.js';
 import { SqliteFleetStore } from '../fleet/index.js';
 import { EnrollmentTokens, openDataDir, type DataDir } from '../pki/index.js';
@@ -163,7 +163,15 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       },
     });
     cleanups.push(() => source.close());
-    const gate = new TrustGate({ reader: source, verifiers: [new SshSignatureVerifier({ allowedSigners })] });
+    const verifiers = [new SshSignatureVerifier({ allowedSigners })];
+    const gate = new TrustGate({ reader: source, verifiers, keyValidityAt: config.trust.keyValidity, clock: now });
+    // Commits the rollout recompiles were accepted before; one whose first sighting is unknown
+    // (accepted by an earlier run, not the anchor) is re-verified at its commit time.
+    const acceptedGate = new TrustGate({ reader: source, verifiers, keyValidityAt: 'commit-time' });
+    const reverify = (commit: CommitSha) => {
+      const seenAt = reconciler?.seenAt(commit);
+      return seenAt === undefined ? acceptedGate.verify(commit) : gate.verify(commit, { seenAt });
+    };
 
     let backend: ServerBackend | undefined;
     const metrics = new ServerMetrics({ fleet, connectedAgents: () => backend?.connectedCount() ?? 0 });
@@ -187,7 +195,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const rollout = await RolloutService.load({
       store: fleetStore,
       knownAgents: () => fleet.list().map((a) => a.id),
-      compile: async (commit) => compiler.compile(await source.readTree(await gate.verify(commit, {}))),
+      compile: async (commit) => compiler.compile(await source.readTree(await reverify(commit))),
       republish: () => (reconciler as Reconciler).republish(),
       alerts,
       now,

@@ -231,6 +231,60 @@ describe('meshcfg plan', () => {
     });
   });
 
+  describe('when a retired key signs a backdated commit', () => {
+    let backdated: string;
+    let retiredPolicy: string;
+    before(() => {
+      const bob = makeSshSigner(tmp.path, 'bob@example.org');
+      retiredPolicy = writeAllowedSigners(`${tmp.path}/allowed_signers_retired`, [
+        { signer: alice },
+        { signer: bob, options: 'valid-before="20200101Z"' },
+      ]);
+      // The branch starts from a commit dated 2019 too, so only the key's window can refuse it.
+      repo.git('switch', '-q', '--orphan', 'retired');
+      repo.write({
+        'meshcfg.yaml': SETTINGS,
+        'inventory/agents.yaml': INVENTORY,
+        'config/base/00-defaults.yaml': BASE,
+        'config/agents/edge-2.yaml': 'telemetry: { accessLog: false }\n',
+      });
+      const root = repo.commit('old history', alice, [], { date: '2019-05-01T12:00:00Z' });
+      backdated = repo.write({ 'config/agents/edge-2.yaml': 'telemetry: { accessLog: true }\n' }).commit('bob, backdated', bob, [], { date: '2019-06-01T12:00:00Z' });
+      repo.git('switch', '-q', 'main');
+      assert.ok(root);
+    });
+
+    it('refuses it with exit 2 (UNTRUSTED_SIGNER), judging the key now by default', async () => {
+      const run = await meshcfg('plan', '--repo', repo.dir, '--rev', backdated, '--allowed-signers', retiredPolicy, '--json');
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(parsePlan(run).signature.reason ?? '', /^UNTRUSTED_SIGNER/);
+    });
+
+    it('accepts it with --key-validity commit-time, as git verify-commit does', async () => {
+      const run = await meshcfg('plan', '--repo', repo.dir, '--rev', backdated, '--allowed-signers', retiredPolicy, '--key-validity', 'commit-time', '--json');
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(parsePlan(run).signature.signer, 'bob@example.org');
+    });
+
+    it('refuses a commit dated before its parent with exit 2 (NON_MONOTONIC_DATE), whatever the key validity time', async () => {
+      repo.git('switch', '-q', '-c', 'backwards', first);
+      const sha = repo.write({ 'config/agents/edge-3.yaml': 'telemetry: { metrics: false }\n' }).commit('dated before its parent', alice, [], { date: '2020-06-01T12:00:00Z' });
+      repo.git('switch', '-q', 'main');
+      for (const keyValidity of ['now', 'commit-time']) {
+        const run = await meshcfg('plan', '--repo', repo.dir, '--rev', sha, '--allowed-signers', allowed, '--key-validity', keyValidity, '--json');
+        assert.equal(run.code, 2, run.stderr);
+        assert.match(run.stderr, /refused: NON_MONOTONIC_DATE/);
+        assert.equal((JSON.parse(run.stdout) as { error: { code: string } }).error.code, 'NON_MONOTONIC_DATE');
+      }
+    });
+
+    it('exits 2 on an unknown --key-validity', async () => {
+      const run = await meshcfg('plan', '--repo', repo.dir, '--allowed-signers', allowed, '--key-validity', 'sometimes');
+      assert.equal(run.code, 2);
+      assert.match(run.stderr, /USAGE/);
+    });
+  });
+
   describe('when the input is unusable', () => {
     const cases: Array<{ name: string; args: () => string[]; stderr: RegExp }> = [
       { name: 'a path that is not a repository', args: () => ['plan', '--repo', tmp.path], stderr: /REPO_UNREADABLE/ },

@@ -74,6 +74,6 @@ describe('startServer (with the real gRPC transport)', () => {
 
   it('refuses to start when the allowed signers file is missing, leaving nothing listening', async () => {
     const config = configFor(fixture);
-    await assert.rejects(startServer({ ...config, trust: { allowedSigners: `${fixture.root}/nope` } }, { logger: pino({ level: 'silent' }) }));
+    await assert.rejects(startServer({ ...config, trust: { ...config.trust, allowedSigners: `${fixture.root}/nope` } }, { logger: pino({ level: 'silent' }) }));
   });
 });

@@ -99,4 +99,8 @@ export const MIGRATIONS: readonly string[] = Object.freeze([
     details     TEXT NOT NULL
   ) STRICT;
   `,
+  // 2: when the server first saw its accepted commit (trust.keyValidity: now re-verifies it at that moment after a restart).
+  `
+  ALTER TABLE server_state ADD COLUMN accepted_seen_at INTEGER;
+  `,
 ]);
