@@ -9,6 +9,13 @@ export interface PolicySettings {
   readonly secureZones: readonly string[];
   /** Host globs routes may point at; `undefined` turns the destination-allowlist rule off. */
   readonly allowedDestinations?: readonly string[];
+  /**
+   * Largest share (0–1) of the previous commit's agents one commit may remove from the
+   * inventory (`inventory-shrink`); absent means the default, 0.1.
+   */
+  readonly maxInventoryRemoval?: number;
+  /** Agents this commit deliberately removes; they do not count against `maxInventoryRemoval`. */
+  readonly allowInventoryRemoval?: readonly string[];
 }
 
 export interface WaveSpec {

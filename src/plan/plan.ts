@@ -1,7 +1,7 @@
 import type { VerifiedCommit } from '../domain/commit.js';
 import { BaseError, errorMessage, TrustError } from '../domain/errors.js';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
-import { changeKey, type Compilation, type CompiledAgent, Compiler, diffDocuments, renderDiff } from '../compile/index.js';
+import { changeKey, type Compilation, type CompiledAgent, Compiler, diffDocuments, inventoryShrink, renderDiff } from '../compile/index.js';
 import { GitSource, parseRepositoryLocation } from '../source/index.js';
 import { loadAllowedSigners, skipVerification, SshSignatureVerifier, TrustGate, type KeyValidityTime } from '../source/trust/index.js';
 import type { PlanAgent, PlanBase, PlanChange, PlanReport, PlanSignature } from './report.js';
@@ -78,6 +78,9 @@ export async function runPlan(options: PlanOptions, compiler: Compiler = new Com
       baseAgents = new Map(baseCompilation?.agents.map((a) => [a.id, a]) ?? []);
       base = compare(baseSha, baseAgents, head);
     }
+    // Without --base only the empty-inventory part of inventory-shrink can apply.
+    const shrink = inventoryShrink(baseAgents === undefined ? null : [...baseAgents.keys()], head);
+    if (base !== undefined) base = { ...base, allowedRemovals: shrink.allowed };
 
     const agents: PlanAgent[] = head.agents.map((a) => ({
       id: a.id,
@@ -89,7 +92,7 @@ export async function runPlan(options: PlanOptions, compiler: Compiler = new Com
       commit,
       signature,
       agents,
-      violations: head.violations,
+      violations: [...head.violations, ...shrink.violations],
       ...(base ? { base } : {}),
     };
     return { kind: 'report', report };
@@ -180,7 +183,7 @@ function compare(baseSha: CommitSha, before: ReadonlyMap<AgentId, CompiledAgent>
   const current = new Set(head.agents.map((a) => a.id));
   const removed = [...before.keys()].filter((id) => !current.has(id)).sort();
   const changes: PlanChange[] = [...groups.values()];
-  return { commit: baseSha, changes, removed };
+  return { commit: baseSha, changes, removed, allowedRemovals: [] };
 }
 
 function assertNever(value: never): never {

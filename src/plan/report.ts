@@ -28,8 +28,10 @@ export interface PlanChange {
 export interface PlanBase {
   readonly commit: CommitSha;
   readonly changes: readonly PlanChange[];
-  /** Agents in the base's inventory that the head no longer has. */
+  /** Agents in the base's inventory that the head no longer has, sorted. */
   readonly removed: readonly AgentId[];
+  /** Of `removed`, those the head's `policy.allowInventoryRemoval` names (a deliberate decommission). */
+  readonly allowedRemovals: readonly AgentId[];
 }
 
 export interface PlanReport {
@@ -87,8 +89,12 @@ export function renderPlan(report: PlanReport): string {
       for (const d of change.diff) lines.push(`    ${d}`);
     }
     if (report.base.removed.length > 0) {
+      const allowed = new Set(report.base.allowedRemovals);
       lines.push('');
-      lines.push(`- removed from inventory: ${report.base.removed.join(', ')}`);
+      lines.push(`- removed from inventory (${report.base.removed.length}):`);
+      for (const id of report.base.removed) {
+        lines.push(`    - ${id}${allowed.has(id) ? ' (listed in policy.allowInventoryRemoval)' : ''}`);
+      }
     }
   }
   lines.push('');

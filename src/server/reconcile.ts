@@ -1,4 +1,4 @@
-import type { Compilation } from '../compile/index.js';
+import { inventoryShrink, type Compilation } from '../compile/index.js';
 import type { VerifiedCommit, VerifiedTree } from '../domain/commit.js';
 import { CompileError, errorMessage, SourceError, TrustError, type TrustErrorCode } from '../domain/errors.js';
 import type { CommitSha, Violation } from '../domain/types.js';
@@ -341,8 +341,11 @@ export class Reconciler {
       }
       return this.fail(commit, err);
     }
-    if (compilation.violations.length > 0) {
-      return this.refuse(commit, 'POLICY_VIOLATIONS', describeViolations(compilation.violations), 'compile', compilation.violations);
+    // inventory-shrink compares with the commit being served (none at a first start or a restore).
+    const previous = this.current?.compilation.agents.map((a) => a.id) ?? null;
+    const violations = [...compilation.violations, ...inventoryShrink(previous, compilation).violations];
+    if (violations.length > 0) {
+      return this.refuse(commit, 'POLICY_VIOLATIONS', describeViolations(violations), 'compile', violations);
     }
     const repoDomain = compilation.settings?.trustDomain;
     if (repoDomain !== this.options.trustDomain) {

@@ -231,6 +231,43 @@ describe('meshcfg plan', () => {
     });
   });
 
+  describe('inventory-shrink', () => {
+    const TWO = INVENTORY.split('\n').filter((line) => !line.includes('edge-3')).join('\n');
+    let shrunk: string;
+    let decommission: string;
+    let emptied: string;
+    before(() => {
+      repo.git('switch', '-q', '-c', 'shrink', first);
+      shrunk = repo.write({ 'inventory/agents.yaml': TWO }).commit('drop edge-3', alice);
+      repo.git('switch', '-q', '-c', 'decommission', first);
+      decommission = repo
+        .write({ 'inventory/agents.yaml': TWO, 'meshcfg.yaml': SETTINGS.replace('policy:\n', 'policy:\n  allowInventoryRemoval: [edge-3]\n') })
+        .commit('decommission edge-3', alice);
+      repo.git('switch', '-q', '-c', 'emptied', first);
+      emptied = repo.write({ 'inventory/agents.yaml': 'agents: []\n' }).commit('no agents', alice);
+      repo.git('switch', '-q', 'main');
+    });
+
+    it('exits 1 on an empty inventory, even without --base', async () => {
+      const run = await meshcfg('plan', '--repo', repo.dir, '--rev', emptied, '--allowed-signers', allowed, '--json');
+      assert.equal(run.code, 1, run.stderr);
+      assert.deepEqual(parsePlan(run).violations.map((v) => v.rule), ['inventory-shrink']);
+    });
+
+    it('exits 1 when the commit removes more than policy.maxInventoryRemoval of --base’s agents, naming them', async () => {
+      const run = await meshcfg('plan', '--repo', repo.dir, '--rev', shrunk, '--base', first, '--allowed-signers', allowed);
+      assert.equal(run.code, 1, run.stderr);
+      assert.match(run.stdout, /\[inventory-shrink\] removes 1 of 3 agents \(33\.3%\), more than policy\.maxInventoryRemoval 10%: edge-3;/);
+      assert.match(run.stdout, /- removed from inventory \(1\):\n {4}- edge-3\n/);
+    });
+
+    it('exits 0 when the removed agents are listed in policy.allowInventoryRemoval, and says so', async () => {
+      const run = await meshcfg('plan', '--repo', repo.dir, '--rev', decommission, '--base', first, '--allowed-signers', allowed);
+      assert.equal(run.code, 0, run.stdout);
+      assert.match(run.stdout, / {4}- edge-3 \(listed in policy\.allowInventoryRemoval\)/);
+    });
+  });
+
   describe('when a retired key signs a backdated commit', () => {
     let backdated: string;
     let retiredPolicy: string;

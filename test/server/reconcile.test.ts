@@ -278,6 +278,43 @@ describe('Reconciler', () => {
     });
   });
 
+  describe('inventory-shrink', () => {
+    const THREE = 'agents:\n  - { id: edge-1, labels: { zone: pci, env: prod, ring: canary } }\n  - { id: edge-2, labels: { zone: pci, env: prod } }\n  - { id: edge-3, labels: { zone: public, env: prod } }\n';
+    const withPolicy = (f: Fixture, line: string): string =>
+      readFileSync(join(f.repo.dir, 'meshcfg.yaml'), 'utf8').replace('policy:\n', `policy:\n  ${line}\n`);
+
+    it('refuses a commit that removes more than policy.maxInventoryRemoval of the served agents, naming them', async () => {
+      h = await harness(fixture, { signingKey });
+      assert.equal((await h.sync()).kind, 'accepted');
+      const shrunk = fixture.repo.write({ 'inventory/edge.yaml': THREE }).commit('drop edge-4', fixture.signer);
+      const result = await h.sync();
+      assert.equal(result.kind === 'refused' && result.refusal.code, 'POLICY_VIOLATIONS');
+      const violations = result.kind === 'refused' ? result.refusal.violations : [];
+      assert.deepEqual(violations.map((v) => v.rule), ['inventory-shrink']);
+      assert.match(violations[0]?.message ?? '', /1 of 4 agents \(25%\).*: edge-4;/);
+      assert.equal(h.reconciler.status().refused?.commit, shrunk);
+      assert.equal(h.snapshots.current()?.commit, fixture.first);
+    });
+
+    it('accepts the removal when the commit lists the agent in policy.allowInventoryRemoval', async () => {
+      h = await harness(fixture, { signingKey });
+      await h.sync();
+      const decommission = fixture.repo
+        .write({ 'inventory/edge.yaml': THREE, 'meshcfg.yaml': withPolicy(fixture, 'allowInventoryRemoval: [edge-4]') })
+        .commit('decommission edge-4', fixture.signer);
+      assert.deepEqual(await h.sync(), { kind: 'accepted', commit: decommission, generation: 2 });
+    });
+
+    it('refuses an empty inventory, even as the first commit it sees', async () => {
+      const empty = fixture.repo.remove('config/agents').write({ 'inventory/edge.yaml': 'agents: []\n' }).commit('no agents', fixture.signer);
+      h = await harness(fixture, { signingKey });
+      const result = await h.sync();
+      assert.equal(result.kind === 'refused' && result.refusal.commit, empty);
+      assert.deepEqual(result.kind === 'refused' && result.refusal.violations.map((v) => v.rule), ['inventory-shrink']);
+      assert.equal(h.snapshots.current(), null);
+    });
+  });
+
   describe('with key validity judged now', () => {
     it('persists when it first saw the accepted commit, and re-verifies it at that moment after a restart', async () => {
       const clock = manualClock();
