@@ -63,7 +63,7 @@ export function registerPlan(program: Command, io: CliIo, setExit: (code: number
           say(`meshcfg plan: refused: ${outcome.code}: ${outcome.message}`);
           if (flags.json) {
             const signature = outcome.signature ?? { verified: false, signer: null, format: null, reason: `${outcome.code}: ${outcome.message}` };
-            const body = { commit: outcome.commit, signature, agents: [], violations: [], error: { code: outcome.code, message: outcome.message } };
+            const body = { commit: outcome.commit, signature, agents: [], violations: [], warnings: [], error: { code: outcome.code, message: outcome.message } };
             io.stdout.write(`${JSON.stringify(body)}\n`);
           }
           setExit(ExitCode.refused);

@@ -175,6 +175,7 @@ export class Compiler {
       agents: Object.freeze(agents),
       baseline,
       violations: Object.freeze(violations),
+      skipped: tree.skipped,
     });
   }
 

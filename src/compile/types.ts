@@ -1,4 +1,4 @@
-import type { VerifiedCommit } from '../domain/commit.js';
+import type { SkippedEntry, VerifiedCommit } from '../domain/commit.js';
 import type { AgentId, Digest, JsonObject, JsonValue, Labels, RuleId, Violation } from '../domain/types.js';
 
 /** A label selector: every key must match; a list value means any-of. */
@@ -77,4 +77,6 @@ export interface Compilation {
   readonly baseline: CompiledBundle | null;
   /** Empty means the commit may reach agents. */
   readonly violations: readonly Violation[];
+  /** The tree's skipped symlinks and submodules (passed through for warnings; they block nothing). */
+  readonly skipped: readonly SkippedEntry[];
 }

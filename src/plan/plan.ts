@@ -2,7 +2,7 @@ import type { VerifiedCommit } from '../domain/commit.js';
 import { BaseError, errorMessage, TrustError } from '../domain/errors.js';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
 import { changeKey, type Compilation, type CompiledAgent, Compiler, diffDocuments, inventoryShrink, renderDiff } from '../compile/index.js';
-import { GitSource, parseRepositoryLocation } from '../source/index.js';
+import { describeSkipped, GitSource, parseRepositoryLocation } from '../source/index.js';
 import { loadAllowedSigners, skipVerification, SshSignatureVerifier, TrustGate, type KeyValidityTime } from '../source/trust/index.js';
 import type { PlanAgent, PlanBase, PlanChange, PlanReport, PlanSignature } from './report.js';
 
@@ -93,6 +93,7 @@ export async function runPlan(options: PlanOptions, compiler: Compiler = new Com
       signature,
       agents,
       violations: [...head.violations, ...shrink.violations],
+      warnings: head.skipped.map((entry) => ({ kind: entry.kind, path: entry.path, message: describeSkipped(entry) })),
       ...(base ? { base } : {}),
     };
     return { kind: 'report', report };

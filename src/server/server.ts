@@ -8,7 +8,7 @@ import { parseDuration } from '../domain/duration.js';
 import { SqliteFleetStore } from '../fleet/index.js';
 import { EnrollmentTokens, openDataDir, type DataDir } from '../pki/index.js';
 import { BundleSigner } from '../signing/index.js';
-import { GitSource, redactUrl, type SourceStatus } from '../source/index.js';
+import { describeSkipped, GitSource, redactUrl, type SourceStatus } from '../source/index.js';
 import { loadAllowedSigners, SshSignatureVerifier, TrustGate } from '../source/trust/index.js';
 import { GrpcServer, type GrpcServerOptions } from '../transport/server.js';
 import { WebhookAlerter, type AlertSink } from './alerts.js';
@@ -337,7 +337,9 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       },
       source: () => {
         const s = (reconciler as Reconciler).status();
-        return { branch: source.branch, head: s.head, accepted: s.serving, generation: s.generation, refused: s.refused, conditions: s.conditions };
+        const skipped = (reconciler as Reconciler).served()?.compilation.skipped ?? [];
+        const warnings = skipped.map((entry) => ({ kind: entry.kind, path: entry.path, message: describeSkipped(entry) }));
+        return { branch: source.branch, head: s.head, accepted: s.serving, generation: s.generation, refused: s.refused, conditions: s.conditions, warnings };
       },
       rollout: () => rollout.status(),
       rolloutAction: (kind, actor, reason) => rollout.act({ kind, actor, ...(reason === undefined ? {} : { reason }) }),

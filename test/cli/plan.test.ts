@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { cpSync } from 'node:fs';
+import { cpSync, symlinkSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { meshcfg, type Run } from '../helpers/cli.js';
 import { GitRepo, makeSshSigner, type SshSigner, tempDir, writeAllowedSigners } from '../helpers/git.js';
@@ -43,6 +43,7 @@ interface PlanJson {
   signature: { verified: boolean; signer: string | null; format: string | null; reason?: string };
   agents: Array<{ id: string; digest: string; wave: string; changed?: boolean }>;
   violations: Array<{ rule: string; agent?: string; file?: string; path?: string; message: string }>;
+  warnings: Array<{ kind: string; path: string; message: string }>;
 }
 
 function parsePlan(run: Run): PlanJson {
@@ -82,7 +83,8 @@ describe('meshcfg plan', () => {
       const run = await meshcfg('plan', '--repo', repo.dir, '--allowed-signers', allowed, '--json');
       assert.equal(run.code, 0, run.stderr);
       const plan = parsePlan(run);
-      assert.deepEqual(Object.keys(plan).sort(), ['agents', 'commit', 'signature', 'violations']);
+      assert.deepEqual(Object.keys(plan).sort(), ['agents', 'commit', 'signature', 'violations', 'warnings']);
+      assert.deepEqual(plan.warnings, []);
       assert.equal(plan.commit, first);
       assert.deepEqual(plan.signature, { verified: true, signer: 'alice@example.org', format: 'ssh' });
       assert.deepEqual(plan.agents.map((a) => [a.id, a.wave]), [['edge-1', 'canary'], ['edge-2', 'rest'], ['edge-3', 'rest']]);
@@ -228,6 +230,38 @@ describe('meshcfg plan', () => {
       const plan = parsePlan(run);
       assert.equal(plan.signature.verified, false);
       assert.match(plan.signature.reason ?? '', /^UNTRUSTED_SIGNER/);
+    });
+  });
+
+  describe('when the commit has symlinks or submodules where config is read', () => {
+    let linked: string;
+    before(() => {
+      repo.git('switch', '-q', '-c', 'linked', first);
+      symlinkSync('/etc/passwd', `${repo.dir}/config/base/zz-link.yaml`);
+      repo.git('add', '-A');
+      repo.git('update-index', '--add', '--cacheinfo', `160000,${first},config/vendor`);
+      linked = repo.commit('a symlink and a submodule', alice, [], { stage: false });
+      repo.git('reset', '-q', '--hard');
+      repo.git('switch', '-q', 'main');
+    });
+
+    it('names each skipped entry under warnings in --json, keeping exit 0', async () => {
+      const run = await meshcfg('plan', '--repo', repo.dir, '--rev', linked, '--allowed-signers', allowed, '--json');
+      assert.equal(run.code, 0, run.stderr);
+      const plan = parsePlan(run);
+      assert.deepEqual(plan.warnings.map((w) => [w.kind, w.path]), [
+        ['symlink', 'config/base/zz-link.yaml'],
+        ['submodule', 'config/vendor'],
+      ]);
+      assert.deepEqual(plan.violations, []);
+    });
+
+    it('prints them in the human output', async () => {
+      const run = await meshcfg('plan', '--repo', repo.dir, '--rev', linked, '--allowed-signers', allowed);
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stdout, /warnings: +2/);
+      assert.match(run.stdout, /! config\/base\/zz-link\.yaml is a symlink and was skipped/);
+      assert.match(run.stdout, /! config\/vendor is a submodule and was skipped/);
     });
   });
 

@@ -105,10 +105,16 @@ export class GitRepo {
   /**
    * Stages everything and commits; signs with `signer` when given. Returns the new commit id.
    * `date` (any format git takes, e.g. `2019-06-01T12:00:00Z`) sets the author and committer
-   * dates, as someone backdating a commit would.
+   * dates, as someone backdating a commit would. `stage: false` commits the index as it is
+   * (e.g. a gitlink added with `update-index`, which `add -A` would drop).
    */
-  commit(message: string, signer?: SshSigner, extra: string[] = [], { date }: { readonly date?: string } = {}): string {
-    this.git('add', '-A');
+  commit(
+    message: string,
+    signer?: SshSigner,
+    extra: string[] = [],
+    { date, stage = true }: { readonly date?: string; readonly stage?: boolean } = {},
+  ): string {
+    if (stage) this.git('add', '-A');
     const sign = signer
       ? ['-c', 'gpg.format=ssh', '-c', `user.signingkey=${signer.privateKeyPath}`]
       : [];
