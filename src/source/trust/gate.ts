@@ -62,11 +62,16 @@ export interface VerifyOptions {
  * the object hashes to `sha` (MALFORMED_COMMIT), it is signed (UNSIGNED), the signature
  * is of a kind a verifier handles (MALFORMED_SIGNATURE, UNSUPPORTED_SIGNATURE), the
  * verifier accepts it (see SignatureVerifier), its committer date is not earlier than any
- * parent's (NON_MONOTONIC_DATE), and finally the fast-forward rule (NOT_FAST_FORWARD).
+ * parent's (NON_MONOTONIC_DATE), the fast-forward rule (NOT_FAST_FORWARD), and finally its
+ * committer date is not earlier than the last accepted commit's (NON_MONOTONIC_DATE).
  * Errors of the CommitReader (e.g. SourceError) pass through.
  *
  * Only the commit asked for is judged (the head the caller would deploy); commits between
  * the last accepted one and it are never compiled, so they are checked for ancestry only.
+ * Their dates are not judged one by one (one skewed clock in the history would otherwise
+ * block the branch for good, since history cannot be rewritten), but the head may not be
+ * dated before the last accepted commit: a backdated commit cannot be laundered through a
+ * backdated, unsigned parent.
  */
 export class TrustGate {
   private readonly options: Required<TrustGateOptions>;
@@ -87,6 +92,7 @@ export class TrustGate {
       const trust = await this.checkSignature(commit, seenAt);
       await this.checkMonotonicDate(commit);
       await this.checkFastForward(commit.sha, lastAccepted);
+      await this.checkNotBeforeAccepted(commit, lastAccepted);
       return sealVerifiedCommit(commit.sha, commit.fields, trust);
     });
   }
@@ -121,6 +127,18 @@ export class TrustGate {
           `its committer date ${fields.committedAt.toISOString()} is earlier than that of its parent ${parentSha} (${parent.fields.committedAt.toISOString()})`,
         );
       }
+    }
+  }
+
+  /** Call after checkFastForward: the last accepted commit is then an ancestor, so readable. */
+  private async checkNotBeforeAccepted({ sha, fields }: ReadCommit, lastAccepted: CommitSha | undefined): Promise<void> {
+    if (lastAccepted === undefined || lastAccepted.toLowerCase() === sha || fields.parents.includes(lastAccepted.toLowerCase())) return;
+    const accepted = await readCommit(this.options.reader, lastAccepted.toLowerCase(), this.options.objectFormat);
+    if (fields.committedAt.getTime() < accepted.fields.committedAt.getTime()) {
+      refuse(
+        'NON_MONOTONIC_DATE',
+        `its committer date ${fields.committedAt.toISOString()} is earlier than that of the last accepted commit ${accepted.sha} (${accepted.fields.committedAt.toISOString()})`,
+      );
     }
   }
 

@@ -320,6 +320,17 @@ describe('TrustGate', () => {
       assert.equal((await (await datedGate()).verify(same, { lastAccepted: parent })).sha, same);
     });
 
+    it('refuses a head dated before the last accepted commit, even when its own parent is older still', async () => {
+      // A backdated commit laundered through a backdated, unsigned parent: each date is monotonic but the head's.
+      dated.git('checkout', '-q', '-B', 'laundered', parent);
+      dated.write({ 'a.yaml': 'a: 4\n' }).commit('unsigned, backdated', undefined, [], { date: '2019-06-01T12:00:00Z' });
+      const head = dated.write({ 'a.yaml': 'a: 5\n' }).commit('signed, backdated', alice, [], { date: '2019-06-02T12:00:00Z' });
+      const gate = await datedGate();
+      await rejectsWith(gate.verify(head, { lastAccepted: parent }), 'NON_MONOTONIC_DATE');
+      // Without an anchor (nothing accepted yet) only the parents are compared, and they pass.
+      assert.equal((await gate.verify(head)).sha, head);
+    });
+
     it('refuses a merge dated before any one of its parents with NON_MONOTONIC_DATE', async () => {
       dated.git('checkout', '-q', '-B', 'side', parent);
       dated.write({ 'b.yaml': 'b: 1\n' }).commit('side, later', alice, [], { date: '2024-03-05T12:00:00Z' });
