@@ -150,7 +150,7 @@ function toTree(files: ReadonlyMap<string, string>, sha: string): VerifiedTree {
   }
   // Benchmark-only stand-in for the trust gate's output, as in the tests.
   const commit = { sha, tree: sha, parents: [], message: 'bench', committedAt: new Date(0), trust: { kind: 'unchecked', reason: 'benchmark' } };
-  return { commit: commit as unknown as VerifiedCommit, files: repoFiles };
+  return { commit: commit as unknown as VerifiedCommit, files: repoFiles, skipped: [] };
 }
 
 function median(values: readonly number[]): number {

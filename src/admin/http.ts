@@ -18,6 +18,8 @@ export interface SourceView {
   readonly generation: number;
   readonly refused: { readonly commit: string; readonly code: string; readonly message: string; readonly at: Date } | null;
   readonly conditions: readonly Condition[];
+  /** Skipped symlinks and submodules of the served commit (never followed; they block nothing). */
+  readonly warnings: ReadonlyArray<{ readonly kind: 'symlink' | 'submodule'; readonly path: string; readonly message: string }>;
 }
 
 /** Why an operator action on an agent was refused; the HTTP status follows from it. */
@@ -525,6 +527,7 @@ export function sourceJson(source: SourceView): Json {
         ? null
         : { commit: source.refused.commit, code: source.refused.code, message: source.refused.message, at: source.refused.at.toISOString() },
     conditions: source.conditions.map((c) => ({ ...c })),
+    warnings: source.warnings.map((w) => ({ ...w })),
   };
 }
 

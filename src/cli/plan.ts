@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { runPlan } from '../plan/plan.js';
+import type { KeyValidityTime } from '../source/trust/index.js';
 import { planToJson, renderPlan } from '../plan/report.js';
 import { type CliIo, ExitCode } from './io.js';
 
@@ -8,8 +9,11 @@ interface PlanFlags {
   readonly rev?: string;
   readonly base?: string;
   readonly allowedSigners?: string;
+  readonly keyValidity: string;
   readonly json?: boolean;
 }
+
+const KEY_VALIDITY_TIMES: readonly KeyValidityTime[] = ['now', 'commit-time'];
 
 export function registerPlan(program: Command, io: CliIo, setExit: (code: number) => void): void {
   program
@@ -19,6 +23,11 @@ export function registerPlan(program: Command, io: CliIo, setExit: (code: number
     .option('--rev <rev>', 'revision to plan (branch, tag, sha)', 'HEAD')
     .option('--base <rev>', 'compare with this revision and show what changes per agent')
     .option('--allowed-signers <file>', "verify the revision's signature against this allowed-signers file")
+    .option(
+      '--key-validity <when>',
+      "judge the signer key's valid-after/valid-before window at: now (as a server seeing the commit now would), or commit-time (the committer date, as git does)",
+      'now',
+    )
     .option('--json', 'print one JSON object on stdout')
     .addHelpText(
       'after',
@@ -28,7 +37,14 @@ export function registerPlan(program: Command, io: CliIo, setExit: (code: number
       const say = (line: string): void => {
         io.stderr.write(`${line}\n`);
       };
+      const keyValidity = KEY_VALIDITY_TIMES.find((t) => t === flags.keyValidity);
+      if (keyValidity === undefined) {
+        say(`meshcfg plan: refused: USAGE: --key-validity must be ${KEY_VALIDITY_TIMES.join(' or ')}, got ${JSON.stringify(flags.keyValidity)}`);
+        setExit(ExitCode.refused);
+        return;
+      }
       const outcome = await runPlan({
+        keyValidity,
         repo: flags.repo,
         ...(flags.rev === undefined ? {} : { rev: flags.rev }),
         ...(flags.base === undefined ? {} : { base: flags.base }),
@@ -47,7 +63,7 @@ export function registerPlan(program: Command, io: CliIo, setExit: (code: number
           say(`meshcfg plan: refused: ${outcome.code}: ${outcome.message}`);
           if (flags.json) {
             const signature = outcome.signature ?? { verified: false, signer: null, format: null, reason: `${outcome.code}: ${outcome.message}` };
-            const body = { commit: outcome.commit, signature, agents: [], violations: [], error: { code: outcome.code, message: outcome.message } };
+            const body = { commit: outcome.commit, signature, agents: [], violations: [], warnings: [], error: { code: outcome.code, message: outcome.message } };
             io.stdout.write(`${JSON.stringify(body)}\n`);
           }
           setExit(ExitCode.refused);

@@ -72,12 +72,13 @@ function lazy<T>(compute: () => T): () => T {
   return () => (value ??= { current: compute() }).current;
 }
 
-/** Content key of the policy settings; part of every policy-findings cache key. */
+/**
+ * Content key of the policy settings; part of every policy-findings cache key. The whole
+ * object, so a setting added later can never be missing from it (a rule reading a setting
+ * the key ignored would be served findings computed under another value).
+ */
 function policyKeyOf(policy: PolicySettings): string {
-  const allowed = policy.allowedDestinations;
-  const settings: JsonObject = { secureZones: [...policy.secureZones] };
-  if (allowed !== undefined) settings['allowedDestinations'] = [...allowed];
-  return contentKey([canonicalJson(settings)]);
+  return contentKey([canonicalJson(JSON.parse(JSON.stringify(policy)) as JsonObject)]);
 }
 
 /**
@@ -174,6 +175,7 @@ export class Compiler {
       agents: Object.freeze(agents),
       baseline,
       violations: Object.freeze(violations),
+      skipped: tree.skipped,
     });
   }
 

@@ -16,7 +16,8 @@ export { changeKey, diffDocuments, renderDiff, REDACTED } from './diff.js';
 export type { DiffOp, RenderOptions } from './diff.js';
 
 export { validateAgentDocument, validateSettingsDocument } from './schema.js';
-export { builtinRules } from './policy/index.js';
+export { builtinRules, DEFAULT_MAX_INVENTORY_REMOVAL, inventoryShrink } from './policy/index.js';
+export type { InventoryShrink } from './policy/index.js';
 
 export type {
   CompiledAgent,

@@ -1,4 +1,4 @@
-import type { VerifiedCommit } from '../domain/commit.js';
+import type { SkippedEntry, VerifiedCommit } from '../domain/commit.js';
 import type { AgentId, Digest, JsonObject, JsonValue, Labels, RuleId, Violation } from '../domain/types.js';
 
 /** A label selector: every key must match; a list value means any-of. */
@@ -9,6 +9,13 @@ export interface PolicySettings {
   readonly secureZones: readonly string[];
   /** Host globs routes may point at; `undefined` turns the destination-allowlist rule off. */
   readonly allowedDestinations?: readonly string[];
+  /**
+   * Largest share (0–1) of the previous commit's agents one commit may remove from the
+   * inventory (`inventory-shrink`); absent means the default, 0.1.
+   */
+  readonly maxInventoryRemoval?: number;
+  /** Agents this commit deliberately removes; they do not count against `maxInventoryRemoval`. */
+  readonly allowInventoryRemoval?: readonly string[];
 }
 
 export interface WaveSpec {
@@ -70,4 +77,6 @@ export interface Compilation {
   readonly baseline: CompiledBundle | null;
   /** Empty means the commit may reach agents. */
   readonly violations: readonly Violation[];
+  /** The tree's skipped symlinks and submodules (passed through for warnings; they block nothing). */
+  readonly skipped: readonly SkippedEntry[];
 }

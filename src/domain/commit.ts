@@ -32,8 +32,20 @@ export interface RepoFile {
   readonly bytes: Uint8Array;
 }
 
+/**
+ * A symlink or submodule where meshcfg reads config (`meshcfg.yaml`, `inventory/`, `config/`,
+ * `baseline/`). Never followed — a symlink's blob is a path, a submodule another repository —
+ * and named as a warning so nobody wonders why the file they added had no effect.
+ */
+export interface SkippedEntry {
+  readonly path: string;
+  readonly kind: 'symlink' | 'submodule';
+}
+
 /** The config files of one verified commit, read by object id (never from a working tree). */
 export interface VerifiedTree {
   readonly commit: VerifiedCommit;
   readonly files: readonly RepoFile[];
+  /** Entries skipped in the config layout, sorted by path. */
+  readonly skipped: readonly SkippedEntry[];
 }

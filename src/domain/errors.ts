@@ -35,6 +35,8 @@ export const TRUST_ERROR_CODES = [
   'UNTRUSTED_SIGNER',
   'NAMESPACE_MISMATCH',
   'NOT_FAST_FORWARD',
+  /** The committer date is earlier than a parent's: a backdated commit. */
+  'NON_MONOTONIC_DATE',
   /** The commit object is not one git would write (or does not hash to the id asked for). */
   'MALFORMED_COMMIT',
   'MALFORMED_ALLOWED_SIGNERS',

@@ -21,7 +21,9 @@ export type RuleId =
   | 'min-tls-version'
   | 'no-embedded-secrets'
   | 'retry-budget'
-  | 'destination-allowlist';
+  | 'destination-allowlist'
+  /** Across commits: too many agents removed from the inventory at once, or none left. */
+  | 'inventory-shrink';
 
 /**
  * One reason a commit must not reach agents. `file` is the repository path that

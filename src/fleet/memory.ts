@@ -57,7 +57,12 @@ import type {
 export class MemoryFleetStore implements FleetStore {
   readonly tokens: TokenStore;
   private closed = false;
-  private state: { accepted: string | null; generation: number; refusal: string | null } = { accepted: null, generation: 0, refusal: null };
+  private state: { accepted: string | null; generation: number; seenAt: number | null; refusal: string | null } = {
+    accepted: null,
+    generation: 0,
+    seenAt: null,
+    refusal: null,
+  };
   private readonly agents = new Map<AgentId, AgentRecord>();
   private readonly sends: StoredSend[] = [];
   private readonly acks: StoredAck[] = [];
@@ -79,14 +84,15 @@ export class MemoryFleetStore implements FleetStore {
   async serverState(): Promise<ServerState> {
     this.assertOpen();
     const refusal = this.state.refusal === null ? null : reviveRefusal(JSON.parse(this.state.refusal) as Record<string, unknown>);
-    return Object.freeze({ accepted: this.state.accepted, generation: this.state.generation, lastRefusal: refusal });
+    const seenAt = this.state.seenAt === null ? {} : { seenAt: new Date(this.state.seenAt) };
+    return Object.freeze({ accepted: this.state.accepted, generation: this.state.generation, ...seenAt, lastRefusal: refusal });
   }
 
   async saveAccepted(state: AcceptedState): Promise<void> {
     this.assertOpen();
     checkAccepted(state);
     if (state.generation < this.state.generation) throw generationConflict(state.generation, this.state.generation);
-    this.state = { ...this.state, accepted: state.accepted, generation: state.generation };
+    this.state = { ...this.state, accepted: state.accepted, generation: state.generation, seenAt: state.seenAt?.getTime() ?? null };
   }
 
   async saveRefusal(refusal: RefusalRecord | null): Promise<void> {

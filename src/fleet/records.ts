@@ -62,6 +62,7 @@ export function jsonText(value: unknown, what: string): string {
 export function checkAccepted(state: AcceptedState): void {
   if (state.accepted !== null) checkNonEmpty(state.accepted, 'accepted');
   checkGeneration(state.generation, 'generation');
+  if (state.seenAt !== undefined) checkDate(state.seenAt, 'seenAt');
 }
 
 export function checkRefusal(refusal: RefusalRecord): void {

@@ -124,6 +124,11 @@ export interface AcceptedState {
   readonly accepted: CommitSha | null;
   /** The highest generation signed, 0 before the first. */
   readonly generation: number;
+  /**
+   * When the server first saw `accepted` (its key validity is judged at that moment when
+   * re-verified after a restart). Absent when not recorded (saved by an older meshcfg).
+   */
+  readonly seenAt?: Date;
 }
 
 /** A refused commit, as the server's `Refusal` (its code is the reconciler's RefusalCode). */

@@ -1,9 +1,9 @@
 import type { VerifiedCommit } from '../domain/commit.js';
 import { BaseError, errorMessage, TrustError } from '../domain/errors.js';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
-import { changeKey, type Compilation, type CompiledAgent, Compiler, diffDocuments, renderDiff } from '../compile/index.js';
-import { GitSource, parseRepositoryLocation } from '../source/index.js';
-import { loadAllowedSigners, skipVerification, SshSignatureVerifier, TrustGate } from '../source/trust/index.js';
+import { changeKey, type Compilation, type CompiledAgent, Compiler, diffDocuments, inventoryShrink, renderDiff } from '../compile/index.js';
+import { describeSkipped, GitSource, parseRepositoryLocation } from '../source/index.js';
+import { loadAllowedSigners, skipVerification, SshSignatureVerifier, TrustGate, type KeyValidityTime } from '../source/trust/index.js';
 import type { PlanAgent, PlanBase, PlanChange, PlanReport, PlanSignature } from './report.js';
 
 export interface PlanOptions {
@@ -15,6 +15,11 @@ export interface PlanOptions {
   readonly base?: string;
   /** git allowed-signers file; without it the signature is reported as not checked. */
   readonly allowedSigners?: string;
+  /**
+   * When a signer's valid-after/valid-before window is checked: `now` (default; what a server
+   * seeing the commit now would decide) or `commit-time` (the committer date, as git does).
+   */
+  readonly keyValidity?: KeyValidityTime;
   /** Where a remote repository is cloned; default a temporary directory removed afterwards. */
   readonly dataDir?: string;
   /** Progress lines for long steps (clone, compile); never data. */
@@ -34,6 +39,8 @@ export type PlanOutcome =
       readonly commit: CommitSha | null;
       readonly signature: PlanSignature | null;
     };
+
+const NOT_ABOUT_THE_SIGNATURE: ReadonlySet<TrustError['code']> = new Set(['MALFORMED_ALLOWED_SIGNERS', 'NOT_FAST_FORWARD', 'NON_MONOTONIC_DATE']);
 
 const NOT_CHECKED = 'no --allowed-signers given: the signature was not checked';
 
@@ -58,7 +65,7 @@ export async function runPlan(options: PlanOptions, compiler: Compiler = new Com
     await source.fetch();
     commit = await source.resolve(options.rev ?? 'HEAD');
 
-    const verified = await verifyCommit(source, commit, options.allowedSigners);
+    const verified = await verifyCommit(source, commit, options.allowedSigners, options.keyValidity ?? 'now');
     signature = describeTrust(verified);
     const head = await compileCommit(source, verified, compiler, progress);
 
@@ -71,6 +78,9 @@ export async function runPlan(options: PlanOptions, compiler: Compiler = new Com
       baseAgents = new Map(baseCompilation?.agents.map((a) => [a.id, a]) ?? []);
       base = compare(baseSha, baseAgents, head);
     }
+    // Without --base only the empty-inventory part of inventory-shrink can apply.
+    const shrink = inventoryShrink(baseAgents === undefined ? null : [...baseAgents.keys()], head);
+    if (base !== undefined) base = { ...base, allowedRemovals: shrink.allowed };
 
     const agents: PlanAgent[] = head.agents.map((a) => ({
       id: a.id,
@@ -82,7 +92,8 @@ export async function runPlan(options: PlanOptions, compiler: Compiler = new Com
       commit,
       signature,
       agents,
-      violations: head.violations,
+      violations: [...head.violations, ...shrink.violations],
+      warnings: head.skipped.map((entry) => ({ kind: entry.kind, path: entry.path, message: describeSkipped(entry) })),
       ...(base ? { base } : {}),
     };
     return { kind: 'report', report };
@@ -96,10 +107,15 @@ export async function runPlan(options: PlanOptions, compiler: Compiler = new Com
   }
 }
 
-async function verifyCommit(source: GitSource, sha: CommitSha, allowedSignersPath: string | undefined): Promise<VerifiedCommit> {
+async function verifyCommit(
+  source: GitSource,
+  sha: CommitSha,
+  allowedSignersPath: string | undefined,
+  keyValidityAt: KeyValidityTime,
+): Promise<VerifiedCommit> {
   if (allowedSignersPath === undefined) return skipVerification(source, sha, NOT_CHECKED);
   const allowedSigners = await loadAllowedSigners(allowedSignersPath);
-  const gate = new TrustGate({ reader: source, verifiers: [new SshSignatureVerifier({ allowedSigners })] });
+  const gate = new TrustGate({ reader: source, verifiers: [new SshSignatureVerifier({ allowedSigners })], keyValidityAt });
   return gate.verify(sha);
 }
 
@@ -117,7 +133,7 @@ function describeTrust(commit: VerifiedCommit): PlanSignature {
 
 /** A trust refusal names itself in the signature block too, so `--json` consumers see why. */
 function refusedSignature(err: BaseError<string>): PlanSignature | null {
-  return err instanceof TrustError && err.code !== 'MALFORMED_ALLOWED_SIGNERS' && err.code !== 'NOT_FAST_FORWARD'
+  return err instanceof TrustError && !NOT_ABOUT_THE_SIGNATURE.has(err.code)
     ? { verified: false, signer: null, format: null, reason: `${err.code}: ${err.message}` }
     : null;
 }
@@ -168,7 +184,7 @@ function compare(baseSha: CommitSha, before: ReadonlyMap<AgentId, CompiledAgent>
   const current = new Set(head.agents.map((a) => a.id));
   const removed = [...before.keys()].filter((id) => !current.has(id)).sort();
   const changes: PlanChange[] = [...groups.values()];
-  return { commit: baseSha, changes, removed };
+  return { commit: baseSha, changes, removed, allowedRemovals: [] };
 }
 
 function assertNever(value: never): never {

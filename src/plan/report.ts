@@ -28,8 +28,18 @@ export interface PlanChange {
 export interface PlanBase {
   readonly commit: CommitSha;
   readonly changes: readonly PlanChange[];
-  /** Agents in the base's inventory that the head no longer has. */
+  /** Agents in the base's inventory that the head no longer has, sorted. */
   readonly removed: readonly AgentId[];
+  /** Of `removed`, those the head's `policy.allowInventoryRemoval` names (a deliberate decommission). */
+  readonly allowedRemovals: readonly AgentId[];
+}
+
+/** Something a reviewer should know that does not block the commit (exit code unchanged). */
+export interface PlanWarning {
+  /** A symlink or submodule where config is read: skipped, never followed. */
+  readonly kind: 'symlink' | 'submodule';
+  readonly path: string;
+  readonly message: string;
 }
 
 export interface PlanReport {
@@ -37,6 +47,7 @@ export interface PlanReport {
   readonly signature: PlanSignature;
   readonly agents: readonly PlanAgent[];
   readonly violations: readonly Violation[];
+  readonly warnings: readonly PlanWarning[];
   readonly base?: PlanBase;
 }
 
@@ -47,6 +58,7 @@ export function planToJson(report: PlanReport): Record<string, JsonValue> {
     signature: { ...report.signature } as unknown as JsonValue,
     agents: report.agents.map((a) => ({ ...a })) as unknown as JsonValue,
     violations: report.violations.map((v) => ({ ...v })) as unknown as JsonValue,
+    warnings: report.warnings.map((w) => ({ ...w })) as unknown as JsonValue,
   };
 }
 
@@ -74,9 +86,14 @@ export function renderPlan(report: PlanReport): string {
     lines.push(`changed:    ${changed}${report.base.removed.length ? ` (+${report.base.removed.length} removed)` : ''}`);
   }
   lines.push(`violations: ${report.violations.length}`);
+  if (report.warnings.length > 0) lines.push(`warnings:   ${report.warnings.length}`);
   if (report.violations.length > 0) {
     lines.push('');
     for (const v of report.violations) lines.push(describeViolation(v));
+  }
+  if (report.warnings.length > 0) {
+    lines.push('');
+    for (const w of report.warnings) lines.push(`  ! ${w.message}`);
   }
   if (report.base) {
     for (const change of report.base.changes) {
@@ -87,8 +104,12 @@ export function renderPlan(report: PlanReport): string {
       for (const d of change.diff) lines.push(`    ${d}`);
     }
     if (report.base.removed.length > 0) {
+      const allowed = new Set(report.base.allowedRemovals);
       lines.push('');
-      lines.push(`- removed from inventory: ${report.base.removed.join(', ')}`);
+      lines.push(`- removed from inventory (${report.base.removed.length}):`);
+      for (const id of report.base.removed) {
+        lines.push(`    - ${id}${allowed.has(id) ? ' (listed in policy.allowInventoryRemoval)' : ''}`);
+      }
     }
   }
   lines.push('');

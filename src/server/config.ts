@@ -3,6 +3,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { errorMessage } from '../domain/errors.js';
 import { parseDuration } from '../domain/duration.js';
+import type { KeyValidityTime } from '../source/trust/index.js';
 import { ServerError } from './errors.js';
 
 /** A `host:port` to listen on. Port 0 asks the OS for a free port (tests). */
@@ -29,7 +30,15 @@ export interface ServerConfig {
     readonly branch: string;
     readonly pollIntervalMs: number;
   };
-  readonly trust: { readonly allowedSigners: string };
+  readonly trust: {
+    readonly allowedSigners: string;
+    /**
+     * When an allowed signer's valid-after/valid-before window is checked: `now` (the moment
+     * the server first saw the commit) or `commit-time` (the committer date, as git does;
+     * chosen by the signer, so a retired key can backdate).
+     */
+    readonly keyValidity: KeyValidityTime;
+  };
   readonly listen: { readonly grpc: ListenAddress; readonly admin: ListenAddress };
   readonly dataDir: string;
   readonly tls: { readonly serverNames: readonly string[] };
@@ -55,7 +64,10 @@ export const CONFIG_DEFAULTS = {
   pollIntervalMs: 30_000,
   certificateTtlMs: 24 * 3_600_000,
   bundleTtlMs: 24 * 3_600_000,
+  keyValidity: 'now',
 } as const;
+
+const KEY_VALIDITY_TIMES: readonly KeyValidityTime[] = ['now', 'commit-time'];
 
 /** Smallest bundle ttl: the refresh runs at half of it, and agents allow minutes of clock skew. */
 const MIN_BUNDLE_TTL_MS = 60_000;
@@ -106,8 +118,11 @@ export function parseServerConfig(doc: unknown, { baseDir, source = null }: { ba
   if (pollIntervalMs < MIN_POLL_INTERVAL_MS) fail('repo.pollInterval', `must be at least ${MIN_POLL_INTERVAL_MS}ms`);
 
   const trust = object(root['trust'], 'trust', fail);
-  allowKeys(trust, 'trust.', ['allowedSigners'], fail);
+  allowKeys(trust, 'trust.', ['allowedSigners', 'keyValidity'], fail);
   const allowedSigners = resolvePath(baseDir, requiredString(trust, 'allowedSigners', fail, 'trust.'));
+  const rawKeyValidity = optionalString(trust, 'keyValidity', fail, 'trust.') ?? CONFIG_DEFAULTS.keyValidity;
+  const keyValidity = KEY_VALIDITY_TIMES.find((t) => t === rawKeyValidity);
+  if (keyValidity === undefined) return fail('trust.keyValidity', `expected one of ${KEY_VALIDITY_TIMES.join(', ')}, got ${JSON.stringify(rawKeyValidity)}`);
 
   const listen = object(root['listen'], 'listen', fail);
   allowKeys(listen, 'listen.', ['grpc', 'admin'], fail);
@@ -145,7 +160,7 @@ export function parseServerConfig(doc: unknown, { baseDir, source = null }: { ba
     source,
     trustDomain,
     repo: Object.freeze({ url, branch, pollIntervalMs }),
-    trust: Object.freeze({ allowedSigners }),
+    trust: Object.freeze({ allowedSigners, keyValidity }),
     listen: Object.freeze({ grpc, admin }),
     dataDir,
     tls: Object.freeze({ serverNames: Object.freeze(serverNames) }),

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../domain/errors.js';
-import type { FetchEvent } from '../source/index.js';
+import { describeSkipped, type FetchEvent } from '../source/index.js';
 import type { TransportHooks } from '../transport/backend.js';
 import type { BackendHooks } from './backend.js';
 import type { ReconcileHooks } from './reconcile.js';
@@ -13,6 +13,12 @@ export function reconcileLogHooks(logger: Logger): ReconcileHooks {
   return {
     onPublished: ({ reason, snapshot, compilation }) => {
       const fields = { event: 'published', reason, commit: snapshot.commit, generation: snapshot.generation, agents: snapshot.deliveries.size, expiresAt: snapshot.expiresAt?.toISOString() ?? null };
+      // Once per commit judged (not on every re-signing): what was in the tree but not read.
+      if (reason === 'commit' || reason === 'restore') {
+        for (const entry of compilation.skipped) {
+          logger.warn({ event: 'entry-skipped', commit: snapshot.commit, kind: entry.kind, path: entry.path }, describeSkipped(entry));
+        }
+      }
       switch (reason) {
         case 'commit':
           logger.info({ ...fields, signer: compilation.commit.trust.kind === 'verified' ? compilation.commit.trust.signer : null }, 'commit accepted and published');

@@ -1,4 +1,4 @@
-import type { Compilation } from '../compile/index.js';
+import { inventoryShrink, type Compilation } from '../compile/index.js';
 import type { VerifiedCommit, VerifiedTree } from '../domain/commit.js';
 import { CompileError, errorMessage, SourceError, TRUST_ERROR_CODES, TrustError } from '../domain/errors.js';
 import type { CommitSha, Violation } from '../domain/types.js';
@@ -121,6 +121,8 @@ interface Accepted {
 }
 
 const MAX_VIOLATIONS_IN_MESSAGE = 3;
+/** First-seen times kept for heads not (yet) accepted; the oldest are forgotten beyond this. */
+const MAX_SEEN_COMMITS = 256;
 
 /**
  * The producer loop: each new head is verified by the trust gate, read, compiled and checked;
@@ -138,6 +140,10 @@ export class Reconciler {
   private readonly options: Required<Omit<ReconcilerOptions, 'initialState'>>;
   private readonly conditions: Conditions;
   private anchor: CommitSha | null;
+  /** When the anchor was first seen (persisted with it); null for state of an older meshcfg. */
+  private anchorSeenAt: Date | null;
+  /** When each recent head was first seen: the moment its signer's key validity is judged at. */
+  private readonly firstSeen = new Map<CommitSha, Date>();
   private generation: number;
   private current: Accepted | null = null;
   private refused: Refusal | null = null;
@@ -164,6 +170,7 @@ export class Reconciler {
       refreshCheckMs: options.refreshCheckMs ?? Math.min(60_000, Math.max(1_000, Math.floor(options.bundleTtlMs / 48))),
     };
     this.anchor = options.initialState.accepted;
+    this.anchorSeenAt = options.initialState.seenAt;
     this.generation = options.initialState.generation;
     this.conditions = new Conditions(this.options.now);
     this.conditions.set('Ready', 'False', 'NoAcceptedCommit', 'no commit has been accepted yet');
@@ -210,6 +217,7 @@ export class Reconciler {
       return;
     }
     this.head = event.head.commit;
+    this.noteSeen(event.head.commit);
     this.conditions.set('SourceFetched', 'True', 'Fetched', `head ${event.head.commit}`);
     if (this.needsJudgement(event.head.commit)) void this.reconcile(event.head.commit);
   };
@@ -262,6 +270,28 @@ export class Reconciler {
     return this.current;
   }
 
+  /**
+   * When this server first saw `commit` (a head it fetched, or the accepted commit of a
+   * previous run), or undefined when it never did. Key validity (`trust.keyValidity: now`)
+   * is judged at this moment, also when the commit is verified again later.
+   */
+  seenAt(commit: CommitSha): Date | undefined {
+    return commit === this.anchor && this.anchorSeenAt !== null ? this.anchorSeenAt : this.firstSeen.get(commit);
+  }
+
+  /** Records the first sighting of `commit` (now) unless one is known; returns it. */
+  private noteSeen(commit: CommitSha): Date {
+    const known = this.seenAt(commit);
+    if (known !== undefined) return known;
+    const now = this.options.now();
+    this.firstSeen.set(commit, now);
+    if (this.firstSeen.size > MAX_SEEN_COMMITS) {
+      const oldest = this.firstSeen.keys().next().value;
+      if (oldest !== undefined) this.firstSeen.delete(oldest);
+    }
+    return now;
+  }
+
   private needsJudgement(head: CommitSha): boolean {
     return head !== this.current?.snapshot.commit && head !== this.refused?.commit;
   }
@@ -283,9 +313,13 @@ export class Reconciler {
     if (reason === 'commit' && !this.needsJudgement(commit)) {
       return this.refused?.commit === commit ? { kind: 'refused', refusal: this.refused } : { kind: 'unchanged', commit };
     }
+    // A restored anchor is judged at the moment a previous run first saw it, so a key retired
+    // since then does not refuse the commit already accepted (state of an older meshcfg has no
+    // such moment: then it is judged now, and that moment is recorded).
+    const seenAt = this.noteSeen(commit);
     let verified: VerifiedCommit;
     try {
-      verified = await this.options.verifier.verify(commit, this.anchor === null ? {} : { lastAccepted: this.anchor });
+      verified = await this.options.verifier.verify(commit, this.anchor === null ? { seenAt } : { lastAccepted: this.anchor, seenAt });
     } catch (err) {
       if (err instanceof TrustError && err.code !== 'MALFORMED_ALLOWED_SIGNERS') {
         this.conditions.set('SourceVerified', 'False', reasonOf(err.code), err.message);
@@ -310,8 +344,11 @@ export class Reconciler {
       }
       return this.fail(commit, err);
     }
-    if (compilation.violations.length > 0) {
-      return this.refuse(commit, 'POLICY_VIOLATIONS', describeViolations(compilation.violations), 'compile', compilation.violations);
+    // inventory-shrink compares with the commit being served (none at a first start or a restore).
+    const previous = this.current?.compilation.agents.map((a) => a.id) ?? null;
+    const violations = [...compilation.violations, ...inventoryShrink(previous, compilation).violations];
+    if (violations.length > 0) {
+      return this.refuse(commit, 'POLICY_VIOLATIONS', describeViolations(violations), 'compile', violations);
     }
     const repoDomain = compilation.settings?.trustDomain;
     if (repoDomain !== this.options.trustDomain) {
@@ -351,8 +388,10 @@ export class Reconciler {
       desired.length === 0
         ? null
         : this.options.signer.signGeneration({ generation, commit, agents: desired.map((d) => ({ agentId: d.agentId, digest: d.digest })) });
-    await this.options.store.save({ accepted: commit, generation });
+    const seenAt = this.seenAt(commit) ?? null;
+    await this.options.store.save({ accepted: commit, generation, seenAt });
     this.anchor = commit;
+    this.anchorSeenAt = seenAt;
 
     const snapshot = buildSnapshot({ generation, commit, desired, signed });
     let refreshAt: number | null = null;

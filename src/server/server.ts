@@ -4,7 +4,7 @@ import { createSecureContext } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import { AdminServer, AdminTokens, type AdminApi } from '../admin/index.js';
 import { Compiler } from '../compile/index.js';
-import type { AgentId } from '../domain/types.js';
+import type { AgentId, CommitSha } from '../domain/types.js';
 import { parseDuration } from '../domain/duration.js';
 import { SqliteFleetStore } from '../fleet/index.js';
 import { EnrollmentTokens, openDataDir, type DataDir } from '../pki/index.js';
@@ -12,7 +12,7 @@ import { readSecretFile } from '../pki/secret-file.js';
 import { errorMessage } from '../domain/errors.js';
 import { quarantineStaleAfterMs } from '../rollout/index.js';
 import { BundleSigner } from '../signing/index.js';
-import { GitSource, redactUrl, type SourceStatus } from '../source/index.js';
+import { describeSkipped, GitSource, redactUrl, type SourceStatus } from '../source/index.js';
 import { loadAllowedSigners, SshSignatureVerifier, TrustGate } from '../source/trust/index.js';
 import { GrpcServer, type GrpcServerOptions } from '../transport/server.js';
 import { WebhookAlerter, type AlertSink } from './alerts.js';
@@ -184,7 +184,15 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       },
     });
     cleanups.push(() => source.close());
-    const gate = new TrustGate({ reader: source, verifiers: [new SshSignatureVerifier({ allowedSigners })] });
+    const verifiers = [new SshSignatureVerifier({ allowedSigners })];
+    const gate = new TrustGate({ reader: source, verifiers, keyValidityAt: config.trust.keyValidity, clock: now });
+    // Commits the rollout recompiles were accepted before; one whose first sighting is unknown
+    // (accepted by an earlier run, not the anchor) is re-verified at its commit time.
+    const acceptedGate = new TrustGate({ reader: source, verifiers, keyValidityAt: 'commit-time' });
+    const reverify = (commit: CommitSha) => {
+      const seenAt = reconciler?.seenAt(commit);
+      return seenAt === undefined ? acceptedGate.verify(commit) : gate.verify(commit, { seenAt });
+    };
 
     let backend: ServerBackend | undefined;
     const metrics = new ServerMetrics({ fleet, connectedAgents: () => backend?.connectedCount() ?? 0 });
@@ -208,7 +216,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const rollout = await RolloutService.load({
       store: fleetStore,
       knownAgents: () => fleet.list().map((a) => a.id),
-      compile: async (commit) => compiler.compile(await source.readTree(await gate.verify(commit, {}))),
+      compile: async (commit) => compiler.compile(await source.readTree(await reverify(commit))),
       republish: () => (reconciler as Reconciler).republish(),
       alerts,
       now,
@@ -380,7 +388,9 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       },
       source: () => {
         const s = (reconciler as Reconciler).status();
-        return { branch: source.branch, head: s.head, accepted: s.serving, generation: s.generation, refused: s.refused, conditions: s.conditions };
+        const skipped = (reconciler as Reconciler).served()?.compilation.skipped ?? [];
+        const warnings = skipped.map((entry) => ({ kind: entry.kind, path: entry.path, message: describeSkipped(entry) }));
+        return { branch: source.branch, head: s.head, accepted: s.serving, generation: s.generation, refused: s.refused, conditions: s.conditions, warnings };
       },
       createAdminToken: async (name, role, ttlMs, actor) => {
         const created = await adminTokens.create(name, role, ttlMs, actor);

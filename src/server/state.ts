@@ -14,6 +14,11 @@ import { ServerError } from './errors.js';
 export interface PersistedState {
   readonly accepted: CommitSha | null;
   readonly generation: number;
+  /**
+   * When the server first saw `accepted`; a restart re-verifies it with key validity judged
+   * at this moment (`trust.keyValidity: now`). Null when not recorded (an older meshcfg).
+   */
+  readonly seenAt: Date | null;
 }
 
 /** Where the reconciler keeps its PersistedState. One role, so a SQLite store can take over. */
@@ -23,7 +28,7 @@ export interface StateStore {
   save(state: PersistedState): Promise<void>;
 }
 
-export const INITIAL_STATE: PersistedState = Object.freeze({ accepted: null, generation: 0 });
+export const INITIAL_STATE: PersistedState = Object.freeze({ accepted: null, generation: 0, seenAt: null });
 
 const SHA = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 
@@ -53,15 +58,18 @@ export class FileStateStore implements StateStore {
       throw invalid('not JSON', cause);
     }
     if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw invalid('expected an object');
-    const { version, accepted, generation } = doc as Record<string, unknown>;
+    const { version, accepted, generation, seenAt } = doc as Record<string, unknown>;
     if (version !== 1) throw invalid(`unsupported version ${JSON.stringify(version)}`);
     if (accepted !== null && (typeof accepted !== 'string' || !SHA.test(accepted))) throw invalid('accepted is not a commit id or null');
     if (typeof generation !== 'number' || !Number.isSafeInteger(generation) || generation < 0) throw invalid('generation is not a non-negative integer');
-    return Object.freeze({ accepted, generation });
+    const seen = typeof seenAt === 'string' ? new Date(seenAt) : null;
+    if (seenAt !== undefined && seenAt !== null && (seen === null || Number.isNaN(seen.getTime()))) throw invalid('seenAt is not a time');
+    return Object.freeze({ accepted, generation, seenAt: seen });
   }
 
   async save(state: PersistedState): Promise<void> {
-    const text = `${JSON.stringify({ version: 1, accepted: state.accepted, generation: state.generation }, null, 2)}\n`;
+    const seenAt = state.seenAt === null ? {} : { seenAt: state.seenAt.toISOString() };
+    const text = `${JSON.stringify({ version: 1, accepted: state.accepted, generation: state.generation, ...seenAt }, null, 2)}\n`;
     const temporary = join(dirname(this.path), `.${basename(this.path)}.${randomBytes(6).toString('hex')}.tmp`);
     try {
       const handle = await open(temporary, 'wx', 0o600);
@@ -101,12 +109,12 @@ export class FleetStateStore implements StateStore {
   constructor(private readonly store: Pick<FleetStore, 'serverState' | 'saveAccepted'>) {}
 
   async load(): Promise<PersistedState> {
-    const { accepted, generation } = await this.store.serverState();
-    return Object.freeze({ accepted, generation });
+    const { accepted, generation, seenAt } = await this.store.serverState();
+    return Object.freeze({ accepted, generation, seenAt: seenAt ?? null });
   }
 
   async save(state: PersistedState): Promise<void> {
-    await this.store.saveAccepted({ accepted: state.accepted, generation: state.generation });
+    await this.store.saveAccepted({ accepted: state.accepted, generation: state.generation, ...(state.seenAt === null ? {} : { seenAt: state.seenAt }) });
   }
 }
 
@@ -120,7 +128,7 @@ export async function importStateJson(dataDir: string, store: Pick<FleetStore, '
   const legacy = await file.load();
   if (legacy.accepted === null && legacy.generation === 0) return null;
   const current = await store.serverState();
-  if (current.accepted === null && current.generation === 0) await store.saveAccepted(legacy);
+  if (current.accepted === null && current.generation === 0) await store.saveAccepted({ accepted: legacy.accepted, generation: legacy.generation });
   await rename(file.path, `${file.path}.imported`);
   return current.accepted === null && current.generation === 0 ? legacy : null;
 }

@@ -10,5 +10,5 @@ export type {
 } from './git-source.js';
 export { parseRepositoryLocation, redactUrl } from './location.js';
 export type { RepositoryLocation } from './location.js';
-export { ConfigTreeReader, DEFAULT_TREE_LIMITS } from './tree.js';
+export { ConfigTreeReader, DEFAULT_TREE_LIMITS, describeSkipped } from './tree.js';
 export type { GitObjectReader, GitTreeEntry, TreeCacheStats, TreeLimits, TreeReaderOptions } from './tree.js';

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { RepoFile, VerifiedCommit, VerifiedTree } from '../domain/commit.js';
+import type { RepoFile, SkippedEntry, VerifiedCommit, VerifiedTree } from '../domain/commit.js';
 import { SourceError } from '../domain/errors.js';
 
 /** One entry of a git tree object, as isomorphic-git's `readTree` reports it. */
@@ -63,7 +63,9 @@ const CONFIG_DIRS: ReadonlySet<string> = new Set(['inventory', 'config', 'baseli
  * Reads the config files of a verified commit by object id: `meshcfg.yaml` and every
  * `.yaml`/`.yml` file under `inventory/`, `config/` and `baseline/`. Other files,
  * symlinks (their blob is a path, not content, and following one could escape the
- * layout) and submodules are skipped.
+ * layout) and submodules are skipped; those two are reported in `skipped` when they sit
+ * where config is read (named `meshcfg.yaml` or a config directory at the root, or anywhere
+ * under a config directory), so callers can warn about them.
  *
  * Taking a `VerifiedCommit` is the point: content is read only after the trust gate
  * passed the commit. Nothing is checked out and no state is shared between reads but
@@ -102,12 +104,15 @@ export class ConfigTreeReader {
 
   async read(commit: VerifiedCommit): Promise<VerifiedTree> {
     const wanted: Array<{ path: string; oid: string }> = [];
+    const skipped: SkippedEntry[] = [];
     for (const entry of await this.listTree(commit.tree)) {
       if (ROOT_FILES.has(entry.path) && isRegularFile(entry)) this.select(wanted, entry.path, entry.oid);
-      else if (CONFIG_DIRS.has(entry.path) && entry.type === 'tree') await this.collect(entry.oid, `${entry.path}/`, wanted);
+      else if (CONFIG_DIRS.has(entry.path) && entry.type === 'tree') await this.collect(entry.oid, `${entry.path}/`, wanted, skipped);
+      else if (ROOT_FILES.has(entry.path) || CONFIG_DIRS.has(entry.path)) noteSkipped(skipped, entry, entry.path);
     }
     // Code-unit order: the same on every replica, independent of git's tree ordering.
-    wanted.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    wanted.sort(byPath);
+    skipped.sort(byPath);
 
     const contents = await this.readBlobs(wanted);
 
@@ -133,7 +138,7 @@ export class ConfigTreeReader {
       }
       files.push(Object.freeze({ path, oid, bytes }));
     }
-    return Object.freeze({ commit, files: Object.freeze(files) });
+    return Object.freeze({ commit, files: Object.freeze(files), skipped: Object.freeze(skipped.map((e) => Object.freeze(e))) });
   }
 
   /**
@@ -177,11 +182,12 @@ export class ConfigTreeReader {
     };
   }
 
-  private async collect(treeOid: string, prefix: string, wanted: Array<{ path: string; oid: string }>): Promise<void> {
+  private async collect(treeOid: string, prefix: string, wanted: Array<{ path: string; oid: string }>, skipped: SkippedEntry[]): Promise<void> {
     for (const entry of await this.listTree(treeOid)) {
       const path = `${prefix}${entry.path}`;
-      if (entry.type === 'tree') await this.collect(entry.oid, `${path}/`, wanted);
+      if (entry.type === 'tree') await this.collect(entry.oid, `${path}/`, wanted, skipped);
       else if (isRegularFile(entry) && /\.ya?ml$/.test(entry.path)) this.select(wanted, path, entry.oid);
+      else noteSkipped(skipped, entry, path);
     }
   }
 
@@ -225,6 +231,33 @@ export class ConfigTreeReader {
       this.pendingBlobs.delete(oid);
     }
   }
+}
+
+/** The warning every surface (plan, server log, source status) shows for a skipped entry. */
+export function describeSkipped(entry: SkippedEntry): string {
+  switch (entry.kind) {
+    case 'symlink':
+      return `${entry.path} is a symlink and was skipped: meshcfg never follows symlinks (commit the file itself)`;
+    case 'submodule':
+      return `${entry.path} is a submodule and was skipped: meshcfg never reads submodules (commit the files themselves)`;
+    default: {
+      const never: never = entry.kind;
+      throw new Error(`unexpected skipped entry kind ${String(never)}`);
+    }
+  }
+}
+
+/** Bounded like the files: a tree of a million symlinks must not grow the list without end. */
+const MAX_SKIPPED = 1_000;
+
+function noteSkipped(skipped: SkippedEntry[], entry: GitTreeEntry, path: string): void {
+  if (skipped.length >= MAX_SKIPPED) return;
+  if (entry.mode === '120000') skipped.push({ path, kind: 'symlink' });
+  else if (entry.type === 'commit' || entry.mode === '160000') skipped.push({ path, kind: 'submodule' });
+}
+
+function byPath(a: { readonly path: string }, b: { readonly path: string }): number {
+  return a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
 }
 
 function isRegularFile(entry: GitTreeEntry): boolean {

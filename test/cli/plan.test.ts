@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { cpSync } from 'node:fs';
+import { cpSync, symlinkSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { meshcfg, type Run } from '../helpers/cli.js';
 import { GitRepo, makeSshSigner, type SshSigner, tempDir, writeAllowedSigners } from '../helpers/git.js';
@@ -43,6 +43,7 @@ interface PlanJson {
   signature: { verified: boolean; signer: string | null; format: string | null; reason?: string };
   agents: Array<{ id: string; digest: string; wave: string; changed?: boolean }>;
   violations: Array<{ rule: string; agent?: string; file?: string; path?: string; message: string }>;
+  warnings: Array<{ kind: string; path: string; message: string }>;
 }
 
 function parsePlan(run: Run): PlanJson {
@@ -82,7 +83,8 @@ describe('meshcfg plan', () => {
       const run = await meshcfg('plan', '--repo', repo.dir, '--allowed-signers', allowed, '--json');
       assert.equal(run.code, 0, run.stderr);
       const plan = parsePlan(run);
-      assert.deepEqual(Object.keys(plan).sort(), ['agents', 'commit', 'signature', 'violations']);
+      assert.deepEqual(Object.keys(plan).sort(), ['agents', 'commit', 'signature', 'violations', 'warnings']);
+      assert.deepEqual(plan.warnings, []);
       assert.equal(plan.commit, first);
       assert.deepEqual(plan.signature, { verified: true, signer: 'alice@example.org', format: 'ssh' });
       assert.deepEqual(plan.agents.map((a) => [a.id, a.wave]), [['edge-1', 'canary'], ['edge-2', 'rest'], ['edge-3', 'rest']]);
@@ -240,6 +242,129 @@ describe('meshcfg plan', () => {
       const run = await meshcfg('plan', '--repo', repo.dir, '--rev', sha, '--allowed-signers', allowed);
       assert.equal(run.code, 2, run.stderr);
       assert.match(run.stderr, /refused: FILE_TOO_LARGE/);
+    });
+  });
+
+  describe('when the commit has symlinks or submodules where config is read', () => {
+    let linked: string;
+    before(() => {
+      repo.git('switch', '-q', '-c', 'linked', first);
+      symlinkSync('/etc/passwd', `${repo.dir}/config/base/zz-link.yaml`);
+      repo.git('add', '-A');
+      repo.git('update-index', '--add', '--cacheinfo', `160000,${first},config/vendor`);
+      linked = repo.commit('a symlink and a submodule', alice, [], { stage: false });
+      repo.git('reset', '-q', '--hard');
+      repo.git('switch', '-q', 'main');
+    });
+
+    it('names each skipped entry under warnings in --json, keeping exit 0', async () => {
+      const run = await meshcfg('plan', '--repo', repo.dir, '--rev', linked, '--allowed-signers', allowed, '--json');
+      assert.equal(run.code, 0, run.stderr);
+      const plan = parsePlan(run);
+      assert.deepEqual(plan.warnings.map((w) => [w.kind, w.path]), [
+        ['symlink', 'config/base/zz-link.yaml'],
+        ['submodule', 'config/vendor'],
+      ]);
+      assert.deepEqual(plan.violations, []);
+    });
+
+    it('prints them in the human output', async () => {
+      const run = await meshcfg('plan', '--repo', repo.dir, '--rev', linked, '--allowed-signers', allowed);
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(run.stdout, /warnings: +2/);
+      assert.match(run.stdout, /! config\/base\/zz-link\.yaml is a symlink and was skipped/);
+      assert.match(run.stdout, /! config\/vendor is a submodule and was skipped/);
+    });
+  });
+
+  describe('inventory-shrink', () => {
+    const TWO = INVENTORY.split('\n').filter((line) => !line.includes('edge-3')).join('\n');
+    let shrunk: string;
+    let decommission: string;
+    let emptied: string;
+    before(() => {
+      repo.git('switch', '-q', '-c', 'shrink', first);
+      shrunk = repo.write({ 'inventory/agents.yaml': TWO }).commit('drop edge-3', alice);
+      repo.git('switch', '-q', '-c', 'decommission', first);
+      decommission = repo
+        .write({ 'inventory/agents.yaml': TWO, 'meshcfg.yaml': SETTINGS.replace('policy:\n', 'policy:\n  allowInventoryRemoval: [edge-3]\n') })
+        .commit('decommission edge-3', alice);
+      repo.git('switch', '-q', '-c', 'emptied', first);
+      emptied = repo.write({ 'inventory/agents.yaml': 'agents: []\n' }).commit('no agents', alice);
+      repo.git('switch', '-q', 'main');
+    });
+
+    it('exits 1 on an empty inventory, even without --base', async () => {
+      const run = await meshcfg('plan', '--repo', repo.dir, '--rev', emptied, '--allowed-signers', allowed, '--json');
+      assert.equal(run.code, 1, run.stderr);
+      assert.deepEqual(parsePlan(run).violations.map((v) => v.rule), ['inventory-shrink']);
+    });
+
+    it('exits 1 when the commit removes more than policy.maxInventoryRemoval of --base’s agents, naming them', async () => {
+      const run = await meshcfg('plan', '--repo', repo.dir, '--rev', shrunk, '--base', first, '--allowed-signers', allowed);
+      assert.equal(run.code, 1, run.stderr);
+      assert.match(run.stdout, /\[inventory-shrink\] removes 1 of 3 agents \(33\.3%\), more than policy\.maxInventoryRemoval 10%: edge-3;/);
+      assert.match(run.stdout, /- removed from inventory \(1\):\n {4}- edge-3\n/);
+    });
+
+    it('exits 0 when the removed agents are listed in policy.allowInventoryRemoval, and says so', async () => {
+      const run = await meshcfg('plan', '--repo', repo.dir, '--rev', decommission, '--base', first, '--allowed-signers', allowed);
+      assert.equal(run.code, 0, run.stdout);
+      assert.match(run.stdout, / {4}- edge-3 \(listed in policy\.allowInventoryRemoval\)/);
+    });
+  });
+
+  describe('when a retired key signs a backdated commit', () => {
+    let backdated: string;
+    let retiredPolicy: string;
+    before(() => {
+      const bob = makeSshSigner(tmp.path, 'bob@example.org');
+      retiredPolicy = writeAllowedSigners(`${tmp.path}/allowed_signers_retired`, [
+        { signer: alice },
+        { signer: bob, options: 'valid-before="20200101Z"' },
+      ]);
+      // The branch starts from a commit dated 2019 too, so only the key's window can refuse it.
+      repo.git('switch', '-q', '--orphan', 'retired');
+      repo.write({
+        'meshcfg.yaml': SETTINGS,
+        'inventory/agents.yaml': INVENTORY,
+        'config/base/00-defaults.yaml': BASE,
+        'config/agents/edge-2.yaml': 'telemetry: { accessLog: false }\n',
+      });
+      const root = repo.commit('old history', alice, [], { date: '2019-05-01T12:00:00Z' });
+      backdated = repo.write({ 'config/agents/edge-2.yaml': 'telemetry: { accessLog: true }\n' }).commit('bob, backdated', bob, [], { date: '2019-06-01T12:00:00Z' });
+      repo.git('switch', '-q', 'main');
+      assert.ok(root);
+    });
+
+    it('refuses it with exit 2 (UNTRUSTED_SIGNER), judging the key now by default', async () => {
+      const run = await meshcfg('plan', '--repo', repo.dir, '--rev', backdated, '--allowed-signers', retiredPolicy, '--json');
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(parsePlan(run).signature.reason ?? '', /^UNTRUSTED_SIGNER/);
+    });
+
+    it('accepts it with --key-validity commit-time, as git verify-commit does', async () => {
+      const run = await meshcfg('plan', '--repo', repo.dir, '--rev', backdated, '--allowed-signers', retiredPolicy, '--key-validity', 'commit-time', '--json');
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(parsePlan(run).signature.signer, 'bob@example.org');
+    });
+
+    it('refuses a commit dated before its parent with exit 2 (NON_MONOTONIC_DATE), whatever the key validity time', async () => {
+      repo.git('switch', '-q', '-c', 'backwards', first);
+      const sha = repo.write({ 'config/agents/edge-3.yaml': 'telemetry: { metrics: false }\n' }).commit('dated before its parent', alice, [], { date: '2020-06-01T12:00:00Z' });
+      repo.git('switch', '-q', 'main');
+      for (const keyValidity of ['now', 'commit-time']) {
+        const run = await meshcfg('plan', '--repo', repo.dir, '--rev', sha, '--allowed-signers', allowed, '--key-validity', keyValidity, '--json');
+        assert.equal(run.code, 2, run.stderr);
+        assert.match(run.stderr, /refused: NON_MONOTONIC_DATE/);
+        assert.equal((JSON.parse(run.stdout) as { error: { code: string } }).error.code, 'NON_MONOTONIC_DATE');
+      }
+    });
+
+    it('exits 2 on an unknown --key-validity', async () => {
+      const run = await meshcfg('plan', '--repo', repo.dir, '--allowed-signers', allowed, '--key-validity', 'sometimes');
+      assert.equal(run.code, 2);
+      assert.match(run.stderr, /USAGE/);
     });
   });
 

@@ -19,7 +19,7 @@ export function repoFiles(files: Files): RepoFile[] {
 }
 
 export function treeOf(files: Files, sha?: string): VerifiedTree {
-  return { commit: fakeVerifiedCommit(sha), files: repoFiles(files) };
+  return { commit: fakeVerifiedCommit(sha), files: repoFiles(files), skipped: [] };
 }
 
 /** A minimal valid meshcfg.yaml. */

@@ -48,6 +48,8 @@ export interface AgentView {
 export class Deployment {
   server: MeshcfgProcess | null = null;
   readonly agents = new Map<string, MeshcfgProcess>();
+  /** `trust.keyValidity` written to server.yaml; null leaves the server's default. */
+  keyValidity: 'now' | 'commit-time' | null = null;
 
   constructor(
     readonly root: string,
@@ -105,7 +107,7 @@ export class Deployment {
         ...this.extraConfig,
         'trustDomain: example.org',
         `repo: { url: "${this.repoUrl}", branch: main, pollInterval: 200ms }`,
-        `trust: { allowedSigners: "${this.allowedSigners}" }`,
+        `trust: { allowedSigners: "${this.allowedSigners}"${this.keyValidity === null ? '' : `, keyValidity: ${this.keyValidity}`} }`,
         `listen: { grpc: "${this.grpcAddress}", admin: "127.0.0.1:${this.ports.admin}" }`,
         'dataDir: ./data',
         'tls: { serverNames: [localhost, 127.0.0.1] }',
@@ -212,10 +214,13 @@ export class Deployment {
     return agent;
   }
 
-  /** Commits (signed unless `signer` is null) in the working clone and pushes to the served repository. */
-  push(files: Readonly<Record<string, string>>, message: string, signer: SshSigner | null = this.signer): string {
+  /**
+   * Commits (signed unless `signer` is null) in the working clone and pushes to the served
+   * repository. `date` sets the author and committer dates (a backdated commit).
+   */
+  push(files: Readonly<Record<string, string>>, message: string, signer: SshSigner | null = this.signer, options: { readonly date?: string } = {}): string {
     this.work.write(files);
-    const sha = this.work.commit(message, signer ?? undefined);
+    const sha = this.work.commit(message, signer ?? undefined, [], options);
     this.work.git('push', '-q', '--force', 'origin', 'HEAD:main');
     return sha;
   }

@@ -39,6 +39,13 @@ for (const [name, openStore] of IMPLEMENTATIONS) {
         assert.deepEqual(await store.serverState(), { accepted: COMMIT_B, generation: 5, lastRefusal: null });
       });
 
+      it('keeps when the accepted commit was first seen, and forgets it when a save omits it', async () => {
+        await store.saveAccepted({ accepted: COMMIT_A, generation: 2, seenAt: at(7) });
+        assert.deepEqual(await store.serverState(), { accepted: COMMIT_A, generation: 2, seenAt: at(7), lastRefusal: null });
+        await store.saveAccepted({ accepted: COMMIT_B, generation: 3 });
+        assert.deepEqual(await store.serverState(), { accepted: COMMIT_B, generation: 3, lastRefusal: null });
+      });
+
       it('refuses a negative or fractional generation with INVALID_RECORD', async () => {
         await assert.rejects(store.saveAccepted({ accepted: COMMIT_A, generation: -1 }), storeCode('INVALID_RECORD'));
         await assert.rejects(store.saveAccepted({ accepted: COMMIT_A, generation: 1.5 }), storeCode('INVALID_RECORD'));

@@ -79,7 +79,12 @@ export class GitRepo {
   }
 
   git(...args: string[]): string {
-    return execFileSync('git', args, { cwd: this.dir, env: this.env, encoding: 'utf8' }).trim();
+    return this.gitWith({}, ...args);
+  }
+
+  /** Like `git`, with extra environment (e.g. `GIT_COMMITTER_DATE`). */
+  gitWith(env: NodeJS.ProcessEnv, ...args: string[]): string {
+    return execFileSync('git', args, { cwd: this.dir, env: { ...this.env, ...env }, encoding: 'utf8' }).trim();
   }
 
   /** Writes files (path → content) relative to the repository root. */
@@ -97,15 +102,25 @@ export class GitRepo {
     return this;
   }
 
-  /** Stages everything and commits; signs with `signer` when given. Returns the new commit id. */
-  commit(message: string, signer?: SshSigner, extra: string[] = []): string {
-    this.git('add', '-A');
+  /**
+   * Stages everything and commits; signs with `signer` when given. Returns the new commit id.
+   * `date` (any format git takes, e.g. `2019-06-01T12:00:00Z`) sets the author and committer
+   * dates, as someone backdating a commit would. `stage: false` commits the index as it is
+   * (e.g. a gitlink added with `update-index`, which `add -A` would drop).
+   */
+  commit(
+    message: string,
+    signer?: SshSigner,
+    extra: string[] = [],
+    { date, stage = true }: { readonly date?: string; readonly stage?: boolean } = {},
+  ): string {
+    if (stage) this.git('add', '-A');
     const sign = signer
       ? ['-c', 'gpg.format=ssh', '-c', `user.signingkey=${signer.privateKeyPath}`]
       : [];
     const args = [...sign, 'commit', '-q', '--allow-empty', '-m', message, ...extra];
     if (signer) args.push('-S');
-    this.git(...args);
+    this.gitWith(date === undefined ? {} : { GIT_COMMITTER_DATE: date, GIT_AUTHOR_DATE: date }, ...args);
     return this.head();
   }
 

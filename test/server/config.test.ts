@@ -43,6 +43,10 @@ describe('server config', () => {
       assert.deepEqual(config.adminTls, { kind: 'off' });
     });
 
+    it('judges key validity now by default', () => {
+      assert.equal(config.trust.keyValidity, 'now');
+    });
+
     it('parses listen addresses', () => {
       assert.deepEqual(config.listen.grpc, { host: '127.0.0.1', port: 7443 });
       assert.deepEqual(parseServerConfig({ ...minimal(), listen: { grpc: '[::1]:0', admin: ':7080' } }, { baseDir: '/' }).listen, {
@@ -97,6 +101,11 @@ describe('server config', () => {
     }
   });
 
+  it('reads trust.keyValidity: commit-time as an explicit opt-in', () => {
+    const config = parseServerConfig({ ...minimal(), trust: { allowedSigners: './a', keyValidity: 'commit-time' } }, { baseDir: '/x' });
+    assert.equal(config.trust.keyValidity, 'commit-time');
+  });
+
   describe('refuses, naming the key,', () => {
     const cases: ReadonlyArray<readonly [string, () => unknown, string]> = [
       ['a missing trustDomain', () => ({ ...minimal(), trustDomain: undefined }), 'trustDomain'],
@@ -111,6 +120,7 @@ describe('server config', () => {
       ['a port out of range', () => ({ ...minimal(), listen: { grpc: '127.0.0.1:70000', admin: '127.0.0.1:7080' } }), 'listen.grpc'],
       ['empty serverNames', () => ({ ...minimal(), tls: { serverNames: [] } }), 'tls.serverNames'],
       ['a webhook that is not http(s)', () => ({ ...minimal(), alerts: { webhook: 'ftp://x' } }), 'alerts.webhook'],
+      ['an unknown key validity time', () => ({ ...minimal(), trust: { allowedSigners: './a', keyValidity: 'signing-time' } }), 'trust.keyValidity'],
       ['an unknown top-level key', () => ({ ...minimal(), datadir: './x' }), 'datadir'],
       ['an unknown nested key', () => ({ ...minimal(), repo: { url: './r', pollIntervall: '5s' } }), 'repo.pollIntervall'],
       ['a document that is not a mapping', () => ['x'], '(root)'],

@@ -11,7 +11,8 @@ import { SnapshotCache } from '../../src/server/snapshot.js';
 import { FileStateStore } from '../../src/server/state.js';
 import { BundleSigner, BundleVerifier } from '../../src/signing/index.js';
 import { GitSource } from '../../src/source/index.js';
-import { loadAllowedSigners, SshSignatureVerifier, TrustGate } from '../../src/source/trust/index.js';
+import { loadAllowedSigners, SshSignatureVerifier, TrustGate, type KeyValidityTime } from '../../src/source/trust/index.js';
+import { writeAllowedSigners } from '../helpers/git.js';
 import type { Delivery } from '../../src/transport/backend.js';
 import { makeFixture, manualClock, PERMISSIVE_BASE, webhookReceiver, type Fixture } from './helpers.js';
 
@@ -29,13 +30,18 @@ interface Harness {
 
 async function harness(
   fixture: Fixture,
-  options: { signingKey: KeyObject; trustDomain?: string; webhook?: string; clock?: { now: () => Date }; ttlMs?: number },
+  options: { signingKey: KeyObject; trustDomain?: string; webhook?: string; clock?: { now: () => Date }; ttlMs?: number; keyValidityAt?: KeyValidityTime },
 ): Promise<Harness> {
   mkdirSync(fixture.dataDir, { recursive: true });
   const now = options.clock?.now ?? (() => new Date());
   const ttlMs = options.ttlMs ?? 24 * HOUR;
   const source = await GitSource.open({ repository: fixture.repo.dir, branch: 'main' });
-  const gate = new TrustGate({ reader: source, verifiers: [new SshSignatureVerifier({ allowedSigners: await loadAllowedSigners(fixture.allowedSigners) })] });
+  const gate = new TrustGate({
+    reader: source,
+    verifiers: [new SshSignatureVerifier({ allowedSigners: await loadAllowedSigners(fixture.allowedSigners) })],
+    keyValidityAt: options.keyValidityAt ?? 'commit-time',
+    clock: now,
+  });
   const store = FileStateStore.inDataDir(fixture.dataDir);
   const state = await store.load();
   const signer = new BundleSigner({ privateKey: options.signingKey, ttlMs, lastGeneration: state.generation, now: () => now().getTime() });
@@ -74,8 +80,15 @@ async function harness(
   };
 }
 
+/** state.json without `seenAt` (a wall-clock time; see the key validity tests for it). */
 function statePersisted(fixture: Fixture): unknown {
-  return JSON.parse(readFileSync(join(fixture.dataDir, 'state.json'), 'utf8'));
+  const { seenAt: _seenAt, ...state } = JSON.parse(readFileSync(join(fixture.dataDir, 'state.json'), 'utf8')) as Record<string, unknown>;
+  return state;
+}
+
+/** `YYYYMMDDHHMMSSZ`, the allowed-signers time format. */
+function sshTime(date: Date): string {
+  return `${date.toISOString().replace(/[-:T]/g, '').slice(0, 14)}Z`;
 }
 
 describe('Reconciler', () => {
@@ -262,6 +275,68 @@ describe('Reconciler', () => {
       const result = await h.sync();
       assert.equal(result.kind === 'refused' && result.refusal.code, 'NOT_FAST_FORWARD');
       assert.deepEqual(statePersisted(fixture), { version: 1, accepted: second, generation: 3 });
+    });
+  });
+
+  describe('inventory-shrink', () => {
+    const THREE = 'agents:\n  - { id: edge-1, labels: { zone: pci, env: prod, ring: canary } }\n  - { id: edge-2, labels: { zone: pci, env: prod } }\n  - { id: edge-3, labels: { zone: public, env: prod } }\n';
+    const withPolicy = (f: Fixture, line: string): string =>
+      readFileSync(join(f.repo.dir, 'meshcfg.yaml'), 'utf8').replace('policy:\n', `policy:\n  ${line}\n`);
+
+    it('refuses a commit that removes more than policy.maxInventoryRemoval of the served agents, naming them', async () => {
+      h = await harness(fixture, { signingKey });
+      assert.equal((await h.sync()).kind, 'accepted');
+      const shrunk = fixture.repo.write({ 'inventory/edge.yaml': THREE }).commit('drop edge-4', fixture.signer);
+      const result = await h.sync();
+      assert.equal(result.kind === 'refused' && result.refusal.code, 'POLICY_VIOLATIONS');
+      const violations = result.kind === 'refused' ? result.refusal.violations : [];
+      assert.deepEqual(violations.map((v) => v.rule), ['inventory-shrink']);
+      assert.match(violations[0]?.message ?? '', /1 of 4 agents \(25%\).*: edge-4;/);
+      assert.equal(h.reconciler.status().refused?.commit, shrunk);
+      assert.equal(h.snapshots.current()?.commit, fixture.first);
+    });
+
+    it('accepts the removal when the commit lists the agent in policy.allowInventoryRemoval', async () => {
+      h = await harness(fixture, { signingKey });
+      await h.sync();
+      const decommission = fixture.repo
+        .write({ 'inventory/edge.yaml': THREE, 'meshcfg.yaml': withPolicy(fixture, 'allowInventoryRemoval: [edge-4]') })
+        .commit('decommission edge-4', fixture.signer);
+      assert.deepEqual(await h.sync(), { kind: 'accepted', commit: decommission, generation: 2 });
+    });
+
+    it('refuses an empty inventory, even as the first commit it sees', async () => {
+      const empty = fixture.repo.remove('config/agents').write({ 'inventory/edge.yaml': 'agents: []\n' }).commit('no agents', fixture.signer);
+      h = await harness(fixture, { signingKey });
+      const result = await h.sync();
+      assert.equal(result.kind === 'refused' && result.refusal.commit, empty);
+      assert.deepEqual(result.kind === 'refused' && result.refusal.violations.map((v) => v.rule), ['inventory-shrink']);
+      assert.equal(h.snapshots.current(), null);
+    });
+  });
+
+  describe('with key validity judged now', () => {
+    it('persists when it first saw the accepted commit, and re-verifies it at that moment after a restart', async () => {
+      const clock = manualClock();
+      const firstSeen = clock.now();
+      h = await harness(fixture, { signingKey, clock, keyValidityAt: 'now' });
+      assert.equal((await h.sync()).kind, 'accepted');
+      assert.equal((JSON.parse(readFileSync(join(fixture.dataDir, 'state.json'), 'utf8')) as { seenAt: string }).seenAt, firstSeen.toISOString());
+      await h.close();
+
+      // The signer's key retires an hour after the commit was first seen; the server restarts a day later.
+      writeAllowedSigners(fixture.allowedSigners, [{ signer: fixture.signer, options: `valid-before="${sshTime(new Date(firstSeen.getTime() + HOUR))}"` }]);
+      clock.advance(24 * HOUR);
+      h = await harness(fixture, { signingKey, clock, keyValidityAt: 'now' });
+      assert.equal(h.published[0]?.reason, 'restore');
+      assert.equal(h.snapshots.current()?.commit, fixture.first);
+      assert.equal(h.reconciler.status().refused, null);
+
+      // A new commit by the retired key is judged when it is first seen: refused.
+      fixture.repo.write({ 'config/agents/edge-2.yaml': 'telemetry: { metrics: false }\n' }).commit('after retirement', fixture.signer);
+      const result = await h.sync();
+      assert.equal(result.kind === 'refused' && result.refusal.code, 'UNTRUSTED_SIGNER');
+      assert.equal(h.snapshots.current()?.commit, fixture.first);
     });
   });
 

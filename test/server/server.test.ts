@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, symlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { startServer, type RunningServer } from '../../src/server/server.js';
@@ -39,6 +40,30 @@ describe('startServer (with the real gRPC transport)', () => {
     assert.ok(!log.text().includes('PRIVATE KEY'), 'no key material is logged');
   });
 
+  it('logs each skipped symlink and submodule of an accepted commit and shows them in GET /api/v1/source', async () => {
+    symlinkSync('/etc/passwd', join(fixture.repo.dir, 'config/base/zz-link.yaml'));
+    fixture.repo.git('add', '-A');
+    fixture.repo.git('update-index', '--add', '--cacheinfo', `160000,${fixture.first},config/vendor`);
+    const withLinks = fixture.repo.commit('a symlink and a submodule under config/', fixture.signer, [], { stage: false });
+    const log = capturingLogger();
+    server = await startServer(configFor(fixture), { logger: log.logger });
+    assert.deepEqual(await server.syncNow(), { kind: 'accepted', commit: withLinks, generation: 1 });
+
+    const skipped = log.lines().filter((l) => l['event'] === 'entry-skipped');
+    assert.deepEqual(skipped.map((l) => [l['level'], l['kind'], l['path'], l['commit']]), [
+      [40, 'symlink', 'config/base/zz-link.yaml', withLinks],
+      [40, 'submodule', 'config/vendor', withLinks],
+    ]);
+    const token = readFileSync(server.adminTokenPath, 'utf8').trim();
+    const res = await fetch(`${server.adminUrl}/api/v1/source`, { headers: { authorization: `Bearer ${token}` } });
+    const body = (await res.json()) as { warnings: Array<{ kind: string; path: string; message: string }> };
+    assert.deepEqual(body.warnings.map((w) => [w.kind, w.path]), [
+      ['symlink', 'config/base/zz-link.yaml'],
+      ['submodule', 'config/vendor'],
+    ]);
+    assert.ok(body.warnings.every((w) => w.message.includes(w.path)));
+  });
+
   it('after a restart, serves the accepted commit under a new generation before the first fetch', async () => {
     server = await startServer(configFor(fixture), { logger: pino({ level: 'silent' }) });
     await server.syncNow();
@@ -62,6 +87,6 @@ describe('startServer (with the real gRPC transport)', () => {
 
   it('refuses to start when the allowed signers file is missing, leaving nothing listening', async () => {
     const config = configFor(fixture);
-    await assert.rejects(startServer({ ...config, trust: { allowedSigners: `${fixture.root}/nope` } }, { logger: pino({ level: 'silent' }) }));
+    await assert.rejects(startServer({ ...config, trust: { ...config.trust, allowedSigners: `${fixture.root}/nope` } }, { logger: pino({ level: 'silent' }) }));
   });
 });

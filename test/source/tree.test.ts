@@ -97,6 +97,31 @@ describe('reading the config tree of a verified commit', () => {
     assert.equal(tree.commit.sha, first);
   });
 
+  it('names each symlink and submodule where config is read as skipped, and nothing else', async () => {
+    const links = GitRepo.init(join(tmp.path, 'links'));
+    links.write(CONFIG_FILES);
+    symlinkSync('/etc/passwd', join(links.dir, 'config/base/link.yaml'));
+    symlinkSync('../elsewhere', join(links.dir, 'baseline/dir-link'));
+    symlinkSync('inventory/agents.yaml', join(links.dir, 'docs-link')); // outside the layout: not ours to mention
+    links.git('add', '-A');
+    const pinned = '1234567890abcdef1234567890abcdef12345678'; // a gitlink names a commit of another repository
+    links.git('update-index', '--add', '--cacheinfo', `160000,${pinned},config/vendor`);
+    links.git('update-index', '--add', '--cacheinfo', `160000,${pinned},inventory/sub`);
+    const sha = links.commit('links and submodules', undefined, [], { stage: false });
+    const source = await GitSource.open({ repository: links.dir, branch: 'main' });
+    sources.push(source);
+
+    const tree = await source.readTree(trusted(links, sha));
+
+    assert.deepEqual(contents(tree), CONFIG_FILES);
+    assert.deepEqual(tree.skipped, [
+      { path: 'baseline/dir-link', kind: 'symlink' },
+      { path: 'config/base/link.yaml', kind: 'symlink' },
+      { path: 'config/vendor', kind: 'submodule' },
+      { path: 'inventory/sub', kind: 'submodule' },
+    ]);
+  });
+
   it('gives each file its blob id', async () => {
     const source = await open();
     const tree = await source.readTree(trusted(repo, first));

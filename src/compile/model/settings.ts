@@ -36,8 +36,18 @@ function readPolicy(value: JsonValue | undefined, problems: StructuralProblem[])
   const policy = isJsonObject(value) ? value : {};
   const secureZones = readStrings(policy['secureZones'], '/policy/secureZones', problems) ?? [];
   const allowedDestinations = readStrings(policy['allowedDestinations'], '/policy/allowedDestinations', problems);
+  const allowInventoryRemoval = readStrings(policy['allowInventoryRemoval'], '/policy/allowInventoryRemoval', problems);
+  const maxInventoryRemoval = policy['maxInventoryRemoval'];
+  if (maxInventoryRemoval !== undefined && !(typeof maxInventoryRemoval === 'number' && maxInventoryRemoval >= 0 && maxInventoryRemoval <= 1)) {
+    problems.push({ path: '/policy/maxInventoryRemoval', message: 'must be a number from 0 to 1' });
+  }
   // `allowedDestinations` absent (not empty) turns destination-allowlist off: keep the distinction.
-  return Object.freeze(allowedDestinations === undefined ? { secureZones } : { secureZones, allowedDestinations });
+  return Object.freeze({
+    secureZones,
+    ...(allowedDestinations === undefined ? {} : { allowedDestinations }),
+    ...(typeof maxInventoryRemoval === 'number' ? { maxInventoryRemoval } : {}),
+    ...(allowInventoryRemoval === undefined ? {} : { allowInventoryRemoval }),
+  });
 }
 
 function readStrings(value: JsonValue | undefined, pointer: string, problems: StructuralProblem[]): readonly string[] | undefined {

@@ -7,6 +7,8 @@ import { retryBudget } from './retry-budget.js';
 
 export { destinationAllowlist, minTlsVersion, mtlsStrictInSecureZone, noEmbeddedSecrets, retryBudget };
 export { compileDestinationGlob } from './glob.js';
+export { DEFAULT_MAX_INVENTORY_REMOVAL, inventoryShrink } from './inventory-shrink.js';
+export type { InventoryShrink } from './inventory-shrink.js';
 export type { DestinationMatcher } from './glob.js';
 
 /**

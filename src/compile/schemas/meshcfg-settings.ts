@@ -68,6 +68,15 @@ export const meshcfgSettingsSchema: JsonObject = {
           items: { type: 'string', pattern: shapes.destinationGlob.pattern },
           description: 'Absent: destination-allowlist is off. Present (even empty): routes must match one glob.',
         },
+        maxInventoryRemoval: {
+          ...ratio,
+          description: 'inventory-shrink: largest share of the previous commit\'s agents one commit may remove (default 0.1).',
+        },
+        allowInventoryRemoval: {
+          type: 'array',
+          items: { type: 'string', minLength: 1 },
+          description: 'inventory-shrink: agent ids this commit removes on purpose; each must be gone from the inventory.',
+        },
       },
     },
     rollout: {

@@ -129,4 +129,8 @@ export const MIGRATIONS: readonly string[] = Object.freeze([
     WHERE r.at = (SELECT max(at) FROM revocations WHERE agent_id = r.agent_id)
     ON CONFLICT (agent_id) DO NOTHING;
   `,
+  // 4: when the server first saw its accepted commit (trust.keyValidity: now re-verifies it at that moment after a restart).
+  `
+  ALTER TABLE server_state ADD COLUMN accepted_seen_at INTEGER;
+  `,
 ]);

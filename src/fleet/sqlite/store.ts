@@ -135,8 +135,10 @@ interface TokenRow {
 /** Every statement the store runs, prepared once per connection. */
 function prepare(db: Database) {
   return {
-    serverState: db.prepare<{ accepted: string | null; generation: number; refusal: string | null }>('SELECT accepted, generation, refusal FROM server_state WHERE id = 1'),
-    saveAccepted: db.prepare('UPDATE server_state SET accepted = ?, generation = ? WHERE id = 1 AND generation <= ?'),
+    serverState: db.prepare<{ accepted: string | null; generation: number; refusal: string | null; accepted_seen_at: number | null }>(
+      'SELECT accepted, generation, refusal, accepted_seen_at FROM server_state WHERE id = 1',
+    ),
+    saveAccepted: db.prepare('UPDATE server_state SET accepted = ?, generation = ?, accepted_seen_at = ? WHERE id = 1 AND generation <= ?'),
     saveRefusal: db.prepare('UPDATE server_state SET refusal = ? WHERE id = 1'),
 
     getAgent: db.prepare<AgentRow>('SELECT * FROM agents WHERE id = ?'),
@@ -295,7 +297,12 @@ export class SqliteFleetStore implements FleetStore {
     return this.run('read the server state', () => {
       const row = this.statements.serverState.get();
       if (row === undefined) throw new StoreError({ code: 'CORRUPT', message: `${this.path}: the server_state row is missing` });
-      return Object.freeze({ accepted: row.accepted, generation: row.generation, lastRefusal: row.refusal === null ? null : reviveRefusal(parseJson(row.refusal, 'the last refusal')) });
+      return Object.freeze({
+        accepted: row.accepted,
+        generation: row.generation,
+        ...(row.accepted_seen_at === null ? {} : { seenAt: new Date(row.accepted_seen_at) }),
+        lastRefusal: row.refusal === null ? null : reviveRefusal(parseJson(row.refusal, 'the last refusal')),
+      });
     });
   }
 
@@ -303,7 +310,7 @@ export class SqliteFleetStore implements FleetStore {
     checkAccepted(state);
     this.run('save the accepted commit', () => {
       // Compare-and-set in one statement: the generation never goes down, whoever writes.
-      const { changes } = this.statements.saveAccepted.run(state.accepted, state.generation, state.generation);
+      const { changes } = this.statements.saveAccepted.run(state.accepted, state.generation, state.seenAt?.getTime() ?? null, state.generation);
       if (changes === 0) throw generationConflict(state.generation, this.statements.serverState.get()?.generation ?? 0);
     });
   }

@@ -24,10 +24,11 @@ export interface CommitReader {
 
 /**
  * Which moment an allowed signer's valid-after/valid-before window is checked against.
- * `commit-time` (the default) is the committer date, as `git verify-commit` does, so the
- * gate and git always agree. It is chosen by the signer, though: a retired key could sign
- * a backdated commit. `now` closes that hole, at the price of refusing an old head whose
- * key has since expired until someone signs a new commit.
+ * `commit-time` (the gate's default) is the committer date, as `git verify-commit` does, so
+ * the gate and git always agree. It is chosen by the signer, though: a retired key could sign
+ * a backdated commit. `now` closes that hole: the window is checked at the moment the caller
+ * first saw the commit (`VerifyOptions.seenAt`), or the clock's now. The server and `plan`
+ * default to `now`.
  */
 export type KeyValidityTime = 'commit-time' | 'now';
 
@@ -43,6 +44,13 @@ export interface TrustGateOptions {
 export interface VerifyOptions {
   /** The last commit accepted from this branch; the new head must descend from it. */
   readonly lastAccepted?: CommitSha;
+  /**
+   * With `keyValidityAt: 'now'`: when the caller first saw this commit, the moment the key's
+   * validity window is checked at instead of the clock. A server re-verifying a commit it
+   * accepted before a restart passes the time it first saw it, so a key retired since then
+   * does not turn its own accepted commit into a refusal. Ignored with `commit-time`.
+   */
+  readonly seenAt?: Date;
 }
 
 /**
@@ -53,8 +61,17 @@ export interface VerifyOptions {
  * Checks run in this order, and nothing reads the commit's tree before all have passed:
  * the object hashes to `sha` (MALFORMED_COMMIT), it is signed (UNSIGNED), the signature
  * is of a kind a verifier handles (MALFORMED_SIGNATURE, UNSUPPORTED_SIGNATURE), the
- * verifier accepts it (see SignatureVerifier), and finally the fast-forward rule
- * (NOT_FAST_FORWARD). Errors of the CommitReader (e.g. SourceError) pass through.
+ * verifier accepts it (see SignatureVerifier), its committer date is not earlier than any
+ * parent's (NON_MONOTONIC_DATE), the fast-forward rule (NOT_FAST_FORWARD), and finally its
+ * committer date is not earlier than the last accepted commit's (NON_MONOTONIC_DATE).
+ * Errors of the CommitReader (e.g. SourceError) pass through.
+ *
+ * Only the commit asked for is judged (the head the caller would deploy); commits between
+ * the last accepted one and it are never compiled, so they are checked for ancestry only.
+ * Their dates are not judged one by one (one skewed clock in the history would otherwise
+ * block the branch for good, since history cannot be rewritten), but the head may not be
+ * dated before the last accepted commit: a backdated commit cannot be laundered through a
+ * backdated, unsigned parent.
  */
 export class TrustGate {
   private readonly options: Required<TrustGateOptions>;
@@ -69,16 +86,18 @@ export class TrustGate {
     };
   }
 
-  async verify(sha: CommitSha, { lastAccepted }: VerifyOptions = {}): Promise<VerifiedCommit> {
+  async verify(sha: CommitSha, { lastAccepted, seenAt }: VerifyOptions = {}): Promise<VerifiedCommit> {
     return aboutCommit(sha, async () => {
       const commit = await readCommit(this.options.reader, sha, this.options.objectFormat);
-      const trust = await this.checkSignature(commit);
+      const trust = await this.checkSignature(commit, seenAt);
+      await this.checkMonotonicDate(commit);
       await this.checkFastForward(commit.sha, lastAccepted);
+      await this.checkNotBeforeAccepted(commit, lastAccepted);
       return sealVerifiedCommit(commit.sha, commit.fields, trust);
     });
   }
 
-  private async checkSignature({ payload, signature, fields }: ReadCommit): Promise<TrustRecord> {
+  private async checkSignature({ payload, signature, fields }: ReadCommit, seenAt: Date | undefined): Promise<TrustRecord> {
     if (signature === undefined) refuse('UNSIGNED', 'the commit is not signed');
     if (signature.kind === 'unknown') {
       refuse('MALFORMED_SIGNATURE', `the ${signature.header} header holds no recognisable signature`);
@@ -88,9 +107,39 @@ export class TrustGate {
       const known = this.options.verifiers.map((v) => v.format).join(', ') || 'none';
       refuse('UNSUPPORTED_SIGNATURE', `${signature.kind} signatures are not verified here (verifiers: ${known})`);
     }
-    const at = this.options.keyValidityAt === 'now' ? this.options.clock() : fields.committedAt;
+    const at = this.options.keyValidityAt === 'now' ? (seenAt ?? this.options.clock()) : fields.committedAt;
     const { signer, keyFingerprint } = await verifier.verify(payload, signature, at);
     return { kind: 'verified', format: verifier.format, signer, keyFingerprint };
+  }
+
+  /**
+   * The committer date is the signer's claim, and `commit-time` validity trusts it; a commit
+   * dated before its parent can only come from a wrong clock or from backdating (to fit a
+   * retired key's window), so it is refused either way. A merge must not be earlier than ANY
+   * of its parents. Equal seconds are fine (git's dates have one-second resolution).
+   */
+  private async checkMonotonicDate({ fields }: ReadCommit): Promise<void> {
+    for (const parentSha of fields.parents) {
+      const parent = await readCommit(this.options.reader, parentSha, this.options.objectFormat);
+      if (fields.committedAt.getTime() < parent.fields.committedAt.getTime()) {
+        refuse(
+          'NON_MONOTONIC_DATE',
+          `its committer date ${fields.committedAt.toISOString()} is earlier than that of its parent ${parentSha} (${parent.fields.committedAt.toISOString()})`,
+        );
+      }
+    }
+  }
+
+  /** Call after checkFastForward: the last accepted commit is then an ancestor, so readable. */
+  private async checkNotBeforeAccepted({ sha, fields }: ReadCommit, lastAccepted: CommitSha | undefined): Promise<void> {
+    if (lastAccepted === undefined || lastAccepted.toLowerCase() === sha || fields.parents.includes(lastAccepted.toLowerCase())) return;
+    const accepted = await readCommit(this.options.reader, lastAccepted.toLowerCase(), this.options.objectFormat);
+    if (fields.committedAt.getTime() < accepted.fields.committedAt.getTime()) {
+      refuse(
+        'NON_MONOTONIC_DATE',
+        `its committer date ${fields.committedAt.toISOString()} is earlier than that of the last accepted commit ${accepted.sha} (${accepted.fields.committedAt.toISOString()})`,
+      );
+    }
   }
 
   private async checkFastForward(sha: CommitSha, lastAccepted: CommitSha | undefined): Promise<void> {

@@ -256,6 +256,94 @@ describe('TrustGate', () => {
     });
   });
 
+  describe('when a retired key signs a backdated commit', () => {
+    // alice's key retired at the start of 2020; the commit claims mid-2019, like its parent.
+    const retired = (): SignerEntry[] => [{ signer: alice, options: 'valid-before="20200101Z"' }];
+    let old: GitRepo;
+    let backdated: string;
+
+    before(() => {
+      old = GitRepo.init(join(tmp.path, 'retired'));
+      old.write({ 'a.yaml': 'a: 1\n' }).commit('from when the key was valid', alice, [], { date: '2019-06-01T12:00:00Z' });
+      backdated = old.write({ 'a.yaml': 'a: 2\n' }).commit('signed after retirement', alice, [], { date: '2019-06-02T12:00:00Z' });
+    });
+
+    async function retiredGate(options: Partial<TrustGateOptions>): Promise<TrustGate> {
+      const allowedSigners = await loadAllowedSigners(allowedSignersFile(retired()));
+      return new TrustGate({ reader: await GitSource.open({ repository: old.dir }), verifiers: [new SshSignatureVerifier({ allowedSigners })], ...options });
+    }
+
+    it('is accepted when validity is judged at commit time, as git verify-commit does', async () => {
+      const byCommitTime = await retiredGate({ keyValidityAt: 'commit-time' });
+      assert.equal((await byCommitTime.verify(backdated)).trust.kind, 'verified');
+      assert.doesNotThrow(() => old.git('-c', `gpg.ssh.allowedSignersFile=${allowedSignersFile(retired())}`, 'verify-commit', backdated));
+    });
+
+    it('refuses with UNTRUSTED_SIGNER when validity is judged now', async () => {
+      const byNow = await retiredGate({ keyValidityAt: 'now' });
+      await rejectsWith(byNow.verify(backdated), 'UNTRUSTED_SIGNER');
+    });
+
+    it('judges validity at seenAt when the caller first saw the commit earlier', async () => {
+      const byNow = await retiredGate({ keyValidityAt: 'now' });
+      const commit = await byNow.verify(backdated, { seenAt: new Date('2019-12-31T00:00:00Z') });
+      assert.equal(commit.trust.kind, 'verified');
+    });
+  });
+
+  describe('when the committer date goes backwards', () => {
+    let dated: GitRepo;
+    let parent: string;
+
+    before(() => {
+      dated = GitRepo.init(join(tmp.path, 'dated'));
+      parent = dated.write({ 'a.yaml': 'a: 1\n' }).commit('parent', alice, [], { date: '2024-03-01T12:00:00Z' });
+    });
+
+    async function datedGate(): Promise<TrustGate> {
+      return new TrustGate({
+        reader: await GitSource.open({ repository: dated.dir }),
+        verifiers: [new SshSignatureVerifier({ allowedSigners: await loadAllowedSigners(allowedPath) })],
+        keyValidityAt: 'commit-time',
+      });
+    }
+
+    it('refuses a commit dated before its parent with NON_MONOTONIC_DATE', async () => {
+      dated.git('checkout', '-q', '-B', 'backwards', parent);
+      const backwards = dated.write({ 'a.yaml': 'a: 2\n' }).commit('backdated', alice, [], { date: '2024-02-29T12:00:00Z' });
+      await rejectsWith((await datedGate()).verify(backwards, { lastAccepted: parent }), 'NON_MONOTONIC_DATE');
+    });
+
+    it('accepts a commit dated in the same second as its parent', async () => {
+      dated.git('checkout', '-q', '-B', 'same-second', parent);
+      const same = dated.write({ 'a.yaml': 'a: 3\n' }).commit('same second', alice, [], { date: '2024-03-01T12:00:00Z' });
+      assert.equal((await (await datedGate()).verify(same, { lastAccepted: parent })).sha, same);
+    });
+
+    it('refuses a head dated before the last accepted commit, even when its own parent is older still', async () => {
+      // A backdated commit laundered through a backdated, unsigned parent: each date is monotonic but the head's.
+      dated.git('checkout', '-q', '-B', 'laundered', parent);
+      dated.write({ 'a.yaml': 'a: 4\n' }).commit('unsigned, backdated', undefined, [], { date: '2019-06-01T12:00:00Z' });
+      const head = dated.write({ 'a.yaml': 'a: 5\n' }).commit('signed, backdated', alice, [], { date: '2019-06-02T12:00:00Z' });
+      const gate = await datedGate();
+      await rejectsWith(gate.verify(head, { lastAccepted: parent }), 'NON_MONOTONIC_DATE');
+      // Without an anchor (nothing accepted yet) only the parents are compared, and they pass.
+      assert.equal((await gate.verify(head)).sha, head);
+    });
+
+    it('refuses a merge dated before any one of its parents with NON_MONOTONIC_DATE', async () => {
+      dated.git('checkout', '-q', '-B', 'side', parent);
+      dated.write({ 'b.yaml': 'b: 1\n' }).commit('side, later', alice, [], { date: '2024-03-05T12:00:00Z' });
+      dated.git('checkout', '-q', '-B', 'trunk', parent);
+      dated.write({ 'c.yaml': 'c: 1\n' }).commit('trunk, earlier', alice, [], { date: '2024-03-02T12:00:00Z' });
+      dated.gitWith({ GIT_COMMITTER_DATE: '2024-03-03T12:00:00Z', GIT_AUTHOR_DATE: '2024-03-03T12:00:00Z' },
+        '-c', 'gpg.format=ssh', '-c', `user.signingkey=${alice.privateKeyPath}`, 'merge', '-q', '-S', '--no-ff', '-m', 'merge', 'side');
+      const merge = dated.head();
+      assert.equal(dated.git('rev-list', '--parents', '-n', '1', merge).split(' ').length, 3);
+      await rejectsWith((await datedGate()).verify(merge, { lastAccepted: parent }), 'NON_MONOTONIC_DATE');
+    });
+  });
+
   describe('the fast-forward rule', () => {
     let ff: GitRepo;
     let ffGate: TrustGate;
