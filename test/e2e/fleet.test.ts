@@ -94,7 +94,7 @@ describe('fleet state end to end', { timeout: 240_000 }, () => {
     assert.equal((await d.enroll('edge-2')).code, 0);
     d.startAgent('edge-2');
     await d.waitSynced('edge-2', d.work.head());
-    const quarantined = await d.operator('quarantine', 'edge-2', '--reason', 'suspected compromise', '--actor', 'bob');
+    const quarantined = await d.operator('quarantine', 'edge-2', '--reason', 'suspected compromise');
     assert.equal(quarantined.code, 0, quarantined.stderr);
     const onBaseline = await waitFor('edge-2 on the baseline', async () => {
       const v = await d.agentView('edge-2');
@@ -102,12 +102,20 @@ describe('fleet state end to end', { timeout: 240_000 }, () => {
     });
     await d.agents.get('edge-2')?.stop();
 
-    const removed = d.push({ 'inventory/edge.yaml': INVENTORY.split('\n').filter((l) => !l.includes('edge-2')).join('\n') }, 'edge-2 leaves');
+    // A deliberate removal: inventory-shrink refuses it unless the commit names the agent.
+    const settings = CONFIG_FILES['meshcfg.yaml'] as string;
+    const removed = d.push(
+      {
+        'inventory/edge.yaml': INVENTORY.split('\n').filter((l) => !l.includes('edge-2')).join('\n'),
+        'meshcfg.yaml': settings.replace('policy:\n', 'policy:\n  allowInventoryRemoval: [edge-2]\n'),
+      },
+      'edge-2 leaves',
+    );
     await accepted(removed);
     assert.equal(await d.agentView('edge-2'), undefined, 'edge-2 is no longer listed');
     await d.stopServer();
     await d.startServer();
-    const back = d.push({ 'inventory/edge.yaml': INVENTORY }, 'edge-2 comes back');
+    const back = d.push({ 'inventory/edge.yaml': INVENTORY, 'meshcfg.yaml': settings }, 'edge-2 comes back');
     await accepted(back);
     d.startAgent('edge-2');
 
@@ -116,7 +124,7 @@ describe('fleet state end to end', { timeout: 240_000 }, () => {
       return v?.connected === true && v.active !== null && v.active.digest === v.desired?.digest ? v : undefined;
     });
     assert.equal(view.state, 'QUARANTINED');
-    assert.equal(view.quarantine?.by, 'bob');
+    assert.equal(view.quarantine?.by, 'admin');
     assert.equal(view.desired?.baseline, true, 'its first stream after coming back gets the baseline');
     assert.equal(view.desired?.digest, onBaseline.desired?.digest);
     assert.equal(sha256File(d.agentFile('edge-2')), onBaseline.desired?.digest, 'the baseline stays on disk');
