@@ -3,6 +3,7 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Command } from 'commander';
 import { BaseError, errorMessage } from '../domain/errors.js';
+import { type CliIo, ExitCode } from './io.js';
 
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:7080';
 
@@ -177,4 +178,20 @@ function describeFetchFailure(cause: unknown): string {
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Runs one admin verb: exit 0 when `step` completes; a refusal of the admin API (or no way to
+ * reach it) is printed as `meshcfg <verb>: <message>` and exits 2. Anything else is a bug and
+ * propagates to the program's internal-error handler.
+ */
+export async function runAdminVerb(io: CliIo, setExit: (code: number) => void, verb: string, step: () => Promise<void>): Promise<void> {
+  try {
+    await step();
+    setExit(ExitCode.ok);
+  } catch (err) {
+    if (!(err instanceof AdminClientError)) throw err;
+    io.stderr.write(`meshcfg ${verb}: ${err.message}\n`);
+    setExit(ExitCode.refused);
+  }
 }

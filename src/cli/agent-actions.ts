@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { adminClientFrom, AdminClientError, ADMIN_FLAGS_HELP, type AdminFlags } from './admin-client.js';
-import { type CliIo, ExitCode } from './io.js';
+import { adminClientFrom, ADMIN_FLAGS_HELP, runAdminVerb, type AdminFlags } from './admin-client.js';
+import type { CliIo } from './io.js';
 
 interface ActionFlags extends AdminFlags {
   readonly reason?: string;
@@ -35,19 +35,14 @@ export function registerAgentActions(program: Command, io: CliIo, setExit: (code
       .option('--actor <name>', ADMIN_FLAGS_HELP.actor)
       .addHelpText('after', '\nExit codes: 0 done, 2 refused (unknown agent, wrong state, no admin token, admin API unreachable, usage).')
       .action(async (agentId: string, flags: ActionFlags) => {
-        try {
+        await runAdminVerb(io, setExit, verb, async () => {
           const client = await adminClientFrom(flags);
           const body = await client.request('POST', `/api/v1/agents/${encodeURIComponent(agentId)}/${verb}`, flags.reason === undefined ? {} : { reason: flags.reason });
           const doc = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
           const agent = typeof doc['agent'] === 'object' && doc['agent'] !== null ? (doc['agent'] as Record<string, unknown>) : {};
           const serial = typeof doc['serial'] === 'string' ? ` (certificate ${doc['serial']})` : '';
           io.stdout.write(`${agentId} ${done}${serial}; state ${typeof agent['state'] === 'string' ? agent['state'] : 'unknown'}\n`);
-          setExit(ExitCode.ok);
-        } catch (err) {
-          if (!(err instanceof AdminClientError)) throw err;
-          io.stderr.write(`meshcfg ${verb}: ${err.message}\n`);
-          setExit(ExitCode.refused);
-        }
+        });
       });
   }
 }

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { adminClientFrom, AdminClientError, ADMIN_FLAGS_HELP, type AdminFlags } from './admin-client.js';
-import { type CliIo, ExitCode } from './io.js';
+import { adminClientFrom, ADMIN_FLAGS_HELP, runAdminVerb, type AdminFlags } from './admin-client.js';
+import type { CliIo } from './io.js';
 
 interface RolloutFlags extends AdminFlags {
   readonly reason?: string;
@@ -29,7 +29,7 @@ export function registerRollout(program: Command, io: CliIo, setExit: (code: num
       .addHelpText('after', '\nExit codes: 0 done, 2 refused (wrong rollout state, no admin token, admin API unreachable, usage).');
 
   withAdmin(rollout.command('status').description('the rollout state, its commit and previous, each wave and the window')).action(async (flags: RolloutFlags) => {
-    await run(io, setExit, 'status', async () => {
+    await runAdminVerb(io, setExit, 'rollout status', async () => {
       const client = await adminClientFrom(flags);
       const body = await client.request('GET', '/api/v1/rollout');
       io.stdout.write(flags.json === true ? `${JSON.stringify(body, null, 2)}\n` : formatRollout(body));
@@ -40,7 +40,7 @@ export function registerRollout(program: Command, io: CliIo, setExit: (code: num
     withAdmin(rollout.command(action).description(description))
       .option('--reason <text>', 'why (kept in the audit log)')
       .action(async (flags: RolloutFlags) => {
-        await run(io, setExit, action, async () => {
+        await runAdminVerb(io, setExit, `rollout ${action}`, async () => {
           const client = await adminClientFrom(flags);
           const body = await client.request('POST', `/api/v1/rollout/${action}`, flags.reason === undefined ? {} : { reason: flags.reason });
           if (flags.json === true) {
@@ -55,16 +55,6 @@ export function registerRollout(program: Command, io: CliIo, setExit: (code: num
   }
 }
 
-async function run(io: CliIo, setExit: (code: number) => void, verb: string, step: () => Promise<void>): Promise<void> {
-  try {
-    await step();
-    setExit(ExitCode.ok);
-  } catch (err) {
-    if (!(err instanceof AdminClientError)) throw err;
-    io.stderr.write(`meshcfg rollout ${verb}: ${err.message}\n`);
-    setExit(ExitCode.refused);
-  }
-}
 
 /** The body is the server's: read defensively. */
 export function formatRollout(body: unknown): string {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { adminClientFrom, AdminClientError, ADMIN_FLAGS_HELP, type AdminFlags } from './admin-client.js';
-import { type CliIo, ExitCode } from './io.js';
+import { adminClientFrom, AdminClientError, ADMIN_FLAGS_HELP, runAdminVerb, type AdminFlags } from './admin-client.js';
+import type { CliIo } from './io.js';
 
 interface StatusFlags extends AdminFlags {
   readonly json?: boolean;
@@ -33,7 +33,7 @@ export function registerStatus(program: Command, io: CliIo, setExit: (code: numb
       '\nDESIRED and ACTIVE are <commit>:<digest>, both shortened; (baseline) marks a quarantined agent\'s baseline bundle.\nExit codes: 0 shown, 2 refused (no admin token, admin API unreachable or refusing, usage).',
     )
     .action(async (flags: StatusFlags) => {
-      try {
+      await runAdminVerb(io, setExit, 'status', async () => {
         const client = await adminClientFrom(flags);
         const body = await client.request('GET', '/api/v1/agents');
         if (!Array.isArray(body)) throw new AdminClientError({ code: 'ADMIN_REFUSED', message: 'the admin API answered with something other than a list of agents' });
@@ -42,12 +42,7 @@ export function registerStatus(program: Command, io: CliIo, setExit: (code: numb
         } else {
           io.stdout.write(formatStatus(body.map(agentItem), new Date()));
         }
-        setExit(ExitCode.ok);
-      } catch (err) {
-        if (!(err instanceof AdminClientError)) throw err;
-        io.stderr.write(`meshcfg status: ${err.message}\n`);
-        setExit(ExitCode.refused);
-      }
+      });
     });
 }
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { adminClientFrom, AdminClientError, ADMIN_FLAGS_HELP, withAdminOptions, type AdminFlags } from './admin-client.js';
-import { type CliIo, ExitCode } from './io.js';
+import { adminClientFrom, AdminClientError, ADMIN_FLAGS_HELP, runAdminVerb, withAdminOptions, type AdminFlags } from './admin-client.js';
+import type { CliIo } from './io.js';
 
 interface CreateFlags extends AdminFlags {
   readonly ttl: string;
@@ -31,7 +31,7 @@ export function registerToken(program: Command, io: CliIo, setExit: (code: numbe
     .option('--admin-ca <file>', ADMIN_FLAGS_HELP.adminCa)
     .addHelpText('after', '\nPrints the token alone on stdout, so `TOKEN=$(meshcfg token create edge-1)` works.\nExit codes: 0 created, 2 refused (unknown agent, bad ttl, no admin token, admin API unreachable, usage).')
     .action(async (agentId: string, flags: CreateFlags) => {
-      await run(io, setExit, 'token create', async () => {
+      await runAdminVerb(io, setExit, 'token create', async () => {
         const client = await adminClientFrom(flags);
         const body = await client.request('POST', '/api/v1/tokens', { agentId, ttl: flags.ttl });
         const created = body as { token?: unknown; expiresAt?: unknown } | null;
@@ -51,7 +51,7 @@ export function registerToken(program: Command, io: CliIo, setExit: (code: numbe
   )
     .addHelpText('after', '\nPrints the token alone on stdout (it is stored hashed and cannot be shown again).\nExit codes: 0 created, 2 refused (name taken or invalid, bad role or ttl, not the bootstrap token, admin API unreachable, usage).')
     .action(async (name: string, flags: CreateAdminFlags) => {
-      await run(io, setExit, 'token create-admin', async () => {
+      await runAdminVerb(io, setExit, 'token create-admin', async () => {
         const client = await adminClientFrom(flags);
         const body = await client.request('POST', '/api/v1/admin-tokens', { name, role: flags.role, ...(flags.ttl === undefined ? {} : { ttl: flags.ttl }) });
         const created = isObject(body) ? body : {};
@@ -70,7 +70,7 @@ export function registerToken(program: Command, io: CliIo, setExit: (code: numbe
   )
     .addHelpText('after', '\nExit codes: 0 listed, 2 refused (not the bootstrap token, admin API unreachable, usage).')
     .action(async (flags: ListFlags) => {
-      await run(io, setExit, 'token list-admin', async () => {
+      await runAdminVerb(io, setExit, 'token list-admin', async () => {
         const client = await adminClientFrom(flags);
         const body = await client.request('GET', '/api/v1/admin-tokens');
         if (!Array.isArray(body)) throw new AdminClientError({ code: 'ADMIN_REFUSED', message: 'the admin API answered with something other than a list of tokens' });
@@ -87,7 +87,7 @@ export function registerToken(program: Command, io: CliIo, setExit: (code: numbe
   )
     .addHelpText('after', '\nExit codes: 0 revoked, 2 refused (unknown or already revoked token, not the bootstrap token, admin API unreachable, usage).')
     .action(async (name: string, flags: RevokeFlags) => {
-      await run(io, setExit, 'token revoke-admin', async () => {
+      await runAdminVerb(io, setExit, 'token revoke-admin', async () => {
         const client = await adminClientFrom(flags);
         await client.request('DELETE', `/api/v1/admin-tokens/${encodeURIComponent(name)}`, flags.reason === undefined ? undefined : { reason: flags.reason });
         io.stdout.write(`admin token ${name} revoked\n`);
@@ -95,16 +95,6 @@ export function registerToken(program: Command, io: CliIo, setExit: (code: numbe
     });
 }
 
-async function run(io: CliIo, setExit: (code: number) => void, verb: string, step: () => Promise<void>): Promise<void> {
-  try {
-    await step();
-    setExit(ExitCode.ok);
-  } catch (err) {
-    if (!(err instanceof AdminClientError)) throw err;
-    io.stderr.write(`meshcfg ${verb}: ${err.message}\n`);
-    setExit(ExitCode.refused);
-  }
-}
 
 /** NAME, ROLE, STATE, CREATED (by), EXPIRES. The body is the server's: read defensively. */
 export function formatAdminTokens(body: readonly unknown[]): string {

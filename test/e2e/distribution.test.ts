@@ -1,15 +1,14 @@
 import assert from 'node:assert/strict';
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import type { ServiceError } from '@grpc/grpc-js';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { openDataDir } from '../../src/pki/index.js';
-import { DistributionClient } from '../../src/transport/proto.js';
 import { meshcfg } from '../helpers/cli.js';
 import { tempDir } from '../helpers/git.js';
 import { waitFor } from '../helpers/process.js';
 import { forgeCsr, rsaKey } from '../pki/helpers.js';
-import { CONFIG_FILES, Deployment, sha256File } from './harness.js';
+import { callAs, CONFIG_FILES, credentialsIn, Deployment, sha256File } from './harness.js';
 
 /**
  * Distribution end to end on loopback: a signed repository over smart HTTP, the real
@@ -112,28 +111,8 @@ describe('distribution end to end', { timeout: 240_000 }, () => {
   });
 
   describe('unauthorized config load attempts', () => {
-    function fetchAs(key: string, cert: string, agentId: string): Promise<ServiceError | null> {
-      return callAs(key, cert, 'Fetch', { if_none_match: '', agent_id: agentId });
-    }
-
-    function callAs(key: string, cert: string, method: 'Fetch' | 'Report', request: object): Promise<ServiceError | null> {
-      const ca = readFileSync(join(d.dataDir, 'ca.crt'));
-      const client = new DistributionClient(
-        d.grpcAddress,
-        credentials.createSsl(ca, Buffer.from(key), Buffer.from(cert), { checkServerIdentity: () => undefined }),
-      );
-      return new Promise((resolve) => {
-        (client as unknown as Record<string, (...args: unknown[]) => void>)[method]?.call(
-          client,
-          request,
-          new Metadata(),
-          { deadline: Date.now() + 5_000 },
-          (err: ServiceError | null) => {
-            client.close();
-            resolve(err);
-          },
-        );
-      });
+    async function fetchAs(keyPem: string, certPem: string, agentId: string): Promise<ServiceError | null> {
+      return (await callAs(d, { keyPem, certPem }, 'Distribution', 'Fetch', { if_none_match: '', agent_id: agentId })).error;
     }
 
     it('refuses a certificate from another CA at the handshake, counting it', async () => {
@@ -149,14 +128,15 @@ describe('distribution end to end', { timeout: 240_000 }, () => {
     it('refuses a fetch or an ack naming another agent, counting each', async () => {
       const dir = d.agentDir('edge-1');
       const before = await d.metric('meshcfg_unauthorized_attempts_total', 'reason="identity-mismatch"');
-      const err = await fetchAs(readFileSync(join(dir, 'agent.key'), 'utf8'), readFileSync(join(dir, 'agent.crt'), 'utf8'), 'edge-2');
+      const { keyPem, certPem } = credentialsIn(dir);
+      const err = await fetchAs(keyPem, certPem, 'edge-2');
       assert.equal(err?.code, 7 /* PERMISSION_DENIED */);
       const view = (await d.agentView('edge-1'))!;
       const ack = {
         commit: view.desired?.commit, digest: view.desired?.digest, generation: view.desired?.generation,
         nonce: 'x', status: 'APPLIED', error: '', agent_id: 'edge-2',
       };
-      const ackErr = await callAs(readFileSync(join(dir, 'agent.key'), 'utf8'), readFileSync(join(dir, 'agent.crt'), 'utf8'), 'Report', ack);
+      const ackErr = (await callAs(d, credentialsIn(dir), 'Distribution', 'Report', ack)).error;
       assert.equal(ackErr?.code, 7 /* PERMISSION_DENIED */);
       assert.equal(await d.metric('meshcfg_unauthorized_attempts_total', 'reason="identity-mismatch"'), before + 2);
       assert.equal((await d.agentView('edge-2'))?.active, null, 'the forged ack recorded nothing for edge-2');
