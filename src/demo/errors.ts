@@ -19,8 +19,6 @@ export type DemoErrorCode =
   /** A `meshcfg agent` exited, or the fleet did not reach SYNCED in time. */
   | 'AGENT_FAILED'
   /** Ctrl-C during set-up (not a failure: the demo stops cleanly and exits 0). */
-  | 'INTERRUPTED'
-  /** Bad flags. */
-  | 'USAGE';
+  | 'INTERRUPTED';
 
 export class DemoError extends BaseError<DemoErrorCode> {}
