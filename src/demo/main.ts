@@ -81,6 +81,9 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
     io.stdout.write(banner(demo, layout, (Date.now() - started) / 1000));
     const outcome = await Promise.race([stopped.then(() => null), supervisor.unexpectedExit]);
     if (outcome === null) return ExitCode.ok;
+    // Exit 0 means the child was signalled (a Ctrl-C reaches the whole process group and may
+    // reach a child before this process): a stop, not a crash.
+    if (outcome.code === 0) return ExitCode.ok;
     io.stderr.write(`npm start: ${outcome.name} exited unexpectedly (${outcome.signal ?? `code ${outcome.code}`}); see ${layout.logs}/${outcome.name}.log. Stopping the demo.\n`);
     return ExitCode.violations;
   } catch (err) {
