@@ -81,8 +81,10 @@ export async function markComplete(layout: DemoLayout): Promise<void> {
   await writeFile(layout.marker, `${JSON.stringify({ version: MARKER_VERSION, createdAt: new Date().toISOString() })}\n`);
 }
 
-export async function releaseFolder(layout: DemoLayout): Promise<void> {
-  await rm(layout.pidFile, { force: true });
+/** Removes demo.pid if this process wrote it (a run refused with ALREADY_RUNNING leaves the owner's alone). */
+export async function releaseFolder(layout: DemoLayout, pid: number = process.pid): Promise<void> {
+  const text = await readFile(layout.pidFile, 'utf8').catch(() => '');
+  if (Number(text.trim()) === pid) await rm(layout.pidFile, { force: true });
 }
 
 async function readMarker(path: string): Promise<'absent' | 'incomplete' | 'complete'> {

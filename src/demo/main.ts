@@ -64,7 +64,6 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   const started = Date.now();
-  let claimed = false;
   try {
     const demo = await startDemo({
       layout,
@@ -73,10 +72,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
       explicitPorts: { grpc: flags.grpcPort !== undefined, admin: flags.adminPort !== undefined },
       supervisor,
       signal: stop.signal,
-      onProgress: (line) => {
-        claimed = true;
-        io.stdout.write(`${line}\n`);
-      },
+      onProgress: (line) => io.stdout.write(`${line}\n`),
     });
     io.stdout.write(banner(demo, layout, (Date.now() - started) / 1000));
     const outcome = await Promise.race([stopped.then(() => null), supervisor.unexpectedExit]);
@@ -96,8 +92,7 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
     return ExitCode.refused;
   } finally {
     await supervisor.stopAll();
-    // Only the run that claimed the folder releases it (not one refused with ALREADY_RUNNING).
-    if (claimed) await releaseFolder(layout);
+    await releaseFolder(layout);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     if (stop.signal.aborted) io.stdout.write('demo stopped: the server and every agent have exited\n');

@@ -66,7 +66,10 @@ describe('the demo folder', () => {
     const layout = demoLayout(join(tmp.path, 'busy'));
     await prepareFolder(layout, { reset: false }); // holds it as this (live) process
     await rejectsWithCode(prepareFolder(layout, { reset: false, pid: process.pid + 1_000_000 }), 'ALREADY_RUNNING');
+    await releaseFolder(layout, process.pid + 1_000_000);
+    assert.ok(existsSync(layout.pidFile), 'the refused run leaves the running demo its pid file');
     await releaseFolder(layout);
+    assert.ok(!existsSync(layout.pidFile));
   });
 });
 
