@@ -120,6 +120,10 @@ export async function startDemo(options: DemoOptions): Promise<RunningDemo> {
   const syncTimeoutMs = options.syncTimeoutMs ?? 90_000;
   let lastStates = '';
   await waitUntil('the fleet to be SYNCED', signal, syncTimeoutMs, async () => {
+    const crashed = supervisor.crashed;
+    if (crashed !== undefined) {
+      throw new DemoError({ code: crashed.name === 'server' ? 'SERVER_FAILED' : 'AGENT_FAILED', message: `${crashed.name} exited (${crashed.signal ?? `code ${crashed.code}`}); see ${join(layout.logs, `${crashed.name}.log`)}` });
+    }
     const listed = (await client.request('GET', '/api/v1/agents').catch(() => [])) as Array<{ id?: unknown; state?: unknown; connected?: unknown }>;
     const mine = agents.map((a) => listed.find((l) => l.id === a.id));
     lastStates = agents.map((a, i) => `${a.id}=${String(mine[i]?.state ?? 'unknown')}`).join(', ');

@@ -80,8 +80,8 @@ export async function main(argv: readonly string[], io: CliIo = { stdout: proces
     // Exit 0 means the child was signalled (a Ctrl-C reaches the whole process group and may
     // reach a child before this process): a stop, not a crash.
     if (outcome.code === 0) return ExitCode.ok;
-    io.stderr.write(`npm start: ${outcome.name} exited unexpectedly (${outcome.signal ?? `code ${outcome.code}`}); see ${layout.logs}/${outcome.name}.log. Stopping the demo.\n`);
-    return ExitCode.violations;
+    io.stderr.write(`npm start: ${outcome.name === 'server' ? 'SERVER_FAILED' : 'AGENT_FAILED'}: ${outcome.name} exited (${outcome.signal ?? `code ${outcome.code}`}); see ${layout.logs}/${outcome.name}.log. Stopping the demo.\n`);
+    return ExitCode.refused;
   } catch (err) {
     if (stop.signal.aborted) return ExitCode.ok;
     if (!(err instanceof DemoError)) {

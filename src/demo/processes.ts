@@ -33,6 +33,7 @@ export class Supervisor {
   private readonly running = new Map<string, { child: ChildProcess; handle: SupervisedChild; role: 'server' | 'agent' }>();
   private stopping = false;
   private unexpected: ((exit: ChildExit) => void) | undefined;
+  #crashed: ChildExit | undefined;
   /** Resolves with the first child that exits while the demo is not stopping. */
   readonly unexpectedExit: Promise<ChildExit>;
 
@@ -42,6 +43,11 @@ export class Supervisor {
 
   get stopped(): boolean {
     return this.stopping;
+  }
+
+  /** The first child that exited while the demo was not stopping, if any. */
+  get crashed(): ChildExit | undefined {
+    return this.#crashed;
   }
 
   start(name: string, role: 'server' | 'agent', args: readonly string[], options: { logFile: string; cwd: string }): SupervisedChild {
@@ -61,7 +67,9 @@ export class Supervisor {
     this.running.set(name, { child, handle, role });
     void exited.then((exit) => {
       this.running.delete(name);
-      if (!this.stopping) this.unexpected?.(exit);
+      if (this.stopping) return;
+      this.#crashed ??= exit;
+      this.unexpected?.(exit);
     });
     return handle;
   }

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -188,6 +188,30 @@ describe('npm start (the local demo)', { timeout: 400_000 }, () => {
     const children = descendants(demo.child.pid!);
     assert.equal(await demo.interrupt(), 0, demo.err);
     await waitFor('every process the demo started to be gone', () => children.every(isGone), 10_000);
+  });
+
+  it('reports an agent that cannot start with AGENT_FAILED, naming its log, and stops everything else', async () => {
+    chmodSync(join(dir, 'agents', 'edge-2', 'agent.key'), 0o644); // meshcfg agent refuses a key others can read
+    try {
+      const demo = new NpmStart(['--dir', dir, '--grpc-port', String(ports.grpc), '--admin-port', String(ports.admin)]);
+      running.push(demo);
+      // Every process it starts, sampled until it exits (it stops on its own).
+      const seen = new Map<number, string>();
+      const sampler = setInterval(() => {
+        for (const pid of descendants(demo.child.pid!)) if (!seen.has(pid)) seen.set(pid, commandOf(pid));
+      }, 50);
+      const code = await demo.exited;
+      clearInterval(sampler);
+      const children = [...seen.keys()];
+      assert.equal(code, 2);
+      const commands = [...seen.values()];
+      assert.ok(commands.some((c) => c.includes(' serve ')) && commands.some((c) => c.includes('agents/edge-1')), `the server and the other agents had started: ${commands.join('; ')}`);
+      assert.match(demo.err, /npm start: AGENT_FAILED: edge-2 exited .*edge-2\.log/);
+      assert.ok(!demo.out.includes('fleet SYNCED'));
+      await waitFor('every process the demo started to be gone', () => children.every(isGone), 10_000);
+    } finally {
+      chmodSync(join(dir, 'agents', 'edge-2', 'agent.key'), 0o600);
+    }
   });
 
   it('refuses a port that is taken, naming it with PORT_IN_USE, and starts nothing', async () => {
