@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { ADMIN_HTTP_ERROR_CODES, AGENT_ACTION_REFUSALS } from '../src/admin/http.js';
 import { ADMIN_TOKEN_ERROR_CODES } from '../src/admin/tokens.js';
 import { ADMIN_CLIENT_ERROR_CODES } from '../src/cli/admin-client.js';
+import { DEMO_ERROR_CODES } from '../src/demo/errors.js';
 import {
   AGENT_ERROR_CODES,
   COMPILE_ERROR_CODES,
@@ -70,6 +71,8 @@ describe('README', () => {
       ['agent', AGENT_ERROR_CODES],
       ['cli', [...USAGE_ERROR_CODES, ...ADMIN_CLIENT_ERROR_CODES]],
       ['admin', [...ADMIN_HTTP_ERROR_CODES, ...AGENT_ACTION_REFUSALS, ...ADMIN_TOKEN_ERROR_CODES]],
+      // INTERRUPTED is internal: Ctrl-C during set-up ends in exit 0, never printed as a code.
+      ['demo', DEMO_ERROR_CODES.filter((code) => code !== 'INTERRUPTED')],
     ]);
 
     it('has a row for every layer the code has, and no other layer', () => {
