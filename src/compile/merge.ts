@@ -1,7 +1,7 @@
 import type { JsonObject, JsonValue } from '../domain/types.js';
 
 /**
- * The layer merge of DESIGN.md: maps merge deeply, lists and scalars replace, `null` deletes
+ * The layer merge (docs/architecture.md): maps merge deeply, lists and scalars replace, `null` deletes
  * a key. This is the hot path (one call per layer per distinct layer list), so it tracks no
  * provenance; `provenance.ts` implements the same rules with tracking, for the error path.
  *

@@ -13,7 +13,7 @@ export type Labels = Readonly<Record<string, string>>;
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 export type JsonObject = { [key: string]: JsonValue };
 
-/** Ids of the built-in policy rules (DESIGN.md). */
+/** Ids of the built-in policy rules (docs/architecture.md). */
 export type RuleId =
   | 'parse'
   | 'schema'

@@ -55,7 +55,7 @@ export const DEFAULT_TREE_LIMITS: Readonly<TreeLimits> = Object.freeze({
   maxFiles: 20_000,
 });
 
-/** The config repository layout (DESIGN.md): the root file and the directories read recursively. */
+/** The config repository layout (docs/architecture.md): the root file and the directories read recursively. */
 const ROOT_FILES: ReadonlySet<string> = new Set(['meshcfg.yaml']);
 const CONFIG_DIRS: ReadonlySet<string> = new Set(['inventory', 'config', 'baseline']);
 

@@ -8,7 +8,7 @@ import type { Refusal } from './status.js';
 
 /**
  * Who is calling, from the TLS layer's verified client certificate only — never from a field
- * of a message (DESIGN.md, "Identity and transport").
+ * of a message (docs/architecture.md, "Identity, transport and key lifetimes").
  */
 
 export type Authentication = { readonly ok: true; readonly identity: AgentIdentity } | ({ readonly ok: false } & Refusal);

@@ -4,7 +4,7 @@ import type { UnauthorizedReason } from './backend.js';
 
 /**
  * Where refusals become gRPC statuses: the one place that maps the transport's reasons and
- * the PKI layer's error codes to wire codes (STYLE.md: map to statuses only at the boundary).
+ * the PKI layer's error codes to wire codes (map to statuses only at the boundary).
  */
 
 /** A call refused as an unauthorized config load attempt: counted, logged, answered with `code`. */

@@ -1,5 +1,5 @@
 /**
- * Where each file of the config repository belongs (DESIGN.md "The config repository"):
+ * Where each file of the config repository belongs (docs/architecture.md, "The config repository"):
  *
  *   meshcfg.yaml             settings
  *   inventory/*.yaml         inventory

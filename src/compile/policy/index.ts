@@ -12,7 +12,7 @@ export type { InventoryShrink } from './inventory-shrink.js';
 export type { DestinationMatcher } from './glob.js';
 
 /**
- * Every built-in rule, in the order DESIGN.md lists them. Each is pure and never
+ * Every built-in rule, in the order docs/architecture.md lists them. Each is pure and never
  * throws, whatever shape the document has, so callers can run all of them on
  * documents that failed the schema and report everything in one pass.
  */

@@ -7,7 +7,7 @@ import { context } from './context.js';
 const policy = { labels: { zone: 'pci' }, secureZones: ['pci'], allowedDestinations: ['*.internal'] };
 
 describe('builtinRules', () => {
-  it('holds every policy rule of DESIGN.md once, in its order', () => {
+  it('holds every built-in policy rule once, in the documented order', () => {
     assert.deepEqual(
       builtinRules.map((r) => r.id),
       ['mtls-strict-in-secure-zone', 'min-tls-version', 'no-embedded-secrets', 'retry-budget', 'destination-allowlist'],

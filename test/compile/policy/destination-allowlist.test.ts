@@ -10,7 +10,7 @@ const routes = (...destinations: JsonValue[]): JsonValue => ({
 });
 
 describe('destination-allowlist', () => {
-  it('has the rule id of DESIGN.md', () => {
+  it('has the rule id the README and docs/architecture.md name', () => {
     assert.equal(destinationAllowlist.id, 'destination-allowlist');
   });
 

@@ -6,7 +6,7 @@ import type { JsonValue } from '../../../src/domain/types.js';
 import { context, paths } from './context.js';
 
 describe('min-tls-version', () => {
-  it('has the rule id of DESIGN.md', () => {
+  it('has the rule id the README and docs/architecture.md name', () => {
     assert.equal(minTlsVersion.id, 'min-tls-version');
   });
 

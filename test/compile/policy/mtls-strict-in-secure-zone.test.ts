@@ -7,7 +7,7 @@ import { context, paths } from './context.js';
 const secure = { labels: { zone: 'pci' }, secureZones: ['pci', 'vault'] };
 
 describe('mtls-strict-in-secure-zone', () => {
-  it('has the rule id of DESIGN.md', () => {
+  it('has the rule id the README and docs/architecture.md name', () => {
     assert.equal(mtlsStrictInSecureZone.id, 'mtls-strict-in-secure-zone');
   });
 

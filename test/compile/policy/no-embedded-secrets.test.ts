@@ -12,7 +12,7 @@ const AWS_KEY_ID = ['AKIA', 'IOSFODNN7EXAMPLE'].join('');
 const AWS_SESSION_KEY_ID = ['ASIA', 'Y34FZKBOKMUTVV7A'].join('');
 
 describe('no-embedded-secrets', () => {
-  it('has the rule id of DESIGN.md', () => {
+  it('has the rule id the README and docs/architecture.md name', () => {
     assert.equal(noEmbeddedSecrets.id, 'no-embedded-secrets');
   });
 

@@ -12,7 +12,7 @@ const route = (timeoutMs: JsonValue | undefined, retries: JsonValue | undefined)
 };
 
 describe('retry-budget', () => {
-  it('has the rule id of DESIGN.md', () => {
+  it('has the rule id the README and docs/architecture.md name', () => {
     assert.equal(retryBudget.id, 'retry-budget');
   });
 
