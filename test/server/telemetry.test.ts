@@ -6,9 +6,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { enroll, runAgent, silentLogger as silentAgentLogger, type ReloadResult } from '../../src/agent/index.js';
 import { certificateExpiry } from '../../src/pki/index.js';
+import type { ServerConfig } from '../../src/server/config.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import { meshcfg } from '../helpers/cli.js';
-import { waitFor } from '../helpers/process.js';
+import { freePort, waitFor } from '../helpers/process.js';
 import { configFor, exampleConfigFiles, makeFixture, silentLogger, type Fixture } from './helpers.js';
 
 /** Two waves, no windows, no bake: the canary's one rejection halts the rollout. */
@@ -55,6 +56,7 @@ function parseExposition(text: string): Map<string, number> {
  */
 describe('telemetry and rejections of a real server with real agents', { timeout: 180_000 }, () => {
   let fixture: Fixture;
+  let config: ServerConfig;
   let server: RunningServer;
   let token: string;
   let canaryFails = false;
@@ -87,7 +89,9 @@ describe('telemetry and rejections of a real server with real agents', { timeout
   before(async () => {
     fixture = makeFixture({ empty: true });
     fixture.first = fixture.repo.write({ ...exampleConfigFiles(), 'meshcfg.yaml': ROLLOUT_YAML }).commit('initial config', fixture.signer);
-    server = await startServer(configFor(fixture), { logger: silentLogger, rolloutTickMs: 100 });
+    // A fixed gRPC port: the agents find the server again after a restart.
+    config = configFor(fixture, { grpc: `127.0.0.1:${await freePort()}` });
+    server = await startServer(config, { logger: silentLogger, rolloutTickMs: 100 });
     token = readFileSync(server.adminTokenPath, 'utf8').trim();
     await server.syncNow();
     for (const id of AGENTS) {
@@ -197,6 +201,21 @@ describe('telemetry and rejections of a real server with real agents', { timeout
       assert.equal(samples.get('meshcfg_rollout_wave_agents{wave="rest",state="applied"}'), 0);
       assert.ok((samples.get('meshcfg_acks_total{status="rejected"}') ?? 0) >= 1);
       assert.equal(samples.get(`meshcfg_source_info{accepted_commit="${rejected}",refused_commit=""}`), 1);
+    });
+
+    it('keeps the rejection across a server restart', async () => {
+      const before = (await agents()).get('edge-1')?.lastRejection;
+      assert.equal(before?.commit, rejected);
+      await server.close();
+      server = await startServer(config, { logger: silentLogger, rolloutTickMs: 100 });
+      const all = await waitFor('the agents back on the restarted server', async () => {
+        const a = await agents();
+        return AGENTS.every((id) => a.get(id)?.state === 'SYNCED') ? a : undefined;
+      });
+      assert.deepEqual(all.get('edge-1')?.lastRejection, before);
+      assert.equal((await api<{ state: string }>('/api/v1/rollout')).state, 'halted');
+      const run = await meshcfg('status', '--admin', server.adminUrl, '--admin-token-file', server.adminTokenPath);
+      assert.match(run.stdout, /^edge-1 +canary +SYNCED \(NACK\) /m);
     });
 
     it('clears the rejection once the canary applies a newer commit', async () => {
