@@ -121,6 +121,8 @@ export class ServerMetrics {
   constructor(options: ServerMetricsOptions) {
     const registers = [this.registry];
     const now = (this.now = options.now ?? (() => new Date()));
+    this.fleet = options.fleet;
+    this.acceptedAt = options.acceptedAt ?? (() => undefined);
     const disconnectedAfterMs = options.disconnectedAfterMs ?? DEFAULT_DISCONNECTED_AFTER_MS;
     const maxWaves = options.maxWaveSeries ?? 20;
 
@@ -263,8 +265,6 @@ export class ServerMetrics {
     collectDefaultMetrics({ register: this.registry });
     for (const name of DEFAULT_METRICS_DROPPED) this.registry.removeSingleMetric(name);
 
-    this.acceptedAt = options.acceptedAt ?? (() => undefined);
-    this.fleet = options.fleet;
     // Series that exist from the start, so rate() and absent() work before the first event.
     for (const result of ['ok', 'failed']) this.handshakes.inc({ result }, 0);
     for (const result of ['accepted', 'refused']) this.commits.inc({ result }, 0);
