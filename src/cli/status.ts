@@ -15,10 +15,15 @@ interface AgentItem {
   readonly active: { readonly commit: string; readonly digest: string } | null;
   readonly certExpiry: string | null;
   readonly lastSeen: string | null;
+  /** The agent's last rejection, kept after a halt sent it back to its previous bundle (absent from older servers). */
+  readonly lastRejection?: { readonly commit: string; readonly digest: string; readonly error: string; readonly at: string } | null;
 }
 
 /** The order states are counted in on the summary line. */
 const STATE_ORDER = ['SYNCED', 'PENDING', 'STALE', 'NACKED', 'QUARANTINED', 'DISCONNECTED'];
+
+/** How much of an agent's rejection error a NACK line shows. */
+const MAX_ERROR_CHARS = 160;
 
 export function registerStatus(program: Command, io: CliIo, setExit: (code: number) => void): void {
   program
@@ -30,7 +35,7 @@ export function registerStatus(program: Command, io: CliIo, setExit: (code: numb
     .option('--admin-ca <file>', ADMIN_FLAGS_HELP.adminCa)
     .addHelpText(
       'after',
-      '\nDESIRED and ACTIVE are <commit>:<digest>, both shortened; (baseline) marks a quarantined agent\'s baseline bundle.\nExit codes: 0 shown, 2 refused (no admin token, admin API unreachable or refusing, usage).',
+      '\nDESIRED and ACTIVE are <commit>:<digest>, both shortened; (baseline) marks a quarantined agent\'s baseline bundle.\n(NACK) marks an agent that rejected a commit and has not applied a newer one since (say, sent back to its\nprevious bundle by a halted rollout); a NACK line below the table names the commit, when, and the agent\'s error.\nExit codes: 0 shown, 2 refused (no admin token, admin API unreachable or refusing, usage).',
     )
     .action(async (flags: StatusFlags) => {
       await runAdminVerb(io, setExit, 'status', async () => {
@@ -46,13 +51,18 @@ export function registerStatus(program: Command, io: CliIo, setExit: (code: numb
     });
 }
 
-/** The table and the summary line, like `istioctl proxy-status`. */
+/**
+ * The table and the summary line, like `istioctl proxy-status`, which marks a NACKed resource
+ * in its status column: an agent whose last rejection still stands shows `(NACK)` beside its
+ * state (a NACKED one says so already), and one `NACK` line per such agent, between the table
+ * and the summary, says what it rejected, when, and why.
+ */
 export function formatStatus(agents: readonly AgentItem[], now: Date): string {
   const header = ['AGENT', 'WAVE', 'STATE', 'DESIRED', 'ACTIVE', 'CERT EXPIRES', 'LAST SEEN'];
   const rows = agents.map((a) => [
     a.id,
     a.wave === '' ? '-' : a.wave,
-    a.state,
+    a.lastRejection != null && a.state !== 'NACKED' ? `${a.state} (NACK)` : a.state,
     a.desired === null ? '-' : `${version(a.desired)}${a.desired.baseline === true ? '(baseline)' : ''}`,
     a.active === null ? '-' : version(a.active),
     a.certExpiry === null ? '-' : relative(a.certExpiry, now),
@@ -65,7 +75,21 @@ export function formatStatus(agents: readonly AgentItem[], now: Date): string {
   const known = STATE_ORDER.filter((s) => counts.has(s));
   const other = [...counts.keys()].filter((s) => !STATE_ORDER.includes(s)).sort();
   const summary = [...known, ...other].map((s) => `${counts.get(s)} ${s}`).join(', ');
-  return `${[line(header), ...rows.map(line)].join('\n')}\n\n${agents.length} agent${agents.length === 1 ? '' : 's'}${summary === '' ? '' : `: ${summary}`}\n`;
+  const nacks = agents.flatMap((a) =>
+    a.lastRejection == null ? [] : [`NACK ${a.id}: rejected ${version(a.lastRejection)} ${relative(a.lastRejection.at, now)}: ${oneLine(a.lastRejection.error)}`],
+  );
+  const table = [line(header), ...rows.map(line)].join('\n');
+  return `${table}\n\n${nacks.length === 0 ? '' : `${nacks.join('\n')}\n\n`}${agents.length} agent${agents.length === 1 ? '' : 's'}${summary === '' ? '' : `: ${summary}`}\n`;
+}
+
+/**
+ * The agent's error on one line: it is the agent's text (a compromised agent chooses it), so
+ * control characters — terminal escapes included — never reach the terminal, and it is cut short.
+ */
+function oneLine(error: string): string {
+  // eslint-disable-next-line no-control-regex
+  const flat = error.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ').replace(/\s+/g, ' ').trim();
+  return flat.length > MAX_ERROR_CHARS ? `${flat.slice(0, MAX_ERROR_CHARS)}…` : flat;
 }
 
 /** `a1b2c3d:1f2e3d4c`: 7 characters of the commit, 8 hex digits of the digest. */
@@ -104,6 +128,9 @@ function agentItem(raw: unknown): AgentItem {
     active: ver(o['active']),
     certExpiry: typeof o['certExpiry'] === 'string' ? o['certExpiry'] : null,
     lastSeen: typeof o['lastSeen'] === 'string' ? o['lastSeen'] : null,
+    lastRejection: isObject(o['lastRejection'])
+      ? { commit: str(o['lastRejection']['commit']), digest: str(o['lastRejection']['digest']), error: str(o['lastRejection']['error']), at: str(o['lastRejection']['at']) }
+      : null,
   };
 }
 

@@ -159,6 +159,9 @@ export interface SilentAgent {
   readonly since: Date;
 }
 
+/** An agent with no open stream not seen for this long is DISCONNECTED, unless told otherwise. */
+export const DEFAULT_DISCONNECTED_AFTER_MS = 120_000;
+
 /** How many of an agent's newest acks a restart reads to find its last rejection. */
 const RESTORED_ACKS = 20;
 
@@ -203,7 +206,7 @@ export class FleetCache implements FleetStore {
   constructor(options: FleetCacheOptions = {}) {
     this.options = {
       now: options.now ?? (() => new Date()),
-      disconnectedAfterMs: options.disconnectedAfterMs ?? 120_000,
+      disconnectedAfterMs: options.disconnectedAfterMs ?? DEFAULT_DISCONNECTED_AFTER_MS,
       store: options.store ?? null,
       onStoreError: options.onStoreError ?? (() => {}),
       lastSeenWriteMs: options.lastSeenWriteMs ?? 15_000,

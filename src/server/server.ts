@@ -7,7 +7,7 @@ import { Compiler } from '../compile/index.js';
 import type { AgentId, CommitSha } from '../domain/types.js';
 import { parseDuration } from '../domain/duration.js';
 import { SqliteFleetStore } from '../fleet/index.js';
-import { EnrollmentTokens, openDataDir, type DataDir } from '../pki/index.js';
+import { certificateExpiry, EnrollmentTokens, openDataDir, type DataDir } from '../pki/index.js';
 import { readSecretFile } from '../pki/secret-file.js';
 import { errorMessage } from '../domain/errors.js';
 import { quarantineStaleAfterMs } from '../rollout/index.js';
@@ -195,8 +195,6 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     };
 
     let backend: ServerBackend | undefined;
-    const metrics = new ServerMetrics({ fleet, connectedAgents: () => backend?.connectedCount() ?? 0 });
-
     let alerts: AlertSink | null = null;
     if (config.alerts.webhook !== null) {
       const alerter = new WebhookAlerter({
@@ -228,6 +226,20 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     });
     // Stopped before the store closes (cleanups run in reverse): the last acks are saved.
     cleanups.push(() => rollout.stop());
+
+    const metrics = new ServerMetrics({
+      fleet,
+      connectedAgents: () => backend?.connectedCount() ?? 0,
+      rollout: () => rollout.status(),
+      source: () => {
+        const s = (reconciler as Reconciler).status();
+        return { accepted: s.serving, refused: s.refused?.commit ?? null };
+      },
+      certificates: { server: certificateExpiry(dataDir.serverCertPem), ca: dataDir.ca.notAfter },
+      acceptedAt: (commit) => reconciler?.seenAt(commit),
+      now,
+      ...(options.disconnectedAfterMs === undefined ? {} : { disconnectedAfterMs: options.disconnectedAfterMs }),
+    });
 
     const quarantine = new QuarantineController({
       fleet,

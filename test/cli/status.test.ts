@@ -117,6 +117,40 @@ describe('formatStatus', () => {
     assert.equal(lines.at(-1), '2 agents: 1 SYNCED, 1 QUARANTINED');
   });
 
+  describe('an agent with a last rejection', () => {
+    const rejection = (commit: string, error: string, at = '2030-01-01T11:58:00Z') => ({ commit, digest: 'sha256:feedface00112233', error, at });
+    const version = { commit: '1111111aaaa', digest: 'sha256:aaaaaaaa0000' };
+    const text = formatStatus(
+      [
+        // Sent back to its previous bundle by a halt: SYNCED, and it still rejected 2222222.
+        { id: 'back', wave: 'canary', state: 'SYNCED', desired: version, active: version, certExpiry: null, lastSeen: null, lastRejection: rejection('2222222bbbb', 'RELOAD_FAILED: exit 1') },
+        { id: 'fine', wave: 'rest', state: 'SYNCED', desired: version, active: version, certExpiry: null, lastSeen: null, lastRejection: null },
+        { id: 'nacked', wave: 'rest', state: 'NACKED', desired: version, active: null, certExpiry: null, lastSeen: null, lastRejection: rejection('1111111aaaa', 'RELOAD_FAILED: line 1\n\u001b[31mline 2\u0007', '2030-01-01T10:00:00Z') },
+        { id: 'loud', wave: 'rest', state: 'SYNCED', desired: version, active: version, certExpiry: null, lastSeen: null, lastRejection: rejection('3333333cccc', `APPLY_FAILED: ${'x'.repeat(500)}`) },
+      ],
+      now,
+    );
+    const lines = text.trimEnd().split('\n');
+
+    it('marks the row’s state with (NACK), as istioctl proxy-status does; a NACKED row says so already', () => {
+      assert.equal(lines[1]?.split(/\s{3,}/)[2], 'SYNCED (NACK)');
+      assert.equal(lines[2]?.split(/\s{3,}/)[2], 'SYNCED');
+      assert.equal(lines[3]?.split(/\s{3,}/)[2], 'NACKED');
+    });
+
+    it('names, below the table, the commit and digest each one rejected, when, and its error on one line', () => {
+      const nacks = lines.filter((l) => l.startsWith('NACK '));
+      assert.deepEqual(nacks.slice(0, 2), ['NACK back: rejected 2222222:feedface 2m ago: RELOAD_FAILED: exit 1', 'NACK nacked: rejected 1111111:feedface 2h ago: RELOAD_FAILED: line 1 [31mline 2']);
+      assert.ok((nacks[2]?.length ?? 0) <= 250, 'a long error is cut');
+      assert.match(nacks[2] ?? '', /^NACK loud: rejected 3333333:feedface 2m ago: APPLY_FAILED: x+…$/);
+      assert.doesNotMatch(text, /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/, 'no control character from the agent reaches the terminal');
+    });
+
+    it('keeps the summary line last, counting states without the mark', () => {
+      assert.equal(lines.at(-1), '4 agents: 3 SYNCED, 1 NACKED');
+    });
+  });
+
   it('says relative times in the largest whole unit', () => {
     assert.equal(relative('2030-01-01T11:00:00Z', now), '1h ago');
     assert.equal(relative('2030-01-01T12:00:00Z', now), 'in 0s');

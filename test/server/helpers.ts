@@ -68,14 +68,14 @@ export function makeFixture({ empty = false }: { empty?: boolean } = {}): Fixtur
 
 export function configFor(
   fixture: Fixture,
-  overrides: { trustDomain?: string; webhook?: string; bundleTtl?: string; admin?: string; adminTls?: unknown } = {},
+  overrides: { trustDomain?: string; webhook?: string; bundleTtl?: string; admin?: string; grpc?: string; adminTls?: unknown } = {},
 ): ServerConfig {
   return parseServerConfig(
     {
       trustDomain: overrides.trustDomain ?? 'example.org',
       repo: { url: fixture.repo.dir, branch: 'main', pollInterval: '1h' },
       trust: { allowedSigners: fixture.allowedSigners },
-      listen: { grpc: '127.0.0.1:0', admin: overrides.admin ?? '127.0.0.1:0' },
+      listen: { grpc: overrides.grpc ?? '127.0.0.1:0', admin: overrides.admin ?? '127.0.0.1:0' },
       dataDir: fixture.dataDir,
       tls: { serverNames: ['localhost', '127.0.0.1'] },
       ...(overrides.bundleTtl === undefined ? {} : { bundles: { ttl: overrides.bundleTtl } }),
