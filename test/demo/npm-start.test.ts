@@ -195,10 +195,14 @@ describe('npm start (the local demo)', { timeout: 400_000 }, () => {
     try {
       const demo = new NpmStart(['--dir', dir, '--grpc-port', String(ports.grpc), '--admin-port', String(ports.admin)]);
       running.push(demo);
-      // Every process it starts, sampled until it exits (it stops on its own).
+      // Every process it starts, sampled until it exits (it stops on its own). A child is
+      // first seen with its parent's command line, before it execs: keep the latest one read.
       const seen = new Map<number, string>();
       const sampler = setInterval(() => {
-        for (const pid of descendants(demo.child.pid!)) if (!seen.has(pid)) seen.set(pid, commandOf(pid));
+        for (const pid of descendants(demo.child.pid!)) {
+          const command = commandOf(pid);
+          if (command !== '' || !seen.has(pid)) seen.set(pid, command);
+        }
       }, 50);
       const code = await demo.exited;
       clearInterval(sampler);
