@@ -1,7 +1,7 @@
 import { readFile, rm, stat } from 'node:fs/promises';
 import { type AgentErrorCode, errorMessage, SigningError, type SigningErrorCode } from '../domain/errors.js';
 import type { AgentId } from '../domain/types.js';
-import { isErrnoCode, writeFileAtomic } from '../pki/secret-file.js';
+import { isErrnoCode, writeFileAtomic } from '../lib/index.js';
 import type { BundleVerifier, VerifiedDelivery } from '../signing/verifier.js';
 import type { AckMsg, BundleMsg } from '../transport/proto.js';
 import { type AgentLogger, silentLogger } from './logger.js';

@@ -5,7 +5,8 @@ import { AgentError } from '../domain/errors.js';
 import type { AgentId } from '../domain/types.js';
 import { agentIdFromCertificate, certificateExpiry } from '../pki/identity.js';
 import { parsePin, type Pin } from '../pki/pin.js';
-import { isErrnoCode, readOptionalFile, readSecretFile } from '../pki/secret-file.js';
+import { isErrnoCode, readOptionalFile } from '../lib/index.js';
+import { readSecretFile } from '../pki/index.js';
 
 /** What `meshcfg enroll` writes and `meshcfg agent` reads. */
 export interface AgentDirPaths {

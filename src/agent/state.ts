@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { AgentError } from '../domain/errors.js';
 import type { CommitSha, Digest } from '../domain/types.js';
-import { isErrnoCode, writeFileAtomic } from '../pki/secret-file.js';
+import { isErrnoCode, writeFileAtomic } from '../lib/index.js';
 
 /** state.json: what the agent runs, as last applied. Its generation is the floor for the next delivery. */
 export interface AgentState {

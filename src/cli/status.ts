@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { adminClientFrom, AdminClientError, ADMIN_FLAGS_HELP, runAdminVerb, type AdminFlags } from './admin-client.js';
 import type { CliIo } from './io.js';
+import { isObject } from '../lib/index.js';
 
 interface StatusFlags extends AdminFlags {
   readonly json?: boolean;
@@ -105,8 +106,4 @@ function agentItem(raw: unknown): AgentItem {
     certExpiry: typeof o['certExpiry'] === 'string' ? o['certExpiry'] : null,
     lastSeen: typeof o['lastSeen'] === 'string' ? o['lastSeen'] : null,
   };
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

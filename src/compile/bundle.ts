@@ -1,13 +1,6 @@
-import { createHash } from 'node:crypto';
-
-import type { Digest, JsonObject, JsonValue } from '../domain/types.js';
-import { canonicalBytes } from './canonical.js';
+import type { JsonObject, JsonValue } from '../domain/types.js';
+import { canonicalBytes, sha256Digest } from '../lib/index.js';
 import type { CompiledBundle } from './types.js';
-
-/** `sha256:<hex>` of some bytes. */
-export function sha256Digest(bytes: Uint8Array): Digest {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-}
 
 /**
  * Seals a merged document into a bundle: RFC 8785 bytes and their digest.

@@ -17,7 +17,7 @@ import {
 
 import type { JsonValue } from '../domain/types.js';
 import { deepFreeze } from './bundle.js';
-import { hasLoneSurrogate } from './canonical.js';
+import { hasLoneSurrogate } from '../lib/index.js';
 import { appendPointer, parsePointer } from './pointer.js';
 
 /**

@@ -20,6 +20,7 @@ import {
   type WaveStatus,
 } from './types.js';
 import { Windows } from './windows.js';
+import { assertNever, isObject } from '../lib/index.js';
 
 export interface RolloutControllerOptions {
   /** Per agent, the digests it applied historically (the fleet store answers). Asked only by `onCommit`. */
@@ -671,10 +672,6 @@ function iso(t: number): string {
   return new Date(t).toISOString();
 }
 
-function assertNever(value: never): never {
-  throw new Error(`unhandled case ${JSON.stringify(value)}`);
-}
-
 // ---- reading a persisted document defensively ----
 
 function readDocument(value: unknown): RolloutDocumentV1 {
@@ -703,8 +700,4 @@ function readDocument(value: unknown): RolloutDocumentV1 {
   }
   // Shape checked where a wrong type would silently change a decision; the rest is our own output.
   return value as unknown as RolloutDocumentV1;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -12,6 +12,7 @@ import type {
 } from '../transport/backend.js';
 import type { FleetStore } from './fleet.js';
 import type { SnapshotCache } from './snapshot.js';
+import { notify } from '../lib/index.js';
 
 /** Which agents exist: the inventory of the served commit. */
 export interface Inventory {
@@ -251,10 +252,7 @@ export class ServerBackend implements DistributionBackend {
   }
 
   private emit(call: () => void): void {
-    try {
-      call();
-    } catch {
-      // Observers must not fail a call from an agent.
-    }
+    // Observers must not fail a call from an agent.
+    notify(call);
   }
 }

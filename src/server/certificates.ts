@@ -3,6 +3,7 @@ import type { FleetStore as PersistentFleetStore } from '../fleet/index.js';
 import type { AgentIdentity } from '../transport/backend.js';
 import type { CertificateRegistry, CertificateStanding } from './backend.js';
 import { normalizeSerial } from './fleet.js';
+import { notify } from '../lib/index.js';
 
 type Store = Pick<PersistentFleetStore, 'revoke' | 'listRevocations' | 'setCurrentCertificate' | 'listCurrentCertificates'>;
 
@@ -117,17 +118,10 @@ export class AgentCertificates implements CertificateRegistry {
 
   private adopt(agentId: AgentId, serial: string): void {
     this.currents.set(agentId, serial);
-    try {
-      this.hooks.onAdopted?.({ agentId, serial });
-    } catch {
-      // Observers must not fail a call from an agent.
-    }
+    // Observers must not fail a call from an agent.
+    notify(() => this.hooks.onAdopted?.({ agentId, serial }));
     this.store.setCurrentCertificate({ agentId, serial, kind: 'adopted', at: this.now() }).catch((err: unknown) => {
-      try {
-        this.hooks.onStoreError?.(err, 'record an adopted certificate');
-      } catch {
-        // As above.
-      }
+      notify(() => this.hooks.onStoreError?.(err, 'record an adopted certificate'));
     });
   }
 }

@@ -5,6 +5,7 @@ import { errorMessage } from '../domain/errors.js';
 import { parseDuration } from '../domain/duration.js';
 import type { KeyValidityTime } from '../source/trust/index.js';
 import { ServerError } from './errors.js';
+import { isObject } from '../lib/index.js';
 
 /** A `host:port` to listen on. Port 0 asks the OS for a free port (tests). */
 export interface ListenAddress {
@@ -205,10 +206,6 @@ export function formatListenAddress({ host, port }: ListenAddress): string {
 
 type Fail = (key: string, why: string) => never;
 type Obj = Record<string, unknown>;
-
-function isObject(value: unknown): value is Obj {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function object(value: unknown, key: string, fail: Fail): Obj {
   if (value === undefined || value === null) return fail(key, 'is required');

@@ -1,5 +1,6 @@
 import type { AgentId, CommitSha, Labels } from '../domain/types.js';
 import type { AgentPatch, AgentRecord, AuditEntry, FleetStore as PersistentFleetStore, Quarantine, StoredAck, StoredSend } from '../fleet/index.js';
+import { notify } from '../lib/index.js';
 
 export type AgentState = 'SYNCED' | 'PENDING' | 'STALE' | 'NACKED' | 'QUARANTINED' | 'DISCONNECTED';
 export const AGENT_STATES: readonly AgentState[] = ['SYNCED', 'PENDING', 'STALE', 'NACKED', 'QUARANTINED', 'DISCONNECTED'];
@@ -531,11 +532,8 @@ export class FleetCache implements FleetStore {
     const store = this.options.store;
     if (store === null) return;
     this.chain = this.chain.then(() => step(store)).catch((err: unknown) => {
-      try {
-        this.options.onStoreError(err, what);
-      } catch {
-        // Observers must not break the write chain.
-      }
+      // Observers must not break the write chain.
+      notify(() => this.options.onStoreError(err, what));
     });
   }
 }

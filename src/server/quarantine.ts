@@ -7,6 +7,7 @@ import type { AlertSink } from './alerts.js';
 import type { BackendHooks } from './backend.js';
 import type { FleetCache } from './fleet.js';
 import type { DesiredBundle, DesiredStatePolicy } from './snapshot.js';
+import { notify } from '../lib/index.js';
 
 /** Why an agent was quarantined. */
 export type QuarantineCause =
@@ -207,11 +208,8 @@ export class QuarantineController {
   }
 
   private emit(call: () => void): void {
-    try {
-      call();
-    } catch {
-      // Observers must not break drift detection.
-    }
+    // Observers must not break drift detection.
+    notify(call);
   }
 }
 

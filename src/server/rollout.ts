@@ -17,6 +17,7 @@ import type { Delivery } from '../transport/backend.js';
 import type { AlertSink } from './alerts.js';
 import type { BackendHooks } from './backend.js';
 import { agentsById, type DesiredBundle, type DesiredStatePolicy } from './snapshot.js';
+import { notify } from '../lib/index.js';
 
 export interface RolloutServiceHooks {
   /** Every controller event (logs). */
@@ -349,11 +350,8 @@ export class RolloutService {
   }
 
   private emit(call: () => void): void {
-    try {
-      call();
-    } catch {
-      // Observers must not break the rollout.
-    }
+    // Observers must not break the rollout.
+    notify(call);
   }
 }
 
