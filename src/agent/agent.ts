@@ -11,7 +11,7 @@ import {
 import type { AckMsg, ServerMessageMsg } from '../transport/proto.js';
 import { activeConfig, applyBundle, type ApplyResult, type IncomingBundle } from './apply.js';
 import { Backoff, type BackoffOptions, sleep } from './backoff.js';
-import { type AgentIdentity, loadAgentIdentity } from './dir.js';
+import { type AgentCredentials, loadAgentIdentity } from './dir.js';
 import { type AgentLogger, silentLogger } from './logger.js';
 import { checkOutputFile } from './output.js';
 import { type Reloader, shellReloader } from './reload.js';
@@ -72,7 +72,7 @@ class Agent {
   readonly #now: () => Date;
   readonly #reloader: Reloader | undefined;
   readonly #file: string;
-  #identity: AgentIdentity;
+  #identity: AgentCredentials;
   #verifier: BundleVerifier;
   #rpc: DistributionRpc;
   /** Applies run one at a time, whichever session received them. */
@@ -80,7 +80,7 @@ class Agent {
   /** Ends the current stream so the loop reconnects at once (after a renewal). */
   #restartStream: (() => void) | undefined;
 
-  constructor(options: AgentOptions, identity: AgentIdentity) {
+  constructor(options: AgentOptions, identity: AgentCredentials) {
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
     this.#signal = options.signal ?? new AbortController().signal;
@@ -129,7 +129,7 @@ class Agent {
     }
   }
 
-  #connect(identity: AgentIdentity): DistributionRpc {
+  #connect(identity: AgentCredentials): DistributionRpc {
     const credentials = pinnedCredentials({
       trust: { kind: 'ca', caPem: identity.caPem },
       keyPem: identity.keyPem,

@@ -51,7 +51,7 @@ export interface AgentConfigFile {
 }
 
 /** Everything the agent needs to connect and verify, loaded and cross-checked. */
-export interface AgentIdentity {
+export interface AgentCredentials {
   readonly paths: AgentDirPaths;
   readonly config: AgentConfigFile;
   /** From the certificate's URI SAN, never from a message or agent.json alone. */
@@ -140,7 +140,7 @@ async function recoverPendingRenewal(paths: AgentDirPaths): Promise<void> {
  * certificate was issued by the CA in ca.crt, and names the agent agent.json says it is.
  * Throws AgentError AGENT_DIR_INVALID.
  */
-export async function loadAgentIdentity(dir: string): Promise<AgentIdentity> {
+export async function loadAgentIdentity(dir: string): Promise<AgentCredentials> {
   const paths = agentDirPaths(dir);
   const config = await readAgentConfig(paths);
   await recoverPendingRenewal(paths);

@@ -34,3 +34,4 @@ export type {
   StoredSend,
   Version,
 } from './store.js';
+export type { AgentStatus, DesiredVersion, LastRejection } from './view.js';

@@ -1,4 +1,6 @@
-import type { AgentId, CommitSha, Violation } from '../domain/types.js';
+import type { AckStatus, AgentId, CommitSha, Violation } from '../domain/types.js';
+
+export type { AckStatus };
 import type { TokenStore } from '../pki/tokens.js';
 
 /**
@@ -116,8 +118,6 @@ export interface FleetStore {
 
 export type AgentState = 'SYNCED' | 'PENDING' | 'STALE' | 'NACKED' | 'QUARANTINED' | 'DISCONNECTED';
 export const AGENT_STATES: readonly AgentState[] = Object.freeze(['SYNCED', 'PENDING', 'STALE', 'NACKED', 'QUARANTINED', 'DISCONNECTED']);
-
-export type AckStatus = 'APPLIED' | 'REJECTED';
 
 export interface AcceptedState {
   /** The fast-forward anchor: the last commit accepted, null before the first. */

@@ -10,7 +10,7 @@ import type {
   DistributionBackend,
   EnrollmentResult,
 } from '../transport/backend.js';
-import type { FleetStore } from './fleet.js';
+import type { LiveFleet } from './fleet.js';
 import type { SnapshotCache } from './snapshot.js';
 import { notify } from '../lib/index.js';
 
@@ -54,7 +54,7 @@ export interface BackendHooks {
 
 export interface ServerBackendOptions {
   readonly snapshots: SnapshotCache;
-  readonly fleet: FleetStore;
+  readonly fleet: LiveFleet;
   readonly inventory: Inventory;
   readonly tokens: Pick<EnrollmentTokens, 'consume'>;
   readonly ca: Pick<EnrollmentCa, 'issueAgentCertificate' | 'certificatePem'>;

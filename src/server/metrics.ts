@@ -1,12 +1,13 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { TransportHooks, UnauthorizedReason } from '../transport/backend.js';
 import type { BackendHooks } from './backend.js';
-import { AGENT_STATES, type AgentState, type FleetStore } from './fleet.js';
+import { AGENT_STATES, type AgentState } from '../fleet/index.js';
+import type { LiveFleet } from './fleet.js';
 import type { ReconcileHooks } from './reconcile.js';
 
 export interface ServerMetricsOptions {
   /** Where fleet gauges are read at scrape time. */
-  readonly fleet: Pick<FleetStore, 'list'>;
+  readonly fleet: Pick<LiveFleet, 'list'>;
   /** Agents with an open stream, read at scrape time. */
   readonly connectedAgents: () => number;
 }
