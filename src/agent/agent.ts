@@ -1,14 +1,7 @@
 import { resolve } from 'node:path';
 import { AgentError, errorMessage } from '../domain/errors.js';
-import { BundleVerifier } from '../signing/verifier.js';
-import {
-  DistributionRpc,
-  fromGrpcError,
-  parseServerAddress,
-  pinnedCredentials,
-  type ServerAddress,
-} from '../transport/client.js';
-import type { AckMsg, ServerMessageMsg } from '../transport/proto.js';
+import { BundleVerifier } from '../signing/index.js';
+import { type AckMsg, DistributionRpc, fromGrpcError, parseServerAddress, pinnedCredentials, type ServerAddress, type ServerMessageMsg } from '../transport/index.js';
 import { activeConfig, applyBundle, type ApplyResult, type IncomingBundle } from './apply.js';
 import { Backoff, type BackoffOptions, sleep } from './backoff.js';
 import { type AgentCredentials, loadAgentIdentity } from './dir.js';

@@ -3,10 +3,8 @@ import { readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AgentError } from '../domain/errors.js';
 import type { AgentId } from '../domain/types.js';
-import { agentIdFromCertificate, certificateExpiry } from '../pki/identity.js';
-import { parsePin, type Pin } from '../pki/pin.js';
+import { agentIdFromCertificate, certificateExpiry, parsePin, type Pin, readSecretFile } from '../pki/index.js';
 import { isErrnoCode, readOptionalFile } from '../lib/index.js';
-import { readSecretFile } from '../pki/index.js';
 
 /** What `meshcfg enroll` writes and `meshcfg agent` reads. */
 export interface AgentDirPaths {

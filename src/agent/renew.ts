@@ -1,11 +1,9 @@
 import { open, rename } from 'node:fs/promises';
 import { X509Certificate } from 'node:crypto';
 import { AgentError } from '../domain/errors.js';
-import { CLOCK_SKEW_MS, generateRsaKeyPair } from '../pki/ca.js';
-import { agentIdFromCertificate } from '../pki/identity.js';
+import { agentIdFromCertificate, CLOCK_SKEW_MS, generateRsaKeyPair, SECRET_FILE_MODE } from '../pki/index.js';
 import { writeFileAtomic } from '../lib/index.js';
-import { SECRET_FILE_MODE } from '../pki/index.js';
-import { EnrollmentRpc, pinnedCredentials, type ServerAddress } from '../transport/client.js';
+import { EnrollmentRpc, pinnedCredentials, type ServerAddress } from '../transport/index.js';
 import { type AgentCredentials, certificateMatchesKey, loadAgentIdentity } from './dir.js';
 import { certificationRequest } from './enroll.js';
 import { PUBLIC_FILE_MODE } from './state.js';

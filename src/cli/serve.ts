@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
 import { pino, type DestinationStream, type Level } from 'pino';
 import { BaseError, errorMessage } from '../domain/errors.js';
-import { loadServerConfig } from '../server/config.js';
+import { loadServerConfig, startServer } from '../server/index.js';
 import { parseDuration } from '../domain/duration.js';
-import { startServer } from '../server/server.js';
 import { type CliIo, ExitCode } from './io.js';
 import { errnoCode } from '../lib/index.js';
 

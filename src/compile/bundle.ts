@@ -1,5 +1,5 @@
-import type { JsonObject, JsonValue } from '../domain/types.js';
-import { canonicalBytes, sha256Digest } from '../lib/index.js';
+import type { JsonObject } from '../domain/types.js';
+import { canonicalBytes, deepFreeze, sha256Digest } from '../lib/index.js';
 import type { CompiledBundle } from './types.js';
 
 /**
@@ -13,16 +13,4 @@ import type { CompiledBundle } from './types.js';
 export function makeBundle(document: JsonObject): CompiledBundle {
   const bytes = canonicalBytes(document);
   return Object.freeze({ digest: sha256Digest(bytes), bytes, document: deepFreeze(document) });
-}
-
-/** Freezes a JSON value and everything under it. Already-frozen subtrees (shared with cached documents) are skipped. */
-export function deepFreeze<T extends JsonValue>(value: T): T {
-  if (value === null || typeof value !== 'object' || Object.isFrozen(value)) return value;
-  Object.freeze(value);
-  if (Array.isArray(value)) {
-    for (const item of value) deepFreeze(item);
-  } else {
-    for (const key of Object.keys(value)) deepFreeze((value as JsonObject)[key] as JsonValue);
-  }
-  return value;
 }

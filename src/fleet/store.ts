@@ -1,7 +1,7 @@
 import type { AckStatus, AgentId, CommitSha, Violation } from '../domain/types.js';
 
 export type { AckStatus };
-import type { TokenStore } from '../pki/tokens.js';
+import type { TokenStore } from '../pki/index.js';
 
 /**
  * Everything the server knows that git does not, behind one interface: SQLite embedded

@@ -4,6 +4,7 @@
  */
 export { canonicalBytes, canonicalJson, hasLoneSurrogate } from './canonical-json.js';
 export { sha256Digest } from './digest.js';
+export { deepFreeze } from './freeze.js';
 export { errnoCode, isErrnoCode, readOptionalFile, writeFileAtomic } from './fs.js';
 export type { WriteFileAtomicOptions } from './fs.js';
 export { assertNever, isObject } from './guards.js';

@@ -9,7 +9,7 @@ import type {
   Delivery,
   DistributionBackend,
   EnrollmentResult,
-} from '../transport/backend.js';
+} from '../transport/index.js';
 import type { LiveFleet } from './fleet.js';
 import type { SnapshotCache } from './snapshot.js';
 import { notify } from '../lib/index.js';

@@ -1,6 +1,6 @@
 import type { AgentId } from '../domain/types.js';
 import type { FleetStore } from '../fleet/index.js';
-import type { AgentIdentity } from '../transport/backend.js';
+import type { AgentIdentity } from '../transport/index.js';
 import type { CertificateRegistry, CertificateStanding } from './backend.js';
 import { normalizeSerial } from './fleet.js';
 import { notify } from '../lib/index.js';

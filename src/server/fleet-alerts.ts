@@ -1,5 +1,5 @@
 import type { AgentId } from '../domain/types.js';
-import type { UnauthorizedReason } from '../transport/backend.js';
+import type { UnauthorizedReason } from '../transport/index.js';
 import type { AlertSink } from './alerts.js';
 import type { AgentStatus } from '../fleet/index.js';
 

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../domain/errors.js';
 import { describeSkipped, type FetchEvent } from '../source/index.js';
-import type { TransportHooks } from '../transport/backend.js';
+import type { TransportHooks } from '../transport/index.js';
 import type { BackendHooks } from './backend.js';
 import type { ReconcileHooks } from './reconcile.js';
 import { errnoCode } from '../lib/index.js';

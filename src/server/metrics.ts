@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { TransportHooks, UnauthorizedReason } from '../transport/backend.js';
+import type { TransportHooks, UnauthorizedReason } from '../transport/index.js';
 import type { BackendHooks } from './backend.js';
 import { AGENT_STATES, type AgentState } from '../fleet/index.js';
 import type { LiveFleet } from './fleet.js';

@@ -2,7 +2,7 @@ import type { Compilation } from '../compile/index.js';
 import { formatDuration } from '../domain/duration.js';
 import type { AgentId } from '../domain/types.js';
 import type { FleetStore } from '../fleet/index.js';
-import type { AckReport, ActiveReport, AckOutcome, Delivery } from '../transport/backend.js';
+import type { AckReport, ActiveReport, AckOutcome, Delivery } from '../transport/index.js';
 import type { AlertSink } from './alerts.js';
 import type { BackendHooks } from './backend.js';
 import type { FleetCache } from './fleet.js';

@@ -13,7 +13,7 @@ import {
   type RolloutEvent,
   type RolloutStatus,
 } from '../rollout/index.js';
-import type { Delivery } from '../transport/backend.js';
+import type { Delivery } from '../transport/index.js';
 import type { AlertSink } from './alerts.js';
 import type { BackendHooks } from './backend.js';
 import { agentsById, type DesiredBundle, type DesiredStatePolicy } from './snapshot.js';

@@ -14,7 +14,7 @@ import { combineHooks } from '../lib/index.js';
 import { BundleSigner } from '../signing/index.js';
 import { describeSkipped, GitSource, redactUrl, type SourceStatus } from '../source/index.js';
 import { loadAllowedSigners, SshSignatureVerifier, TrustGate } from '../source/trust/index.js';
-import { GrpcServer, type GrpcServerOptions } from '../transport/server.js';
+import { GrpcServer, type GrpcServerOptions } from '../transport/index.js';
 import { WebhookAlerter, type AlertSink } from './alerts.js';
 import { ServerBackend, type BackendHooks } from './backend.js';
 import { AgentCertificates } from './certificates.js';

@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import { PkiError } from '../domain/errors.js';
 import type { AgentId } from '../domain/types.js';
-import { agentIdFromCertificate, certificateExpiry } from '../pki/identity.js';
+import { agentIdFromCertificate, certificateExpiry } from '../pki/index.js';
 import type { AgentIdentity } from './backend.js';
 import type { UnauthorizedRefusal } from './status.js';
 

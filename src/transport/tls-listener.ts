@@ -2,7 +2,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import * as tls from 'node:tls';
 import { TransportError } from '../domain/errors.js';
-import { agentIdFromCertificate } from '../pki/identity.js';
+import { agentIdFromCertificate } from '../pki/index.js';
 import type { TransportHooks } from './backend.js';
 import { issuedBy, parseCaBundle } from './identity.js';
 import type { UnauthorizedRefusal } from './status.js';
