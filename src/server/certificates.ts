@@ -1,11 +1,11 @@
 import type { AgentId } from '../domain/types.js';
-import type { FleetStore } from '../fleet/index.js';
+import type { CredentialStore } from '../fleet/index.js';
 import type { AgentIdentity } from '../transport/index.js';
 import type { CertificateRegistry, CertificateStanding } from './backend.js';
 import { normalizeSerial } from './fleet.js';
 import { notify } from '../lib/index.js';
 
-type Store = Pick<FleetStore, 'revoke' | 'listRevocations' | 'setCurrentCertificate' | 'listCurrentCertificates'>;
+type Store = Pick<CredentialStore, 'revoke' | 'listRevocations' | 'setCurrentCertificate' | 'listCurrentCertificates'>;
 
 export interface AgentCertificatesHooks {
   /** An agent with no recorded certificate (enrolled by an older meshcfg) connected: its certificate became current. */

@@ -1,7 +1,7 @@
 import type { Compilation } from '../compile/index.js';
 import { formatDuration } from '../domain/duration.js';
 import type { AgentId } from '../domain/types.js';
-import type { FleetStore } from '../fleet/index.js';
+import type { DeliveryStore } from '../fleet/index.js';
 import type { AckReport, ActiveReport, AckOutcome, Delivery } from '../transport/index.js';
 import type { AlertSink } from './alerts.js';
 import type { BackendHooks } from './backend.js';
@@ -30,7 +30,7 @@ export interface QuarantineHooks {
 export interface QuarantineControllerOptions {
   readonly fleet: FleetCache;
   /** Where sends are recorded; null: only the current delivery counts as issued. */
-  readonly store: Pick<FleetStore, 'wasIssued'> | null;
+  readonly store: Pick<DeliveryStore, 'wasIssued'> | null;
   /** The current delivery of an agent (the snapshot cache). */
   readonly deliveries: { desired(agentId: AgentId): Delivery | null };
   /** Signs and publishes the served compilation again (a new generation), so a changed policy answer reaches agents. */

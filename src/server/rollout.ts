@@ -1,6 +1,6 @@
 import type { Compilation } from '../compile/index.js';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
-import type { FleetStore, StoredAck } from '../fleet/index.js';
+import type { AuditEntry, DeliveryStore, RolloutStore, StoredAck } from '../fleet/index.js';
 import {
   RolloutController,
   rolloutCommitOf,
@@ -27,7 +27,7 @@ export interface RolloutServiceHooks {
 }
 
 export interface RolloutServiceOptions {
-  readonly store: Pick<FleetStore, 'loadRollout' | 'saveRollout' | 'digestsApplied' | 'listAcks'>;
+  readonly store: RolloutStore & Pick<DeliveryStore, 'digestsApplied' | 'listAcks'>;
   /** Agents whose applied history is loaded at start (the fleet's known agents). */
   readonly knownAgents: () => Iterable<AgentId>;
   /**
@@ -325,7 +325,7 @@ export class RolloutService {
   }
 
   /** Saves are serialized in order; each writes the controller's document as it is then. */
-  private save(audit?: Parameters<FleetStore['appendAudit']>[0]): Promise<void> {
+  private save(audit?: AuditEntry): Promise<void> {
     const run = this.saving.then(async () => {
       const document = this.controller.toJSON();
       const commit = document.rollout?.commit;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { errorMessage } from '../domain/errors.js';
 import { isErrnoCode, writeFileAtomic } from '../lib/index.js';
 import type { CommitSha } from '../domain/types.js';
-import type { FleetStore } from '../fleet/index.js';
+import type { ServerStateStore } from '../fleet/index.js';
 import { ServerError } from './errors.js';
 
 /**
@@ -87,7 +87,7 @@ export class MemoryStateStore implements StateStore {
 
 /** The reconciler's state in the fleet store (`<dataDir>/fleet.db`): accepted commit and generation. */
 export class FleetStateStore implements StateStore {
-  constructor(private readonly store: Pick<FleetStore, 'serverState' | 'saveAccepted'>) {}
+  constructor(private readonly store: Pick<ServerStateStore, 'serverState' | 'saveAccepted'>) {}
 
   async load(): Promise<PersistedState> {
     const { accepted, generation, seenAt } = await this.store.serverState();
@@ -104,7 +104,7 @@ export class FleetStateStore implements StateStore {
  * store holds nothing yet, and the file is renamed to `state.json.imported` afterwards so it
  * is neither imported again nor mistaken for live state. Returns what was imported, or null.
  */
-export async function importStateJson(dataDir: string, store: Pick<FleetStore, 'serverState' | 'saveAccepted'>): Promise<PersistedState | null> {
+export async function importStateJson(dataDir: string, store: Pick<ServerStateStore, 'serverState' | 'saveAccepted'>): Promise<PersistedState | null> {
   const file = FileStateStore.inDataDir(dataDir);
   const legacy = await file.load();
   if (legacy.accepted === null && legacy.generation === 0) return null;
