@@ -5,9 +5,9 @@ import { basename, dirname, join } from 'node:path';
 export interface WriteFileAtomicOptions {
   /**
    * Default true: fsync the file before the rename and the directory after it, so the new
-   * file survives a power loss. False only where a crash may lose the write but must not
-   * tear it (the git object store: a lost object is fetched again; an fsync per object
-   * would slow every fetch).
+   * file survives a power loss. False keeps the write atomic for readers and for a process
+   * crash, not for a power loss: only for what can be fetched again (the git object store,
+   * where an fsync per object would slow every fetch).
    */
   readonly durable?: boolean;
 }
@@ -17,8 +17,8 @@ export interface WriteFileAtomicOptions {
  * one, never a torn one: a sibling temporary file (`.<name>.<random>.tmp`, created
  * exclusively), fsync, rename over the target, fsync the directory so the rename itself
  * survives a power loss. `mode` defaults to 0600: the temporary file is never wider than
- * the target, not even for a moment. A failed write removes the temporary file and rethrows the error
- * unchanged (callers branch on its errno code).
+ * the target, not even for a moment. A failed write removes the temporary file and rethrows
+ * the error unchanged (callers branch on its errno code).
  */
 export async function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o600, options: WriteFileAtomicOptions = {}): Promise<void> {
   const durable = options.durable ?? true;

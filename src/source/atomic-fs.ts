@@ -13,8 +13,8 @@ import { writeFileAtomic } from '../lib/index.js';
  * end in `.idx` or `.pack`, so pack discovery ignores them.
  */
 export function createAtomicFs(): PromiseFsClient {
-  // Not durable (no fsync): a crash may lose an object, which the next fetch brings again,
-  // but never tears one. The temporary file is created with the default mode (0666 less the
+  // Not durable (no fsync), as before: a power loss may lose an object, which the next fetch
+  // brings again; a reader or a crashed process never sees a torn one. The temporary file is created with the default mode (0666 less the
   // umask), as isomorphic-git's own writes are.
   const writeFile = async (path: string, data: string | Uint8Array, options?: { readonly mode?: number } | string): Promise<void> => {
     const mode = typeof options === 'object' && typeof options.mode === 'number' ? options.mode : 0o666;
