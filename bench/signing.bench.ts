@@ -18,8 +18,8 @@ import { performance } from 'node:perf_hooks';
 
 import { bundleToJSON, toDSSEBundle } from '@sigstore/bundle';
 
-import { sha256Digest } from '../src/compile/bundle.js';
-import { canonicalBytes } from '../src/compile/canonical.js';
+import { sha256Digest } from '../src/lib/index.js';
+import { canonicalBytes } from '../src/lib/index.js';
 import type { Digest } from '../src/domain/types.js';
 import { BundleSigner, BundleVerifier, encodeDelivery, keyHint } from '../src/signing/index.js';
 import { preAuthEncoding } from '../src/signing/signer.js';

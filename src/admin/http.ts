@@ -4,10 +4,9 @@ import type { AddressInfo } from 'node:net';
 import { errorMessage, PkiError } from '../domain/errors.js';
 import { isAgentId } from '../domain/agent-id.js';
 import { parseDuration } from '../domain/duration.js';
-import type { StoredAuditEntry } from '../fleet/index.js';
+import type { AgentStatus, StoredAuditEntry } from '../fleet/index.js';
 import type { ActionRefusalCode, ActionResult, OperatorActionKind, RolloutStatus } from '../rollout/index.js';
-import type { AgentStatus } from '../server/fleet.js';
-import type { Condition } from '../server/conditions.js';
+import type { Condition } from '../domain/condition.js';
 import { AdminTokenError, type AdminAuthentication, type AdminTokenErrorCode, type AdminPrincipal, type AdminTokenRefusal, type AdminTokenRevocation, type AdminTokenView } from './tokens.js';
 
 /** `GET /api/v1/source`. */

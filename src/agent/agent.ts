@@ -1,17 +1,10 @@
 import { resolve } from 'node:path';
 import { AgentError, errorMessage } from '../domain/errors.js';
-import { BundleVerifier } from '../signing/verifier.js';
-import {
-  DistributionRpc,
-  fromGrpcError,
-  parseServerAddress,
-  pinnedCredentials,
-  type ServerAddress,
-} from '../transport/client.js';
-import type { AckMsg, ServerMessageMsg } from '../transport/proto.js';
+import { BundleVerifier } from '../signing/index.js';
+import { type AckMsg, DistributionRpc, fromGrpcError, parseServerAddress, pinnedCredentials, type ServerAddress, type ServerMessageMsg } from '../transport/index.js';
 import { activeConfig, applyBundle, type ApplyResult, type IncomingBundle } from './apply.js';
 import { Backoff, type BackoffOptions, sleep } from './backoff.js';
-import { type AgentIdentity, loadAgentIdentity } from './dir.js';
+import { type AgentCredentials, loadAgentIdentity } from './dir.js';
 import { type AgentLogger, silentLogger } from './logger.js';
 import { checkOutputFile } from './output.js';
 import { type Reloader, shellReloader } from './reload.js';
@@ -72,7 +65,7 @@ class Agent {
   readonly #now: () => Date;
   readonly #reloader: Reloader | undefined;
   readonly #file: string;
-  #identity: AgentIdentity;
+  #identity: AgentCredentials;
   #verifier: BundleVerifier;
   #rpc: DistributionRpc;
   /** Applies run one at a time, whichever session received them. */
@@ -80,7 +73,7 @@ class Agent {
   /** Ends the current stream so the loop reconnects at once (after a renewal). */
   #restartStream: (() => void) | undefined;
 
-  constructor(options: AgentOptions, identity: AgentIdentity) {
+  constructor(options: AgentOptions, identity: AgentCredentials) {
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
     this.#signal = options.signal ?? new AbortController().signal;
@@ -129,7 +122,7 @@ class Agent {
     }
   }
 
-  #connect(identity: AgentIdentity): DistributionRpc {
+  #connect(identity: AgentCredentials): DistributionRpc {
     const credentials = pinnedCredentials({
       trust: { kind: 'ca', caPem: identity.caPem },
       keyPem: identity.keyPem,

@@ -1,12 +1,12 @@
 import { readFile, rm, stat } from 'node:fs/promises';
 import { type AgentErrorCode, errorMessage, SigningError, type SigningErrorCode } from '../domain/errors.js';
 import type { AgentId } from '../domain/types.js';
-import { isErrnoCode, writeFileAtomic } from '../pki/secret-file.js';
-import type { BundleVerifier, VerifiedDelivery } from '../signing/verifier.js';
-import type { AckMsg, BundleMsg } from '../transport/proto.js';
+import { isErrnoCode, writeFileAtomic } from '../lib/index.js';
+import type { BundleVerifier, VerifiedDelivery } from '../signing/index.js';
+import type { AckMsg, BundleMsg } from '../transport/index.js';
 import { type AgentLogger, silentLogger } from './logger.js';
 import type { Reloader } from './reload.js';
-import { type AgentState, hashFile, PUBLIC_FILE_MODE, readState, writeState } from './state.js';
+import { type AppliedState, hashFile, PUBLIC_FILE_MODE, readState, writeState } from './state.js';
 
 /** What applying needs, injected so the core runs without a server or a real reload. */
 export interface ApplyContext {
@@ -27,7 +27,7 @@ export type IncomingBundle = Pick<BundleMsg, 'commit' | 'digest' | 'generation' 
 export type RejectCode = SigningErrorCode | Extract<AgentErrorCode, 'BUNDLE_MISMATCH' | 'RELOAD_FAILED' | 'APPLY_FAILED' | 'STATE_INVALID'>;
 
 export type ApplyResult =
-  | { readonly kind: 'applied'; readonly ack: AckMsg; readonly state: AgentState; readonly changed: boolean }
+  | { readonly kind: 'applied'; readonly ack: AckMsg; readonly state: AppliedState; readonly changed: boolean }
   | { readonly kind: 'rejected'; readonly ack: AckMsg; readonly code: RejectCode; readonly error: string };
 
 /**
@@ -57,7 +57,7 @@ export async function applyBundle(bundle: IncomingBundle, context: ApplyContext)
   };
   const claimed = { commit: bundle.commit, digest: bundle.digest, generation: bundle.generation };
 
-  let current: AgentState | null;
+  let current: AppliedState | null;
   try {
     current = await readState(context.stateFile);
   } catch (err) {
@@ -81,7 +81,7 @@ export async function applyBundle(bundle: IncomingBundle, context: ApplyContext)
     return reject('BUNDLE_MISMATCH', 'the bundle message names another commit, digest or generation than its signed delivery', claimed);
   }
 
-  const applied = (state: AgentState, changed: boolean): ApplyResult => ({
+  const applied = (state: AppliedState, changed: boolean): ApplyResult => ({
     kind: 'applied',
     state,
     changed,
@@ -119,7 +119,7 @@ export async function applyBundle(bundle: IncomingBundle, context: ApplyContext)
     }
 
     step = `recording ${context.stateFile}`;
-    const state: AgentState = { ...labels, appliedAt: now().toISOString() };
+    const state: AppliedState = { ...labels, appliedAt: now().toISOString() };
     await writeState(context.stateFile, state);
     logger.info({ ...labels, baseline: bundle.baseline, bytes: bundle.bytes.byteLength }, 'bundle applied');
     return applied(state, true);

@@ -3,9 +3,8 @@ import { readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { AgentError } from '../domain/errors.js';
 import type { AgentId } from '../domain/types.js';
-import { agentIdFromCertificate, certificateExpiry } from '../pki/identity.js';
-import { parsePin, type Pin } from '../pki/pin.js';
-import { isErrnoCode, readOptionalFile, readSecretFile } from '../pki/secret-file.js';
+import { agentIdFromCertificate, certificateExpiry, parsePin, type Pin, readSecretFile } from '../pki/index.js';
+import { isErrnoCode, readOptionalFile } from '../lib/index.js';
 
 /** What `meshcfg enroll` writes and `meshcfg agent` reads. */
 export interface AgentDirPaths {
@@ -50,7 +49,7 @@ export interface AgentConfigFile {
 }
 
 /** Everything the agent needs to connect and verify, loaded and cross-checked. */
-export interface AgentIdentity {
+export interface AgentCredentials {
   readonly paths: AgentDirPaths;
   readonly config: AgentConfigFile;
   /** From the certificate's URI SAN, never from a message or agent.json alone. */
@@ -139,7 +138,7 @@ async function recoverPendingRenewal(paths: AgentDirPaths): Promise<void> {
  * certificate was issued by the CA in ca.crt, and names the agent agent.json says it is.
  * Throws AgentError AGENT_DIR_INVALID.
  */
-export async function loadAgentIdentity(dir: string): Promise<AgentIdentity> {
+export async function loadAgentIdentity(dir: string): Promise<AgentCredentials> {
   const paths = agentDirPaths(dir);
   const config = await readAgentConfig(paths);
   await recoverPendingRenewal(paths);

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { open, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { AgentError, errorMessage } from '../domain/errors.js';
-import { isErrnoCode } from '../pki/secret-file.js';
+import { isErrnoCode } from '../lib/index.js';
 
 function invalid(message: string, cause?: unknown): AgentError {
   return new AgentError({ code: 'OUTPUT_INVALID', message, cause });

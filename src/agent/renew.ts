@@ -1,11 +1,10 @@
 import { open, rename } from 'node:fs/promises';
 import { X509Certificate } from 'node:crypto';
 import { AgentError } from '../domain/errors.js';
-import { CLOCK_SKEW_MS, generateRsaKeyPair } from '../pki/ca.js';
-import { agentIdFromCertificate } from '../pki/identity.js';
-import { SECRET_FILE_MODE, writeFileAtomic } from '../pki/secret-file.js';
-import { EnrollmentRpc, pinnedCredentials, type ServerAddress } from '../transport/client.js';
-import { type AgentIdentity, certificateMatchesKey, loadAgentIdentity } from './dir.js';
+import { agentIdFromCertificate, CLOCK_SKEW_MS, generateRsaKeyPair, SECRET_FILE_MODE } from '../pki/index.js';
+import { writeFileAtomic } from '../lib/index.js';
+import { EnrollmentRpc, pinnedCredentials, type ServerAddress } from '../transport/index.js';
+import { type AgentCredentials, certificateMatchesKey, loadAgentIdentity } from './dir.js';
 import { certificationRequest } from './enroll.js';
 import { PUBLIC_FILE_MODE } from './state.js';
 
@@ -18,7 +17,7 @@ export const RENEW_AT_FRACTION = 2 / 3;
  * short-lived certificate (1 minute) would put the renewal time before issuance and make the
  * agent renew again and again.
  */
-export function renewalDelay(identity: Pick<AgentIdentity, 'notBefore' | 'notAfter'>, now: Date): number {
+export function renewalDelay(identity: Pick<AgentCredentials, 'notBefore' | 'notAfter'>, now: Date): number {
   const end = identity.notAfter.getTime();
   const start = Math.min(identity.notBefore.getTime() + CLOCK_SKEW_MS, end);
   const lifetime = end - start;
@@ -39,7 +38,7 @@ export interface RenewOptions {
  * The pair is written as `.next` files and then renamed over the current pair (see
  * `loadAgentIdentity` for the crash recovery). Returns the reloaded identity.
  */
-export async function renewCertificate(identity: AgentIdentity, options: RenewOptions): Promise<AgentIdentity> {
+export async function renewCertificate(identity: AgentCredentials, options: RenewOptions): Promise<AgentCredentials> {
   const key = await generateRsaKeyPair();
   const rpc = new EnrollmentRpc(
     options.server,

@@ -3,10 +3,10 @@ import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { AgentError } from '../domain/errors.js';
 import type { CommitSha, Digest } from '../domain/types.js';
-import { isErrnoCode, writeFileAtomic } from '../pki/secret-file.js';
+import { isErrnoCode, writeFileAtomic } from '../lib/index.js';
 
 /** state.json: what the agent runs, as last applied. Its generation is the floor for the next delivery. */
-export interface AgentState {
+export interface AppliedState {
   readonly commit: CommitSha;
   readonly digest: Digest;
   readonly generation: number;
@@ -18,7 +18,7 @@ export interface AgentState {
 export const PUBLIC_FILE_MODE = 0o644;
 
 /** Reads state.json; null when there is none yet (first start). Throws AgentError STATE_INVALID. */
-export async function readState(path: string): Promise<AgentState | null> {
+export async function readState(path: string): Promise<AppliedState | null> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -32,7 +32,7 @@ export async function readState(path: string): Promise<AgentState | null> {
   } catch (cause) {
     throw new AgentError({ code: 'STATE_INVALID', message: `${path} is not JSON`, cause });
   }
-  const doc = (typeof value === 'object' && value !== null ? value : {}) as Partial<Record<keyof AgentState, unknown>>;
+  const doc = (typeof value === 'object' && value !== null ? value : {}) as Partial<Record<keyof AppliedState, unknown>>;
   if (
     typeof doc.commit !== 'string' ||
     typeof doc.digest !== 'string' ||
@@ -47,7 +47,7 @@ export async function readState(path: string): Promise<AgentState | null> {
   return { commit: doc.commit, digest: doc.digest as Digest, generation: doc.generation, appliedAt: doc.appliedAt };
 }
 
-export async function writeState(path: string, state: AgentState): Promise<void> {
+export async function writeState(path: string, state: AppliedState): Promise<void> {
   await writeFileAtomic(path, `${JSON.stringify(state, null, 2)}\n`, PUBLIC_FILE_MODE);
 }
 

@@ -4,6 +4,7 @@ import { request as httpsRequest } from 'node:https';
 import type { Command } from 'commander';
 import { BaseError, errorMessage } from '../domain/errors.js';
 import { type CliIo, ExitCode } from './io.js';
+import { isObject } from '../lib/index.js';
 
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:7080';
 
@@ -174,10 +175,6 @@ export class AdminClient {
 function describeFetchFailure(cause: unknown): string {
   const code = isObject(cause) && typeof cause['code'] === 'string' ? cause['code'] : undefined;
   return code === undefined ? errorMessage(cause) : `${code}: ${errorMessage(cause)}`;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /**

@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { parseDuration } from '../domain/duration.js';
-import type { AgentLogger } from '../agent/logger.js';
+import type { AgentLogger } from '../agent/index.js';
 import type { CliIo } from './io.js';
 
 /**

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { type AgentMode, runAgent } from '../agent/agent.js';
+import { type AgentMode, runAgent } from '../agent/index.js';
 import { AgentError, errorMessage } from '../domain/errors.js';
 import { agentLogger, parseInterval } from './agent-log.js';
 import { type CliIo, ExitCode } from './io.js';

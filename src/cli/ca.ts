@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { errorMessage, PkiError } from '../domain/errors.js';
-import { readServerPin } from '../pki/data-dir.js';
+import { readServerPin } from '../pki/index.js';
 import { type CliIo, ExitCode } from './io.js';
 
 interface PinFlags {

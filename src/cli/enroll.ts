@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { enroll } from '../agent/enroll.js';
+import { enroll } from '../agent/index.js';
 import { AgentError, errorMessage, PkiError } from '../domain/errors.js';
 import { agentLogger, parseInterval } from './agent-log.js';
 import { type CliIo, ExitCode } from './io.js';

@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import { runPlan } from '../plan/plan.js';
+import { planToJson, renderPlan, runPlan } from '../plan/index.js';
 import type { KeyValidityTime } from '../source/trust/index.js';
-import { planToJson, renderPlan } from '../plan/report.js';
 import { type CliIo, ExitCode } from './io.js';
 
 interface PlanFlags {

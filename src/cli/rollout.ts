@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { adminClientFrom, ADMIN_FLAGS_HELP, runAdminVerb, type AdminFlags } from './admin-client.js';
 import type { CliIo } from './io.js';
+import { isObject } from '../lib/index.js';
 
 interface RolloutFlags extends AdminFlags {
   readonly reason?: string;
@@ -55,7 +56,6 @@ export function registerRollout(program: Command, io: CliIo, setExit: (code: num
   }
 }
 
-
 /** The body is the server's: read defensively. */
 export function formatRollout(body: unknown): string {
   const doc = isObject(body) ? body : {};
@@ -83,8 +83,4 @@ export function formatRollout(body: unknown): string {
   const line = (cells: readonly string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ');
   lines.push('', line(header), ...rows.map(line));
   return `${lines.join('\n')}\n`;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
 import { pino, type DestinationStream, type Level } from 'pino';
 import { BaseError, errorMessage } from '../domain/errors.js';
-import { loadServerConfig } from '../server/config.js';
+import { loadServerConfig, startServer } from '../server/index.js';
 import { parseDuration } from '../domain/duration.js';
-import { startServer } from '../server/server.js';
 import { type CliIo, ExitCode } from './io.js';
+import { errnoCode } from '../lib/index.js';
 
 interface ServeFlags {
   readonly config: string;
@@ -103,6 +103,6 @@ function endBySignal(signal: NodeJS.Signals, ourHandler: (signal: NodeJS.Signals
 
 /** The admin listener's bind errors come from node:net uncoded by meshcfg. */
 function isListenError(err: unknown): boolean {
-  const code = (err as NodeJS.ErrnoException | null)?.code;
+  const code = errnoCode(err);
   return code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL';
 }

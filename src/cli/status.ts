@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { adminClientFrom, AdminClientError, ADMIN_FLAGS_HELP, runAdminVerb, type AdminFlags } from './admin-client.js';
 import type { CliIo } from './io.js';
+import { isObject } from '../lib/index.js';
 
 interface StatusFlags extends AdminFlags {
   readonly json?: boolean;
@@ -87,7 +88,6 @@ export function formatStatus(agents: readonly AgentItem[], now: Date): string {
  * control characters — terminal escapes included — never reach the terminal, and it is cut short.
  */
 function oneLine(error: string): string {
-  // eslint-disable-next-line no-control-regex
   const flat = error.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ').replace(/\s+/g, ' ').trim();
   return flat.length > MAX_ERROR_CHARS ? `${flat.slice(0, MAX_ERROR_CHARS)}…` : flat;
 }
@@ -132,8 +132,4 @@ function agentItem(raw: unknown): AgentItem {
       ? { commit: str(o['lastRejection']['commit']), digest: str(o['lastRejection']['digest']), error: str(o['lastRejection']['error']), at: str(o['lastRejection']['at']) }
       : null,
   };
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { adminClientFrom, AdminClientError, ADMIN_FLAGS_HELP, runAdminVerb, withAdminOptions, type AdminFlags } from './admin-client.js';
 import type { CliIo } from './io.js';
+import { isObject } from '../lib/index.js';
 
 interface CreateFlags extends AdminFlags {
   readonly ttl: string;
@@ -95,7 +96,6 @@ export function registerToken(program: Command, io: CliIo, setExit: (code: numbe
     });
 }
 
-
 /** NAME, ROLE, STATE, CREATED (by), EXPIRES. The body is the server's: read defensively. */
 export function formatAdminTokens(body: readonly unknown[]): string {
   const text = (v: unknown): string => (typeof v === 'string' && v !== '' ? v : '-');
@@ -104,8 +104,4 @@ export function formatAdminTokens(body: readonly unknown[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('   ');
   return `${[line(header), ...rows.map(line)].join('\n')}\n`;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

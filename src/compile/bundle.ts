@@ -1,13 +1,6 @@
-import { createHash } from 'node:crypto';
-
-import type { Digest, JsonObject, JsonValue } from '../domain/types.js';
-import { canonicalBytes } from './canonical.js';
+import type { JsonObject } from '../domain/types.js';
+import { canonicalBytes, deepFreeze, sha256Digest } from '../lib/index.js';
 import type { CompiledBundle } from './types.js';
-
-/** `sha256:<hex>` of some bytes. */
-export function sha256Digest(bytes: Uint8Array): Digest {
-  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-}
 
 /**
  * Seals a merged document into a bundle: RFC 8785 bytes and their digest.
@@ -20,16 +13,4 @@ export function sha256Digest(bytes: Uint8Array): Digest {
 export function makeBundle(document: JsonObject): CompiledBundle {
   const bytes = canonicalBytes(document);
   return Object.freeze({ digest: sha256Digest(bytes), bytes, document: deepFreeze(document) });
-}
-
-/** Freezes a JSON value and everything under it. Already-frozen subtrees (shared with cached documents) are skipped. */
-export function deepFreeze<T extends JsonValue>(value: T): T {
-  if (value === null || typeof value !== 'object' || Object.isFrozen(value)) return value;
-  Object.freeze(value);
-  if (Array.isArray(value)) {
-    for (const item of value) deepFreeze(item);
-  } else {
-    for (const key of Object.keys(value)) deepFreeze((value as JsonObject)[key] as JsonValue);
-  }
-  return value;
 }

@@ -1,8 +1,8 @@
 import type { VerifiedTree } from '../domain/commit.js';
 import type { AgentId, JsonObject, Labels, Violation } from '../domain/types.js';
-import { deepFreeze, makeBundle } from './bundle.js';
+import { makeBundle } from './bundle.js';
 import { CompileCaches, contentKey, type CacheStats, type Memo } from './cache.js';
-import { canonicalJson } from './canonical.js';
+import { canonicalJson, deepFreeze } from '../lib/index.js';
 import { Checker, type AgentValidator, type RuleFinding } from './check.js';
 import { mergeLayer, mergeLayers } from './merge.js';
 import { loadRepository, type FileModel, type Layer, type Repository, type RepositoryReader } from './model/repository.js';

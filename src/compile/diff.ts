@@ -1,5 +1,5 @@
 import type { JsonObject, JsonValue } from '../domain/types.js';
-import { canonicalJson } from './canonical.js';
+import { assertNever, canonicalJson } from '../lib/index.js';
 import { isJsonObject } from './merge.js';
 import { appendPointer } from './pointer.js';
 import { isSecretKey } from './policy/no-embedded-secrets.js';
@@ -136,8 +136,4 @@ function lastKey(path: string): string | undefined {
 
 function truncate(text: string, max: number): string {
   return text.length <= max ? text : `${text.slice(0, Math.max(0, max - 1))}…`;
-}
-
-function assertNever(value: never): never {
-  throw new TypeError(`unexpected diff op ${JSON.stringify(value)}`);
 }

@@ -7,8 +7,7 @@ export type { CompilerOptions } from './compiler.js';
 export { CACHE_NAMES } from './cache.js';
 export type { CacheCounters, CacheName, CacheStats } from './cache.js';
 
-export { canonicalBytes, canonicalJson } from './canonical.js';
-export { makeBundle, sha256Digest } from './bundle.js';
+export { makeBundle } from './bundle.js';
 export { mergeLayer, mergeLayers } from './merge.js';
 export { matchesSelector } from './selector.js';
 export { IMPLICIT_WAVE, assignWave, bucketOf } from './waves.js';

@@ -1,5 +1,5 @@
 import type { JsonValue, Labels } from '../domain/types.js';
-import { canonicalJson } from './canonical.js';
+import { canonicalJson } from '../lib/index.js';
 import { isJsonObject } from './merge.js';
 import { invalid, ok, type ReadResult, type StructuralProblem } from './model/read.js';
 import { appendPointer } from './pointer.js';

@@ -16,8 +16,7 @@ import {
 } from 'yaml';
 
 import type { JsonValue } from '../domain/types.js';
-import { deepFreeze } from './bundle.js';
-import { hasLoneSurrogate } from './canonical.js';
+import { deepFreeze, hasLoneSurrogate } from '../lib/index.js';
 import { appendPointer, parsePointer } from './pointer.js';
 
 /**

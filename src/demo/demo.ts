@@ -1,9 +1,9 @@
 import { X509Certificate } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { AdminClient, AdminClientError } from '../cli/admin-client.js';
+import { AdminClient, AdminClientError } from '../cli/index.js';
 import { errorMessage } from '../domain/errors.js';
-import { readServerPin } from '../pki/data-dir.js';
+import { readServerPin } from '../pki/index.js';
 import { DemoError } from './errors.js';
 import { type DemoLayout, markComplete, prepareFolder } from './folder.js';
 import { choosePort } from './ports.js';

@@ -1,6 +1,6 @@
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { isErrnoCode } from '../pki/secret-file.js';
+import { isErrnoCode } from '../lib/index.js';
 import { DemoError } from './errors.js';
 
 /**

@@ -1,7 +1,6 @@
 import { relative, resolve } from 'node:path';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import type { CliIo } from '../cli/io.js';
-import { ExitCode } from '../cli/io.js';
+import { type CliIo, ExitCode } from '../cli/index.js';
 import { errorMessage } from '../domain/errors.js';
 import { DEMO_DEFAULT_PORTS, type RunningDemo, startDemo } from './demo.js';
 import { DemoError } from './errors.js';

@@ -3,6 +3,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { errorMessage } from '../domain/errors.js';
 import { DemoError } from './errors.js';
+import { isErrnoCode } from '../lib/index.js';
 
 /**
  * The demo's config repository: a small fleet with overlays, a canary wave and the rest, and
@@ -103,7 +104,7 @@ export async function checkPrerequisites(): Promise<void> {
   // ssh-keygen has no --version; -? prints usage and exits 1, ENOENT means it is missing.
   await new Promise<void>((resolve) => {
     execFile('ssh-keygen', ['-?'], (err) => {
-      if ((err as NodeJS.ErrnoException | null)?.code === 'ENOENT') missing.push('ssh-keygen');
+      if (isErrnoCode(err, 'ENOENT')) missing.push('ssh-keygen');
       resolve();
     });
   });

@@ -9,6 +9,9 @@ export type Digest = `sha256:${string}`;
 
 export type Labels = Readonly<Record<string, string>>;
 
+/** An agent's answer to a delivery: it loaded the bundle, or refused it and kept the previous one. */
+export type AckStatus = 'APPLIED' | 'REJECTED';
+
 /** A JSON value as parsed from YAML config documents. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 export type JsonObject = { [key: string]: JsonValue };

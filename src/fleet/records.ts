@@ -1,4 +1,4 @@
-import type { TokenRecord } from '../pki/tokens.js';
+import type { TokenRecord } from '../pki/index.js';
 import { StoreError } from './errors.js';
 import {
   ADMIN_ROLES,

@@ -1,5 +1,7 @@
-import type { AgentId, CommitSha, Violation } from '../domain/types.js';
-import type { TokenStore } from '../pki/tokens.js';
+import type { AckStatus, AgentId, CommitSha, Violation } from '../domain/types.js';
+import type { TokenStore } from '../pki/index.js';
+
+export type { AckStatus };
 
 /**
  * Everything the server knows that git does not, behind one interface: SQLite embedded
@@ -17,8 +19,18 @@ import type { TokenStore } from '../pki/tokens.js';
  * - Sends, acks and audit entries are append-only; nothing here deletes them.
  * - Values read back are fresh, frozen copies; Dates have millisecond precision.
  */
-export interface FleetStore {
-  // --- server state (replaces state.json) ---
+export interface FleetStore extends ServerStateStore, AgentStore, DeliveryStore, RolloutStore, CredentialStore, AuditStore {
+  /** Releases the store (SQLite: checkpoints and closes the file); later calls fail with CLOSED. Idempotent. */
+  close(): Promise<void>;
+}
+
+/*
+ * The roles the store is composed of. A caller that needs one role takes that interface (or a
+ * `Pick` of it); a second backend implements them all, and runs the same contract suite.
+ */
+
+/** The reconciler's durable state (replaces state.json). */
+export interface ServerStateStore {
   serverState(): Promise<ServerState>;
   /**
    * Records the accepted commit and the highest generation signed. Refuses with CONFLICT a
@@ -28,8 +40,10 @@ export interface FleetStore {
   saveAccepted(state: AcceptedState): Promise<void>;
   /** The last commit refused (null clears it). Independent of the accepted commit. */
   saveRefusal(refusal: RefusalRecord | null): Promise<void>;
+}
 
-  // --- agents ---
+/** The agents of the fleet. */
+export interface AgentStore {
   getAgent(id: AgentId): Promise<AgentRecord | undefined>;
   /** Every agent, ordered by id. */
   listAgents(): Promise<readonly AgentRecord[]>;
@@ -43,8 +57,10 @@ export interface FleetStore {
   updateAgents(updates: readonly AgentUpdate[]): Promise<void>;
   /** Forgets agents (they left the inventory). Their sends, acks and audit entries stay. Returns how many existed. */
   removeAgents(ids: readonly AgentId[]): Promise<number>;
+}
 
-  // --- sends and acks (append-only) ---
+/** Sends and acks (append-only), each with the agent update it causes. */
+export interface DeliveryStore {
   /** Appends a send, and applies `agent` to the agent in the same transaction. Returns the send's id. */
   recordSend(send: SendRecord, agent?: AgentPatch): Promise<number>;
   /**
@@ -61,8 +77,10 @@ export interface FleetStore {
   digestsApplied(agentId: AgentId): Promise<ReadonlySet<string>>;
   /** Was `digest` ever sent to this agent? (A digest it reports that was not is drift.) */
   wasIssued(agentId: AgentId, digest: string): Promise<boolean>;
+}
 
-  // --- rollout progress ---
+/** The rollout controller's persisted document. */
+export interface RolloutStore {
   /** The rollout controller's last saved document, or null before the first save. */
   loadRollout(): Promise<StoredRollout | null>;
   /**
@@ -71,7 +89,10 @@ export interface FleetStore {
    * `audit`, the entry is appended in the same transaction (pause, promote, abort, ...).
    */
   saveRollout(rollout: RolloutDocument, options?: SaveRolloutOptions): Promise<number>;
+}
 
+/** Credentials: enrollment tokens, revocations, admin API tokens, current agent certificates. */
+export interface CredentialStore {
   // --- enrollment tokens (hashes only) ---
   /** The PKI's token store; `claim` is one atomic compare-and-set on the used mark. */
   readonly tokens: TokenStore;
@@ -104,20 +125,17 @@ export interface FleetStore {
   setCurrentCertificate(record: CurrentCertificate): Promise<void>;
   /** Every agent's current certificate, ordered by agent id. */
   listCurrentCertificates(): Promise<readonly CurrentCertificate[]>;
+}
 
-  // --- audit log (append-only) ---
+/** The audit log (append-only). */
+export interface AuditStore {
   appendAudit(entry: AuditEntry): Promise<number>;
   /** Newest first (by append order, not by `at`, so clock steps cannot reorder it). */
   listAudit(page?: PageRequest): Promise<readonly StoredAuditEntry[]>;
-
-  /** Releases the store (SQLite: checkpoints and closes the file); later calls fail with CLOSED. Idempotent. */
-  close(): Promise<void>;
 }
 
 export type AgentState = 'SYNCED' | 'PENDING' | 'STALE' | 'NACKED' | 'QUARANTINED' | 'DISCONNECTED';
 export const AGENT_STATES: readonly AgentState[] = Object.freeze(['SYNCED', 'PENDING', 'STALE', 'NACKED', 'QUARANTINED', 'DISCONNECTED']);
-
-export type AckStatus = 'APPLIED' | 'REJECTED';
 
 export interface AcceptedState {
   /** The fast-forward anchor: the last commit accepted, null before the first. */

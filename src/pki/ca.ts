@@ -4,6 +4,7 @@ import forge from 'node-forge';
 import { PkiError } from '../domain/errors.js';
 import type { AgentId } from '../domain/types.js';
 import { agentSpiffeId, assertTrustDomain, parseServerNames } from './identity.js';
+import { isObject } from '../lib/index.js';
 
 const MINUTE_MS = 60_000;
 const HOUR_MS = 60 * MINUTE_MS;
@@ -341,8 +342,4 @@ function childAt(node: forge.asn1.Asn1, index: number): forge.asn1.Asn1 | undefi
 
 function isRsaPublicKey(key: forge.pki.PublicKey): key is forge.pki.rsa.PublicKey {
   return 'n' in key && 'e' in key;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null;
 }

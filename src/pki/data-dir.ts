@@ -13,7 +13,8 @@ import {
 } from './ca.js';
 import { certificateExpiry, parseServerNames, serverNameKey, serverNamesOfCertificate } from './identity.js';
 import { type Pin, spkiPin } from './pin.js';
-import { readOptionalFile, readSecretFile, writeFileAtomic } from './secret-file.js';
+import { readOptionalFile, writeFileAtomic } from '../lib/index.js';
+import { readSecretFile } from './secret-file.js';
 
 /** Public files (certificates) are world-readable; everything secret is 0600 under a 0700 directory. */
 const PUBLIC_FILE_MODE = 0o644;

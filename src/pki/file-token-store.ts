@@ -1,6 +1,7 @@
 import { timingSafeEqual } from 'node:crypto';
 import { PkiError } from '../domain/errors.js';
-import { readSecretFile, writeFileAtomic } from './secret-file.js';
+import { isObject, writeFileAtomic } from '../lib/index.js';
+import { readSecretFile } from './secret-file.js';
 import type { TokenRecord, TokenStore } from './tokens.js';
 
 export interface FileTokenStoreOptions {
@@ -136,8 +137,4 @@ function parseDate(value: unknown): Date | undefined {
   if (typeof value !== 'string') return undefined;
   const date = new Date(value);
   return Number.isNaN(date.getTime()) ? undefined : date;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

@@ -34,3 +34,4 @@ export { FileTokenStore } from './file-token-store.js';
 export type { FileTokenStoreOptions } from './file-token-store.js';
 export { dataDirPaths, openDataDir, readServerPin } from './data-dir.js';
 export type { DataDir, DataDirChange, DataDirOptions, DataDirPaths } from './data-dir.js';
+export { readSecretFile, SECRET_FILE_MODE } from './secret-file.js';

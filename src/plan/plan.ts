@@ -5,6 +5,7 @@ import { changeKey, type Compilation, type CompiledAgent, Compiler, diffDocument
 import { describeSkipped, GitSource, parseRepositoryLocation } from '../source/index.js';
 import { loadAllowedSigners, skipVerification, SshSignatureVerifier, TrustGate, type KeyValidityTime } from '../source/trust/index.js';
 import type { PlanAgent, PlanBase, PlanChange, PlanReport, PlanSignature } from './report.js';
+import { assertNever } from '../lib/index.js';
 
 export interface PlanOptions {
   /** Local path (plain or bare repository) or smart-HTTP(S) URL. */
@@ -185,8 +186,4 @@ function compare(baseSha: CommitSha, before: ReadonlyMap<AgentId, CompiledAgent>
   const removed = [...before.keys()].filter((id) => !current.has(id)).sort();
   const changes: PlanChange[] = [...groups.values()];
   return { commit: baseSha, changes, removed, allowedRemovals: [] };
-}
-
-function assertNever(value: never): never {
-  throw new Error(`unexpected value ${JSON.stringify(value)}`);
 }

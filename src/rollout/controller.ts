@@ -1,3 +1,4 @@
+import { Ajv, type ValidateFunction } from 'ajv';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
 import type { RolloutCommit, RolloutSettings } from './settings.js';
 import {
@@ -19,7 +20,9 @@ import {
   type WaveState,
   type WaveStatus,
 } from './types.js';
+import { rolloutDocumentSchema } from './document-schema.js';
 import { Windows } from './windows.js';
+import { assertNever } from '../lib/index.js';
 
 export interface RolloutControllerOptions {
   /** Per agent, the digests it applied historically (the fleet store answers). Asked only by `onCommit`. */
@@ -671,40 +674,20 @@ function iso(t: number): string {
   return new Date(t).toISOString();
 }
 
-function assertNever(value: never): never {
-  throw new Error(`unhandled case ${JSON.stringify(value)}`);
-}
-
 // ---- reading a persisted document defensively ----
+
+let validateDocument: ValidateFunction<RolloutDocumentV1> | undefined;
 
 function readDocument(value: unknown): RolloutDocumentV1 {
   const bad = (why: string): never => {
     throw new RolloutError({ code: 'INVALID_STATE', message: `stored rollout document: ${why}` });
   };
-  if (!isObject(value)) return bad('not an object');
-  if (value['version'] !== ROLLOUT_DOCUMENT_VERSION) return bad(`unsupported version ${JSON.stringify(value['version'])}`);
-  if (typeof value['paused'] !== 'boolean') return bad('"paused" is not a boolean');
-  const agents = value['agents'];
-  if (!Array.isArray(agents)) return bad('"agents" is not a list');
-  for (const a of agents as unknown[]) {
-    if (!isObject(a) || typeof a['id'] !== 'string' || !Number.isInteger(a['wave']) || typeof a['connected'] !== 'boolean') {
-      return bad('an agent record is malformed');
-    }
+  validateDocument ??= new Ajv({ strict: true, allowUnionTypes: true }).compile<RolloutDocumentV1>(rolloutDocumentSchema);
+  if (!validateDocument(value)) {
+    const error = validateDocument.errors?.[0];
+    return bad(`${error?.instancePath || '(root)'} ${error?.message ?? 'is malformed'}`);
   }
-  const rollout = value['rollout'];
-  if (rollout !== null) {
-    if (!isObject(rollout) || typeof rollout['commit'] !== 'string' || !isObject(rollout['settings']) || !Array.isArray(rollout['waves'])) {
-      return bad('the rollout record is malformed');
-    }
-    const phase = rollout['phase'];
-    if (phase !== 'progressing' && phase !== 'complete' && phase !== 'aborted') return bad(`unknown phase ${JSON.stringify(phase)}`);
-    const waves = rollout['settings']['waves'];
-    if (!Array.isArray(waves) || waves.length === 0 || waves.length !== rollout['waves'].length) return bad('waves do not match the settings');
-  }
-  // Shape checked where a wrong type would silently change a decision; the rest is our own output.
-  return value as unknown as RolloutDocumentV1;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+  const { rollout } = value;
+  if (rollout !== null && rollout.settings.waves.length !== rollout.waves.length) return bad('waves do not match the settings');
+  return value;
 }

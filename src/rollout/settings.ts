@@ -1,5 +1,4 @@
-import type { Compilation, MeshcfgSettings } from '../compile/index.js';
-import { IMPLICIT_WAVE } from '../compile/waves.js';
+import { type Compilation, IMPLICIT_WAVE, type MeshcfgSettings } from '../compile/index.js';
 import { parseDuration } from '../domain/duration.js';
 import type { AgentId, CommitSha, Digest, JsonValue } from '../domain/types.js';
 import type { WindowSpec } from './windows.js';

@@ -1,5 +1,7 @@
 import { BaseError } from '../domain/errors.js';
-import type { AgentId, CommitSha, Digest } from '../domain/types.js';
+import type { AckStatus, AgentId, CommitSha, Digest } from '../domain/types.js';
+
+export type { AckStatus };
 import type { RolloutSettings } from './settings.js';
 
 export const ROLLOUT_ERROR_CODES = [
@@ -11,8 +13,6 @@ export type RolloutErrorCode = (typeof ROLLOUT_ERROR_CODES)[number];
 
 /** Errors of the rollout layer. INVALID_STATE stalls until an operator looks at the stored document. */
 export class RolloutError extends BaseError<RolloutErrorCode> {}
-
-export type AckStatus = 'APPLIED' | 'REJECTED';
 
 /** What an agent that has run bundles before has applied: the revert fast path asks it. */
 export interface AppliedHistory {

@@ -1,4 +1,5 @@
 import { redactUrl } from '../source/index.js';
+import { notify } from '../lib/index.js';
 
 /**
  * What is posted to the webhook, as JSON: `{kind, agent?, commit?, message, at}` plus fields
@@ -190,10 +191,7 @@ export class WebhookAlerter implements AlertSink {
   }
 
   private problem(kind: 'dropped' | 'failed' | 'gave-up', alert: Alert, detail: string): void {
-    try {
-      this.options.onProblem?.({ kind, alert, detail, webhook: this.display });
-    } catch {
-      // Observers must not break alert delivery.
-    }
+    // Observers must not break alert delivery.
+    notify(() => this.options.onProblem?.({ kind, alert, detail, webhook: this.display }));
   }
 }

@@ -9,9 +9,10 @@ import type {
   Delivery,
   DistributionBackend,
   EnrollmentResult,
-} from '../transport/backend.js';
-import type { FleetStore } from './fleet.js';
+} from '../transport/index.js';
+import type { LiveFleet } from './fleet.js';
 import type { SnapshotCache } from './snapshot.js';
+import { notify } from '../lib/index.js';
 
 /** Which agents exist: the inventory of the served commit. */
 export interface Inventory {
@@ -53,7 +54,7 @@ export interface BackendHooks {
 
 export interface ServerBackendOptions {
   readonly snapshots: SnapshotCache;
-  readonly fleet: FleetStore;
+  readonly fleet: LiveFleet;
   readonly inventory: Inventory;
   readonly tokens: Pick<EnrollmentTokens, 'consume'>;
   readonly ca: Pick<EnrollmentCa, 'issueAgentCertificate' | 'certificatePem'>;
@@ -251,10 +252,7 @@ export class ServerBackend implements DistributionBackend {
   }
 
   private emit(call: () => void): void {
-    try {
-      call();
-    } catch {
-      // Observers must not fail a call from an agent.
-    }
+    // Observers must not fail a call from an agent.
+    notify(call);
   }
 }

@@ -1,10 +1,11 @@
 import type { AgentId } from '../domain/types.js';
-import type { FleetStore as PersistentFleetStore } from '../fleet/index.js';
-import type { AgentIdentity } from '../transport/backend.js';
+import type { CredentialStore } from '../fleet/index.js';
+import type { AgentIdentity } from '../transport/index.js';
 import type { CertificateRegistry, CertificateStanding } from './backend.js';
 import { normalizeSerial } from './fleet.js';
+import { notify } from '../lib/index.js';
 
-type Store = Pick<PersistentFleetStore, 'revoke' | 'listRevocations' | 'setCurrentCertificate' | 'listCurrentCertificates'>;
+type Store = Pick<CredentialStore, 'revoke' | 'listRevocations' | 'setCurrentCertificate' | 'listCurrentCertificates'>;
 
 export interface AgentCertificatesHooks {
   /** An agent with no recorded certificate (enrolled by an older meshcfg) connected: its certificate became current. */
@@ -117,17 +118,10 @@ export class AgentCertificates implements CertificateRegistry {
 
   private adopt(agentId: AgentId, serial: string): void {
     this.currents.set(agentId, serial);
-    try {
-      this.hooks.onAdopted?.({ agentId, serial });
-    } catch {
-      // Observers must not fail a call from an agent.
-    }
+    // Observers must not fail a call from an agent.
+    notify(() => this.hooks.onAdopted?.({ agentId, serial }));
     this.store.setCurrentCertificate({ agentId, serial, kind: 'adopted', at: this.now() }).catch((err: unknown) => {
-      try {
-        this.hooks.onStoreError?.(err, 'record an adopted certificate');
-      } catch {
-        // As above.
-      }
+      notify(() => this.hooks.onStoreError?.(err, 'record an adopted certificate'));
     });
   }
 }

@@ -1,10 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { parseDocument } from 'yaml';
 import { errorMessage } from '../domain/errors.js';
 import { parseDuration } from '../domain/duration.js';
 import type { KeyValidityTime } from '../source/trust/index.js';
+import { serverConfigSchema } from './config-schema.js';
 import { ServerError } from './errors.js';
+import { isObject } from '../lib/index.js';
 
 /** A `host:port` to listen on. Port 0 asks the OS for a free port (tests). */
 export interface ListenAddress {
@@ -67,14 +70,10 @@ export const CONFIG_DEFAULTS = {
   keyValidity: 'now',
 } as const;
 
-const KEY_VALIDITY_TIMES: readonly KeyValidityTime[] = ['now', 'commit-time'];
-
 /** Smallest bundle ttl: the refresh runs at half of it, and agents allow minutes of clock skew. */
 const MIN_BUNDLE_TTL_MS = 60_000;
 const MIN_POLL_INTERVAL_MS = 100;
 const MAX_CONFIG_BYTES = 64 * 1024;
-/** The same shape the PKI accepts for SPIFFE trust domains: lowercase DNS name. */
-const TRUST_DOMAIN = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
 /** Reads and validates server.yaml. Throws ServerError CONFIG_INVALID naming the file and key. */
 export async function loadServerConfig(path: string): Promise<ServerConfig> {
@@ -95,66 +94,48 @@ export async function loadServerConfig(path: string): Promise<ServerConfig> {
 }
 
 /**
- * Validates a parsed server.yaml document. Unknown keys are errors (a typo must not silently
- * fall back to a default); so is every missing required key.
+ * Validates a parsed server.yaml document: its shape by JSON Schema (`config-schema.ts`), then
+ * what a schema cannot say (durations, addresses, URL schemes). Unknown keys are errors (a
+ * typo must not silently fall back to a default); so is every missing required key.
  */
 export function parseServerConfig(doc: unknown, { baseDir, source = null }: { baseDir: string; source?: string | null }): ServerConfig {
   const where = source ?? 'server config';
   const fail = (key: string, why: string): never => {
     throw new ServerError({ code: 'CONFIG_INVALID', message: `${where}: ${key}: ${why}` });
   };
-  const root = object(doc, '(root)', fail);
-  allowKeys(root, '', ['trustDomain', 'repo', 'trust', 'listen', 'dataDir', 'tls', 'enrollment', 'bundles', 'alerts', 'adminTls'], fail);
+  const root = checkShape(normalize(doc), fail);
 
-  const trustDomain = requiredString(root, 'trustDomain', fail);
-  if (!TRUST_DOMAIN.test(trustDomain)) fail('trustDomain', `${JSON.stringify(trustDomain)} is not a lowercase DNS name (e.g. example.org)`);
-
-  const repo = object(root['repo'], 'repo', fail);
-  allowKeys(repo, 'repo.', ['url', 'branch', 'pollInterval'], fail);
-  const rawUrl = requiredString(repo, 'url', fail, 'repo.');
+  const { trustDomain } = root;
+  const rawUrl = root.repo.url;
   const url = /^[a-z][a-z0-9+.-]*:\/\//i.test(rawUrl) ? checkUrl(rawUrl, 'repo.url', ['http:', 'https:', 'file:'], fail) : resolvePath(baseDir, rawUrl);
-  const branch = optionalString(repo, 'branch', fail, 'repo.') ?? CONFIG_DEFAULTS.branch;
-  const pollIntervalMs = optionalDuration(repo, 'pollInterval', fail, 'repo.') ?? CONFIG_DEFAULTS.pollIntervalMs;
+  const branch = root.repo.branch ?? CONFIG_DEFAULTS.branch;
+  const pollIntervalMs = duration(root.repo.pollInterval, 'repo.pollInterval', fail) ?? CONFIG_DEFAULTS.pollIntervalMs;
   if (pollIntervalMs < MIN_POLL_INTERVAL_MS) fail('repo.pollInterval', `must be at least ${MIN_POLL_INTERVAL_MS}ms`);
 
-  const trust = object(root['trust'], 'trust', fail);
-  allowKeys(trust, 'trust.', ['allowedSigners', 'keyValidity'], fail);
-  const allowedSigners = resolvePath(baseDir, requiredString(trust, 'allowedSigners', fail, 'trust.'));
-  const rawKeyValidity = optionalString(trust, 'keyValidity', fail, 'trust.') ?? CONFIG_DEFAULTS.keyValidity;
-  const keyValidity = KEY_VALIDITY_TIMES.find((t) => t === rawKeyValidity);
-  if (keyValidity === undefined) return fail('trust.keyValidity', `expected one of ${KEY_VALIDITY_TIMES.join(', ')}, got ${JSON.stringify(rawKeyValidity)}`);
+  const allowedSigners = resolvePath(baseDir, root.trust.allowedSigners);
+  const keyValidity = root.trust.keyValidity ?? CONFIG_DEFAULTS.keyValidity;
 
-  const listen = object(root['listen'], 'listen', fail);
-  allowKeys(listen, 'listen.', ['grpc', 'admin'], fail);
-  const grpc = parseListenAddress(requiredString(listen, 'grpc', fail, 'listen.'), 'listen.grpc', fail);
-  const admin = parseListenAddress(requiredString(listen, 'admin', fail, 'listen.'), 'listen.admin', fail);
+  const grpc = parseListenAddress(root.listen.grpc, 'listen.grpc', fail);
+  const admin = parseListenAddress(root.listen.admin, 'listen.admin', fail);
 
-  const dataDir = resolvePath(baseDir, requiredString(root, 'dataDir', fail));
+  const dataDir = resolvePath(baseDir, root.dataDir);
+  const serverNames = root.tls.serverNames;
 
-  const tls = object(root['tls'], 'tls', fail);
-  allowKeys(tls, 'tls.', ['serverNames'], fail);
-  const names = tls['serverNames'];
-  if (!Array.isArray(names) || names.length === 0 || !names.every((n) => typeof n === 'string' && n.trim() !== '')) {
-    fail('tls.serverNames', 'expected a non-empty list of host names or IP addresses');
-  }
-  const serverNames = (names as string[]).map((n) => n.trim());
-
-  const enrollment = optionalObject(root['enrollment'], 'enrollment', fail);
-  allowKeys(enrollment, 'enrollment.', ['certificateTtl'], fail);
-  const certificateTtlMs = optionalDuration(enrollment, 'certificateTtl', fail, 'enrollment.') ?? CONFIG_DEFAULTS.certificateTtlMs;
+  const certificateTtlMs = duration(root.enrollment?.certificateTtl, 'enrollment.certificateTtl', fail) ?? CONFIG_DEFAULTS.certificateTtlMs;
   if (certificateTtlMs < 60_000) fail('enrollment.certificateTtl', 'must be at least 1m');
 
-  const bundles = optionalObject(root['bundles'], 'bundles', fail);
-  allowKeys(bundles, 'bundles.', ['ttl'], fail);
-  const ttlMs = optionalDuration(bundles, 'ttl', fail, 'bundles.') ?? CONFIG_DEFAULTS.bundleTtlMs;
+  const ttlMs = duration(root.bundles?.ttl, 'bundles.ttl', fail) ?? CONFIG_DEFAULTS.bundleTtlMs;
   if (ttlMs < MIN_BUNDLE_TTL_MS) fail('bundles.ttl', 'must be at least 1m');
 
-  const alerts = optionalObject(root['alerts'], 'alerts', fail);
-  allowKeys(alerts, 'alerts.', ['webhook'], fail);
-  const rawWebhook = optionalString(alerts, 'webhook', fail, 'alerts.');
+  const rawWebhook = root.alerts?.webhook;
   const webhook = rawWebhook === undefined ? null : checkUrl(rawWebhook, 'alerts.webhook', ['http:', 'https:'], fail);
 
-  const adminTls = parseAdminTls(root['adminTls'], baseDir, fail);
+  const adminTls: AdminTlsConfig =
+    root.adminTls === undefined || root.adminTls === false
+      ? Object.freeze({ kind: 'off' })
+      : root.adminTls === 'server'
+        ? Object.freeze({ kind: 'server' })
+        : Object.freeze({ kind: 'files', cert: resolvePath(baseDir, root.adminTls.cert), key: resolvePath(baseDir, root.adminTls.key) });
 
   return Object.freeze({
     source,
@@ -163,22 +144,12 @@ export function parseServerConfig(doc: unknown, { baseDir, source = null }: { ba
     trust: Object.freeze({ allowedSigners, keyValidity }),
     listen: Object.freeze({ grpc, admin }),
     dataDir,
-    tls: Object.freeze({ serverNames: Object.freeze(serverNames) }),
+    tls: Object.freeze({ serverNames: Object.freeze([...serverNames]) }),
     enrollment: Object.freeze({ certificateTtlMs }),
     bundles: Object.freeze({ ttlMs }),
     alerts: Object.freeze({ webhook }),
     adminTls,
   });
-}
-
-function parseAdminTls(value: unknown, baseDir: string, fail: Fail): AdminTlsConfig {
-  if (value === undefined || value === null || value === false) return Object.freeze({ kind: 'off' });
-  if (value === 'server') return Object.freeze({ kind: 'server' });
-  if (!isObject(value)) return fail('adminTls', 'expected `server` (the server certificate) or a mapping {cert, key} of PEM files');
-  allowKeys(value, 'adminTls.', ['cert', 'key'], fail);
-  const cert = resolvePath(baseDir, requiredString(value, 'cert', fail, 'adminTls.'));
-  const key = resolvePath(baseDir, requiredString(value, 'key', fail, 'adminTls.'));
-  return Object.freeze({ kind: 'files', cert, key });
 }
 
 /** Loopback only: 127.0.0.0/8, ::1 (also IPv4-mapped) and `localhost`. `0.0.0.0` and `::` are every interface. */
@@ -204,46 +175,79 @@ export function formatListenAddress({ host, port }: ListenAddress): string {
 }
 
 type Fail = (key: string, why: string) => never;
-type Obj = Record<string, unknown>;
 
-function isObject(value: unknown): value is Obj {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+/** server.yaml as the schema admits it (after `normalize`). */
+interface ServerYaml {
+  readonly trustDomain: string;
+  readonly repo: { readonly url: string; readonly branch?: string; readonly pollInterval?: string };
+  readonly trust: { readonly allowedSigners: string; readonly keyValidity?: KeyValidityTime };
+  readonly listen: { readonly grpc: string; readonly admin: string };
+  readonly dataDir: string;
+  readonly tls: { readonly serverNames: readonly string[] };
+  readonly enrollment?: { readonly certificateTtl?: string };
+  readonly bundles?: { readonly ttl?: string };
+  readonly alerts?: { readonly webhook?: string };
+  readonly adminTls?: false | 'server' | { readonly cert: string; readonly key: string };
 }
 
-function object(value: unknown, key: string, fail: Fail): Obj {
-  if (value === undefined || value === null) return fail(key, 'is required');
-  if (!isObject(value)) return fail(key, 'expected a mapping');
-  return value;
+let validateShape: ValidateFunction<ServerYaml> | undefined;
+
+/**
+ * The schema check. The first error is reported, naming its key as a dotted path
+ * (`repo.url`, `tls.serverNames[0]`, `(root)` for the document itself).
+ */
+function checkShape(doc: unknown, fail: Fail): ServerYaml {
+  // strict: a schema mistake fails loudly; verbose: errors carry the schema node (its description).
+  validateShape ??= new Ajv({ strict: true, verbose: true }).compile<ServerYaml>(serverConfigSchema);
+  if (validateShape(doc)) return doc;
+  const error = validateShape.errors?.[0];
+  if (error === undefined) return fail('(root)', 'invalid');
+  return fail(...describeError(error));
 }
 
-function optionalObject(value: unknown, key: string, fail: Fail): Obj {
-  if (value === undefined || value === null) return {};
-  if (!isObject(value)) return fail(key, 'expected a mapping');
-  return value;
-}
-
-function allowKeys(obj: Obj, prefix: string, allowed: readonly string[], fail: Fail): void {
-  for (const key of Object.keys(obj)) {
-    if (!allowed.includes(key)) fail(`${prefix}${key}`, `unknown key (expected one of: ${allowed.join(', ')})`);
+function describeError(error: ErrorObject): [key: string, why: string] {
+  const path = error.instancePath
+    .split('/')
+    .slice(1)
+    .map((part) => part.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .reduce((key, part) => (/^\d+$/.test(part) ? `${key}[${part}]` : key === '' ? part : `${key}.${part}`), '');
+  const at = (child: string): string => (path === '' ? child : `${path}.${child}`);
+  const described = (error.parentSchema as { description?: unknown } | undefined)?.description;
+  const why = typeof described === 'string' ? described : (error.message ?? 'invalid');
+  switch (error.keyword) {
+    case 'required':
+      return [at(String(error.params['missingProperty'])), 'is required'];
+    case 'additionalProperties': {
+      const allowed = Object.keys((error.parentSchema as { properties?: object } | undefined)?.properties ?? {});
+      return [at(String(error.params['additionalProperty'])), `unknown key (expected one of: ${allowed.join(', ')})`];
+    }
+    case 'enum':
+      return [path || '(root)', `${why}, got ${JSON.stringify(error.data)}`];
+    default:
+      return [path || '(root)', why];
   }
 }
 
-function requiredString(obj: Obj, key: string, fail: Fail, prefix = ''): string {
-  const value = obj[key];
-  if (value === undefined || value === null) return fail(`${prefix}${key}`, 'is required');
-  if (typeof value !== 'string' || value.trim() === '') return fail(`${prefix}${key}`, 'expected a non-empty string');
-  return value.trim();
+/**
+ * A key with no value (`key:` — null) reads as absent, and surrounding blanks of a string do
+ * not count, as they never have. Returns a copy; the parsed document is untouched.
+ */
+function normalize(value: unknown): unknown {
+  if (typeof value === 'string') return value.trim();
+  if (Array.isArray(value)) return value.map(normalize);
+  if (!isObject(value)) return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, entry] of Object.entries(value)) {
+    if (entry !== null && entry !== undefined) out[key] = normalize(entry);
+  }
+  return out;
 }
 
-function optionalString(obj: Obj, key: string, fail: Fail, prefix = ''): string | undefined {
-  return obj[key] === undefined || obj[key] === null ? undefined : requiredString(obj, key, fail, prefix);
-}
-
-function optionalDuration(obj: Obj, key: string, fail: Fail, prefix = ''): number | undefined {
-  const text = optionalString(obj, key, fail, prefix);
+/** An optional duration (already a non-empty string by the schema), in milliseconds. */
+function duration(text: string | undefined, key: string, fail: Fail): number | undefined {
   if (text === undefined) return undefined;
   const ms = parseDuration(text);
-  if (ms === undefined || ms <= 0) return fail(`${prefix}${key}`, `expected a positive duration like 5s, 10m or 24h, got ${JSON.stringify(text)}`);
+  if (ms === undefined || ms <= 0) return fail(key, `expected a positive duration like 5s, 10m or 24h, got ${JSON.stringify(text)}`);
   return ms;
 }
 

@@ -1,7 +1,7 @@
 import type { AgentId } from '../domain/types.js';
-import type { UnauthorizedReason } from '../transport/backend.js';
+import type { UnauthorizedReason } from '../transport/index.js';
 import type { AlertSink } from './alerts.js';
-import type { AgentStatus } from './fleet.js';
+import type { AgentStatus } from '../fleet/index.js';
 
 export interface UnauthorizedAlertsOptions {
   readonly sink: AlertSink;

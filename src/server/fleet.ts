@@ -1,55 +1,6 @@
 import type { AgentId, CommitSha, Labels } from '../domain/types.js';
-import type { AgentPatch, AgentRecord, AuditEntry, FleetStore as PersistentFleetStore, Quarantine, StoredAck, StoredSend } from '../fleet/index.js';
-
-export type AgentState = 'SYNCED' | 'PENDING' | 'STALE' | 'NACKED' | 'QUARANTINED' | 'DISCONNECTED';
-export const AGENT_STATES: readonly AgentState[] = ['SYNCED', 'PENDING', 'STALE', 'NACKED', 'QUARANTINED', 'DISCONNECTED'];
-
-export interface DesiredVersion {
-  readonly commit: CommitSha;
-  readonly digest: string;
-  readonly generation: number;
-  /** The repository's baseline (the agent is quarantined), not the agent's own bundle. */
-  readonly baseline?: boolean;
-}
-
-export interface ActiveVersion {
-  readonly commit: string;
-  readonly digest: string;
-  readonly generation: number;
-  readonly at: Date;
-}
-
-export type { Quarantine };
-
-/** The agent's last rejection of a delivery, kept until it applies that bundle or one of a newer served commit. */
-export interface LastRejection {
-  /** The commit whose bundle it rejected (an agent held back by the rollout runs an older commit than the generation's). */
-  readonly commit: string;
-  readonly digest: string;
-  /** The agent's error, as it sent it. */
-  readonly error: string;
-  readonly at: Date;
-}
-
-/** One agent as the admin API shows it. */
-export interface AgentStatus {
-  readonly id: AgentId;
-  readonly labels: Labels;
-  /** Its rollout wave in the served commit ('' when unknown). */
-  readonly wave: string;
-  readonly state: AgentState;
-  readonly desired: DesiredVersion | null;
-  readonly active: ActiveVersion | null;
-  readonly certSerial: string | null;
-  readonly certExpiry: Date | null;
-  readonly lastSeen: Date | null;
-  readonly connected: boolean;
-  /** The error of the last REJECTED ack for the desired digest, if it is NACKED. */
-  readonly lastError: string | null;
-  readonly quarantine: Quarantine | null;
-  /** Stays visible after the agent went back to its previous config (or was offered the bundle again). */
-  readonly lastRejection: LastRejection | null;
-}
+import type { ActiveVersion, AgentPatch, AgentRecord, AgentState, AgentStatus, AuditEntry, DesiredVersion, FleetStore, LastRejection, Quarantine, StoredAck, StoredSend } from '../fleet/index.js';
+import { notify } from '../lib/index.js';
 
 export interface AckInput {
   readonly commit: string;
@@ -79,7 +30,7 @@ export interface PublishedAgent {
  * collector are synchronous). Writers are the backend (what agents report) and the
  * reconciler's publish hook (inventory and desired versions).
  */
-export interface FleetStore {
+export interface LiveFleet {
   /**
    * The inventory of the served commit and each agent's desired version. Agents not listed are
    * forgotten, except quarantined ones: their quarantine outlives their inventory entry.
@@ -115,7 +66,7 @@ export interface FleetCacheOptions {
    * Where every change is written through (the source of truth across restarts). Without
    * one, the cache is all there is (tests, embedding).
    */
-  readonly store?: PersistentFleetStore;
+  readonly store?: FleetStore;
   /** A write to the store failed (logged by the server). Must not throw. */
   readonly onStoreError?: (err: unknown, what: string) => void;
   /**
@@ -197,9 +148,9 @@ export function normalizeSerial(serial: string): string {
  * store sees events in the order they happened. With SQLite each write is durable before the
  * call that queued it returns (the store works synchronously); `flush()` waits for the chain.
  */
-export class FleetCache implements FleetStore {
+export class FleetCache implements LiveFleet {
   private readonly agents = new Map<AgentId, Record_>();
-  private readonly options: Required<Omit<FleetCacheOptions, 'store' | 'ackTimeoutMs'>> & { readonly store: PersistentFleetStore | null };
+  private readonly options: Required<Omit<FleetCacheOptions, 'store' | 'ackTimeoutMs'>> & { readonly store: FleetStore | null };
   private ackTimeoutMs: number;
   private chain: Promise<unknown> = Promise.resolve();
 
@@ -218,7 +169,7 @@ export class FleetCache implements FleetStore {
    * A cache filled from the store: every agent with its last send and last ack (for STALE and
    * NACKED). Loaded agents are not listed until a publish puts them in the inventory.
    */
-  static async load(store: PersistentFleetStore, options: Omit<FleetCacheOptions, 'store'> = {}): Promise<FleetCache> {
+  static async load(store: FleetStore, options: Omit<FleetCacheOptions, 'store'> = {}): Promise<FleetCache> {
     const cache = new FleetCache({ ...options, store });
     for (const agent of await store.listAgents()) {
       const [send, acks] = await Promise.all([store.lastSend(agent.id), store.listAcks(agent.id, { limit: RESTORED_ACKS })]);
@@ -530,15 +481,12 @@ export class FleetCache implements FleetStore {
     return run.then(() => undefined);
   }
 
-  private write(what: string, step: (store: PersistentFleetStore) => Promise<unknown>): void {
+  private write(what: string, step: (store: FleetStore) => Promise<unknown>): void {
     const store = this.options.store;
     if (store === null) return;
     this.chain = this.chain.then(() => step(store)).catch((err: unknown) => {
-      try {
-        this.options.onStoreError(err, what);
-      } catch {
-        // Observers must not break the write chain.
-      }
+      // Observers must not break the write chain.
+      notify(() => this.options.onStoreError(err, what));
     });
   }
 }

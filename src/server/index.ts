@@ -12,8 +12,8 @@ export { buildSnapshot, latestCommitPolicy, SnapshotCache } from './snapshot.js'
 export type { DesiredBundle, DesiredStatePolicy, Snapshot } from './snapshot.js';
 export { FileStateStore, MemoryStateStore, INITIAL_STATE } from './state.js';
 export type { PersistedState, StateStore } from './state.js';
-export { AGENT_STATES, FleetCache, normalizeSerial } from './fleet.js';
-export type { AgentState, AgentStatus, FleetCacheOptions, FleetStore } from './fleet.js';
+export { FleetCache, normalizeSerial } from './fleet.js';
+export type { FleetCacheOptions, LiveFleet } from './fleet.js';
 export { ANY_CERTIFICATE, ServerBackend } from './backend.js';
 export { AgentCertificates } from './certificates.js';
 export type { AgentCertificatesHooks, RevokeOutcome } from './certificates.js';

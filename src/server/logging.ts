@@ -1,9 +1,10 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../domain/errors.js';
 import { describeSkipped, type FetchEvent } from '../source/index.js';
-import type { TransportHooks } from '../transport/backend.js';
+import type { TransportHooks } from '../transport/index.js';
 import type { BackendHooks } from './backend.js';
 import type { ReconcileHooks } from './reconcile.js';
+import { errnoCode } from '../lib/index.js';
 
 /**
  * Log lines for the server's events, as hooks. Contract: nothing here logs a token, a key, a
@@ -44,7 +45,7 @@ export function reconcileLogHooks(logger: Logger): ReconcileHooks {
         `commit refused: ${refusal.message}`,
       ),
     onFailed: ({ commit, error }) =>
-      logger.warn({ event: 'reconcile-failed', commit, code: codeOf(error) }, `commit could not be judged (retried on the next fetch): ${errorMessage(error)}`),
+      logger.warn({ event: 'reconcile-failed', commit, code: errnoCode(error) ?? null }, `commit could not be judged (retried on the next fetch): ${errorMessage(error)}`),
   };
 }
 
@@ -90,27 +91,4 @@ export function transportLogHooks(logger: Logger): TransportHooks {
     onUnauthorized: (reason, detail) =>
       logger.warn({ event: 'unauthorized', reason, agentId: detail.agentId ?? null }, `unauthorized config load attempt: ${detail.message}`),
   };
-}
-
-function codeOf(error: unknown): string | null {
-  return typeof error === 'object' && error !== null && typeof (error as { code?: unknown }).code === 'string' ? (error as { code: string }).code : null;
-}
-
-/** Calls every defined observer in turn; each is isolated (one that throws does not stop the others). */
-export function combineHooks<H extends object>(...all: readonly H[]): H {
-  const combined: Record<string, (...args: unknown[]) => void> = {};
-  const names = new Set(all.flatMap((h) => Object.keys(h)));
-  for (const name of names) {
-    const fns = all.map((h) => (h as Record<string, unknown>)[name]).filter((f): f is (...args: unknown[]) => void => typeof f === 'function');
-    combined[name] = (...args: unknown[]) => {
-      for (const fn of fns) {
-        try {
-          fn(...args);
-        } catch {
-          // Observers must not throw; one that does must not silence the others.
-        }
-      }
-    };
-  }
-  return combined as H;
 }

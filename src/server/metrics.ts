@@ -1,14 +1,15 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AgentId } from '../domain/types.js';
+import { AGENT_STATES, type AgentState, type AgentStatus } from '../fleet/index.js';
 import type { RolloutState, RolloutStatus } from '../rollout/index.js';
-import type { TransportHooks, UnauthorizedReason } from '../transport/backend.js';
+import type { TransportHooks, UnauthorizedReason } from '../transport/index.js';
 import type { BackendHooks } from './backend.js';
-import { AGENT_STATES, DEFAULT_DISCONNECTED_AFTER_MS, type AgentState, type AgentStatus, type FleetStore } from './fleet.js';
+import { DEFAULT_DISCONNECTED_AFTER_MS, type LiveFleet } from './fleet.js';
 import type { ReconcileHooks } from './reconcile.js';
 
 export interface ServerMetricsOptions {
   /** Where fleet gauges are read at scrape time. */
-  readonly fleet: Pick<FleetStore, 'list'>;
+  readonly fleet: Pick<LiveFleet, 'list'>;
   /** Agents with an open stream, read at scrape time. */
   readonly connectedAgents: () => number;
   /** The rollout controller's status, read at scrape time. Without it the rollout gauges stay empty. */
@@ -114,7 +115,7 @@ export class ServerMetrics {
   private readonly generation: Gauge;
   private readonly convergence: Histogram;
   private readonly now: () => Date;
-  private readonly fleet: Pick<FleetStore, 'list'>;
+  private readonly fleet: Pick<LiveFleet, 'list'>;
   private readonly acceptedAt: (commit: string) => Date | undefined;
   private converging: Converging | null = null;
 

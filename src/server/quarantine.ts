@@ -1,12 +1,13 @@
 import type { Compilation } from '../compile/index.js';
 import { formatDuration } from '../domain/duration.js';
 import type { AgentId } from '../domain/types.js';
-import type { FleetStore as PersistentFleetStore } from '../fleet/index.js';
-import type { AckReport, ActiveReport, AckOutcome, Delivery } from '../transport/backend.js';
+import type { DeliveryStore } from '../fleet/index.js';
+import type { AckReport, ActiveReport, AckOutcome, Delivery } from '../transport/index.js';
 import type { AlertSink } from './alerts.js';
 import type { BackendHooks } from './backend.js';
 import type { FleetCache } from './fleet.js';
 import type { DesiredBundle, DesiredStatePolicy } from './snapshot.js';
+import { notify } from '../lib/index.js';
 
 /** Why an agent was quarantined. */
 export type QuarantineCause =
@@ -29,7 +30,7 @@ export interface QuarantineHooks {
 export interface QuarantineControllerOptions {
   readonly fleet: FleetCache;
   /** Where sends are recorded; null: only the current delivery counts as issued. */
-  readonly store: Pick<PersistentFleetStore, 'wasIssued'> | null;
+  readonly store: Pick<DeliveryStore, 'wasIssued'> | null;
   /** The current delivery of an agent (the snapshot cache). */
   readonly deliveries: { desired(agentId: AgentId): Delivery | null };
   /** Signs and publishes the served compilation again (a new generation), so a changed policy answer reaches agents. */
@@ -207,11 +208,8 @@ export class QuarantineController {
   }
 
   private emit(call: () => void): void {
-    try {
-      call();
-    } catch {
-      // Observers must not break drift detection.
-    }
+    // Observers must not break drift detection.
+    notify(call);
   }
 }
 

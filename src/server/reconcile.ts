@@ -8,6 +8,7 @@ import type { VerifyOptions } from '../source/trust/index.js';
 import { Conditions, reasonOf, type Condition } from './conditions.js';
 import { buildSnapshot, latestCommitPolicy, type DesiredBundle, type DesiredStatePolicy, type Snapshot } from './snapshot.js';
 import type { PersistedState, StateStore } from './state.js';
+import { notify } from '../lib/index.js';
 
 // ---- What the reconciler needs, as role interfaces (implemented by GitSource, TrustGate, Compiler, BundleSigner, SnapshotCache) ----
 
@@ -439,11 +440,8 @@ export class Reconciler {
   }
 
   private emit(call: () => void): void {
-    try {
-      call();
-    } catch {
-      // Observers must not break the producer loop (see ReconcileHooks).
-    }
+    // Observers must not break the producer loop (see ReconcileHooks).
+    notify(call);
   }
 }
 

@@ -1,6 +1,6 @@
 import type { Compilation } from '../compile/index.js';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
-import type { FleetStore as PersistentFleetStore, StoredAck } from '../fleet/index.js';
+import type { AuditEntry, DeliveryStore, RolloutStore, StoredAck } from '../fleet/index.js';
 import {
   RolloutController,
   rolloutCommitOf,
@@ -13,10 +13,11 @@ import {
   type RolloutEvent,
   type RolloutStatus,
 } from '../rollout/index.js';
-import type { Delivery } from '../transport/backend.js';
+import type { Delivery } from '../transport/index.js';
 import type { AlertSink } from './alerts.js';
 import type { BackendHooks } from './backend.js';
 import { agentsById, type DesiredBundle, type DesiredStatePolicy } from './snapshot.js';
+import { notify } from '../lib/index.js';
 
 export interface RolloutServiceHooks {
   /** Every controller event (logs). */
@@ -26,7 +27,7 @@ export interface RolloutServiceHooks {
 }
 
 export interface RolloutServiceOptions {
-  readonly store: Pick<PersistentFleetStore, 'loadRollout' | 'saveRollout' | 'digestsApplied' | 'listAcks'>;
+  readonly store: RolloutStore & Pick<DeliveryStore, 'digestsApplied' | 'listAcks'>;
   /** Agents whose applied history is loaded at start (the fleet's known agents). */
   readonly knownAgents: () => Iterable<AgentId>;
   /**
@@ -324,7 +325,7 @@ export class RolloutService {
   }
 
   /** Saves are serialized in order; each writes the controller's document as it is then. */
-  private save(audit?: Parameters<PersistentFleetStore['appendAudit']>[0]): Promise<void> {
+  private save(audit?: AuditEntry): Promise<void> {
     const run = this.saving.then(async () => {
       const document = this.controller.toJSON();
       const commit = document.rollout?.commit;
@@ -349,11 +350,8 @@ export class RolloutService {
   }
 
   private emit(call: () => void): void {
-    try {
-      call();
-    } catch {
-      // Observers must not break the rollout.
-    }
+    // Observers must not break the rollout.
+    notify(call);
   }
 }
 

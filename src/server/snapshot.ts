@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Compilation, CompiledAgent } from '../compile/index.js';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
 import { encodeDelivery, type SignedGeneration } from '../signing/index.js';
-import type { Delivery } from '../transport/backend.js';
+import type { Delivery } from '../transport/index.js';
 
 /** What one agent should run in a generation, before signing. */
 export interface DesiredBundle {

@@ -1,9 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, rm } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { readFile, rename } from 'node:fs/promises';
+import { join } from 'node:path';
 import { errorMessage } from '../domain/errors.js';
+import { isErrnoCode, writeFileAtomic } from '../lib/index.js';
 import type { CommitSha } from '../domain/types.js';
-import type { FleetStore } from '../fleet/index.js';
+import type { ServerStateStore } from '../fleet/index.js';
 import { ServerError } from './errors.js';
 
 /**
@@ -46,7 +46,7 @@ export class FileStateStore implements StateStore {
     try {
       text = await readFile(this.path, 'utf8');
     } catch (err) {
-      if (typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'ENOENT') return INITIAL_STATE;
+      if (isErrnoCode(err, 'ENOENT')) return INITIAL_STATE;
       throw new ServerError({ code: 'STATE_INVALID', message: `cannot read ${this.path}: ${errorMessage(err)}`, cause: err });
     }
     const invalid = (why: string, cause?: unknown): ServerError =>
@@ -70,26 +70,7 @@ export class FileStateStore implements StateStore {
   async save(state: PersistedState): Promise<void> {
     const seenAt = state.seenAt === null ? {} : { seenAt: state.seenAt.toISOString() };
     const text = `${JSON.stringify({ version: 1, accepted: state.accepted, generation: state.generation, ...seenAt }, null, 2)}\n`;
-    const temporary = join(dirname(this.path), `.${basename(this.path)}.${randomBytes(6).toString('hex')}.tmp`);
-    try {
-      const handle = await open(temporary, 'wx', 0o600);
-      try {
-        await handle.writeFile(text);
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(temporary, this.path);
-    } catch (err) {
-      await rm(temporary, { force: true });
-      throw err;
-    }
-    const dir = await open(dirname(this.path), 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
+    await writeFileAtomic(this.path, text, 0o600);
   }
 }
 
@@ -106,7 +87,7 @@ export class MemoryStateStore implements StateStore {
 
 /** The reconciler's state in the fleet store (`<dataDir>/fleet.db`): accepted commit and generation. */
 export class FleetStateStore implements StateStore {
-  constructor(private readonly store: Pick<FleetStore, 'serverState' | 'saveAccepted'>) {}
+  constructor(private readonly store: Pick<ServerStateStore, 'serverState' | 'saveAccepted'>) {}
 
   async load(): Promise<PersistedState> {
     const { accepted, generation, seenAt } = await this.store.serverState();
@@ -123,7 +104,7 @@ export class FleetStateStore implements StateStore {
  * store holds nothing yet, and the file is renamed to `state.json.imported` afterwards so it
  * is neither imported again nor mistaken for live state. Returns what was imported, or null.
  */
-export async function importStateJson(dataDir: string, store: Pick<FleetStore, 'serverState' | 'saveAccepted'>): Promise<PersistedState | null> {
+export async function importStateJson(dataDir: string, store: Pick<ServerStateStore, 'serverState' | 'saveAccepted'>): Promise<PersistedState | null> {
   const file = FileStateStore.inDataDir(dataDir);
   const legacy = await file.load();
   if (legacy.accepted === null && legacy.generation === 0) return null;

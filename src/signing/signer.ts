@@ -2,7 +2,7 @@ import { sign, verify, type KeyObject } from 'node:crypto';
 
 import { bundleToJSON, toDSSEBundle } from '@sigstore/bundle';
 
-import { deepFreeze } from '../compile/bundle.js';
+import { deepFreeze } from '../lib/index.js';
 import { SigningError } from '../domain/errors.js';
 import type { AgentId, CommitSha, Digest, JsonValue } from '../domain/types.js';
 import { keyHint, toPrivateSigningKey, toPublicSigningKey, type KeyInput } from './keys.js';

@@ -1,5 +1,5 @@
 import { isAgentId } from '../domain/agent-id.js';
-import { canonicalBytes } from '../compile/canonical.js';
+import { canonicalBytes } from '../lib/index.js';
 import { SigningError } from '../domain/errors.js';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
 

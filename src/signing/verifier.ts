@@ -3,7 +3,7 @@ import type { KeyObject } from 'node:crypto';
 import { bundleFromJSON, type Bundle } from '@sigstore/bundle';
 import { toSignedEntity, toTrustMaterial, VerificationError, Verifier } from '@sigstore/verify';
 
-import { sha256Digest } from '../compile/bundle.js';
+import { sha256Digest } from '../lib/index.js';
 import { SigningError, type SigningErrorCode } from '../domain/errors.js';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
 import { keyHint, toPublicSigningKey, type KeyInput } from './keys.js';

@@ -1,4 +1,4 @@
-import { canonicalJson } from '../compile/canonical.js';
+import { canonicalJson } from '../lib/index.js';
 import { SigningError } from '../domain/errors.js';
 import type { AgentId, Digest, JsonValue } from '../domain/types.js';
 import { HASH_SIZE, MAX_AUDIT_PATH } from './merkle.js';

@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import type { PromiseFsClient } from 'isomorphic-git';
+import { writeFileAtomic } from '../lib/index.js';
 
 /**
  * The node file system for isomorphic-git, except that every file write lands atomically
- * (write a sibling temporary file, then rename over the target).
+ * (`writeFileAtomic`: write a sibling temporary file, then rename over the target).
  *
  * Why: readers run while a fetch writes. isomorphic-git writes a pack, then its `.idx`,
  * with plain `writeFile`; a reader that lists `objects/pack` mid-write would load a torn
@@ -13,21 +13,14 @@ import type { PromiseFsClient } from 'isomorphic-git';
  * end in `.idx` or `.pack`, so pack discovery ignores them.
  */
 export function createAtomicFs(): PromiseFsClient {
-  const writeFile = async (
-    path: string,
-    data: string | Uint8Array,
-    options?: Parameters<typeof fsp.writeFile>[2],
-  ): Promise<void> => {
-    const temporary = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-    try {
-      await fsp.writeFile(temporary, data, options);
-      await fsp.rename(temporary, path);
-    } catch (err) {
-      await fsp.rm(temporary, { force: true });
-      // isomorphic-git answers a failed write by creating the directory and retrying,
-      // so ENOENT must come through unchanged.
-      throw err;
-    }
+  // Not durable (no fsync), as before: a power loss may lose an object, which the next fetch
+  // brings again; a reader or a crashed process never sees a torn one. The temporary file is created with the default mode (0666 less the
+  // umask), as isomorphic-git's own writes are.
+  const writeFile = async (path: string, data: string | Uint8Array, options?: { readonly mode?: number } | string): Promise<void> => {
+    const mode = typeof options === 'object' && typeof options.mode === 'number' ? options.mode : 0o666;
+    // isomorphic-git answers a failed write by creating the directory and retrying, so
+    // writeFileAtomic rethrows ENOENT unchanged.
+    await writeFileAtomic(path, data, mode, { durable: false });
   };
   // `rm` is beyond the typed contract; isomorphic-git uses it when present.
   const promises = {

@@ -1,4 +1,5 @@
 import { inspect } from 'node:util';
+import { errnoCode } from '../lib/index.js';
 
 /**
  * The shape of isomorphic-git's errors (`Errors.*`: a string `code` naming the class, and
@@ -10,7 +11,7 @@ export interface CodedError extends Error {
 }
 
 export function isCodedError(err: unknown): err is CodedError {
-  return err instanceof Error && typeof (err as { code?: unknown }).code === 'string';
+  return err instanceof Error && errnoCode(err) !== undefined;
 }
 
 /** isomorphic-git's "no such ref/object" error (`Errors.NotFoundError`), optionally about `what`. */

@@ -28,6 +28,7 @@ import { findGitdir, isFile, prepareClone, type Store } from './repo-store.js';
 import { parseRevision, type RevisionStep } from './revision.js';
 import type { CommitReader } from './trust/index.js';
 import { ConfigTreeReader, type GitObjectReader, type GitTreeEntry, type TreeCacheStats, type TreeReaderOptions } from './tree.js';
+import { notify } from '../lib/index.js';
 
 export interface GitSourceOptions {
   /** A local path (plain or bare repository), a `file://` URL, or an `http(s)://` URL (credentials may ride in its userinfo). */
@@ -587,11 +588,8 @@ export class GitSource implements CommitReader, GitObjectReader {
   }
 
   private emit(event: FetchEvent): void {
-    try {
-      this.hooks.onFetch?.(event);
-    } catch {
-      // Observers must not fail a fetch (see SourceHooks).
-    }
+    // Observers must not fail a fetch (see SourceHooks).
+    notify(() => this.hooks.onFetch?.(event));
   }
 }
 

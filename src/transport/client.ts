@@ -12,7 +12,7 @@ import {
   status as GrpcStatus,
 } from '@grpc/grpc-js';
 import { AgentError, type AgentErrorCode } from '../domain/errors.js';
-import { matchesAnyPin, type Pin } from '../pki/pin.js';
+import { matchesAnyPin, type Pin } from '../pki/index.js';
 import {
   type AckMsg,
   type AgentMessageMsg,

@@ -2,16 +2,16 @@ import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
 import { PkiError } from '../domain/errors.js';
 import type { AgentId } from '../domain/types.js';
-import { agentIdFromCertificate, certificateExpiry } from '../pki/identity.js';
+import { agentIdFromCertificate, certificateExpiry } from '../pki/index.js';
 import type { AgentIdentity } from './backend.js';
-import type { Refusal } from './status.js';
+import type { UnauthorizedRefusal } from './status.js';
 
 /**
  * Who is calling, from the TLS layer's verified client certificate only — never from a field
  * of a message (docs/architecture.md, "Identity, transport and key lifetimes").
  */
 
-export type Authentication = { readonly ok: true; readonly identity: AgentIdentity } | ({ readonly ok: false } & Refusal);
+export type Authentication = { readonly ok: true; readonly identity: AgentIdentity } | ({ readonly ok: false } & UnauthorizedRefusal);
 
 /**
  * Reads the identity of a call from its peer certificate.
@@ -47,7 +47,7 @@ export function authenticatePeer(peer: PeerCertificate | undefined, trustDomain:
  * A message may echo the agent id; when it does, it must be the certificate's. Empty means
  * "not said" (proto3 default). Returns the refusal, or undefined when the echo is acceptable.
  */
-export function checkEchoedAgentId(identity: AgentIdentity, echoed: string | undefined, what: string): Refusal | undefined {
+export function checkEchoedAgentId(identity: AgentIdentity, echoed: string | undefined, what: string): UnauthorizedRefusal | undefined {
   if (echoed === undefined || echoed === '' || echoed === identity.agentId) return undefined;
   return {
     reason: 'identity-mismatch',

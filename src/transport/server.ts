@@ -25,7 +25,7 @@ import {
   type RenewRequestMsg,
   type ReportResponseMsg,
 } from './proto.js';
-import { grpcError, type Refusal, refusalOfPkiError, Status, statusOfReason } from './status.js';
+import { grpcError, type UnauthorizedRefusal, refusalOfPkiError, Status, statusOfReason } from './status.js';
 import { AgentStream, type AgentStreamCall } from './stream-session.js';
 import { TlsListener, type TlsMaterial } from './tls-listener.js';
 
@@ -225,9 +225,9 @@ export class GrpcServer {
 }
 
 /** What a unary handler's body decides: an answer, a refusal of the caller, or a gRPC error. */
-type UnaryResult<Res> = { value: Res } | { refusal: Refusal } | { error: Error };
+type UnaryResult<Res> = { value: Res } | { refusal: UnauthorizedRefusal } | { error: Error };
 
-type CallerCheck = { readonly ok: true; readonly identity: AgentIdentity } | { readonly ok: false; readonly refusal: Refusal };
+type CallerCheck = { readonly ok: true; readonly identity: AgentIdentity } | { readonly ok: false; readonly refusal: UnauthorizedRefusal };
 
 /** The RPC implementations, separate from the lifecycle above. */
 class Handlers {
@@ -242,7 +242,7 @@ class Handlers {
   }
 
   /** Counts, logs and returns the status a refused call ends with. */
-  refuse(refusal: Refusal, where: { method: string; peer: string }): Error {
+  refuse(refusal: UnauthorizedRefusal, where: { method: string; peer: string }): Error {
     const { hooks, logger } = this.#options;
     hooks.onUnauthorized?.(refusal.reason, { ...(refusal.agentId === undefined ? {} : { agentId: refusal.agentId }), message: refusal.message });
     logger.warn(
@@ -402,7 +402,7 @@ class Handlers {
   }
 
   /** Expiry again (long-lived connections), then the backend's inventory and revocation checks. */
-  #authorize(identity: AgentIdentity): Refusal | undefined {
+  #authorize(identity: AgentIdentity): UnauthorizedRefusal | undefined {
     const agentId = identity.agentId;
     if (identity.notAfter.getTime() <= this.#options.now().getTime()) {
       return { reason: 'expired-certificate', message: `the client certificate expired at ${identity.notAfter.toISOString()}`, agentId };
@@ -421,9 +421,9 @@ class Handlers {
 
 /** Carries a refusal through a promise chain to the one place that answers it. */
 class RefusedError extends Error {
-  readonly refusal: Refusal;
+  readonly refusal: UnauthorizedRefusal;
 
-  constructor(refusal: Refusal) {
+  constructor(refusal: UnauthorizedRefusal) {
     super(refusal.message);
     this.refusal = refusal;
   }

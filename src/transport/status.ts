@@ -8,7 +8,7 @@ import type { UnauthorizedReason } from './backend.js';
  */
 
 /** A call refused as an unauthorized config load attempt: counted, logged, answered with `code`. */
-export interface Refusal {
+export interface UnauthorizedRefusal {
   readonly reason: UnauthorizedReason;
   readonly message: string;
   /** Only when the certificate that names it was verified; never an id the caller merely claims. */
@@ -44,7 +44,7 @@ export function statusOfReason(reason: UnauthorizedReason): Status {
 }
 
 /** What enrollment and renewal refusals from the backend mean on the wire. */
-export function refusalOfPkiError(err: PkiError): Refusal | undefined {
+export function refusalOfPkiError(err: PkiError): UnauthorizedRefusal | undefined {
   switch (err.code) {
     case 'TOKEN_UNKNOWN':
       return { reason: 'bad-token', message: 'enrollment token is not valid' };

@@ -3,7 +3,7 @@ import type { AgentIdentity, Delivery, DistributionBackend } from './backend.js'
 import { checkEchoedAgentId } from './identity.js';
 import { ackReport, activeReport, bundleMessage } from './messages.js';
 import type { AgentMessageMsg, ServerMessageMsg } from './proto.js';
-import { grpcError, type Refusal, Status } from './status.js';
+import { grpcError, type UnauthorizedRefusal, Status } from './status.js';
 
 /**
  * One `Distribution.Stream` call of an authenticated agent: hello, then deliveries down and
@@ -74,9 +74,9 @@ export interface StreamContext {
   readonly helloTimeoutMs: number;
   readonly now: () => Date;
   /** Re-checks the caller (certificate expiry, revocation) before each delivery and ack. */
-  readonly reauthorize: (identity: AgentIdentity) => Refusal | undefined;
+  readonly reauthorize: (identity: AgentIdentity) => UnauthorizedRefusal | undefined;
   /** Counts, logs and turns a refusal into the status to end the call with. */
-  readonly refuse: (refusal: Refusal) => Error;
+  readonly refuse: (refusal: UnauthorizedRefusal) => Error;
   /** Something unexpected (a backend that threw): logged, and the call ends with INTERNAL. */
   readonly failed: (err: unknown, what: string) => void;
   /** Hello accepted: the agent is subscribed. */

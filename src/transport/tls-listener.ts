@@ -2,10 +2,10 @@ import type { X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import * as tls from 'node:tls';
 import { TransportError } from '../domain/errors.js';
-import { agentIdFromCertificate } from '../pki/identity.js';
+import { agentIdFromCertificate } from '../pki/index.js';
 import type { TransportHooks } from './backend.js';
 import { issuedBy, parseCaBundle } from './identity.js';
-import type { Refusal } from './status.js';
+import type { UnauthorizedRefusal } from './status.js';
 
 /**
  * The TLS side of the gRPC server. grpc-js has no hook that sees failed handshakes, so meshcfg
@@ -33,7 +33,7 @@ export interface TlsListenerOptions {
   readonly handshakeTimeoutMs: number;
   readonly hooks: TransportHooks;
   /** A handshake that presented a certificate we refuse: an unauthorized attempt. */
-  readonly onRefused: (refusal: Refusal, remoteAddress: string | undefined) => void;
+  readonly onRefused: (refusal: UnauthorizedRefusal, remoteAddress: string | undefined) => void;
   /** Receives each established connection. */
   readonly inject: (socket: tls.TLSSocket) => void;
 }
@@ -128,7 +128,7 @@ export class TlsListener {
     this.#options.inject(socket);
   }
 
-  #classifyRefused(peer: X509Certificate, code: string): Refusal {
+  #classifyRefused(peer: X509Certificate, code: string): UnauthorizedRefusal {
     if (code === 'CERT_HAS_EXPIRED' && issuedBy(peer, this.#cas)) {
       let agentId: string | undefined;
       try {

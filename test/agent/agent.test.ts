@@ -12,7 +12,7 @@ import { enroll } from '../../src/agent/enroll.js';
 import type { AgentLogger } from '../../src/agent/logger.js';
 import { renewalDelay, renewCertificate } from '../../src/agent/renew.js';
 import { readState } from '../../src/agent/state.js';
-import { sha256Digest } from '../../src/compile/bundle.js';
+import { sha256Digest } from '../../src/lib/index.js';
 import { AgentError } from '../../src/domain/errors.js';
 import type { DataDir } from '../../src/pki/data-dir.js';
 import { CLOCK_SKEW_MS, createCa, EnrollmentCa, generateRsaKeyPair } from '../../src/pki/ca.js';

@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { activeConfig, applyBundle, type ApplyContext, type ApplyResult } from '../../src/agent/apply.js';
 import { shellReloader } from '../../src/agent/reload.js';
 import { readState } from '../../src/agent/state.js';
-import { sha256Digest } from '../../src/compile/bundle.js';
+import { sha256Digest } from '../../src/lib/index.js';
 import { BundleVerifier } from '../../src/signing/index.js';
 import type { BundleMsg } from '../../src/transport/proto.js';
 import { COMMIT_1, COMMIT_2, COMMIT_3, fleetSigner, p256, tempDir } from './helpers.js';

@@ -10,8 +10,8 @@ import {
   type ServerUnaryCall,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import { canonicalBytes } from '../../src/compile/canonical.js';
-import { sha256Digest } from '../../src/compile/bundle.js';
+import { canonicalBytes } from '../../src/lib/index.js';
+import { sha256Digest } from '../../src/lib/index.js';
 import type { Digest } from '../../src/domain/types.js';
 import { type DataDir, openDataDir } from '../../src/pki/data-dir.js';
 import { BundleSigner, encodeDelivery } from '../../src/signing/index.js';

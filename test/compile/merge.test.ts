@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { deepFreeze } from '../../src/compile/bundle.js';
+import { deepFreeze } from '../../src/lib/index.js';
 import { mergeLayer, mergeLayers } from '../../src/compile/merge.js';
 import { mergeWithProvenance, type SourcedLayer } from '../../src/compile/provenance.js';
 import type { JsonObject } from '../../src/domain/types.js';

@@ -632,6 +632,31 @@ describe('RolloutController', () => {
         );
       }
     });
+
+    it('refuses, with INVALID_STATE, a stored rollout record whose shape would change a decision', () => {
+      const history = new FakeHistory();
+      const original = established(clock, history);
+      original.onCommit(commit('c1'), clock.now());
+      const stored = (): { rollout: Record<string, unknown> } & Record<string, unknown> => JSON.parse(JSON.stringify(original.toJSON()));
+      assert.doesNotThrow(() => RolloutController.fromJSON(stored(), { history }), 'the untouched document reads');
+      const broken: Array<[string, (doc: ReturnType<typeof stored>) => void]> = [
+        ['an unknown phase', (doc) => (doc.rollout['phase'] = 'paused')],
+        ['one wave record too few', (doc) => (doc.rollout['waves'] as unknown[]).pop()],
+        ['no configured waves', (doc) => ((doc.rollout['settings'] as { waves: unknown[] }).waves = [])],
+        ['a missing rollout record', (doc) => Reflect.deleteProperty(doc, 'rollout')],
+        ['a paused flag that is not a boolean', (doc) => (doc['paused'] = 'no')],
+        ['a fractional agent wave', (doc) => ((doc['agents'] as Array<{ wave: number }>)[0]!.wave = 0.5)],
+      ];
+      for (const [what, breakIt] of broken) {
+        const doc = stored();
+        breakIt(doc);
+        assert.throws(
+          () => RolloutController.fromJSON(doc, { history }),
+          (err: unknown) => err instanceof RolloutError && err.code === 'INVALID_STATE',
+          what,
+        );
+      }
+    });
   });
 
   describe('inventory changes', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { before, beforeEach, describe, it } from 'node:test';
-import { sha256Digest } from '../../src/compile/index.js';
+import { sha256Digest } from '../../src/lib/index.js';
 import { PkiError } from '../../src/domain/errors.js';
 import { createCa, EnrollmentCa, EnrollmentTokens, type TokenRecord, type TokenStore } from '../../src/pki/index.js';
 import { ServerBackend, type BackendHooks, type CertificateStanding } from '../../src/server/backend.js';

@@ -3,7 +3,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import type { Client } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
-import { sha256Digest } from '../../src/compile/index.js';
+import { sha256Digest } from '../../src/lib/index.js';
 import { MemoryFleetStore } from '../../src/fleet/index.js';
 import { EnrollmentTokens } from '../../src/pki/index.js';
 import { ServerBackend } from '../../src/server/backend.js';

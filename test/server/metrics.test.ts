@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { RolloutStatus, WaveStatus } from '../../src/rollout/index.js';
-import type { AgentStatus } from '../../src/server/fleet.js';
+import type { AgentStatus } from '../../src/fleet/index.js';
 import { ServerMetrics, type ServerMetricsOptions } from '../../src/server/metrics.js';
 import type { Delivery } from '../../src/transport/backend.js';
 import { manualClock } from './helpers.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, before, beforeEach, describe, it } from 'node:test';
 import { Compiler } from '../../src/compile/index.js';
 import { WebhookAlerter } from '../../src/server/alerts.js';
-import { combineHooks } from '../../src/server/logging.js';
+import { combineHooks } from '../../src/lib/index.js';
 import { Reconciler, type PublishedEvent, type ReconcileHooks, type Refusal } from '../../src/server/reconcile.js';
 import { SnapshotCache } from '../../src/server/snapshot.js';
 import { FileStateStore } from '../../src/server/state.js';
@@ -366,4 +366,3 @@ describe('Reconciler', () => {
     });
   });
 });
-

@@ -5,8 +5,8 @@ import { describe, it } from 'node:test';
 import { bundleToJSON, toDSSEBundle } from '@sigstore/bundle';
 import { VerificationError } from '@sigstore/verify';
 
-import { canonicalBytes, canonicalJson } from '../../src/compile/canonical.js';
-import { sha256Digest } from '../../src/compile/bundle.js';
+import { canonicalBytes, canonicalJson } from '../../src/lib/index.js';
+import { sha256Digest } from '../../src/lib/index.js';
 import { SigningError, type SigningErrorCode } from '../../src/domain/errors.js';
 import type { Digest, JsonObject } from '../../src/domain/types.js';
 import {

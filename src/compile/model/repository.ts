@@ -2,7 +2,7 @@ import type { RepoFile, VerifiedTree } from '../../domain/commit.js';
 import { CompileError } from '../../domain/errors.js';
 import type { AgentId, JsonObject, Violation } from '../../domain/types.js';
 import { contentKey, type Memo } from '../cache.js';
-import { canonicalJson } from '../canonical.js';
+import { assertNever, canonicalJson } from '../../lib/index.js';
 import { appendPointer } from '../pointer.js';
 import type { MeshcfgSettings, Selector } from '../types.js';
 import { lineOfPointer, parseYaml, type ParsedYaml, type YamlLimits } from '../yaml.js';
@@ -283,8 +283,4 @@ function toViolations(problems: readonly StructuralProblem[], file: RepoFile): r
       });
     }),
   );
-}
-
-function assertNever(value: never): never {
-  throw new TypeError(`unexpected ${JSON.stringify(value)}`);
 }

@@ -1,7 +1,7 @@
 import { chmodSync, closeSync, fstatSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import type { AgentId } from '../../domain/types.js';
-import type { TokenRecord, TokenStore } from '../../pki/tokens.js';
+import type { TokenRecord, TokenStore } from '../../pki/index.js';
 import { StoreError } from '../errors.js';
 import {
   DEFAULT_TOKEN_RETENTION_MS,

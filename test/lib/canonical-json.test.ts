@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 
 import { makeBundle } from '../../src/compile/bundle.js';
-import { canonicalBytes, canonicalJson } from '../../src/compile/canonical.js';
+import { canonicalBytes, canonicalJson } from '../../src/lib/index.js';
 import type { JsonValue } from '../../src/domain/types.js';
 
 /** A double from its IEEE 754 bit pattern, as RFC 8785 Appendix B lists them. */
