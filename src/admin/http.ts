@@ -8,7 +8,6 @@ import type { StoredAuditEntry } from '../fleet/index.js';
 import type { ActionRefusalCode, ActionResult, OperatorActionKind, RolloutStatus } from '../rollout/index.js';
 import type { AgentStatus } from '../server/fleet.js';
 import type { Condition } from '../server/conditions.js';
-import type { RecentAlert } from '../server/alerts.js';
 import { DASHBOARD_HEADERS, loadDashboardAssets, type DashboardAsset } from './dashboard-assets.js';
 import { AdminTokenError, type AdminAuthentication, type AdminTokenErrorCode, type AdminPrincipal, type AdminTokenRefusal, type AdminTokenRevocation, type AdminTokenView } from './tokens.js';
 
@@ -30,6 +29,16 @@ export interface SourceView {
   readonly conditions: readonly Condition[];
   /** Skipped symlinks and submodules of the served commit (never followed; they block nothing). */
   readonly warnings: ReadonlyArray<{ readonly kind: 'symlink' | 'submodule'; readonly path: string; readonly message: string }>;
+}
+
+/** An alert as `GET /api/v1/alerts` shows it: the webhook's JSON plus the ring's `id`. */
+export interface AlertView {
+  readonly id: number;
+  readonly kind: string;
+  readonly message: string;
+  /** ISO 8601. */
+  readonly at: string;
+  readonly [field: string]: string | number | undefined;
 }
 
 /** Why an operator action on an agent was refused; the HTTP status follows from it. */
@@ -57,7 +66,7 @@ export interface AdminApi {
   /** The audit log, newest first. */
   audit(limit: number): Promise<readonly StoredAuditEntry[]>;
   /** Recent alerts (an in-memory ring), newest first. */
-  alerts(limit: number): readonly RecentAlert[];
+  alerts(limit: number): readonly AlertView[];
   /** Lifts a quarantine (audited); the agent gets its desired bundle again. */
   approve(agentId: string, actor: string, reason: string): Promise<AgentActionResult>;
   /** Quarantines by hand (audited); the agent gets the baseline. */
@@ -283,7 +292,7 @@ class Handler {
       case '/api/v1/alerts': {
         this.permit(ctx, 'GET', 'viewer');
         const limit = limitParam(req, 100, 100);
-        return sendJson(res, 200, api.alerts(limit).map((alert) => ({ ...alert }) as Json));
+        return sendJson(res, 200, api.alerts(limit).map((alert) => ({ ...alert }) as { [key: string]: Json }));
       }
       case '/api/v1/whoami':
         // Who the token is and what it may do: the dashboard disables what the role cannot.

@@ -159,6 +159,17 @@ describe('dashboard in headless Chromium', { timeout: 300_000 }, () => {
       assert.equal(await nack.count(), 1, 'still shown once the agent runs its previous bundle again');
     });
 
+    it('shows a refused commit with its code and reason beside the accepted one, and its alert', async () => {
+      const unsigned = d.push({ 'config/agents/edge-2.yaml': 'mtls: { mode: PERMISSIVE }\n' }, 'edge-2 permissive, unsigned', null);
+      const refused = page.locator('[data-testid="refused"].is-refused');
+      await refused.locator(`code.sha[title="${unsigned}"]`).waitFor({ timeout: 30_000 });
+      const code = (await d.admin<{ refused: { code: string } }>('/api/v1/source')).body.refused.code;
+      assert.equal(await refused.locator('.code').textContent(), code);
+      assert.ok(((await refused.locator('.reason').textContent()) ?? '').length > 0, 'the reason is shown');
+      assert.equal(await page.locator('[data-testid="accepted"] code.sha').getAttribute('data-sha'), second, 'the accepted commit is still served');
+      await page.locator('#alerts .alert.k-commit-refused').first().waitFor();
+    });
+
     it('lists a quarantined agent, and an Approve click with a reason brings it back', async () => {
       // A hand-edited config file: edge-3's next hello reports a digest the server never issued.
       await d.agents.get('edge-3')?.stop();

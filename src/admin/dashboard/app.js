@@ -293,7 +293,10 @@ function renderRollout() {
   const { rollout } = ui.data;
   const win = rollout.window;
   const waves = rollout.waves.map((/** @type {any} */ wave) => {
-    const waiting = Math.max(0, wave.agents - wave.applied - wave.rejected - wave.pending);
+    // A wave not started yet has nothing in flight: its members are all waiting, not pending.
+    const started = wave.state !== 'pending';
+    const pending = started ? wave.pending : 0;
+    const waiting = Math.max(0, wave.agents - wave.applied - wave.rejected - pending);
     /** @param {string} cls @param {number} n @param {string} what */
     const segment = (cls, n, what) => {
       const el = h('span', { class: `seg ${cls}`, title: `${n} ${what}` });
@@ -304,11 +307,11 @@ function renderRollout() {
       'div',
       { class: 'wave', 'data-wave': wave.name },
       h('div', { class: 'wave-head' }, h('b', {}, wave.name), h('span', { class: `wstate ws-${wave.state}` }, wave.state), h('span', { class: 'spacer' }), h('span', { class: 'muted' }, `${wave.applied}/${wave.agents} applied`)),
-      h('div', { class: 'bar' }, segment('applied', wave.applied, 'applied'), segment('rejected', wave.rejected, 'rejected'), segment('pending', wave.pending, 'pending (sent, not answered)'), segment('waiting', waiting, 'not reached or disconnected')),
+      h('div', { class: 'bar' }, segment('applied', wave.applied, 'applied'), segment('rejected', wave.rejected, 'rejected'), segment('pending', pending, 'pending (sent, not answered)'), segment('waiting', waiting, started ? 'not connected' : 'waiting for this wave to start')),
       h(
         'div',
         { class: 'wave-foot muted' },
-        `${wave.rejected} rejected · ${wave.pending} pending`,
+        started ? `${wave.rejected} rejected · ${wave.pending} pending` : `not started · ${wave.agents} agent${wave.agents === 1 ? '' : 's'} waiting`,
         wave.completedAt ? [' · completed ', time(wave.completedAt)] : wave.startedAt ? [' · started ', time(wave.startedAt)] : null,
       ),
     );
@@ -417,7 +420,7 @@ function renderAgents() {
     const rejection = agent.lastRejection;
     return h(
       'tr',
-      { 'data-agent': agent.id, 'data-state': agent.state, class: drift ? 'has-drift' : '' },
+      { 'data-agent': agent.id, 'data-state': agent.state, class: `${drift ? 'has-drift' : ''} ${rejection ? 'has-nack' : ''}` },
       h('td', { class: 'agent' }, h('span', { class: `dot ${agent.connected ? 'on' : 'off'}`, title: agent.connected ? 'connected' : 'not connected' }), h('b', {}, agent.id)),
       h('td', { class: 'labels' }, Object.entries(agent.labels).map(([k, v]) => h('span', { class: 'label-chip' }, h('span', { class: 'k' }, k), '=', String(v)))),
       h('td', {}, agent.wave ?? '–'),
