@@ -8,6 +8,8 @@
 // a token in a query string would land in logs and history; five small GETs every 2 s cost the
 // server nothing next to its agents' streams.
 //
+// Type-checked by `npm run typecheck` (tsconfig.dashboard.json: strict, DOM types, JSDoc).
+//
 // Everything from the API (agent ids, labels, error messages, commit subjects) is attacker-
 // reachable text: it is only ever put into the page as text nodes, never as HTML.
 
