@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { startServer, type RunningServer } from '../../src/server/server.js';
-import { configFor, fakeTransport, makeFixture, silentLogger, type Fixture } from '../server/helpers.js';
+import { configFor, fakeTransport, makeFixture, silentLogger, webhookReceiver, type Fixture } from '../server/helpers.js';
 
 /**
  * What the admin port adds for the dashboard: the page and its assets (open, no fleet data,
@@ -132,5 +132,27 @@ describe('admin API: dashboard routes', () => {
       assert.equal(source.acceptedCommit.subject, 'initial config');
       assert.ok(!Number.isNaN(Date.parse(source.acceptedCommit.committedAt)));
     });
+  });
+});
+
+describe('admin API: GET /api/v1/alerts with alerts.webhook set', () => {
+  it('keeps each alert in the ring and posts it to the webhook', async () => {
+    const hook = await webhookReceiver();
+    const fixture = makeFixture();
+    const server = await startServer(configFor(fixture, { webhook: hook.url }), { logger: silentLogger, transport: fakeTransport().start });
+    try {
+      assert.equal((await server.syncNow()).kind, 'accepted');
+      const unsigned = fixture.repo.write({ 'config/agents/edge-1.yaml': 'telemetry: { accessLog: true }\n' }).commit('unsigned change');
+      assert.equal((await server.syncNow()).kind, 'refused');
+      await hook.waitFor(1);
+      assert.deepEqual(hook.bodies.map((b) => [(b as { kind: string }).kind, (b as { commit: string }).commit]), [['commit-refused', unsigned]]);
+      const token = readFileSync(server.adminTokenPath, 'utf8').trim();
+      const alerts = (await (await fetch(`${server.adminUrl}/api/v1/alerts`, { headers: { authorization: `Bearer ${token}` } })).json()) as Array<{ kind: string; commit: string }>;
+      assert.deepEqual(alerts.map((a) => [a.kind, a.commit]), [['commit-refused', unsigned]]);
+    } finally {
+      await server.close();
+      await hook.close();
+      fixture.cleanup();
+    }
   });
 });

@@ -203,6 +203,21 @@ describe('dashboard in headless Chromium', { timeout: 300_000 }, () => {
       await screenshot(page, 'dashboard-approved');
     });
 
+    it('pauses and resumes the rollout from its buttons, audited with the reason', async () => {
+      await page.locator('[data-rollout="pause"]').click();
+      await page.locator('#action-reason').fill('incident 4711');
+      await page.locator('#action-confirm').click();
+      await page.locator('[data-testid="rollout-state"]', { hasText: 'paused' }).waitFor();
+      assert.equal(await page.locator('[data-rollout="pause"]').isHidden(), true, 'only Resume is offered while paused');
+      const audit = (await d.admin<Array<{ action: string; actor: string; reason: string }>>('/api/v1/audit?limit=1')).body;
+      assert.deepEqual(audit.map((e) => [e.action, e.actor, e.reason]), [['rollout.pause', 'admin', 'incident 4711']]);
+
+      await page.locator('[data-rollout="resume"]').click();
+      await page.locator('#action-confirm').click();
+      await page.locator('[data-testid="rollout-state"]', { hasText: 'progressing' }).waitFor();
+      assert.match((await page.locator('[data-testid="notice"]').textContent()) ?? '', /resume done/);
+    });
+
     it('filters the agent table by text and by a state count', async () => {
       const shown = () => page.locator('#agents tbody tr[data-agent]').evaluateAll((rows) => rows.map((r) => `${r.getAttribute('data-agent')}:${r.getAttribute('data-state')}`));
       await page.locator('#filter').fill('zone=pci');
