@@ -249,6 +249,7 @@ describe('dashboard in headless Chromium', { timeout: 300_000 }, () => {
       await page.locator('#action-error', { hasText: 'FORBIDDEN_ROLE' }).waitFor();
       assert.match((await page.locator('[data-testid="notice"]').textContent()) ?? '', /403 FORBIDDEN_ROLE/);
       assert.notEqual((await d.admin<RolloutView>('/api/v1/rollout')).body.state, 'paused');
+      await screenshot(page, 'dashboard-viewer-403');
     });
   });
 
@@ -258,6 +259,7 @@ describe('dashboard in headless Chromium', { timeout: 300_000 }, () => {
       await page.locator('#login-error', { hasText: 'UNAUTHORIZED' }).waitFor();
       assert.equal(await page.locator('#app').isHidden(), true);
       assert.equal(await page.evaluate("sessionStorage.getItem('meshcfg.adminToken')"), null);
+      await screenshot(page, 'dashboard-sign-in');
     });
   });
 

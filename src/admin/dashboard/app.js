@@ -459,7 +459,7 @@ function renderFeeds() {
     ...(audit.length === 0
       ? [h('li', { class: 'muted' }, 'nothing audited yet')]
       : audit.map((/** @type {any} */ e) =>
-          h('li', {}, h('span', { class: 'when' }, time(e.at)), h('span', { class: 'kind' }, e.action), h('b', {}, e.target), h('span', { class: 'muted' }, ` by ${e.actor}`), e.reason ? h('span', { class: 'msg' }, `“${e.reason}”`) : null),
+          h('li', {}, h('span', { class: 'when' }, time(e.at)), h('span', { class: 'kind' }, e.action), /^[0-9a-f]{40}$/.test(e.target) ? h('code', { title: e.target }, short(e.target)) : h('b', {}, e.target), h('span', { class: 'muted' }, ` by ${e.actor}`), e.reason ? h('span', { class: 'msg' }, `“${e.reason}”`) : null),
         )),
   );
 }
