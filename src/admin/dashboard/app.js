@@ -29,6 +29,9 @@ const ui = {
   /** @type {string | null} */ lastError: null,
   /** Bumped on sign-out so late answers of the old session are dropped. */
   session: 0,
+  /** Polls started, and the newest one rendered: an older answer arriving late is not drawn over a newer one. */
+  polls: 0,
+  rendered: 0,
 };
 
 const $ = (/** @type {string} */ id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -123,6 +126,7 @@ async function signIn(token) {
 
 /** @param {number} session */
 async function poll(session) {
+  const seq = ++ui.polls;
   try {
     const [agents, source, rollout, audit, alerts] = await Promise.all([
       api('/api/v1/agents'),
@@ -132,6 +136,8 @@ async function poll(session) {
       api('/api/v1/alerts?limit=25'),
     ]);
     if (session !== ui.session) return;
+    if (seq < ui.rendered) return;
+    ui.rendered = seq;
     ui.data = { agents, source, rollout, audit, alerts };
     ui.lastOk = new Date();
     ui.lastError = null;
