@@ -7,6 +7,7 @@ import { parseDuration } from '../domain/duration.js';
 import type { AgentStatus, StoredAuditEntry } from '../fleet/index.js';
 import type { ActionRefusalCode, ActionResult, OperatorActionKind, RolloutStatus } from '../rollout/index.js';
 import type { Condition } from '../domain/condition.js';
+import { DASHBOARD_HEADERS, loadDashboardAssets, type DashboardAsset } from './dashboard-assets.js';
 import { AdminTokenError, type AdminAuthentication, type AdminTokenErrorCode, type AdminPrincipal, type AdminTokenRefusal, type AdminTokenRevocation, type AdminTokenView } from './tokens.js';
 
 /** `GET /api/v1/source`. */
@@ -14,11 +15,29 @@ export interface SourceView {
   readonly branch: string;
   readonly head: string | null;
   readonly accepted: string | null;
+  /** The served commit as the trust gate verified it (null before one is served). `seenAt`: when the server first saw it. */
+  readonly acceptedCommit: {
+    readonly sha: string;
+    readonly signer: string | null;
+    readonly subject: string;
+    readonly committedAt: Date;
+    readonly seenAt: Date | null;
+  } | null;
   readonly generation: number;
   readonly refused: { readonly commit: string; readonly code: string; readonly message: string; readonly at: Date } | null;
   readonly conditions: readonly Condition[];
   /** Skipped symlinks and submodules of the served commit (never followed; they block nothing). */
   readonly warnings: ReadonlyArray<{ readonly kind: 'symlink' | 'submodule'; readonly path: string; readonly message: string }>;
+}
+
+/** An alert as `GET /api/v1/alerts` shows it: the webhook's JSON plus the ring's `id`. */
+export interface AlertView {
+  readonly id: number;
+  readonly kind: string;
+  readonly message: string;
+  /** ISO 8601. */
+  readonly at: string;
+  readonly [field: string]: string | number | undefined;
 }
 
 /** Why an operator action on an agent was refused; the HTTP status follows from it. */
@@ -45,6 +64,8 @@ export interface AdminApi {
   agents(): readonly AgentStatus[];
   /** The audit log, newest first. */
   audit(limit: number): Promise<readonly StoredAuditEntry[]>;
+  /** Recent alerts (an in-memory ring), newest first. */
+  alerts(limit: number): readonly AlertView[];
   /** Lifts a quarantine (audited); the agent gets its desired bundle again. */
   approve(agentId: string, actor: string, reason: string): Promise<AgentActionResult>;
   /** Quarantines by hand (audited); the agent gets the baseline. */
@@ -87,6 +108,8 @@ export interface AdminServerOptions {
   readonly maxBodyBytes?: number;
   /** Serve HTTPS with this certificate (chain) and key, PEM. Default: plain HTTP. */
   readonly tls?: { readonly cert: string; readonly key: string };
+  /** The dashboard's files by URL path. Default: `loadDashboardAssets()` (the files shipped beside this module). */
+  readonly dashboard?: ReadonlyMap<string, DashboardAsset>;
 }
 
 export const DEFAULT_TOKEN_TTL_MS = 3_600_000;
@@ -194,9 +217,11 @@ export class AdminServer {
 
 class Handler {
   private readonly maxBodyBytes: number;
+  private readonly dashboard: ReadonlyMap<string, DashboardAsset>;
 
   constructor(private readonly options: AdminServerOptions) {
     this.maxBodyBytes = options.maxBodyBytes ?? 16 * 1024;
+    this.dashboard = options.dashboard ?? loadDashboardAssets();
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -238,6 +263,14 @@ class Handler {
         return;
       }
     }
+    // The dashboard's page and assets: open like the probes, and free of fleet data.
+    const asset = this.dashboard.get(path);
+    if (asset !== undefined) {
+      allow(method, 'GET');
+      res.writeHead(200, { ...DASHBOARD_HEADERS, 'content-type': asset.contentType, 'content-length': asset.body.length });
+      res.end(method === 'HEAD' ? undefined : asset.body);
+      return;
+    }
     if (!path.startsWith('/api/')) throw new HttpError(404, 'NOT_FOUND', `no route ${path}`);
     const ctx: RequestContext = { req, method, path, principal: await this.authenticate(req, method, path) };
     switch (path) {
@@ -252,11 +285,18 @@ class Handler {
         return sendJson(res, 200, api.rollout() as unknown as Json);
       case '/api/v1/audit': {
         this.permit(ctx, 'GET', 'viewer');
-        const limitText = new URL(req.url ?? '/', 'http://admin').searchParams.get('limit');
-        const limit = limitText === null ? 100 : Number(limitText);
-        if (!Number.isSafeInteger(limit) || limit < 1 || limit > 1000) throw new HttpError(400, 'BAD_REQUEST', 'limit must be an integer from 1 to 1000');
+        const limit = limitParam(req, 100, 1000);
         return sendJson(res, 200, (await api.audit(limit)).map(auditJson));
       }
+      case '/api/v1/alerts': {
+        this.permit(ctx, 'GET', 'viewer');
+        const limit = limitParam(req, 100, 100);
+        return sendJson(res, 200, api.alerts(limit).map((alert) => ({ ...alert }) as { [key: string]: Json }));
+      }
+      case '/api/v1/whoami':
+        // Who the token is and what it may do: the dashboard disables what the role cannot.
+        this.permit(ctx, 'GET', 'viewer');
+        return sendJson(res, 200, { name: ctx.principal.name, role: ctx.principal.role });
       case '/api/v1/tokens': {
         this.permit(ctx, 'POST', 'admin');
         const body = await this.readJson(req);
@@ -448,6 +488,14 @@ function decodePathSegment(segment: string): string {
   }
 }
 
+/** `?limit=N`: an integer from 1 to `max`; `fallback` when absent. */
+function limitParam(req: IncomingMessage, fallback: number, max: number): number {
+  const text = new URL(req.url ?? '/', 'http://admin').searchParams.get('limit');
+  const limit = text === null ? fallback : Number(text);
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > max) throw new HttpError(400, 'BAD_REQUEST', `limit must be an integer from 1 to ${max}`);
+  return limit;
+}
+
 function iso(date: Date | null): string | null {
   return date === null ? null : date.toISOString();
 }
@@ -520,6 +568,16 @@ export function sourceJson(source: SourceView): Json {
     branch: source.branch,
     head: source.head,
     accepted: source.accepted,
+    acceptedCommit:
+      source.acceptedCommit === null
+        ? null
+        : {
+            sha: source.acceptedCommit.sha,
+            signer: source.acceptedCommit.signer,
+            subject: source.acceptedCommit.subject,
+            committedAt: source.acceptedCommit.committedAt.toISOString(),
+            seenAt: iso(source.acceptedCommit.seenAt),
+          },
     generation: source.generation,
     refused:
       source.refused === null

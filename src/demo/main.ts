@@ -110,7 +110,7 @@ function banner(demo: RunningDemo, layout: DemoLayout, seconds: number): string 
     `${SYNCED_LINE}: ${demo.agents.length} agents (${demo.agents.join(', ')}) on commit ${demo.commit.slice(0, 7)} — up in ${seconds.toFixed(1)} s${demo.reused ? ' (reused the demo folder)' : ''}`,
     '',
     `  dashboard:    ${demo.adminUrl}/#token=${demo.adminToken}`,
-    '                (the dashboard page ships with the dashboard work; until then use `meshcfg status` below)',
+    '                (opens signed in: the fleet, the rollout and its waves, live)',
     `  admin token:  ${demo.adminToken}`,
     `  admin API:    ${demo.adminUrl}     agents' gRPC: ${demo.grpcAddress}`,
     `  logs:         ${here(layout.logs)}/   agent config files: ${here(layout.root)}/proxy/`,

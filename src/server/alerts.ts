@@ -195,3 +195,31 @@ export class WebhookAlerter implements AlertSink {
     notify(() => this.options.onProblem?.({ kind, alert, detail, webhook: this.display }));
   }
 }
+
+/** An alert as the ring keeps it: `id` increases by one per alert posted (it orders them and names them to the dashboard). */
+export type RecentAlert = Alert & { readonly id: number };
+
+/**
+ * The most recent alerts, in memory (`GET /api/v1/alerts`, the dashboard): bounded, so a
+ * flood costs at most `capacity` entries; the oldest fall out. Lost on restart by design —
+ * the webhook (and the audit log, for quarantines and operator actions) is the durable record.
+ */
+export class AlertRing implements AlertSink {
+  private readonly entries: RecentAlert[] = [];
+  private nextId = 1;
+
+  /** `capacity` defaults to 100. */
+  constructor(private readonly capacity = 100) {
+    if (!Number.isSafeInteger(capacity) || capacity < 1) throw new RangeError('AlertRing capacity must be a positive integer');
+  }
+
+  post(alert: Alert): void {
+    this.entries.push(Object.freeze({ ...alert, id: this.nextId++ }));
+    if (this.entries.length > this.capacity) this.entries.shift();
+  }
+
+  /** Newest first, at most `limit`. */
+  recent(limit = this.capacity): readonly RecentAlert[] {
+    return limit < 1 ? [] : this.entries.slice(-limit).reverse();
+  }
+}

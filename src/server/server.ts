@@ -15,7 +15,7 @@ import { BundleSigner } from '../signing/index.js';
 import { describeSkipped, GitSource, redactUrl, type SourceStatus } from '../source/index.js';
 import { loadAllowedSigners, SshSignatureVerifier, TrustGate } from '../source/trust/index.js';
 import { GrpcServer, type GrpcServerOptions } from '../transport/index.js';
-import { WebhookAlerter, type AlertSink } from './alerts.js';
+import { AlertRing, WebhookAlerter, type AlertSink } from './alerts.js';
 import { ServerBackend, type BackendHooks } from './backend.js';
 import { AgentCertificates } from './certificates.js';
 import { formatListenAddress, isLoopbackHost, type AdminTlsConfig, type ServerConfig } from './config.js';
@@ -67,6 +67,9 @@ export interface StartServerOptions {
    */
   readonly replacedStreamGraceMs?: number;
 }
+
+/** How many recent alerts `GET /api/v1/alerts` keeps (in memory). */
+export const RECENT_ALERTS = 100;
 
 /** The ack timeout when meshcfg.yaml sets no `rollout.ackTimeout`. */
 export const DEFAULT_ACK_TIMEOUT_MS = 120_000;
@@ -195,7 +198,9 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     };
 
     let backend: ServerBackend | undefined;
-    let alerts: AlertSink | null = null;
+    // Every alert is kept in the ring (GET /api/v1/alerts, the dashboard), webhook or not.
+    const recentAlerts = new AlertRing(RECENT_ALERTS);
+    let alerts: AlertSink = recentAlerts;
     if (config.alerts.webhook !== null) {
       const alerter = new WebhookAlerter({
         url: config.alerts.webhook,
@@ -203,12 +208,11 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
           logger.warn({ event: 'alert-delivery', kind, alert: alert.kind, webhook }, `alert webhook: ${detail}`),
       });
       cleanups.push(() => alerter.close());
-      alerts = alerter;
+      alerts = { post: (alert) => (recentAlerts.post(alert), alerter.post(alert)) };
     }
     const sink = alerts;
-    const unauthorizedAlerts =
-      sink === null ? null : new UnauthorizedAlerts({ sink, now, ...(options.unauthorizedAlertWindowMs === undefined ? {} : { windowMs: options.unauthorizedAlertWindowMs }) });
-    if (unauthorizedAlerts !== null) cleanups.push(() => unauthorizedAlerts.close());
+    const unauthorizedAlerts = new UnauthorizedAlerts({ sink, now, ...(options.unauthorizedAlertWindowMs === undefined ? {} : { windowMs: options.unauthorizedAlertWindowMs }) });
+    cleanups.push(() => unauthorizedAlerts.close());
 
     const compiler = new Compiler();
     const rollout = await RolloutService.load({
@@ -282,7 +286,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       },
     };
     const alertHooks: ReconcileHooks = {
-      onRefused: (r) => alerts?.post({ kind: 'commit-refused', commit: r.commit, code: r.code, message: r.message, at: r.at.toISOString() }),
+      onRefused: (r) => alerts.post({ kind: 'commit-refused', commit: r.commit, code: r.code, message: r.message, at: r.at.toISOString() }),
     };
     reconciler = new Reconciler({
       verifier: gate,
@@ -341,7 +345,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       serverKeyPem: dataDir.serverKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
       caPem: dataDir.ca.certificatePem,
       backend,
-      hooks: combineHooks(metrics.transportHooks, transportLogHooks(logger), unauthorizedAlerts === null ? {} : { onUnauthorized: unauthorizedAlerts.onUnauthorized }),
+      hooks: combineHooks(metrics.transportHooks, transportLogHooks(logger), { onUnauthorized: unauthorizedAlerts.onUnauthorized }),
       logger,
       now,
     });
@@ -361,6 +365,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       },
       agents: () => fleet.list(),
       audit: (limit) => fleetStore.listAudit({ limit }),
+      alerts: (limit) => recentAlerts.recent(limit),
       approve: async (agentId, actor, reason) => {
         const agent = fleet.get(agentId);
         if (agent === undefined) return unknownAgent(agentId);
@@ -402,7 +407,18 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
         const s = (reconciler as Reconciler).status();
         const skipped = (reconciler as Reconciler).served()?.compilation.skipped ?? [];
         const warnings = skipped.map((entry) => ({ kind: entry.kind, path: entry.path, message: describeSkipped(entry) }));
-        return { branch: source.branch, head: s.head, accepted: s.serving, generation: s.generation, refused: s.refused, conditions: s.conditions, warnings };
+        const served = (reconciler as Reconciler).served()?.compilation.commit;
+        const acceptedCommit =
+          served === undefined
+            ? null
+            : {
+                sha: served.sha,
+                signer: served.trust.kind === 'verified' ? served.trust.signer : null,
+                subject: served.message.split('\n', 1)[0] ?? '',
+                committedAt: served.committedAt,
+                seenAt: (reconciler as Reconciler).seenAt(served.sha) ?? null,
+              };
+        return { branch: source.branch, head: s.head, accepted: s.serving, acceptedCommit, generation: s.generation, refused: s.refused, conditions: s.conditions, warnings };
       },
       createAdminToken: async (name, role, ttlMs, actor) => {
         const created = await adminTokens.create(name, role, ttlMs, actor);
@@ -448,12 +464,10 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     });
     cleanups.push(() => admin.close());
 
-    const certAlerts = sink === null ? null : new CertExpiryAlerts({ sink, agents: () => fleet.list(), certificateTtlMs: config.enrollment.certificateTtlMs, now });
-    if (certAlerts !== null) {
-      const timer = setInterval(() => certAlerts.check(), options.certCheckMs ?? 60_000);
-      timer.unref();
-      cleanups.push(() => clearInterval(timer));
-    }
+    const certAlerts = new CertExpiryAlerts({ sink, agents: () => fleet.list(), certificateTtlMs: config.enrollment.certificateTtlMs, now });
+    const certTimer = setInterval(() => certAlerts.check(), options.certCheckMs ?? 60_000);
+    certTimer.unref();
+    cleanups.push(() => clearInterval(certTimer));
 
     const staleTimer = setInterval(() => void quarantine.sweepStale(), options.staleCheckMs ?? 5_000);
     staleTimer.unref();

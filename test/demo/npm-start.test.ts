@@ -144,6 +144,9 @@ describe('npm start (the local demo)', { timeout: 400_000 }, () => {
     }
     const token = readFileSync(join(dir, 'data', 'admin-token'), 'utf8').trim();
     assert.ok(demo.out.includes(`http://127.0.0.1:${ports.admin}/#token=${token}\n`), 'the dashboard link carries the admin token');
+    const page = await fetch(`http://127.0.0.1:${ports.admin}/`);
+    assert.equal(page.status, 200, 'the link opens the dashboard page');
+    assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
     assert.match(demo.out, new RegExp(`admin token: +${token}\n`));
 
     const listed = await agents();

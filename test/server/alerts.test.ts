@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { WebhookAlerter, type Alert } from '../../src/server/alerts.js';
+import { AlertRing, WebhookAlerter, type Alert } from '../../src/server/alerts.js';
 import { webhookReceiver } from './helpers.js';
 
 const alert = (n: number): Alert => ({ kind: 'commit-refused', commit: String(n).padStart(40, '0'), code: 'UNSIGNED', message: `m${n}`, at: new Date(0).toISOString() });
@@ -69,3 +69,17 @@ describe('WebhookAlerter', () => {
 function commitOf(alert: Alert): string | undefined {
   return 'commit' in alert ? alert.commit : undefined;
 }
+
+describe('AlertRing', () => {
+  it('keeps the most recent alerts up to its capacity, newest first, each with an increasing id', () => {
+    const ring = new AlertRing(3);
+    for (let i = 1; i <= 5; i += 1) ring.post(alert(i));
+    assert.deepEqual(ring.recent().map((a) => [a.id, a.message]), [
+      [5, 'm5'],
+      [4, 'm4'],
+      [3, 'm3'],
+    ]);
+    assert.deepEqual(ring.recent(2).map((a) => a.id), [5, 4]);
+    assert.deepEqual(ring.recent(0), []);
+  });
+});
