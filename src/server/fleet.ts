@@ -164,16 +164,18 @@ function isNewer(record: Record_, commit: string, rejection: Rejection): boolean
  * A rejection is kept until the agent applies the bundle it rejected, or a bundle of a commit
  * newer than the rejected one. Going back to its previous config (where the rollout sends a
  * rejecting agent), also under the generation of a newer commit that still holds it back
- * there, does not clear it. `commit`: the commit whose bundle the ack answers.
+ * there, does not clear it. `commit`: the commit whose bundle the ack answers; null for the
+ * repository's baseline (quarantine), which is no commit's bundle for the agent.
  */
-function trackRejection(record: Record_, ack: Pick<AckInput, 'commit' | 'digest' | 'generation' | 'status' | 'error'>, commit: string, at: Date): void {
+function trackRejection(record: Record_, ack: Pick<AckInput, 'commit' | 'digest' | 'generation' | 'status' | 'error'>, commit: string | null, at: Date): void {
   noteServed(record, ack.commit, ack.generation);
   switch (ack.status) {
     case 'REJECTED':
-      record.lastRejection = { commit, digest: ack.digest, error: ack.error, at, served: ack.commit, generation: ack.generation };
+      record.lastRejection = { commit: commit ?? ack.commit, digest: ack.digest, error: ack.error, at, served: ack.commit, generation: ack.generation };
       return;
     case 'APPLIED':
-      if (record.lastRejection !== null && (ack.digest === record.lastRejection.digest || isNewer(record, commit, record.lastRejection))) record.lastRejection = null;
+      if (record.lastRejection === null) return;
+      if (ack.digest === record.lastRejection.digest || (commit !== null && isNewer(record, commit, record.lastRejection))) record.lastRejection = null;
       return;
     default: {
       const never: never = ack.status;
@@ -310,7 +312,10 @@ export class FleetCache implements LiveFleet {
         }
       }
     }
-    if (outcome === 'recorded') trackRejection(record, ack, activeCommit ?? ack.commit, at);
+    if (outcome === 'recorded') {
+      const baseline = record.desired?.baseline === true && record.desired.digest === ack.digest;
+      trackRejection(record, ack, baseline ? null : (activeCommit ?? ack.commit), at);
+    }
     // The ack and the agent update it causes go to the store in one call (one transaction).
     const patch: AgentPatch =
       outcome === 'recorded' && ack.status === 'APPLIED' ? { active: record.active, lastSeen: at, state: this.baseState(record) } : { lastSeen: at, state: this.baseState(record) };
@@ -433,7 +438,8 @@ export class FleetCache implements LiveFleet {
     for (const stored of [...acks].reverse()) {
       if (stored.generation < answered) continue;
       answered = stored.generation;
-      trackRejection(record, stored, commitOf.get(stored.digest) ?? stored.commit, stored.at);
+      const baseline = agent.quarantine !== null && agent.desired?.digest === stored.digest;
+      trackRejection(record, stored, baseline ? null : (commitOf.get(stored.digest) ?? stored.commit), stored.at);
     }
   }
 

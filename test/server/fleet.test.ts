@@ -168,6 +168,16 @@ describe('FleetCache states beyond the basics', () => {
       assert.equal(fleet.get('a')?.lastRejection, null);
     });
 
+    it('stays when the agent applies the baseline (quarantine), which is no commit’s bundle', () => {
+      const fleet = new FleetCache({ now: () => at });
+      rejectedB(fleet);
+      const baseline = `sha256:${'f'.repeat(64)}`;
+      fleet.setDesired([{ id: 'a', labels: {}, desired: { commit: C, digest: baseline, generation: 4, baseline: true } }]);
+      fleet.recordSend('a', { commit: C, digest: baseline, generation: 4, nonce: 'n4' }, at);
+      fleet.recordAck('a', ack(C, 4, baseline, 'APPLIED'), at);
+      assert.equal(fleet.get('a')?.lastRejection?.commit, B);
+    });
+
     describe('after a restart (rebuilt from the stored acks)', () => {
       const restart = async (build: (fleet: FleetCache) => void): Promise<FleetCache> => {
         const store = new MemoryFleetStore();
