@@ -14,7 +14,7 @@ export interface DesiredVersion {
   readonly baseline?: boolean;
 }
 
-/** The agent's last rejection of a delivery, kept until it applies that bundle or one of a newer served commit. */
+/** The agent's last rejection of a delivery, kept until it applies that bundle or one of a newer commit (accepted after the rejected one). */
 export interface LastRejection {
   /** The commit whose bundle it rejected (an agent held back by the rollout runs an older commit than the generation's). */
   readonly commit: string;

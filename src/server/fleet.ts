@@ -86,8 +86,12 @@ interface Record_ {
   desired: DesiredVersion | null;
   active: ActiveVersion | null;
   rejected: { readonly digest: string; readonly error: string } | null;
-  /** `served`: the commit of the generation the rejected delivery came in (the ack's own commit). */
-  lastRejection: (LastRejection & { readonly served: string }) | null;
+  lastRejection: Rejection | null;
+  /**
+   * Commits served to this agent (the commit of the generation a send or ack came in) → the
+   * lowest generation seen serving it: the order of the commits (see `isNewer`). Bounded.
+   */
+  served: Map<string, number>;
   lastSend: { readonly digest: string; readonly nonce: string; readonly at: Date } | null;
   /** The digest of the last recorded ack (either status): an ack answers its send. */
   lastAckDigest: string | null;
@@ -116,18 +120,62 @@ export const DEFAULT_DISCONNECTED_AFTER_MS = 120_000;
 /** How many of an agent's newest acks a restart reads to find its last rejection. */
 const RESTORED_ACKS = 20;
 
+/** How many served commits each agent's record keeps the order of (the oldest are forgotten first). */
+const SERVED_COMMITS_KEPT = 32;
+
 /**
- * A rejection is kept until the agent applies the bundle it rejected, or any bundle of a newer
- * served commit: applying its previous config again (where the rollout sends a rejecting agent)
- * under the same served commit does not clear it.
+ * `commit`: the commit whose bundle was rejected; `served` and `generation`: the generation the
+ * delivery came in and its commit (newer than `commit` when the rollout held the agent back).
  */
-function trackRejection(record: Record_, ack: Pick<AckInput, 'commit' | 'digest' | 'status' | 'error'>, commit: string, at: Date): void {
+type Rejection = LastRejection & { readonly served: string; readonly generation: number };
+
+/**
+ * Remembers that `commit` was the commit of generation `generation`. The server accepts only
+ * fast-forwards and every publish serves the newest accepted commit, so the commit of a
+ * generation never goes back as generations grow: each commit is served during one run of
+ * generations, and any generation seen serving a commit orders it against any other commit.
+ * (Generations are per publish, not per commit: a commit is served under many.)
+ */
+function noteServed(record: Record_, commit: string, generation: number): void {
+  const known = record.served.get(commit);
+  if (known !== undefined && known <= generation) return;
+  record.served.set(commit, generation);
+  if (record.served.size <= SERVED_COMMITS_KEPT) return;
+  let oldest: string | undefined;
+  for (const [c, g] of record.served) if (oldest === undefined || g < (record.served.get(oldest) ?? Infinity)) oldest = c;
+  if (oldest !== undefined) record.served.delete(oldest);
+}
+
+/**
+ * Is `commit` newer (accepted later) than the rejected one? Only when the order is known: a
+ * commit never seen served (an old one the rollout holds the agent on, say) counts as not newer.
+ */
+function isNewer(record: Record_, commit: string, rejection: Rejection): boolean {
+  if (commit === rejection.commit) return false;
+  const generation = record.served.get(commit);
+  if (generation === undefined) return false;
+  // The rejected bundle's commit is the generation's commit or older than it.
+  if (commit === rejection.served || generation > rejection.generation) return true;
+  const rejected = record.served.get(rejection.commit);
+  return rejected !== undefined && generation > rejected;
+}
+
+/**
+ * A rejection is kept until the agent applies the bundle it rejected, or a bundle of a commit
+ * newer than the rejected one. Going back to its previous config (where the rollout sends a
+ * rejecting agent), also under the generation of a newer commit that still holds it back
+ * there, does not clear it. `commit`: the commit whose bundle the ack answers; null for the
+ * repository's baseline (quarantine), which is no commit's bundle for the agent.
+ */
+function trackRejection(record: Record_, ack: Pick<AckInput, 'commit' | 'digest' | 'generation' | 'status' | 'error'>, commit: string | null, at: Date): void {
+  noteServed(record, ack.commit, ack.generation);
   switch (ack.status) {
     case 'REJECTED':
-      record.lastRejection = { commit, digest: ack.digest, error: ack.error, at, served: ack.commit };
+      record.lastRejection = { commit: commit ?? ack.commit, digest: ack.digest, error: ack.error, at, served: ack.commit, generation: ack.generation };
       return;
     case 'APPLIED':
-      if (record.lastRejection !== null && (ack.digest === record.lastRejection.digest || ack.commit !== record.lastRejection.served)) record.lastRejection = null;
+      if (record.lastRejection === null) return;
+      if (ack.digest === record.lastRejection.digest || (commit !== null && isNewer(record, commit, record.lastRejection))) record.lastRejection = null;
       return;
     default: {
       const never: never = ack.status;
@@ -238,6 +286,7 @@ export class FleetCache implements LiveFleet {
     const record = this.record(agentId);
     if (record.lastSend?.nonce === send.nonce) return;
     record.lastSend = { digest: send.digest, nonce: send.nonce, at };
+    noteServed(record, send.commit, send.generation);
     const patch: AgentPatch = { state: this.baseState(record) };
     this.write('record a send', (store) => store.recordSend({ agentId, commit: send.commit, digest: send.digest, generation: send.generation, nonce: send.nonce, at }, patch));
   }
@@ -263,7 +312,10 @@ export class FleetCache implements LiveFleet {
         }
       }
     }
-    if (outcome === 'recorded') trackRejection(record, ack, activeCommit ?? ack.commit, at);
+    if (outcome === 'recorded') {
+      const baseline = record.desired?.baseline === true && record.desired.digest === ack.digest;
+      trackRejection(record, ack, baseline ? null : (activeCommit ?? ack.commit), at);
+    }
     // The ack and the agent update it causes go to the store in one call (one transaction).
     const patch: AgentPatch =
       outcome === 'recorded' && ack.status === 'APPLIED' ? { active: record.active, lastSeen: at, state: this.baseState(record) } : { lastSeen: at, state: this.baseState(record) };
@@ -370,12 +422,25 @@ export class FleetCache implements LiveFleet {
     record.lastSeenWritten = agent.lastSeen?.getTime() ?? 0;
     record.quarantine = agent.quarantine;
     record.lastSend = send === null ? null : { digest: send.digest, nonce: send.nonce, at: send.at };
+    if (send !== null) noteServed(record, send.commit, send.generation);
     if (ack !== undefined) {
       record.lastAckDigest = ack.digest;
       if (ack.status === 'REJECTED') record.rejected = { digest: ack.digest, error: ack.error };
     }
-    // Stored acks are as the agents sent them (the generation's commit), oldest replayed first.
-    for (const stored of [...acks].reverse()) trackRejection(record, stored, stored.commit, stored.at);
+    // Stored acks are as the agents sent them (the generation's commit): the commit of the
+    // bundle is the stored desired or active one with that digest when there is one (what the
+    // live ack was mapped to), else the generation's. Oldest replayed first. An ack for an
+    // older generation than one already answered was stale when it arrived: it changed nothing then.
+    const commitOf = new Map<string, string>();
+    if (agent.desired !== null) commitOf.set(agent.desired.digest, agent.desired.commit);
+    if (agent.active !== null) commitOf.set(agent.active.digest, agent.active.commit);
+    let answered = -Infinity;
+    for (const stored of [...acks].reverse()) {
+      if (stored.generation < answered) continue;
+      answered = stored.generation;
+      const baseline = agent.quarantine !== null && agent.desired?.digest === stored.digest;
+      trackRejection(record, stored, baseline ? null : (commitOf.get(stored.digest) ?? stored.commit), stored.at);
+    }
   }
 
   /** Callers only record agents the transport authorized (in the inventory), so this stays bounded. */
@@ -391,6 +456,7 @@ export class FleetCache implements LiveFleet {
         active: null,
         rejected: null,
         lastRejection: null,
+        served: new Map(),
         lastSend: null,
         lastAckDigest: null,
         certSerial: null,

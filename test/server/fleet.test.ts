@@ -100,37 +100,124 @@ describe('FleetCache states beyond the basics', () => {
   });
 
   describe('lastRejection', () => {
-    const C1 = '1'.repeat(40);
-    const C2 = '2'.repeat(40);
-    const C3 = '3'.repeat(40);
-    const digestOf = (n: number): string => `sha256:${String(n).repeat(64)}`;
-    const ack = (commit: string, digest: string, status: 'APPLIED' | 'REJECTED') => ({ commit, digest, generation: 1, status, error: status === 'REJECTED' ? 'RELOAD_FAILED: exit 3' : '' });
+    const A = 'a'.repeat(40);
+    const B = 'b'.repeat(40);
+    const C = 'c'.repeat(40);
+    const digestOf = (c: string): string => `sha256:${c.slice(0, 1).repeat(64)}`;
+    const at = new Date('2030-01-01T00:00:00Z');
+    /** An ack as the agent sends it: `served` is the commit of the generation the delivery came in. */
+    const ack = (served: string, generation: number, digest: string, status: 'APPLIED' | 'REJECTED') => ({
+      commit: served,
+      digest,
+      generation,
+      nonce: `n${generation}`,
+      status,
+      error: status === 'REJECTED' ? 'RELOAD_FAILED: exit 3' : '',
+    });
+    /** What the server does per publish: the delivery goes out (a send), the agent answers it. */
+    const deliver = (
+      fleet: FleetCache,
+      d: { served: string; generation: number; bundle: string; status: 'APPLIED' | 'REJECTED'; outcome?: 'recorded' | 'stale' },
+    ): void => {
+      fleet.setDesired([{ id: 'a', labels: {}, desired: { commit: d.bundle, digest: digestOf(d.bundle), generation: d.generation } }]);
+      fleet.recordSend('a', { commit: d.served, digest: digestOf(d.bundle), generation: d.generation, nonce: `n${d.generation}` }, at);
+      fleet.recordAck('a', ack(d.served, d.generation, digestOf(d.bundle), d.status), at, d.outcome ?? 'recorded', d.bundle);
+    };
+    /** A applied at generation 1; B rejected at 2; the halt sends A again under B's generation 3. */
+    const rejectedB = (fleet: FleetCache): void => {
+      deliver(fleet, { served: A, generation: 1, bundle: A, status: 'APPLIED' });
+      deliver(fleet, { served: B, generation: 2, bundle: B, status: 'REJECTED' });
+      deliver(fleet, { served: B, generation: 3, bundle: A, status: 'APPLIED' });
+    };
 
-    it('stays through going back to the previous config, and clears on applying the rejected bundle', () => {
-      const now = new Date('2030-01-01T00:00:00Z');
-      const fleet = new FleetCache({ now: () => now });
-      fleet.setDesired([{ id: 'a', labels: {}, desired: { commit: C2, digest: digestOf(2), generation: 1 } }]);
-      fleet.recordAck('a', ack(C2, digestOf(2), 'REJECTED'), now);
-      assert.deepEqual(fleet.get('a')?.lastRejection, { commit: C2, digest: digestOf(2), error: 'RELOAD_FAILED: exit 3', at: now });
-      fleet.recordAck('a', ack(C2, digestOf(1), 'APPLIED'), now, 'recorded', C1);
-      assert.equal(fleet.get('a')?.lastRejection?.digest, digestOf(2), 'its previous config under the same served commit keeps it');
-      fleet.recordAck('a', ack(C2, digestOf(2), 'APPLIED'), now);
+    it('names the rejected commit, digest, error and time', () => {
+      const fleet = new FleetCache({ now: () => at });
+      rejectedB(fleet);
+      assert.deepEqual(fleet.get('a')?.lastRejection, { commit: B, digest: digestOf(B), error: 'RELOAD_FAILED: exit 3', at });
+    });
+
+    it('stays while a newer commit C holds the agent back on the older A it went back to', () => {
+      const fleet = new FleetCache({ now: () => at });
+      rejectedB(fleet);
+      deliver(fleet, { served: C, generation: 4, bundle: A, status: 'APPLIED' });
+      assert.equal(fleet.get('a')?.state, 'SYNCED');
+      assert.equal(fleet.get('a')?.lastRejection?.commit, B, 'A is older than B: applying it again under C’s generation clears nothing');
+    });
+
+    it('clears once the agent applies the bundle of C, a commit newer than B', () => {
+      const fleet = new FleetCache({ now: () => at });
+      rejectedB(fleet);
+      deliver(fleet, { served: C, generation: 4, bundle: A, status: 'APPLIED' });
+      deliver(fleet, { served: C, generation: 5, bundle: C, status: 'APPLIED' });
       assert.equal(fleet.get('a')?.lastRejection, null);
     });
 
-    it('clears on applying a bundle of a newer served commit, and survives a restart until then', async () => {
-      const now = new Date('2030-01-01T00:00:00Z');
-      const store = new MemoryFleetStore();
-      const fleet = new FleetCache({ now: () => now, store });
-      fleet.setDesired([{ id: 'a', labels: {}, desired: { commit: C2, digest: digestOf(2), generation: 1 } }]);
-      fleet.recordAck('a', ack(C2, digestOf(2), 'REJECTED'), now);
-      fleet.recordAck('a', ack(C2, digestOf(1), 'APPLIED'), now, 'recorded', C1);
-      await fleet.flush();
-      const restarted = await FleetCache.load(store, { now: () => now });
-      restarted.setDesired([{ id: 'a', labels: {}, desired: { commit: C2, digest: digestOf(2), generation: 2 } }]);
-      assert.equal(restarted.get('a')?.lastRejection?.digest, digestOf(2));
-      restarted.recordAck('a', ack(C3, digestOf(3), 'APPLIED'), now);
-      assert.equal(restarted.get('a')?.lastRejection, null);
+    it('clears once the agent applies the rejected bundle itself, under any generation', () => {
+      const fleet = new FleetCache({ now: () => at });
+      rejectedB(fleet);
+      deliver(fleet, { served: B, generation: 4, bundle: B, status: 'APPLIED' });
+      assert.equal(fleet.get('a')?.lastRejection, null);
+    });
+
+    it('clears once the agent held back on A rejects it and then applies the generation’s own newer commit', () => {
+      const fleet = new FleetCache({ now: () => at });
+      deliver(fleet, { served: A, generation: 1, bundle: A, status: 'APPLIED' });
+      deliver(fleet, { served: C, generation: 2, bundle: A, status: 'REJECTED' });
+      assert.equal(fleet.get('a')?.lastRejection?.commit, A, 'the commit whose bundle it rejected, not the generation’s');
+      deliver(fleet, { served: C, generation: 3, bundle: C, status: 'APPLIED' });
+      assert.equal(fleet.get('a')?.lastRejection, null);
+    });
+
+    it('stays when the agent applies the baseline (quarantine), which is no commit’s bundle', () => {
+      const fleet = new FleetCache({ now: () => at });
+      rejectedB(fleet);
+      const baseline = `sha256:${'f'.repeat(64)}`;
+      fleet.setDesired([{ id: 'a', labels: {}, desired: { commit: C, digest: baseline, generation: 4, baseline: true } }]);
+      fleet.recordSend('a', { commit: C, digest: baseline, generation: 4, nonce: 'n4' }, at);
+      fleet.recordAck('a', ack(C, 4, baseline, 'APPLIED'), at);
+      assert.equal(fleet.get('a')?.lastRejection?.commit, B);
+    });
+
+    describe('after a restart (rebuilt from the stored acks)', () => {
+      const restart = async (build: (fleet: FleetCache) => void): Promise<FleetCache> => {
+        const store = new MemoryFleetStore();
+        const fleet = new FleetCache({ now: () => at, store });
+        build(fleet);
+        await fleet.flush();
+        const restarted = await FleetCache.load(store, { now: () => at });
+        restarted.setDesired([{ id: 'a', labels: {}, desired: fleet.get('a')?.desired ?? null }]);
+        return restarted;
+      };
+
+      it('stays while C holds the agent back on A, and clears once it applies C', async () => {
+        const restarted = await restart((fleet) => {
+          rejectedB(fleet);
+          deliver(fleet, { served: C, generation: 4, bundle: A, status: 'APPLIED' });
+        });
+        assert.deepEqual(restarted.get('a')?.lastRejection, { commit: B, digest: digestOf(B), error: 'RELOAD_FAILED: exit 3', at });
+        deliver(restarted, { served: C, generation: 5, bundle: A, status: 'APPLIED' });
+        assert.equal(restarted.get('a')?.lastRejection?.commit, B);
+        deliver(restarted, { served: C, generation: 6, bundle: C, status: 'APPLIED' });
+        assert.equal(restarted.get('a')?.lastRejection, null);
+      });
+
+      it('names the commit whose bundle was rejected, not the commit of the generation it came in', async () => {
+        const restarted = await restart((fleet) => {
+          deliver(fleet, { served: A, generation: 1, bundle: A, status: 'APPLIED' });
+          deliver(fleet, { served: C, generation: 2, bundle: A, status: 'REJECTED' });
+        });
+        assert.equal(restarted.get('a')?.lastRejection?.commit, A);
+      });
+
+      it('ignores a REJECTED ack for an older delivery that arrived after a newer one was applied (stale)', async () => {
+        const restarted = await restart((fleet) => {
+          deliver(fleet, { served: A, generation: 1, bundle: A, status: 'APPLIED' });
+          deliver(fleet, { served: B, generation: 3, bundle: B, status: 'APPLIED' });
+          fleet.recordAck('a', ack(A, 2, digestOf(C), 'REJECTED'), at, 'stale');
+          assert.equal(fleet.get('a')?.lastRejection, null, 'a stale ack changes nothing');
+        });
+        assert.equal(restarted.get('a')?.lastRejection, null);
+      });
     });
   });
 
