@@ -1,12 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import { AdminServer, AdminTokens, type AdminApi } from '../admin/index.js';
 import { Compiler } from '../compile/index.js';
 import type { AgentId, CommitSha } from '../domain/types.js';
 import { parseDuration } from '../domain/duration.js';
-import { SqliteFleetStore } from '../fleet/index.js';
+import { defaultFleetStoreConfig, openFleetStore, type FleetStore } from '../fleet/index.js';
 import { certificateExpiry, EnrollmentTokens, openDataDir, readSecretFile, type DataDir } from '../pki/index.js';
 import { errorMessage } from '../domain/errors.js';
 import { quarantineStaleAfterMs } from '../rollout/index.js';
@@ -91,7 +90,7 @@ export interface RunningServer {
   readonly reconciler: Reconciler;
   /** Fleet state (a cache written through to `<dataDir>/fleet.db`). */
   readonly fleet: FleetCache;
-  readonly fleetStore: SqliteFleetStore;
+  readonly fleetStore: FleetStore;
   readonly quarantine: QuarantineController;
   readonly rollout: RolloutService;
   ready(): boolean;
@@ -137,7 +136,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const allowedSigners = await loadAllowedSigners(config.trust.allowedSigners);
 
     // Everything the server knows that git does not. Closed last (cleanups run in reverse).
-    const fleetStore = await SqliteFleetStore.open(join(config.dataDir, 'fleet.db'), { now });
+    const fleetStore = await openFleetStore(defaultFleetStoreConfig(config.dataDir), { now });
     cleanups.push(() => fleetStore.close());
     const imported = await importStateJson(config.dataDir, fleetStore);
     if (imported !== null) {
