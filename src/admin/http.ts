@@ -7,6 +7,7 @@ import { parseDuration } from '../domain/duration.js';
 import type { AgentStatus, StoredAuditEntry } from '../fleet/index.js';
 import type { ActionRefusalCode, ActionResult, OperatorActionKind, RolloutStatus } from '../rollout/index.js';
 import type { Condition } from '../domain/condition.js';
+import { BodySchema } from './bodies.js';
 import { DASHBOARD_HEADERS, loadDashboardAssets, type DashboardAsset } from './dashboard-assets.js';
 import { AdminTokenError, type AdminAuthentication, type AdminTokenErrorCode, type AdminPrincipal, type AdminTokenRefusal, type AdminTokenRevocation, type AdminTokenView } from './tokens.js';
 
@@ -207,6 +208,31 @@ export function statusOf(code: AdminErrorCode, named: Named = 'path'): number {
   return status === 404 && named === 'body' ? 400 : status;
 }
 
+/*
+ * Request bodies, by JSON Schema (ajv): each field's refusal code and message, in the order
+ * fields are checked. Agent-id and duration rules stay with the routes.
+ */
+const TOKEN_BODY = new BodySchema<{ agentId: string; ttl?: string }, AdminErrorCode>({
+  agentId: { schema: { type: 'string' }, required: true, code: 'BAD_REQUEST', message: 'agentId must be an agent id (a DNS label)' },
+  ttl: { schema: { type: 'string' }, code: 'BAD_REQUEST', message: 'ttl must be a duration like 30m or 1h' },
+});
+const ADMIN_TOKEN_BODY = new BodySchema<{ name: string; role: string; ttl?: string | null }, AdminErrorCode>({
+  name: { schema: { type: 'string' }, required: true, code: 'TOKEN_NAME_INVALID', message: 'name must be a string' },
+  role: { schema: { type: 'string' }, required: true, code: 'ROLE_INVALID', message: 'role must be viewer or operator' },
+  ttl: { schema: { type: ['string', 'null'] }, code: 'TOKEN_TTL_INVALID', message: 'ttl must be a duration like 8h or 30d' },
+});
+/** Agent actions, rollout commands and admin-token revocation: an optional reason for the audit log. */
+const REASON_BODY = new BodySchema<{ reason?: string }, AdminErrorCode>({
+  reason: { schema: { type: 'string', maxLength: MAX_REASON_LENGTH }, code: 'BAD_REQUEST', message: `reason must be a string of at most ${MAX_REASON_LENGTH} characters` },
+});
+
+/** The body as its schema types it, or a 400-class refusal naming the first wrong field. */
+function bodyOf<T>(schema: BodySchema<T, AdminErrorCode>, body: Record<string, unknown>): T {
+  const checked = schema.check(body);
+  if (checked.kind === 'refused') throw new HttpError(checked.code, checked.message, 'body');
+  return checked.body;
+}
+
 interface RequestContext {
   readonly req: IncomingMessage;
   readonly method: string;
@@ -346,13 +372,11 @@ class Handler {
         return sendJson(res, 200, { name: ctx.principal.name, role: ctx.principal.role });
       case '/api/v1/tokens': {
         this.permit(ctx, 'POST', 'admin');
-        const body = await this.readJson(req);
-        const agentId = body['agentId'];
-        if (typeof agentId !== 'string' || !isAgentId(agentId)) throw new HttpError('BAD_REQUEST', 'agentId must be an agent id (a DNS label)');
-        const ttlText = body['ttl'];
+        const { agentId, ttl: ttlText } = bodyOf(TOKEN_BODY, await this.readJson(req));
+        if (!isAgentId(agentId)) throw new HttpError('BAD_REQUEST', 'agentId must be an agent id (a DNS label)');
         let ttlMs = DEFAULT_TOKEN_TTL_MS;
         if (ttlText !== undefined) {
-          const parsed = typeof ttlText === 'string' ? parseDuration(ttlText) : undefined;
+          const parsed = parseDuration(ttlText);
           if (parsed === undefined || parsed <= 0) throw new HttpError('BAD_REQUEST', 'ttl must be a duration like 30m or 1h');
           ttlMs = parsed;
         }
@@ -395,13 +419,10 @@ class Handler {
   }
 
   private async createAdminToken(ctx: RequestContext, res: ServerResponse): Promise<void> {
-    const body = await this.readJson(ctx.req);
-    const { name, role, ttl } = body;
-    if (typeof name !== 'string') throw new HttpError('TOKEN_NAME_INVALID', 'name must be a string');
-    if (typeof role !== 'string') throw new HttpError('ROLE_INVALID', 'role must be viewer or operator');
+    const { name, role, ttl } = bodyOf(ADMIN_TOKEN_BODY, await this.readJson(ctx.req));
     let ttlMs: number | null = null;
     if (ttl !== undefined && ttl !== null) {
-      const parsed = typeof ttl === 'string' ? parseDuration(ttl) : undefined;
+      const parsed = parseDuration(ttl);
       if (parsed === undefined || parsed <= 0) throw new HttpError('TOKEN_TTL_INVALID', 'ttl must be a duration like 8h or 30d');
       ttlMs = parsed;
     }
@@ -552,11 +573,7 @@ function hasBody(req: IncomingMessage): boolean {
 }
 
 function reasonOf(body: Record<string, unknown>): string | undefined {
-  const reason = body['reason'];
-  if (reason !== undefined && (typeof reason !== 'string' || reason.length > MAX_REASON_LENGTH)) {
-    throw new HttpError('BAD_REQUEST', `reason must be a string of at most ${MAX_REASON_LENGTH} characters`);
-  }
-  return reason;
+  return bodyOf(REASON_BODY, body).reason;
 }
 
 export function adminTokenJson(token: AdminTokenView): { [key: string]: Json } {
