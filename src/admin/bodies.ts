@@ -16,9 +16,15 @@ export interface BodyRefusal<Code extends string> {
   readonly message: string;
 }
 
-// strict: a schema mistake fails loudly. unicode: false — maxLength counts UTF-16 code units,
-// as String.length always did here.
-const ajv = new Ajv({ strict: true, allErrors: true, unicode: false });
+// strict: a schema mistake fails loudly. unicodeRegExp: false — patterns run without the `u`
+// flag, so `maxUtf16Length` counts UTF-16 code units as String.length does (ajv's maxLength
+// counts code points, and its `unicode: false` option is deprecated).
+const ajv = new Ajv({ strict: true, allErrors: true, unicodeRegExp: false });
+
+/** A string of at most `max` UTF-16 code units (String.length), as a schema. */
+export function maxUtf16Length(max: number): JsonObject {
+  return { type: 'string', pattern: `^[\\s\\S]{0,${max}}$` };
+}
 
 /**
  * The shape of an admin request body, validated by JSON Schema through ajv. Fields are checked

@@ -7,7 +7,7 @@ import { parseDuration } from '../domain/duration.js';
 import type { AgentStatus, StoredAuditEntry } from '../fleet/index.js';
 import type { ActionRefusalCode, ActionResult, OperatorActionKind, RolloutStatus } from '../rollout/index.js';
 import type { Condition } from '../domain/condition.js';
-import { BodySchema } from './bodies.js';
+import { BodySchema, maxUtf16Length } from './bodies.js';
 import { DASHBOARD_HEADERS, loadDashboardAssets, type DashboardAsset } from './dashboard-assets.js';
 import { AdminTokenError, type AdminAuthentication, type AdminTokenErrorCode, type AdminPrincipal, type AdminTokenRefusal, type AdminTokenRevocation, type AdminTokenView } from './tokens.js';
 
@@ -223,7 +223,7 @@ const ADMIN_TOKEN_BODY = new BodySchema<{ name: string; role: string; ttl?: stri
 });
 /** Agent actions, rollout commands and admin-token revocation: an optional reason for the audit log. */
 const REASON_BODY = new BodySchema<{ reason?: string }, AdminErrorCode>({
-  reason: { schema: { type: 'string', maxLength: MAX_REASON_LENGTH }, code: 'BAD_REQUEST', message: `reason must be a string of at most ${MAX_REASON_LENGTH} characters` },
+  reason: { schema: maxUtf16Length(MAX_REASON_LENGTH), code: 'BAD_REQUEST', message: `reason must be a string of at most ${MAX_REASON_LENGTH} characters` },
 });
 
 /** The body as its schema types it, or a 400-class refusal naming the first wrong field. */

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { BodySchema } from '../../src/admin/bodies.js';
+import { BodySchema, maxUtf16Length } from '../../src/admin/bodies.js';
 
 describe('BodySchema', () => {
   const schema = new BodySchema<{ name: string; role: string; ttl?: string | null }, 'NAME' | 'ROLE' | 'TTL'>({
     name: { schema: { type: 'string' }, required: true, code: 'NAME', message: 'name must be a string' },
-    role: { schema: { type: 'string', maxLength: 3 }, required: true, code: 'ROLE', message: 'role must be a short string' },
+    role: { schema: maxUtf16Length(3), required: true, code: 'ROLE', message: 'role must be a short string' },
     ttl: { schema: { type: ['string', 'null'] }, code: 'TTL', message: 'ttl must be a duration' },
   });
 
@@ -18,7 +18,8 @@ describe('BodySchema', () => {
     ['a field of the wrong type', { name: 'ci', role: 7 }, 'role', 'ROLE'],
     ['two wrong fields: the first declared one', { ttl: 5, role: 7, name: 1 }, 'name', 'NAME'],
     ['an optional field of the wrong type', { name: 'ci', role: 'op', ttl: 5 }, 'ttl', 'TTL'],
-    ['a string longer than maxLength in UTF-16 code units', { name: 'ci', role: '😀😀' }, 'role', 'ROLE'],
+    ['a string longer than its maximum in UTF-16 code units', { name: 'ci', role: '😀😀' }, 'role', 'ROLE'],
+    ['a string over its maximum by a newline', { name: 'ci', role: 'abc\n' }, 'role', 'ROLE'],
   ];
   for (const [what, body, field, code] of refusals) {
     it(`refuses ${what}, naming the field`, () => {
