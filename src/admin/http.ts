@@ -7,6 +7,7 @@ import { parseDuration } from '../domain/duration.js';
 import type { AgentStatus, StoredAuditEntry } from '../fleet/index.js';
 import type { ActionRefusalCode, ActionResult, OperatorActionKind, RolloutStatus } from '../rollout/index.js';
 import type { Condition } from '../domain/condition.js';
+import { BodySchema, maxUtf16Length } from './bodies.js';
 import { DASHBOARD_HEADERS, loadDashboardAssets, type DashboardAsset } from './dashboard-assets.js';
 import { AdminTokenError, type AdminAuthentication, type AdminTokenErrorCode, type AdminPrincipal, type AdminTokenRefusal, type AdminTokenRevocation, type AdminTokenView } from './tokens.js';
 
@@ -150,14 +151,86 @@ export const ADMIN_HTTP_ERROR_CODES = [
 
 export type AdminHttpErrorCode = (typeof ADMIN_HTTP_ERROR_CODES)[number];
 
+/** Every `error.code` the admin API answers with. */
+export type AdminErrorCode = AdminHttpErrorCode | AgentActionRefusal | ActionRefusalCode | AdminTokenErrorCode | AdminTokenRevocationRefusal;
+
+type AdminTokenRevocationRefusal = Extract<AdminTokenRevocation, { kind: 'refused' }>['code'];
+
+/**
+ * The one place HTTP statuses are chosen: routes throw codes, this table answers the status.
+ * A thing the request names that does not exist is 404 when the path names it; when a body
+ * field names it, the request is malformed (400) — see `statusOf`.
+ */
+export const HTTP_STATUS: Readonly<Record<AdminErrorCode, number>> = {
+  BAD_REQUEST: 400,
+  BAD_PATH: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN_ROLE: 403,
+  NOT_FOUND: 404,
+  UNKNOWN_TOKEN: 404,
+  UNKNOWN_AGENT: 404,
+  METHOD_NOT_ALLOWED: 405,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  INTERNAL: 500,
+  // Agent actions refused by the agent's current state.
+  NOT_QUARANTINED: 409,
+  ALREADY_QUARANTINED: 409,
+  NO_CERTIFICATE: 409,
+  ALREADY_REVOKED: 409,
+  // Rollout commands refused by the rollout's current state.
+  ALREADY_PAUSED: 409,
+  NOT_PAUSED: 409,
+  NO_ROLLOUT: 409,
+  HALTED: 409,
+  // Admin and enrollment tokens.
+  TOKEN_NAME_INVALID: 400,
+  ROLE_INVALID: 400,
+  TOKEN_TTL_INVALID: 400,
+  TOKEN_NAME_TAKEN: 409,
+};
+
+/** Where the request named what the refusal is about. */
+type Named = 'path' | 'body';
+
 class HttpError extends Error {
   constructor(
-    readonly status: number,
-    readonly code: AdminHttpErrorCode | AgentActionRefusal | ActionRefusalCode | AdminTokenErrorCode | 'ALREADY_REVOKED',
+    readonly code: AdminErrorCode,
     message: string,
+    readonly named: Named = 'path',
   ) {
     super(message);
   }
+}
+
+export function statusOf(code: AdminErrorCode, named: Named = 'path'): number {
+  const status = HTTP_STATUS[code];
+  return status === 404 && named === 'body' ? 400 : status;
+}
+
+/*
+ * Request bodies, by JSON Schema (ajv): each field's refusal code and message, in the order
+ * fields are checked. Agent-id and duration rules stay with the routes.
+ */
+const TOKEN_BODY = new BodySchema<{ agentId: string; ttl?: string }, AdminErrorCode>({
+  agentId: { schema: { type: 'string' }, required: true, code: 'BAD_REQUEST', message: 'agentId must be an agent id (a DNS label)' },
+  ttl: { schema: { type: 'string' }, code: 'BAD_REQUEST', message: 'ttl must be a duration like 30m or 1h' },
+});
+const ADMIN_TOKEN_BODY = new BodySchema<{ name: string; role: string; ttl?: string | null }, AdminErrorCode>({
+  name: { schema: { type: 'string' }, required: true, code: 'TOKEN_NAME_INVALID', message: 'name must be a string' },
+  role: { schema: { type: 'string' }, required: true, code: 'ROLE_INVALID', message: 'role must be viewer or operator' },
+  ttl: { schema: { type: ['string', 'null'] }, code: 'TOKEN_TTL_INVALID', message: 'ttl must be a duration like 8h or 30d' },
+});
+/** Agent actions, rollout commands and admin-token revocation: an optional reason for the audit log. */
+const REASON_BODY = new BodySchema<{ reason?: string }, AdminErrorCode>({
+  reason: { schema: maxUtf16Length(MAX_REASON_LENGTH), code: 'BAD_REQUEST', message: `reason must be a string of at most ${MAX_REASON_LENGTH} characters` },
+});
+
+/** The body as its schema types it, or a 400-class refusal naming the first wrong field. */
+function bodyOf<T>(schema: BodySchema<T, AdminErrorCode>, body: Record<string, unknown>): T {
+  const checked = schema.check(body);
+  if (checked.kind === 'refused') throw new HttpError(checked.code, checked.message, 'body');
+  return checked.body;
 }
 
 interface RequestContext {
@@ -232,14 +305,14 @@ class Handler {
       await this.route(method, path, req, res);
     } catch (err) {
       if (err instanceof HttpError) {
-        sendError(res, err.status, err.code, err.message);
+        sendError(res, statusOf(err.code, err.named), err.code, err.message);
       } else {
         try {
           this.options.hooks?.onError?.(err, { method, path });
         } catch {
           // Observers must not fail a request.
         }
-        sendError(res, 500, 'INTERNAL', 'internal error');
+        sendError(res, HTTP_STATUS.INTERNAL, 'INTERNAL', 'internal error');
       }
     }
   }
@@ -271,7 +344,7 @@ class Handler {
       res.end(method === 'HEAD' ? undefined : asset.body);
       return;
     }
-    if (!path.startsWith('/api/')) throw new HttpError(404, 'NOT_FOUND', `no route ${path}`);
+    if (!path.startsWith('/api/')) throw new HttpError('NOT_FOUND', `no route ${path}`);
     const ctx: RequestContext = { req, method, path, principal: await this.authenticate(req, method, path) };
     switch (path) {
       case '/api/v1/agents':
@@ -299,24 +372,22 @@ class Handler {
         return sendJson(res, 200, { name: ctx.principal.name, role: ctx.principal.role });
       case '/api/v1/tokens': {
         this.permit(ctx, 'POST', 'admin');
-        const body = await this.readJson(req);
-        const agentId = body['agentId'];
-        if (typeof agentId !== 'string' || !isAgentId(agentId)) throw new HttpError(400, 'BAD_REQUEST', 'agentId must be an agent id (a DNS label)');
-        const ttlText = body['ttl'];
+        const { agentId, ttl: ttlText } = bodyOf(TOKEN_BODY, await this.readJson(req));
+        if (!isAgentId(agentId)) throw new HttpError('BAD_REQUEST', 'agentId must be an agent id (a DNS label)');
         let ttlMs = DEFAULT_TOKEN_TTL_MS;
         if (ttlText !== undefined) {
-          const parsed = typeof ttlText === 'string' ? parseDuration(ttlText) : undefined;
-          if (parsed === undefined || parsed <= 0) throw new HttpError(400, 'BAD_REQUEST', 'ttl must be a duration like 30m or 1h');
+          const parsed = parseDuration(ttlText);
+          if (parsed === undefined || parsed <= 0) throw new HttpError('BAD_REQUEST', 'ttl must be a duration like 30m or 1h');
           ttlMs = parsed;
         }
         if (!api.isKnownAgent(agentId)) {
-          throw new HttpError(400, 'UNKNOWN_AGENT', `agent ${agentId} is not in the inventory of the accepted commit`);
+          throw new HttpError('UNKNOWN_AGENT', `agent ${agentId} is not in the inventory of the accepted commit`, 'body');
         }
         try {
           const created = await api.createToken(agentId, ttlMs, ctx.principal.name);
           return sendJson(res, 201, { token: created.token, expiresAt: created.expiresAt.toISOString() });
         } catch (err) {
-          if (err instanceof PkiError && err.code === 'TOKEN_TTL_INVALID') throw new HttpError(400, err.code, errorMessage(err));
+          if (err instanceof PkiError && err.code === 'TOKEN_TTL_INVALID') throw new HttpError(err.code, errorMessage(err));
           throw err;
         }
       }
@@ -339,7 +410,7 @@ class Handler {
           return this.revokeAdminToken(decodePathSegment(adminToken[1] ?? ''), ctx, res);
         }
         const action = AGENT_ACTION.exec(path);
-        if (action === null) throw new HttpError(404, 'NOT_FOUND', `no route ${path}`);
+        if (action === null) throw new HttpError('NOT_FOUND', `no route ${path}`);
         const verb = action[2] as 'approve' | 'quarantine' | 'revoke';
         this.permit(ctx, 'POST', verb === 'revoke' ? 'admin' : 'operator');
         return this.agentAction(decodePathSegment(action[1] ?? ''), verb, ctx, res);
@@ -348,21 +419,18 @@ class Handler {
   }
 
   private async createAdminToken(ctx: RequestContext, res: ServerResponse): Promise<void> {
-    const body = await this.readJson(ctx.req);
-    const { name, role, ttl } = body;
-    if (typeof name !== 'string') throw new HttpError(400, 'TOKEN_NAME_INVALID', 'name must be a string');
-    if (typeof role !== 'string') throw new HttpError(400, 'ROLE_INVALID', 'role must be viewer or operator');
+    const { name, role, ttl } = bodyOf(ADMIN_TOKEN_BODY, await this.readJson(ctx.req));
     let ttlMs: number | null = null;
     if (ttl !== undefined && ttl !== null) {
-      const parsed = typeof ttl === 'string' ? parseDuration(ttl) : undefined;
-      if (parsed === undefined || parsed <= 0) throw new HttpError(400, 'TOKEN_TTL_INVALID', 'ttl must be a duration like 8h or 30d');
+      const parsed = parseDuration(ttl);
+      if (parsed === undefined || parsed <= 0) throw new HttpError('TOKEN_TTL_INVALID', 'ttl must be a duration like 8h or 30d');
       ttlMs = parsed;
     }
     try {
       const created = await this.options.api.createAdminToken(name, role, ttlMs, ctx.principal.name);
       return sendJson(res, 201, { token: created.token, ...adminTokenJson(created.view) });
     } catch (err) {
-      if (err instanceof AdminTokenError) throw new HttpError(err.code === 'TOKEN_NAME_TAKEN' ? 409 : 400, err.code, errorMessage(err));
+      if (err instanceof AdminTokenError) throw new HttpError(err.code, errorMessage(err));
       throw err;
     }
   }
@@ -374,7 +442,7 @@ class Handler {
       case 'revoked':
         return sendJson(res, 200, { ...adminTokenJson(result.token), actor: ctx.principal.name });
       case 'refused':
-        throw new HttpError(result.code === 'UNKNOWN_TOKEN' ? 404 : 409, result.code, result.message);
+        throw new HttpError(result.code, result.message);
       default: {
         const never: never = result;
         throw new Error(`unexpected result ${JSON.stringify(never)}`);
@@ -383,10 +451,10 @@ class Handler {
   }
 
   private async agentAction(agentId: string, verb: 'approve' | 'quarantine' | 'revoke', ctx: RequestContext, res: ServerResponse): Promise<void> {
-    if (!isAgentId(agentId)) throw new HttpError(400, 'BAD_REQUEST', 'the agent id must be a DNS label');
+    if (!isAgentId(agentId)) throw new HttpError('BAD_REQUEST', 'the agent id must be a DNS label');
     const reason = reasonOf(hasBody(ctx.req) ? await this.readJson(ctx.req) : {});
     // A human decision needs its why on record; revoking is urgent and may go without.
-    if (verb !== 'revoke' && (reason === undefined || reason.trim() === '')) throw new HttpError(400, 'BAD_REQUEST', `${verb} needs a reason`);
+    if (verb !== 'revoke' && (reason === undefined || reason.trim() === '')) throw new HttpError('BAD_REQUEST', `${verb} needs a reason`);
     const { api } = this.options;
     const actor = ctx.principal.name;
     const run = verb === 'approve' ? api.approve : verb === 'quarantine' ? api.quarantine : api.revoke;
@@ -395,7 +463,7 @@ class Handler {
       case 'done':
         return sendJson(res, 200, { agent: agentJson(result.agent), actor, ...(result.serial === undefined ? {} : { serial: result.serial }) });
       case 'refused':
-        throw new HttpError(result.code === 'UNKNOWN_AGENT' ? 404 : 409, result.code, result.message);
+        throw new HttpError(result.code, result.message);
       default: {
         const never: never = result;
         throw new Error(`unexpected result ${JSON.stringify(never)}`);
@@ -412,7 +480,7 @@ class Handler {
       case 'done':
         return sendJson(res, 200, { action: kind, actor, rollout: api.rollout() as unknown as Json });
       case 'refused':
-        throw new HttpError(409, result.code, result.message);
+        throw new HttpError(result.code, result.message);
       default: {
         const never: never = result;
         throw new Error(`unexpected result ${JSON.stringify(never)}`);
@@ -428,7 +496,7 @@ class Handler {
     const reason: AdminRefusalReason = match === null ? 'missing-token' : result.reason;
     this.refused(reason, { method, path, remote: req.socket.remoteAddress ?? '' });
     const why = reason === 'revoked-token' ? 'this token is revoked' : reason === 'expired-token' ? 'this token has expired' : 'a valid admin bearer token is required';
-    throw new HttpError(401, 'UNAUTHORIZED', `${why} (the bootstrap token is <dataDir>/admin-token; named tokens come from meshcfg token create-admin)`);
+    throw new HttpError('UNAUTHORIZED', `${why} (the bootstrap token is <dataDir>/admin-token; named tokens come from meshcfg token create-admin)`);
   }
 
   /** Checks the method, then the role: 405 before 403, so a wrong verb is never reported as a missing right. */
@@ -436,7 +504,7 @@ class Handler {
     allow(ctx.method, expected);
     if (RANK[ctx.principal.role] >= RANK[right]) return;
     this.refused('forbidden-role', { method: ctx.method, path: ctx.path, remote: ctx.req.socket.remoteAddress ?? '', actor: ctx.principal.name });
-    throw new HttpError(403, 'FORBIDDEN_ROLE', `the ${ctx.principal.role} token ${ctx.principal.name} may not ${ctx.method} ${ctx.path} (needs ${right === 'admin' ? 'the bootstrap admin token' : `role ${right}`})`);
+    throw new HttpError('FORBIDDEN_ROLE', `the ${ctx.principal.role} token ${ctx.principal.name} may not ${ctx.method} ${ctx.path} (needs ${right === 'admin' ? 'the bootstrap admin token' : `role ${right}`})`);
   }
 
   private refused(reason: AdminRefusalReason, request: { method: string; path: string; remote: string; actor?: string }): void {
@@ -451,31 +519,31 @@ class Handler {
   private async readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
     const type = req.headers['content-type'];
     if (type !== undefined && !/^application\/json\b/i.test(type)) {
-      throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', 'the body must be application/json');
+      throw new HttpError('UNSUPPORTED_MEDIA_TYPE', 'the body must be application/json');
     }
     const declared = Number(req.headers['content-length'] ?? '0');
-    if (declared > this.maxBodyBytes) throw new HttpError(413, 'PAYLOAD_TOO_LARGE', `the body exceeds ${this.maxBodyBytes} bytes`);
+    if (declared > this.maxBodyBytes) throw new HttpError('PAYLOAD_TOO_LARGE', `the body exceeds ${this.maxBodyBytes} bytes`);
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const chunk of req) {
       size += (chunk as Buffer).length;
-      if (size > this.maxBodyBytes) throw new HttpError(413, 'PAYLOAD_TOO_LARGE', `the body exceeds ${this.maxBodyBytes} bytes`);
+      if (size > this.maxBodyBytes) throw new HttpError('PAYLOAD_TOO_LARGE', `the body exceeds ${this.maxBodyBytes} bytes`);
       chunks.push(chunk as Buffer);
     }
     let doc: unknown;
     try {
       doc = JSON.parse(Buffer.concat(chunks).toString('utf8'));
     } catch {
-      throw new HttpError(400, 'BAD_REQUEST', 'the body is not JSON');
+      throw new HttpError('BAD_REQUEST', 'the body is not JSON');
     }
-    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new HttpError(400, 'BAD_REQUEST', 'the body must be a JSON object');
+    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new HttpError('BAD_REQUEST', 'the body must be a JSON object');
     return doc as Record<string, unknown>;
   }
 }
 
 function allow(method: string, expected: string): void {
   if (method !== expected && !(expected === 'GET' && method === 'HEAD')) {
-    throw new HttpError(405, 'METHOD_NOT_ALLOWED', `use ${expected}`);
+    throw new HttpError('METHOD_NOT_ALLOWED', `use ${expected}`);
   }
 }
 
@@ -484,7 +552,7 @@ function decodePathSegment(segment: string): string {
   try {
     return decodeURIComponent(segment);
   } catch {
-    throw new HttpError(400, 'BAD_PATH', 'the path holds a malformed percent-encoding');
+    throw new HttpError('BAD_PATH', 'the path holds a malformed percent-encoding');
   }
 }
 
@@ -492,7 +560,7 @@ function decodePathSegment(segment: string): string {
 function limitParam(req: IncomingMessage, fallback: number, max: number): number {
   const text = new URL(req.url ?? '/', 'http://admin').searchParams.get('limit');
   const limit = text === null ? fallback : Number(text);
-  if (!Number.isSafeInteger(limit) || limit < 1 || limit > max) throw new HttpError(400, 'BAD_REQUEST', `limit must be an integer from 1 to ${max}`);
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > max) throw new HttpError('BAD_REQUEST', `limit must be an integer from 1 to ${max}`);
   return limit;
 }
 
@@ -505,11 +573,7 @@ function hasBody(req: IncomingMessage): boolean {
 }
 
 function reasonOf(body: Record<string, unknown>): string | undefined {
-  const reason = body['reason'];
-  if (reason !== undefined && (typeof reason !== 'string' || reason.length > MAX_REASON_LENGTH)) {
-    throw new HttpError(400, 'BAD_REQUEST', `reason must be a string of at most ${MAX_REASON_LENGTH} characters`);
-  }
-  return reason;
+  return bodyOf(REASON_BODY, body).reason;
 }
 
 export function adminTokenJson(token: AdminTokenView): { [key: string]: Json } {

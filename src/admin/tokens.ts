@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { BaseError } from '../domain/errors.js';
-import { ADMIN_ROLES, StoreError, type AdminRole, type AdminTokenRecord, type FleetStore } from '../fleet/index.js';
+import { ADMIN_ROLES, READ_THROUGH, StoreError, type AdminRole, type AdminTokenRecord, type CoherentCache, type FleetStore } from '../fleet/index.js';
 
 export const ADMIN_TOKEN_ERROR_CODES = [
   /** A token name that is not 1-64 characters of [A-Za-z0-9._@+-], or a reserved one (`admin`, `system`). */
@@ -67,7 +67,9 @@ export interface AdminTokensOptions {
  * tokens with a role, kept in the fleet store as sha256 hashes only. A revoked or expired
  * named token is refused on its next request: every request looks it up again.
  */
-export class AdminTokens {
+export class AdminTokens implements CoherentCache {
+  /** Read-through: every request looks its token up in the store, so another writer's revocation counts at once. */
+  readonly coherence = READ_THROUGH;
   private readonly bootstrapHash: Buffer;
   private readonly store: FleetStore;
   private readonly now: () => Date;

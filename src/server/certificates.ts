@@ -1,5 +1,5 @@
 import type { AgentId } from '../domain/types.js';
-import type { CredentialStore } from '../fleet/index.js';
+import { SINGLE_WRITER, type CoherentCache, type CredentialStore } from '../fleet/index.js';
 import type { AgentIdentity } from '../transport/index.js';
 import type { CertificateRegistry, CertificateStanding } from './backend.js';
 import { normalizeSerial } from './fleet.js';
@@ -29,7 +29,9 @@ export type RevokeOutcome =
  * Persisted in the fleet store, answered from memory (the transport asks on every stream
  * message, synchronously). Loaded once at start; this process is the only writer.
  */
-export class AgentCertificates implements CertificateRegistry {
+export class AgentCertificates implements CertificateRegistry, CoherentCache {
+  /** Single writer today: a revocation or enrollment by another replica is seen after a restart. */
+  readonly coherence = SINGLE_WRITER;
   private constructor(
     private readonly store: Store,
     /** agent → serial of its current certificate (normalized). */

@@ -1,6 +1,7 @@
 import type { AgentId, CommitSha, Labels } from '../domain/types.js';
 import type { ActiveVersion, AgentPatch, AgentRecord, AgentState, AgentStatus, AuditEntry, DesiredVersion, FleetStore, LastRejection, Quarantine, StoredAck, StoredSend } from '../fleet/index.js';
 import { notify } from '../lib/index.js';
+import { SINGLE_WRITER, type CoherentCache } from '../fleet/index.js';
 
 export interface AckInput {
   readonly commit: string;
@@ -30,7 +31,7 @@ export interface PublishedAgent {
  * collector are synchronous). Writers are the backend (what agents report) and the
  * reconciler's publish hook (inventory and desired versions).
  */
-export interface LiveFleet {
+export interface LiveFleet extends CoherentCache {
   /**
    * The inventory of the served commit and each agent's desired version. Agents not listed are
    * forgotten, except quarantined ones: their quarantine outlives their inventory entry.
@@ -197,6 +198,8 @@ export function normalizeSerial(serial: string): string {
  * call that queued it returns (the store works synchronously); `flush()` waits for the chain.
  */
 export class FleetCache implements LiveFleet {
+  /** Single writer today: loaded at start, then only this process changes the agents it holds. */
+  readonly coherence = SINGLE_WRITER;
   private readonly agents = new Map<AgentId, Record_>();
   private readonly options: Required<Omit<FleetCacheOptions, 'store' | 'ackTimeoutMs'>> & { readonly store: FleetStore | null };
   private ackTimeoutMs: number;

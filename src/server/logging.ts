@@ -1,9 +1,16 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../domain/errors.js';
-import { describeSkipped, type FetchEvent } from '../source/index.js';
+import { describeSkipped, redactUrl, type FetchEvent } from '../source/index.js';
 import type { TransportHooks } from '../transport/index.js';
 import type { BackendHooks } from './backend.js';
 import type { ReconcileHooks } from './reconcile.js';
+import type { AdminRefusalReason, AdminServerOptions } from '../admin/index.js';
+import type { DataDirChange } from '../pki/index.js';
+import type { AgentCertificatesHooks } from './certificates.js';
+import type { ServerConfig } from './config.js';
+import type { OperatorActionHooks } from './operator-actions.js';
+import type { QuarantineHooks } from './quarantine.js';
+import type { RolloutServiceHooks } from './rollout.js';
 import { errnoCode } from '../lib/index.js';
 
 /**
@@ -91,4 +98,70 @@ export function transportLogHooks(logger: Logger): TransportHooks {
     onUnauthorized: (reason, detail) =>
       logger.warn({ event: 'unauthorized', reason, agentId: detail.agentId ?? null }, `unauthorized config load attempt: ${detail.message}`),
   };
+}
+
+export function dataDirLog(logger: Logger, changes: readonly DataDirChange[]): void {
+  for (const change of changes) {
+    logger.info({ event: 'data-dir', action: change.action, what: change.what, path: change.path, reason: change.reason ?? null }, `${change.action} ${change.what}`);
+  }
+}
+
+/** A failed write-through of a cache to the fleet store. */
+export function storeErrorLog(logger: Logger): (err: unknown, what: string) => void {
+  return (err, what) => logger.error({ event: 'fleet-store-failed', what, err }, `fleet store: cannot ${what}`);
+}
+
+export function certificateLogHooks(logger: Logger): AgentCertificatesHooks {
+  return {
+    onAdopted: ({ agentId, serial }) =>
+      logger.info({ event: 'certificate-adopted', agentId, serial }, `agent ${agentId} had no recorded certificate: ${serial} is its current one from now on`),
+    onStoreError: storeErrorLog(logger),
+  };
+}
+
+export function rolloutLogHooks(logger: Logger): RolloutServiceHooks {
+  return {
+    onEvent: (event) => logger.info({ event: event.kind, ...event }, `rollout: ${event.kind}`),
+    onError: (err, what) => logger.error({ event: 'rollout-failed', what, err }, `rollout: cannot ${what}`),
+  };
+}
+
+export function quarantineLogHooks(logger: Logger): QuarantineHooks {
+  return {
+    onQuarantined: ({ agentId, actor, cause, message }) => logger.warn({ event: 'agent-quarantined', agentId, actor, cause: cause.kind }, message),
+    onApproved: ({ agentId, actor, reason }) => logger.info({ event: 'agent-approved', agentId, actor, reason }, `agent ${agentId} approved to rejoin`),
+    onError: (err, what) => logger.error({ event: 'quarantine-failed', what, err }, `quarantine: cannot ${what}`),
+  };
+}
+
+/** Operator actions. Never logs a token: only names, roles and expiry. */
+export function operatorActionLogHooks(logger: Logger): OperatorActionHooks {
+  return {
+    onTokenCreated: ({ agentId, actor, expiresAt }) => logger.info({ event: 'token-created', agentId, actor, expiresAt: expiresAt.toISOString() }, 'enrollment token created'),
+    onAgentRevoked: ({ agentId, actor, serial }) =>
+      logger.warn({ event: 'agent-revoked', agentId, serial, actor }, `agent ${agentId} revoked: every certificate issued to it is refused until it enrolls again`),
+    onAdminTokenCreated: ({ name, actor, view }) =>
+      logger.info({ event: 'admin-token-created', name, role: view.role, actor, expiresAt: view.expiresAt?.toISOString() ?? null }, `admin token ${name} created`),
+    onAdminTokenRevoked: ({ name, actor }) => logger.warn({ event: 'admin-token-revoked', name, actor }, `admin token ${name} revoked`),
+  };
+}
+
+/** The admin API's refusals (also counted by `onRefused`, the metrics) and failures. */
+export function adminLogHooks(logger: Logger, onRefused: (reason: AdminRefusalReason) => void): NonNullable<AdminServerOptions['hooks']> {
+  return {
+    onUnauthorized: (reason, request) => {
+      onRefused(reason);
+      logger.warn(
+        { event: 'admin-unauthorized', reason, method: request.method, path: request.path, remote: request.remote, ...(request.actor === undefined ? {} : { actor: request.actor }) },
+        reason === 'forbidden-role' ? 'admin API request beyond the token’s role' : 'admin API request without a valid token',
+      );
+    },
+    onError: (err, request) => logger.error({ event: 'admin-error', err, method: request.method, path: request.path }, 'admin API request failed'),
+  };
+}
+
+/** The start line: where the server listens and what it tracks (the repository URL redacted; the admin token by path only). */
+export function listeningLog(logger: Logger, where: { readonly config: ServerConfig; readonly grpc: string; readonly admin: string; readonly pin: string; readonly adminTokenFile: string }): void {
+  const { config, ...listening } = where;
+  logger.info({ event: 'listening', ...listening, repo: redactUrl(config.repo.url), branch: config.repo.branch, trustDomain: config.trustDomain }, 'meshcfg server started');
 }

@@ -1,6 +1,6 @@
 import type { Compilation } from '../compile/index.js';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
-import type { AuditEntry, DeliveryStore, RolloutStore, StoredAck } from '../fleet/index.js';
+import { SINGLE_WRITER, type AuditEntry, type CoherentCache, type DeliveryStore, type RolloutStore, type StoredAck } from '../fleet/index.js';
 import {
   RolloutController,
   rolloutCommitOf,
@@ -63,7 +63,12 @@ export interface RolloutServiceOptions {
  * carries the older bundle under the new generation. Acks are therefore mapped back to a
  * commit by digest (`commitOfDigest`), never taken from the generation.
  */
-export class RolloutService {
+export class RolloutService implements CoherentCache {
+  /**
+   * Single writer today: the controller's document is loaded at start and saved by this process
+   * alone; a save by another writer would be overwritten by the next save here.
+   */
+  readonly coherence = SINGLE_WRITER;
   private readonly options: Required<Omit<RolloutServiceOptions, 'alerts' | 'hooks' | 'reconnectGraceMs' | 'replayAcks'>> & {
     readonly alerts: AlertSink | null;
     readonly hooks: RolloutServiceHooks;
