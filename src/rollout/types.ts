@@ -1,18 +1,7 @@
-import { BaseError } from '../domain/errors.js';
 import type { AckStatus, AgentId, CommitSha, Digest } from '../domain/types.js';
 
 export type { AckStatus };
 import type { RolloutSettings } from './settings.js';
-
-export const ROLLOUT_ERROR_CODES = [
-  /** A persisted controller document that `fromJSON` cannot read (wrong version or shape). */
-  'INVALID_STATE',
-] as const;
-
-export type RolloutErrorCode = (typeof ROLLOUT_ERROR_CODES)[number];
-
-/** Errors of the rollout layer. INVALID_STATE stalls until an operator looks at the stored document. */
-export class RolloutError extends BaseError<RolloutErrorCode> {}
 
 /** What an agent that has run bundles before has applied: the revert fast path asks it. */
 export interface AppliedHistory {

@@ -327,32 +327,31 @@ class Handlers {
     const where = { method: 'Enrollment.Enroll', peer: call.getPeer() };
     // No client certificate needed: the one-time token is the credential.
     const { token, csr_pem: csr } = call.request;
-    this.settle(where, callback, () => this.options.backend.enroll(token, csr.toString('utf8')));
+    this.settle(where, callback, async () => ({ kind: 'answer', answer: await this.options.backend.enroll(token, csr.toString('utf8')) }));
   }
 
   renew(call: ServerUnaryCall<RenewRequestMsg, EnrollResponseMsg>, callback: sendUnaryData<EnrollResponseMsg>): void {
     const where = { method: 'Enrollment.Renew', peer: call.getPeer() };
     // Inside settle so that a throwing backend.authorize becomes INTERNAL, not a crash.
-    this.settle(where, callback, () => {
+    this.settle(where, callback, async () => {
       const auth = this.authenticate(call);
-      if (!auth.ok) return Promise.reject(new RefusedError(auth.refusal));
-      return this.options.backend.renew(auth.identity, call.request.csr_pem.toString('utf8'));
+      if (!auth.ok) return { kind: 'refused', refusal: auth.refusal };
+      return { kind: 'answer', answer: await this.options.backend.renew(auth.identity, call.request.csr_pem.toString('utf8')) };
     });
   }
 
   /** Runs an enrollment step and answers; the promise is always handled here. */
-  private settle(where: { method: string; peer: string }, callback: sendUnaryData<EnrollResponseMsg>, step: () => Promise<Parameters<typeof enrollResponse>[0]>): void {
+  private settle(where: { method: string; peer: string }, callback: sendUnaryData<EnrollResponseMsg>, step: () => Promise<EnrollmentStep>): void {
     Promise.resolve()
       .then(step)
       .then(
-        (result) => callback(null, enrollResponse(result)),
+        (result) => (result.kind === 'answer' ? callback(null, enrollResponse(result.answer)) : callback(this.refuse(result.refusal, where))),
         (err: unknown) => callback(this.enrollmentError(err, where)),
       )
       .catch((err: unknown) => this.failed(err, where, 'the answer'));
   }
 
   private enrollmentError(err: unknown, where: { method: string; peer: string }): Error {
-    if (err instanceof RefusedError) return this.refuse(err.refusal, where);
     if (err instanceof PkiError) {
       const refusal = refusalOfPkiError(err);
       if (refusal !== undefined) return this.refuse(refusal, where);
@@ -419,15 +418,8 @@ class Handlers {
   }
 }
 
-/** Carries a refusal through a promise chain to the one place that answers it. */
-class RefusedError extends Error {
-  readonly refusal: UnauthorizedRefusal;
-
-  constructor(refusal: UnauthorizedRefusal) {
-    super(refusal.message);
-    this.refusal = refusal;
-  }
-}
+/** What an enrollment step ends in: an answer for the agent, or a refusal of its identity (answered in one place). */
+type EnrollmentStep = { readonly kind: 'answer'; readonly answer: Parameters<typeof enrollResponse>[0] } | { readonly kind: 'refused'; readonly refusal: UnauthorizedRefusal };
 
 function channelOptions(options: ResolvedOptions): ChannelOptions {
   return {
