@@ -24,6 +24,7 @@ export type {
   RolloutChanges,
   RolloutDocumentV1,
   RolloutEvent,
+  RevertedRevision,
   RolloutPath,
   RolloutState,
   RolloutStatus,

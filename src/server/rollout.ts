@@ -1,4 +1,5 @@
 import type { Compilation } from '../compile/index.js';
+import { isAgentId } from '../domain/agent-id.js';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
 import type { AuditEntry, DeliveryStore, RolloutStore, StoredAck } from '../fleet/index.js';
 import {
@@ -364,7 +365,7 @@ function documentAgents(document: unknown): AgentId[] {
   if (typeof document !== 'object' || document === null) return [];
   const agents = (document as { agents?: unknown }).agents;
   if (!Array.isArray(agents)) return [];
-  return agents.flatMap((a: unknown) => (typeof a === 'object' && a !== null && typeof (a as { id?: unknown }).id === 'string' ? [(a as { id: string }).id] : []));
+  return agents.flatMap((a: unknown) => (typeof a === 'object' && a !== null && isAgentId((a as { id?: unknown }).id) ? [(a as { id: AgentId }).id] : []));
 }
 
 /** Every commit the document may tell an agent to run: the rollout's, its previous, and each agent's base. */

@@ -1,3 +1,4 @@
+import type { AgentId } from '../domain/types.js';
 import type { X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import * as tls from 'node:tls';
@@ -130,7 +131,7 @@ export class TlsListener {
 
   private classifyRefused(peer: X509Certificate, code: string): UnauthorizedRefusal {
     if (code === 'CERT_HAS_EXPIRED' && issuedBy(peer, this.cas)) {
-      let agentId: string | undefined;
+      let agentId: AgentId | undefined;
       try {
         agentId = agentIdFromCertificate(peer, this.options.trustDomain);
       } catch {

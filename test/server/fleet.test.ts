@@ -2,101 +2,102 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MemoryFleetStore } from '../../src/fleet/index.js';
 import { FleetCache } from '../../src/server/fleet.js';
+import { aid, cid } from '../helpers/ids.js';
 
-const DESIRED = { commit: 'a'.repeat(40), digest: 'sha256:' + '1'.repeat(64), generation: 1 };
+const DESIRED = { commit: cid('a'.repeat(40)), digest: 'sha256:' + '1'.repeat(64), generation: 1 };
 
 describe('FleetCache', () => {
   it('lists only inventory agents, sorted, and forgets agents that left it', () => {
     const fleet = new FleetCache();
     fleet.setDesired([
-      { id: 'b', labels: {}, desired: DESIRED },
-      { id: 'a', labels: { zone: 'x' }, desired: DESIRED },
+      { id: aid('b'), labels: {}, desired: DESIRED },
+      { id: aid('a'), labels: { zone: 'x' }, desired: DESIRED },
     ]);
     assert.deepEqual(fleet.list().map((a) => a.id), ['a', 'b']);
-    fleet.setDesired([{ id: 'b', labels: {}, desired: DESIRED }]);
+    fleet.setDesired([{ id: aid('b'), labels: {}, desired: DESIRED }]);
     assert.deepEqual(fleet.list().map((a) => a.id), ['b']);
-    assert.equal(fleet.get('a'), undefined);
+    assert.equal(fleet.get(aid('a')), undefined);
   });
 
   it('keeps the connection of an agent whose stream opened before it was in a published inventory', () => {
     const fleet = new FleetCache();
-    fleet.setConnected('a', true, new Date());
-    fleet.setDesired([{ id: 'a', labels: {}, desired: DESIRED }]);
-    assert.equal(fleet.get('a')?.connected, true);
+    fleet.setConnected(aid('a'), true, new Date());
+    fleet.setDesired([{ id: aid('a'), labels: {}, desired: DESIRED }]);
+    assert.equal(fleet.get(aid('a'))?.connected, true);
   });
 
   describe('state', () => {
     const table: ReadonlyArray<{ name: string; state: string; act: (f: FleetCache, now: Date) => void }> = [
       { name: 'never seen', state: 'DISCONNECTED', act: () => undefined },
-      { name: 'connected, nothing active', state: 'PENDING', act: (f, now) => f.setConnected('a', true, now) },
+      { name: 'connected, nothing active', state: 'PENDING', act: (f, now) => f.setConnected(aid('a'), true, now) },
       {
         name: 'connected, runs the desired digest',
         state: 'SYNCED',
         act: (f, now) => {
-          f.setConnected('a', true, now);
-          f.recordActive('a', { commit: DESIRED.commit, digest: DESIRED.digest, generation: 1 }, now);
+          f.setConnected(aid('a'), true, now);
+          f.recordActive(aid('a'), { commit: cid(DESIRED.commit), digest: DESIRED.digest, generation: 1 }, now);
         },
       },
       {
         name: 'connected, rejected the desired digest',
         state: 'NACKED',
         act: (f, now) => {
-          f.setConnected('a', true, now);
-          f.recordAck('a', { ...DESIRED, status: 'REJECTED', error: 'boom' }, now);
+          f.setConnected(aid('a'), true, now);
+          f.recordAck(aid('a'), { ...DESIRED, status: 'REJECTED', error: 'boom' }, now);
         },
       },
       {
         name: 'polling (no stream), seen within the window',
         state: 'SYNCED',
-        act: (f, now) => f.recordAck('a', { ...DESIRED, status: 'APPLIED', error: '' }, new Date(now.getTime() - 60_000)),
+        act: (f, now) => f.recordAck(aid('a'), { ...DESIRED, status: 'APPLIED', error: '' }, new Date(now.getTime() - 60_000)),
       },
       {
         name: 'polling (no stream), not seen for longer than the window',
         state: 'DISCONNECTED',
-        act: (f, now) => f.recordAck('a', { ...DESIRED, status: 'APPLIED', error: '' }, new Date(now.getTime() - 121_000)),
+        act: (f, now) => f.recordAck(aid('a'), { ...DESIRED, status: 'APPLIED', error: '' }, new Date(now.getTime() - 121_000)),
       },
     ];
     for (const { name, state, act } of table) {
       it(`is ${state} when ${name}`, () => {
         const now = new Date();
         const fleet = new FleetCache({ now: () => now, disconnectedAfterMs: 120_000 });
-        fleet.setDesired([{ id: 'a', labels: {}, desired: DESIRED }]);
+        fleet.setDesired([{ id: aid('a'), labels: {}, desired: DESIRED }]);
         act(fleet, now);
-        assert.equal(fleet.get('a')?.state, state);
+        assert.equal(fleet.get(aid('a'))?.state, state);
       });
     }
   });
 });
 
 describe('FleetCache states beyond the basics', () => {
-  const DESIRED_B = { commit: 'a'.repeat(40), digest: 'sha256:' + '2'.repeat(64), generation: 1 };
+  const DESIRED_B = { commit: cid('a'.repeat(40)), digest: 'sha256:' + '2'.repeat(64), generation: 1 };
 
   it('is STALE when the desired digest was sent and not acked within the ack timeout, and SYNCED once acked', () => {
     let now = new Date('2030-01-01T00:00:00Z');
     const fleet = new FleetCache({ now: () => now, ackTimeoutMs: 60_000 });
-    fleet.setDesired([{ id: 'a', labels: {}, desired: DESIRED_B }]);
-    fleet.setConnected('a', true, now);
-    fleet.recordSend('a', { ...DESIRED_B, nonce: 'n1' }, now);
-    assert.equal(fleet.get('a')?.state, 'PENDING');
+    fleet.setDesired([{ id: aid('a'), labels: {}, desired: DESIRED_B }]);
+    fleet.setConnected(aid('a'), true, now);
+    fleet.recordSend(aid('a'), { ...DESIRED_B, nonce: 'n1' }, now);
+    assert.equal(fleet.get(aid('a'))?.state, 'PENDING');
     now = new Date(now.getTime() + 61_000);
-    assert.equal(fleet.get('a')?.state, 'STALE');
+    assert.equal(fleet.get(aid('a'))?.state, 'STALE');
     fleet.setAckTimeout(120_000);
-    assert.equal(fleet.get('a')?.state, 'PENDING', 'the timeout follows the served commit');
-    fleet.recordAck('a', { ...DESIRED_B, nonce: 'n1', status: 'APPLIED', error: '' }, now);
-    assert.equal(fleet.get('a')?.state, 'SYNCED');
+    assert.equal(fleet.get(aid('a'))?.state, 'PENDING', 'the timeout follows the served commit');
+    fleet.recordAck(aid('a'), { ...DESIRED_B, nonce: 'n1', status: 'APPLIED', error: '' }, now);
+    assert.equal(fleet.get(aid('a'))?.state, 'SYNCED');
   });
 
   it('is QUARANTINED whatever else is true, until approved', async () => {
     const now = new Date();
     const fleet = new FleetCache({ now: () => now });
-    fleet.setDesired([{ id: 'a', labels: {}, desired: DESIRED_B }]);
-    fleet.recordAck('a', { ...DESIRED_B, status: 'APPLIED', error: '' }, now);
+    fleet.setDesired([{ id: aid('a'), labels: {}, desired: DESIRED_B }]);
+    fleet.recordAck(aid('a'), { ...DESIRED_B, status: 'APPLIED', error: '' }, now);
     const audit = { at: now, actor: 'system', action: 'agent.quarantine', target: 'a', reason: 'drift', details: null };
-    assert.equal(await fleet.quarantine('a', { since: now, reason: 'drift', by: 'system' }, audit), true);
-    assert.equal(await fleet.quarantine('a', { since: now, reason: 'drift', by: 'system' }, audit), false);
-    assert.equal(fleet.get('a')?.state, 'QUARANTINED');
-    assert.equal(await fleet.approve('a', { ...audit, action: 'agent.approve' }), true);
-    assert.equal(fleet.get('a')?.state, 'SYNCED');
+    assert.equal(await fleet.quarantine(aid('a'), { since: now, reason: 'drift', by: 'system' }, audit), true);
+    assert.equal(await fleet.quarantine(aid('a'), { since: now, reason: 'drift', by: 'system' }, audit), false);
+    assert.equal(fleet.get(aid('a'))?.state, 'QUARANTINED');
+    assert.equal(await fleet.approve(aid('a'), { ...audit, action: 'agent.approve' }), true);
+    assert.equal(fleet.get(aid('a'))?.state, 'SYNCED');
   });
 
   describe('lastRejection', () => {
@@ -109,28 +110,28 @@ describe('FleetCache states beyond the basics', () => {
     it('stays through going back to the previous config, and clears on applying the rejected bundle', () => {
       const now = new Date('2030-01-01T00:00:00Z');
       const fleet = new FleetCache({ now: () => now });
-      fleet.setDesired([{ id: 'a', labels: {}, desired: { commit: C2, digest: digestOf(2), generation: 1 } }]);
-      fleet.recordAck('a', ack(C2, digestOf(2), 'REJECTED'), now);
-      assert.deepEqual(fleet.get('a')?.lastRejection, { commit: C2, digest: digestOf(2), error: 'RELOAD_FAILED: exit 3', at: now });
-      fleet.recordAck('a', ack(C2, digestOf(1), 'APPLIED'), now, 'recorded', C1);
-      assert.equal(fleet.get('a')?.lastRejection?.digest, digestOf(2), 'its previous config under the same served commit keeps it');
-      fleet.recordAck('a', ack(C2, digestOf(2), 'APPLIED'), now);
-      assert.equal(fleet.get('a')?.lastRejection, null);
+      fleet.setDesired([{ id: aid('a'), labels: {}, desired: { commit: cid(C2), digest: digestOf(2), generation: 1 } }]);
+      fleet.recordAck(aid('a'), ack(C2, digestOf(2), 'REJECTED'), now);
+      assert.deepEqual(fleet.get(aid('a'))?.lastRejection, { commit: cid(C2), digest: digestOf(2), error: 'RELOAD_FAILED: exit 3', at: now });
+      fleet.recordAck(aid('a'), ack(C2, digestOf(1), 'APPLIED'), now, 'recorded', C1);
+      assert.equal(fleet.get(aid('a'))?.lastRejection?.digest, digestOf(2), 'its previous config under the same served commit keeps it');
+      fleet.recordAck(aid('a'), ack(C2, digestOf(2), 'APPLIED'), now);
+      assert.equal(fleet.get(aid('a'))?.lastRejection, null);
     });
 
     it('clears on applying a bundle of a newer served commit, and survives a restart until then', async () => {
       const now = new Date('2030-01-01T00:00:00Z');
       const store = new MemoryFleetStore();
       const fleet = new FleetCache({ now: () => now, store });
-      fleet.setDesired([{ id: 'a', labels: {}, desired: { commit: C2, digest: digestOf(2), generation: 1 } }]);
-      fleet.recordAck('a', ack(C2, digestOf(2), 'REJECTED'), now);
-      fleet.recordAck('a', ack(C2, digestOf(1), 'APPLIED'), now, 'recorded', C1);
+      fleet.setDesired([{ id: aid('a'), labels: {}, desired: { commit: cid(C2), digest: digestOf(2), generation: 1 } }]);
+      fleet.recordAck(aid('a'), ack(C2, digestOf(2), 'REJECTED'), now);
+      fleet.recordAck(aid('a'), ack(C2, digestOf(1), 'APPLIED'), now, 'recorded', C1);
       await fleet.flush();
       const restarted = await FleetCache.load(store, { now: () => now });
-      restarted.setDesired([{ id: 'a', labels: {}, desired: { commit: C2, digest: digestOf(2), generation: 2 } }]);
-      assert.equal(restarted.get('a')?.lastRejection?.digest, digestOf(2));
-      restarted.recordAck('a', ack(C3, digestOf(3), 'APPLIED'), now);
-      assert.equal(restarted.get('a')?.lastRejection, null);
+      restarted.setDesired([{ id: aid('a'), labels: {}, desired: { commit: cid(C2), digest: digestOf(2), generation: 2 } }]);
+      assert.equal(restarted.get(aid('a'))?.lastRejection?.digest, digestOf(2));
+      restarted.recordAck(aid('a'), ack(C3, digestOf(3), 'APPLIED'), now);
+      assert.equal(restarted.get(aid('a'))?.lastRejection, null);
     });
   });
 
@@ -138,16 +139,16 @@ describe('FleetCache states beyond the basics', () => {
     const now = new Date();
     const store = new MemoryFleetStore();
     const fleet = new FleetCache({ now: () => now, store });
-    fleet.setDesired([{ id: 'a', labels: {}, desired: DESIRED_B }]);
+    fleet.setDesired([{ id: aid('a'), labels: {}, desired: DESIRED_B }]);
     const audit = { at: now, actor: 'bob', action: 'agent.quarantine', target: 'a', reason: 'suspicious', details: null };
-    await fleet.quarantine('a', { since: now, reason: 'suspicious', by: 'bob' }, audit);
+    await fleet.quarantine(aid('a'), { since: now, reason: 'suspicious', by: 'bob' }, audit);
     fleet.setDesired([]);
-    assert.equal(fleet.get('a'), undefined, 'not listed while out of the inventory');
-    assert.equal(fleet.isQuarantined('a'), true);
+    assert.equal(fleet.get(aid('a')), undefined, 'not listed while out of the inventory');
+    assert.equal(fleet.isQuarantined(aid('a')), true);
     await fleet.flush();
     const restarted = await FleetCache.load(store, { now: () => now });
-    restarted.setDesired([{ id: 'a', labels: {}, desired: DESIRED_B }]);
-    assert.equal(restarted.get('a')?.state, 'QUARANTINED');
-    assert.equal(restarted.get('a')?.quarantine?.by, 'bob');
+    restarted.setDesired([{ id: aid('a'), labels: {}, desired: DESIRED_B }]);
+    assert.equal(restarted.get(aid('a'))?.state, 'QUARANTINED');
+    assert.equal(restarted.get(aid('a'))?.quarantine?.by, 'bob');
   });
 });
