@@ -1,8 +1,7 @@
 /**
  * A commit's git object id: 40 lowercase hex (64 in a sha256 repository); `isCommitSha` /
  * `parseCommitSha` (`domain/agent-id.ts`) check it. Not branded yet: agents echo commits back
- * unchecked on the wire (acks, hello), and the git reads in `source/` hand out plain strings;
- * see docs/architecture.md, "Conventions".
+ * unchecked on the wire (acks, hello); see docs/architecture.md, "Conventions".
  */
 export type CommitSha = string;
 
