@@ -49,6 +49,12 @@ export default [
       'use-isnan': 'error',
       'valid-typeof': 'error',
       'no-duplicate-imports': ['error', { allowSeparateTypeImports: true }],
+      // One convention for private members (docs/architecture.md, "Conventions"): TypeScript's
+      // `private`, never ECMAScript `#name` fields or methods.
+      'no-restricted-syntax': [
+        'error',
+        { selector: 'PrivateIdentifier', message: "Use TypeScript's `private` modifier, not a `#name` member (docs/architecture.md, Conventions)." },
+      ],
     },
   },
 ];

@@ -19,6 +19,7 @@ import { GitRepo, makeSshSigner, tempDir, writeAllowedSigners } from '../test/he
 import { startGitHttpServer } from '../test/helpers/http-git-server.js';
 import { freePort, MeshcfgProcess, waitFor } from '../test/helpers/process.js';
 import { forgeCsr, rsaKey } from '../test/pki/helpers.js';
+import { aid } from '../test/helpers/ids.js';
 
 const AGENTS = Number(process.env['BENCH_AGENTS'] ?? 1000);
 const COMMITS = Number(process.env['BENCH_COMMITS'] ?? 3);
@@ -75,7 +76,7 @@ async function main(): Promise<void> {
     const csrPem = forgeCsr(key);
     const ca = readFileSync(join(tmp.path, 'data', 'ca.crt'));
     process.stderr.write(`issuing ${AGENTS} agent certificates…\n`);
-    const certs = ids.map((agentId) => dataDir.ca.issueAgentCertificate({ csrPem, agentId }).certPem);
+    const certs = ids.map((agentId) => dataDir.ca.issueAgentCertificate({ csrPem, agentId: aid(agentId) }).certPem);
 
     const acked = new Map<string, number>(); // agent → time of its last ack
     const ackedCommit = new Map<string, string>();

@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 
 import type { Digest } from '../src/domain/types.js';
 import { RolloutController, type RolloutCommit, type RolloutSettings } from '../src/rollout/index.js';
+import { aid, cid } from '../test/helpers/ids.js';
 
 const SIZES = [1_000, 10_000, 100_000];
 const NAIVE_SAMPLE = 2_000;
@@ -45,9 +46,9 @@ function waveOf(i: number, n: number): (typeof WAVES)[number] {
 
 function commitFor(sha: string, n: number, s: RolloutSettings): RolloutCommit {
   return {
-    commit: sha,
+    commit: cid(sha),
     message: `change ${sha}`,
-    agents: Array.from({ length: n }, (_, i) => ({ id: `agent-${i}`, wave: waveOf(i, n), digest: `sha256:${sha}-${i}` as Digest })),
+    agents: Array.from({ length: n }, (_, i) => ({ id: aid(`agent-${i}`), wave: waveOf(i, n), digest: `sha256:${sha}-${i}` as Digest })),
     settings: s,
   };
 }
@@ -55,9 +56,9 @@ function commitFor(sha: string, n: number, s: RolloutSettings): RolloutCommit {
 /** A controller with `n` connected agents, c0 complete everywhere, c1 staged. */
 function setUp(n: number, s: RolloutSettings, t0: number): RolloutController {
   const rc = new RolloutController({ history: noHistory });
-  for (let i = 0; i < n; i++) rc.onConnect(`agent-${i}`, new Date(t0));
+  for (let i = 0; i < n; i++) rc.onConnect(aid(`agent-${i}`), new Date(t0));
   rc.onCommit(commitFor('c0', n, s), new Date(t0));
-  for (let i = 0; i < n; i++) rc.onAck(`agent-${i}`, 'c0', 'APPLIED', new Date(t0));
+  for (let i = 0; i < n; i++) rc.onAck(aid(`agent-${i}`), cid('c0'), 'APPLIED', new Date(t0));
   rc.onCommit(commitFor('c1', n, s), new Date(t0));
   return rc;
 }
@@ -123,7 +124,7 @@ const T0 = Date.parse('2025-06-02T10:00:00Z');
   const warm = setUp(2_000, settings(windows), T0);
   warm.act({ kind: 'promote', actor: 'bench' }, new Date(T0));
   warm.act({ kind: 'promote', actor: 'bench' }, new Date(T0));
-  for (let i = 0; i < 2_000; i++) warm.onAck(`agent-${i}`, 'c1', 'APPLIED', new Date(T0));
+  for (let i = 0; i < 2_000; i++) warm.onAck(aid(`agent-${i}`), cid('c1'), 'APPLIED', new Date(T0));
   for (let i = 0; i < TICKS; i++) warm.tick(new Date(T0 + i));
 }
 
@@ -137,7 +138,7 @@ for (const n of SIZES) {
   rc.act({ kind: 'promote', actor: 'bench' }, new Date(T0));
   const now = new Date(T0 + 1_000);
   const ack = microsPer(n, () => {
-    for (let i = 0; i < n; i++) rc.onAck(`agent-${i}`, 'c1', 'APPLIED', now);
+    for (let i = 0; i < n; i++) rc.onAck(aid(`agent-${i}`), cid('c1'), 'APPLIED', now);
   });
   if (rc.status(now).state !== 'complete') throw new Error('bench: rollout did not complete');
 
@@ -152,7 +153,7 @@ for (const n of SIZES) {
 
   // tick: canary baking (all canary applied), time moving forward inside the window.
   const baking = setUp(n, s, T0);
-  for (let i = 0; i < n * 0.05; i++) baking.onAck(`agent-${i}`, 'c1', 'APPLIED', new Date(T0));
+  for (let i = 0; i < n * 0.05; i++) baking.onAck(aid(`agent-${i}`), cid('c1'), 'APPLIED', new Date(T0));
   const tick = microsPer(TICKS, () => {
     for (let i = 0; i < TICKS; i++) baking.tick(new Date(T0 + i * 10));
   });

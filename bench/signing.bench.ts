@@ -24,6 +24,8 @@ import type { Digest } from '../src/domain/types.js';
 import { BundleSigner, BundleVerifier, encodeDelivery, keyHint } from '../src/signing/index.js';
 import { preAuthEncoding } from '../src/signing/signer.js';
 import { STATEMENT_PAYLOAD_TYPE } from '../src/signing/statement.js';
+import { aid, cid } from '../test/helpers/ids.js';
+import type { AgentId } from '../src/domain/types.js';
 
 const AGENTS = 10_000;
 const RUNS = 5;
@@ -34,7 +36,7 @@ const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256
 const hint = keyHint(publicKey);
 
 const agents = Array.from({ length: AGENTS }, (_, i) => {
-  const agentId = `agent-${String(i).padStart(5, '0')}`;
+  const agentId = aid(`agent-${String(i).padStart(5, '0')}`);
   const bytes = randomBytes(4096);
   return { agentId, bytes, digest: sha256Digest(bytes) };
 });
@@ -59,10 +61,10 @@ for (let run = 0; run < RUNS; run++) {
   generation += 1;
   let signed!: ReturnType<BundleSigner['signGeneration']>;
   const tSign = time(() => {
-    signed = signer.signGeneration({ generation, commit: COMMIT, agents });
+    signed = signer.signGeneration({ generation, commit: cid(COMMIT), agents });
   });
   const tExtract = time(() => {
-    wires = agents.map(({ agentId }) => encodeDelivery(signed.forAgent(agentId)!));
+    wires = agents.map(({ agentId }) => encodeDelivery(signed.forAgent(aid(agentId))!));
   });
   merkle.sign.push(tSign);
   merkle.extract.push(tExtract);
@@ -70,9 +72,9 @@ for (let run = 0; run < RUNS; run++) {
 }
 
 // --- baseline: one signature per agent -----------------------------------------------------
-function perAgentBundle(agentId: string, digest: Digest, issuedAt: string, expiresAt: string): string {
+function perAgentBundle(agentId: AgentId, digest: Digest, issuedAt: string, expiresAt: string): string {
   const payload = Buffer.from(
-    canonicalBytes({ _type: 'https://meshcfg.dev/statement/v0', agent: agentId, commit: COMMIT, digest, generation, issuedAt, expiresAt }),
+    canonicalBytes({ _type: 'https://meshcfg.dev/statement/v0', agent: agentId, commit: cid(COMMIT), digest, generation, issuedAt, expiresAt }),
   );
   const signature = sign('sha256', preAuthEncoding(STATEMENT_PAYLOAD_TYPE, payload), privateKey);
   return JSON.stringify(bundleToJSON(toDSSEBundle({ artifact: payload, artifactType: STATEMENT_PAYLOAD_TYPE, signature, keyHint: hint })));
@@ -82,7 +84,7 @@ for (let run = 0; run < Math.min(RUNS, 3); run++) {
   const issuedAt = new Date().toISOString();
   const expiresAt = new Date(Date.now() + 86_400_000).toISOString();
   baseline.push(time(() => {
-    for (const { agentId, digest } of agents) perAgentBundle(agentId, digest, issuedAt, expiresAt);
+    for (const { agentId, digest } of agents) perAgentBundle(aid(agentId), digest, issuedAt, expiresAt);
   }));
 }
 
@@ -95,7 +97,7 @@ for (let run = 0; run < RUNS; run++) {
       for (let i = 0; i < VERIFY_SAMPLE; i++) {
         const index = (i * 7919) % AGENTS;
         const { agentId, bytes } = agents[index]!;
-        verifier.verify({ delivery: wires[index]!, bytes, agentId, current: null });
+        verifier.verify({ delivery: wires[index]!, bytes, agentId: aid(agentId), current: null });
       }
     }) / VERIFY_SAMPLE,
   );

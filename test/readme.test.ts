@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ADMIN_HTTP_ERROR_CODES, AGENT_ACTION_REFUSALS } from '../src/admin/http.js';
 import { ADMIN_TOKEN_ERROR_CODES } from '../src/admin/tokens.js';
-import { ADMIN_CLIENT_ERROR_CODES } from '../src/cli/admin-client.js';
+import { ADMIN_CLIENT_ERROR_CODES } from '../src/cli/errors.js';
 import { DEMO_ERROR_CODES } from '../src/demo/errors.js';
 import {
   AGENT_ERROR_CODES,
@@ -17,7 +17,8 @@ import {
   USAGE_ERROR_CODES,
 } from '../src/domain/errors.js';
 import { STORE_ERROR_CODES } from '../src/fleet/errors.js';
-import { ACTION_REFUSAL_CODES, ROLLOUT_ERROR_CODES } from '../src/rollout/types.js';
+import { ROLLOUT_ERROR_CODES } from '../src/rollout/errors.js';
+import { ACTION_REFUSAL_CODES } from '../src/rollout/types.js';
 import { SERVER_ERROR_CODES } from '../src/server/errors.js';
 import { REFUSAL_CODES } from '../src/server/reconcile.js';
 import { startServer, type RunningServer } from '../src/server/server.js';

@@ -3,6 +3,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { errorMessage, PkiError } from '../domain/errors.js';
 import { isAgentId } from '../domain/agent-id.js';
+import type { AgentId } from '../domain/types.js';
 import { parseDuration } from '../domain/duration.js';
 import type { AgentStatus, StoredAuditEntry } from '../fleet/index.js';
 import type { ActionRefusalCode, ActionResult, OperatorActionKind, RolloutStatus } from '../rollout/index.js';
@@ -59,20 +60,20 @@ export type AgentActionResult =
 /** What the admin API reads and does; the server composes it from its parts. */
 export interface AdminApi {
   /** Agents of the served commit's inventory (tokens are only made for them). */
-  isKnownAgent(agentId: string): boolean;
+  isKnownAgent(agentId: AgentId): boolean;
   /** Throws PkiError TOKEN_TTL_INVALID for a ttl out of bounds. */
-  createToken(agentId: string, ttlMs: number, actor: string): Promise<{ readonly token: string; readonly expiresAt: Date }>;
+  createToken(agentId: AgentId, ttlMs: number, actor: string): Promise<{ readonly token: string; readonly expiresAt: Date }>;
   agents(): readonly AgentStatus[];
   /** The audit log, newest first. */
   audit(limit: number): Promise<readonly StoredAuditEntry[]>;
   /** Recent alerts (an in-memory ring), newest first. */
   alerts(limit: number): readonly AlertView[];
   /** Lifts a quarantine (audited); the agent gets its desired bundle again. */
-  approve(agentId: string, actor: string, reason: string): Promise<AgentActionResult>;
+  approve(agentId: AgentId, actor: string, reason: string): Promise<AgentActionResult>;
   /** Quarantines by hand (audited); the agent gets the baseline. */
-  quarantine(agentId: string, actor: string, reason: string): Promise<AgentActionResult>;
+  quarantine(agentId: AgentId, actor: string, reason: string): Promise<AgentActionResult>;
   /** Revokes the agent's current certificate (audited). */
-  revoke(agentId: string, actor: string, reason: string): Promise<AgentActionResult>;
+  revoke(agentId: AgentId, actor: string, reason: string): Promise<AgentActionResult>;
   source(): SourceView;
   /** `GET /api/v1/rollout`: the rollout controller's status. */
   rollout(): RolloutStatus;

@@ -14,30 +14,30 @@ export interface BackoffOptions {
 }
 
 export class Backoff {
-  readonly #options: Required<BackoffOptions>;
-  #attempt = 0;
+  private readonly options: Required<BackoffOptions>;
+  private attempt = 0;
 
   constructor(options: BackoffOptions = {}) {
-    this.#options = { initialMs: options.initialMs ?? 500, maxMs: options.maxMs ?? 30_000, random: options.random ?? Math.random };
-    if (!(this.#options.initialMs > 0) || !(this.#options.maxMs >= this.#options.initialMs)) {
+    this.options = { initialMs: options.initialMs ?? 500, maxMs: options.maxMs ?? 30_000, random: options.random ?? Math.random };
+    if (!(this.options.initialMs > 0) || !(this.options.maxMs >= this.options.initialMs)) {
       throw new RangeError('backoff needs 0 < initialMs <= maxMs');
     }
   }
 
   /** The delay before the next attempt; each call widens the window until it reaches maxMs. */
   next(): number {
-    const ceiling = Math.min(this.#options.maxMs, this.#options.initialMs * 2 ** Math.min(this.#attempt, 30));
-    this.#attempt += 1;
-    return Math.floor(this.#options.random() * ceiling);
+    const ceiling = Math.min(this.options.maxMs, this.options.initialMs * 2 ** Math.min(this.attempt, 30));
+    this.attempt += 1;
+    return Math.floor(this.options.random() * ceiling);
   }
 
   /** After a healthy connection: the next failure starts from the smallest window again. */
   reset(): void {
-    this.#attempt = 0;
+    this.attempt = 0;
   }
 
   get attempts(): number {
-    return this.#attempt;
+    return this.attempt;
   }
 }
 

@@ -1,6 +1,7 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isAgentId } from '../domain/agent-id.js';
 import { AgentError } from '../domain/errors.js';
 import type { AgentId } from '../domain/types.js';
 import { agentIdFromCertificate, certificateExpiry, parsePin, type Pin, readSecretFile } from '../pki/index.js';
@@ -81,7 +82,7 @@ export async function readAgentConfig(paths: AgentDirPaths): Promise<AgentConfig
     throw invalid(`${paths.config} is not JSON`, cause);
   }
   const doc = value as Partial<Record<keyof AgentConfigFile, unknown>>;
-  if (typeof value !== 'object' || value === null || typeof doc.agentId !== 'string' || typeof doc.trustDomain !== 'string' || typeof doc.server !== 'string' || !Array.isArray(doc.pins)) {
+  if (typeof value !== 'object' || value === null || !isAgentId(doc.agentId) || typeof doc.trustDomain !== 'string' || typeof doc.server !== 'string' || !Array.isArray(doc.pins)) {
     throw invalid(`${paths.config} lacks agentId, trustDomain, server or pins`);
   }
   let pins: Pin[];

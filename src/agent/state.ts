@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { isCommitSha } from '../domain/agent-id.js';
 import { AgentError } from '../domain/errors.js';
 import type { CommitSha, Digest } from '../domain/types.js';
 import { isErrnoCode, writeFileAtomic } from '../lib/index.js';
@@ -34,7 +35,7 @@ export async function readState(path: string): Promise<AppliedState | null> {
   }
   const doc = (typeof value === 'object' && value !== null ? value : {}) as Partial<Record<keyof AppliedState, unknown>>;
   if (
-    typeof doc.commit !== 'string' ||
+    !isCommitSha(doc.commit) ||
     typeof doc.digest !== 'string' ||
     !doc.digest.startsWith('sha256:') ||
     typeof doc.generation !== 'number' ||

@@ -2,34 +2,12 @@ import { readFile } from 'node:fs/promises';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Command } from 'commander';
-import { BaseError, errorMessage } from '../domain/errors.js';
+import { errorMessage } from '../domain/errors.js';
+import { AdminClientError } from './errors.js';
 import { type CliIo, ExitCode } from './io.js';
 import { isObject } from '../lib/index.js';
 
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:7080';
-
-export const ADMIN_CLIENT_ERROR_CODES = [
-  /** No token (or an unreadable token file), or an invalid admin URL. */
-  'ADMIN_CONFIG',
-  /** The admin API could not be reached or did not answer in time. */
-  'ADMIN_UNREACHABLE',
-  /** The admin API answered with an error status (`status`, `apiCode` say which). */
-  'ADMIN_REFUSED',
-] as const;
-
-export type AdminClientErrorCode = (typeof ADMIN_CLIENT_ERROR_CODES)[number];
-
-export class AdminClientError extends BaseError<AdminClientErrorCode> {
-  readonly status: number | null;
-  /** The `error.code` of the API's JSON error body, when it sent one. */
-  readonly apiCode: string | null;
-
-  constructor(init: { code: AdminClientErrorCode; message: string; cause?: unknown; status?: number; apiCode?: string | null }) {
-    super(init);
-    this.status = init.status ?? null;
-    this.apiCode = init.apiCode ?? null;
-  }
-}
 
 /** Flags every admin verb takes. */
 export interface AdminFlags {

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { adminClientFrom, AdminClientError, ADMIN_FLAGS_HELP, runAdminVerb, withAdminOptions, type AdminFlags } from './admin-client.js';
+import { adminClientFrom, ADMIN_FLAGS_HELP, runAdminVerb, withAdminOptions, type AdminFlags } from './admin-client.js';
+import { AdminClientError } from './errors.js';
 import type { CliIo } from './io.js';
 import { isObject } from '../lib/index.js';
 

@@ -2,7 +2,7 @@ import type { AgentId, JsonValue, Labels, RuleId, Violation } from '../domain/ty
 import { contentKey, type Memo } from './cache.js';
 import type { Layer } from './model/repository.js';
 import { mergeWithProvenance, type Provenance } from './provenance.js';
-import type { CompiledBundle, Finding, PolicyRule, PolicySettings } from './types.js';
+import type { CompiledBundle, Finding, PolicyRule, PolicySettings, PolicySubjectId } from './types.js';
 import { lineOfPointer } from './yaml.js';
 
 /** Validates an agent config document against the shipped schema. */
@@ -27,7 +27,7 @@ export interface CheckerDeps {
 
 /** What a policy rule may see of an agent besides its document. */
 export interface PolicySubject {
-  readonly id: AgentId;
+  readonly id: PolicySubjectId;
   readonly labels: Labels;
   /** Content key of `labels`. */
   readonly labelKey: string;

@@ -13,7 +13,7 @@ import { validateAgentDocument, validateSettingsDocument } from './schema.js';
 import { groupAgents, selectOverlays, type LabelGroup } from './select.js';
 import { assignWave, bucketOf } from './waves.js';
 import type { ParsedYaml } from './yaml.js';
-import type { CompiledAgent, CompiledBundle, Compilation, PolicyRule, PolicySettings, WaveSpec } from './types.js';
+import type { CompiledAgent, CompiledBundle, Compilation, PolicyRule, PolicySettings, PolicySubjectId, WaveSpec } from './types.js';
 
 export interface CompilerOptions {
   /**
@@ -51,7 +51,7 @@ export interface CompilerOptions {
  * blocked by the settings violations anyway.
  */
 /** The policy subject the baseline is checked as (not an inventory id: ids are DNS labels). */
-const BASELINE_SUBJECT = '(baseline)';
+const BASELINE_SUBJECT: PolicySubjectId = '(baseline)';
 
 const NO_POLICY: PolicySettings = Object.freeze({ secureZones: Object.freeze([]) });
 

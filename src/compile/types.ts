@@ -38,8 +38,11 @@ export interface Finding {
   readonly message: string;
 }
 
+/** What a policy rule checks: an agent's bundle, or the baseline (checked like an agent). */
+export type PolicySubjectId = AgentId | '(baseline)';
+
 export interface PolicyContext {
-  readonly agentId: AgentId;
+  readonly agentId: PolicySubjectId;
   readonly labels: Labels;
   readonly document: JsonValue;
   readonly policy: PolicySettings;

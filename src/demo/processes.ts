@@ -33,7 +33,7 @@ export class Supervisor {
   private readonly running = new Map<string, { child: ChildProcess; handle: SupervisedChild; role: 'server' | 'agent' }>();
   private stopping = false;
   private unexpected: ((exit: ChildExit) => void) | undefined;
-  #crashed: ChildExit | undefined;
+  private firstCrash: ChildExit | undefined;
   /** Resolves with the first child that exits while the demo is not stopping. */
   readonly unexpectedExit: Promise<ChildExit>;
 
@@ -47,7 +47,7 @@ export class Supervisor {
 
   /** The first child that exited while the demo was not stopping, if any. */
   get crashed(): ChildExit | undefined {
-    return this.#crashed;
+    return this.firstCrash;
   }
 
   start(name: string, role: 'server' | 'agent', args: readonly string[], options: { logFile: string; cwd: string }): SupervisedChild {
@@ -68,7 +68,7 @@ export class Supervisor {
     void exited.then((exit) => {
       this.running.delete(name);
       if (this.stopping) return;
-      this.#crashed ??= exit;
+      this.firstCrash ??= exit;
       this.unexpected?.(exit);
     });
     return handle;

@@ -1,8 +1,16 @@
-/** A 40-hex git object id of a commit. */
+/**
+ * A commit's git object id: 40 lowercase hex (64 in a sha256 repository); `isCommitSha` /
+ * `parseCommitSha` (`domain/agent-id.ts`) check it. Not branded yet: agents echo commits back
+ * unchecked on the wire (acks, hello); see docs/architecture.md, "Conventions".
+ */
 export type CommitSha = string;
 
-/** A DNS-label agent id from the inventory (e.g. `edge-1`). */
-export type AgentId = string;
+/**
+ * A DNS-label agent id from the inventory (e.g. `edge-1`). Branded: made only by
+ * `parseAgentId` / `isAgentId` (`domain/agent-id.ts`) where ids come in (inventory, certificate,
+ * CLI and admin arguments, store rows).
+ */
+export type AgentId = string & { readonly __brand: 'AgentId' };
 
 /** `sha256:<hex>` of a bundle's canonical JSON bytes. Opaque: compare with `===`. */
 export type Digest = `sha256:${string}`;

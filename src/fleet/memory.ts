@@ -1,4 +1,4 @@
-import type { AgentId } from '../domain/types.js';
+import type { AgentId, CommitSha } from '../domain/types.js';
 import type { TokenRecord, TokenStore } from '../pki/index.js';
 import { StoreError } from './errors.js';
 import {
@@ -57,7 +57,7 @@ import type {
 export class MemoryFleetStore implements FleetStore {
   readonly tokens: TokenStore;
   private closed = false;
-  private state: { accepted: string | null; generation: number; seenAt: number | null; refusal: string | null } = {
+  private state: { accepted: CommitSha | null; generation: number; seenAt: number | null; refusal: string | null } = {
     accepted: null,
     generation: 0,
     seenAt: null,
@@ -66,7 +66,7 @@ export class MemoryFleetStore implements FleetStore {
   private readonly agents = new Map<AgentId, AgentRecord>();
   private readonly sends: StoredSend[] = [];
   private readonly acks: StoredAck[] = [];
-  private rollout: { commit: string; text: string; at: Date; revision: number } | null = null;
+  private rollout: { commit: CommitSha; text: string; at: Date; revision: number } | null = null;
   private readonly revocations = new Map<string, RevocationRecord>();
   private readonly adminTokens = new Map<string, AdminTokenRecord>();
   private readonly certificates = new Map<AgentId, CurrentCertificate>();
@@ -307,7 +307,7 @@ export class MemoryFleetStore implements FleetStore {
 
   /** Call only after checkPatch. */
   private patch(id: AgentId, patch: AgentPatch): AgentRecord {
-    const before = this.agents.get(id) ?? EMPTY_AGENT;
+    const before: AgentRecord = this.agents.get(id) ?? { ...EMPTY_AGENT, id };
     const pick = <K extends keyof AgentPatch>(key: K): AgentRecord[K] => (patch[key] === undefined ? before[key] : (patch[key] as AgentRecord[K]));
     const next = copyAgent({
       id,
@@ -357,8 +357,7 @@ class MemoryTokens implements TokenStore {
   }
 }
 
-const EMPTY_AGENT: AgentRecord = Object.freeze({
-  id: '',
+const EMPTY_AGENT: Omit<AgentRecord, 'id'> = Object.freeze({
   desired: null,
   active: null,
   state: 'DISCONNECTED',

@@ -1,3 +1,4 @@
+import { isCommitSha } from '../domain/agent-id.js';
 import type { TokenRecord } from '../pki/index.js';
 import { StoreError } from './errors.js';
 import {
@@ -201,7 +202,7 @@ export function refusalText(refusal: RefusalRecord): string {
 export function reviveRefusal(doc: Record<string, unknown>): RefusalRecord {
   const { commit, code, message, at, violations } = doc;
   const date = typeof at === 'string' ? new Date(at) : new Date(Number.NaN);
-  if (typeof commit !== 'string' || typeof code !== 'string' || typeof message !== 'string' || Number.isNaN(date.getTime()) || !Array.isArray(violations)) {
+  if (!isCommitSha(commit) || typeof code !== 'string' || typeof message !== 'string' || Number.isNaN(date.getTime()) || !Array.isArray(violations)) {
     throw new StoreError({ code: 'CORRUPT', message: 'the stored last refusal does not parse' });
   }
   return Object.freeze({ commit, code, message, at: date, violations: Object.freeze(violations as RefusalRecord['violations']) });

@@ -9,3 +9,4 @@ export { errnoCode, isErrnoCode, readOptionalFile, writeFileAtomic } from './fs.
 export type { WriteFileAtomicOptions } from './fs.js';
 export { assertNever, isObject } from './guards.js';
 export { combineHooks, notify } from './observe.js';
+export { Sealed } from './sealed.js';

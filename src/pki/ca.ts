@@ -4,7 +4,7 @@ import forge from 'node-forge';
 import { PkiError } from '../domain/errors.js';
 import type { AgentId } from '../domain/types.js';
 import { agentSpiffeId, assertTrustDomain, parseServerNames } from './identity.js';
-import { isObject } from '../lib/index.js';
+import { isObject, Sealed } from '../lib/index.js';
 
 const MINUTE_MS = 60_000;
 const HOUR_MS = 60 * MINUTE_MS;
@@ -138,8 +138,8 @@ export class EnrollmentCa {
   readonly trustDomain: string;
   readonly certificatePem: string;
   private readonly cert: forge.pki.Certificate;
-  /** A true private field: `util.inspect` (a logger dumping the CA) never shows it. */
-  readonly #key: forge.pki.rsa.PrivateKey;
+  /** Sealed: `util.inspect` or JSON (a logger dumping the CA) never shows it. */
+  private readonly sealedKey: Sealed<forge.pki.rsa.PrivateKey>;
   private readonly options: Required<EnrollmentCaOptions>;
 
   constructor(material: CaMaterial, options: EnrollmentCaOptions = {}) {
@@ -150,12 +150,12 @@ export class EnrollmentCa {
     };
     try {
       this.cert = forge.pki.certificateFromPem(material.certPem);
-      this.#key = forge.pki.privateKeyFromPem(material.keyPem);
+      this.sealedKey = new Sealed(forge.pki.privateKeyFromPem(material.keyPem));
     } catch (cause) {
       throw new PkiError({ code: 'CERTIFICATE_INVALID', message: 'the CA certificate or key does not parse as RSA PEM', cause });
     }
     const publicKey = this.cert.publicKey;
-    if (!isRsaPublicKey(publicKey) || !publicKey.n.equals(this.#key.n) || !publicKey.e.equals(this.#key.e)) {
+    if (!isRsaPublicKey(publicKey) || !publicKey.n.equals(this.sealedKey.open().n) || !publicKey.e.equals(this.sealedKey.open().e)) {
       throw new PkiError({ code: 'CERTIFICATE_INVALID', message: 'the CA key does not belong to the CA certificate' });
     }
     const constraints: unknown = this.cert.getExtension('basicConstraints');
@@ -240,7 +240,7 @@ export class EnrollmentCa {
       { name: 'subjectKeyIdentifier' },
       { name: 'authorityKeyIdentifier', keyIdentifier: this.cert.generateSubjectKeyIdentifier().getBytes() },
     ]);
-    cert.sign(this.#key, forge.md.sha256.create());
+    cert.sign(this.sealedKey.open(), forge.md.sha256.create());
     return {
       certPem: forge.pki.certificateToPem(cert),
       serialNumber: cert.serialNumber,

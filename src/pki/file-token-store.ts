@@ -1,4 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
+import { isAgentId } from '../domain/agent-id.js';
 import { PkiError } from '../domain/errors.js';
 import { isObject, writeFileAtomic } from '../lib/index.js';
 import { readSecretFile } from './secret-file.js';
@@ -124,7 +125,7 @@ function parseStoreFile(path: string, text: string): TokenRecord[] {
     if (!isObject(entry)) throw invalid(`tokens[${i}] is not an object`);
     const { hash, agentId, expiresAt, usedAt } = entry;
     if (typeof hash !== 'string' || !/^[0-9a-f]{64}$/.test(hash)) throw invalid(`tokens[${i}].hash is not 64 hex digits`);
-    if (typeof agentId !== 'string') throw invalid(`tokens[${i}].agentId is not a string`);
+    if (!isAgentId(agentId)) throw invalid(`tokens[${i}].agentId is not an agent id`);
     const expires = parseDate(expiresAt);
     if (expires === undefined) throw invalid(`tokens[${i}].expiresAt is not a date`);
     const used = usedAt === undefined ? undefined : parseDate(usedAt);

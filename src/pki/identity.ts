@@ -21,7 +21,7 @@ export function assertTrustDomain(trustDomain: string): void {
   }
 }
 
-export function assertAgentId(agentId: string): void {
+export function assertAgentId(agentId: string): asserts agentId is AgentId {
   if (!isAgentId(agentId)) {
     throw new PkiError({ code: 'NAME_INVALID', message: `not an agent id (a DNS label): ${JSON.stringify(agentId)}` });
   }

@@ -1,9 +1,9 @@
 import { Ajv, type ValidateFunction } from 'ajv';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
+import { RolloutError } from './errors.js';
 import type { RolloutCommit, RolloutSettings } from './settings.js';
 import {
   ROLLOUT_DOCUMENT_VERSION,
-  RolloutError,
   type AckStatus,
   type ActionResult,
   type AgentRecordJson,

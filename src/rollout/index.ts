@@ -8,7 +8,9 @@ export { ROLLOUT_DEFAULTS, quarantineStaleAfterMs, rolloutCommitOf, rolloutSetti
 export type { RolloutCommit, RolloutSettings } from './settings.js';
 export { Windows, windowStatus } from './windows.js';
 export type { WindowSpec, WindowStatus, WindowsOptions } from './windows.js';
-export { ROLLOUT_DOCUMENT_VERSION, RolloutError } from './types.js';
+export { ROLLOUT_DOCUMENT_VERSION } from './types.js';
+export { RolloutError } from './errors.js';
+export type { RolloutErrorCode } from './errors.js';
 export type {
   AckStatus,
   ActionRefusalCode,
@@ -21,8 +23,8 @@ export type {
   OperatorActionKind,
   RolloutChanges,
   RolloutDocumentV1,
-  RolloutErrorCode,
   RolloutEvent,
+  RevertedRevision,
   RolloutPath,
   RolloutState,
   RolloutStatus,

@@ -1,18 +1,7 @@
-import { BaseError } from '../domain/errors.js';
 import type { AckStatus, AgentId, CommitSha, Digest } from '../domain/types.js';
 
 export type { AckStatus };
 import type { RolloutSettings } from './settings.js';
-
-export const ROLLOUT_ERROR_CODES = [
-  /** A persisted controller document that `fromJSON` cannot read (wrong version or shape). */
-  'INVALID_STATE',
-] as const;
-
-export type RolloutErrorCode = (typeof ROLLOUT_ERROR_CODES)[number];
-
-/** Errors of the rollout layer. INVALID_STATE stalls until an operator looks at the stored document. */
-export class RolloutError extends BaseError<RolloutErrorCode> {}
 
 /** What an agent that has run bundles before has applied: the revert fast path asks it. */
 export interface AppliedHistory {
@@ -20,19 +9,22 @@ export interface AppliedHistory {
   appliedDigests(agentId: AgentId): ReadonlySet<Digest>;
 }
 
+/** The commit a revert names, as its message writes it (`This reverts commit <7 to 64 hex>`): maybe abbreviated, so not a `CommitSha`. */
+export type RevertedRevision = string;
+
 /** How a commit is rolled out, and why. */
 export type RolloutPath =
   /** Nothing completed before it: nothing older to protect, every agent at once. */
   | { readonly kind: 'first' }
   /** A `git revert` to bundles every agent ran before, with `expediteReverts`: every agent at once. */
-  | { readonly kind: 'expedited-revert'; readonly reverts: CommitSha }
+  | { readonly kind: 'expedited-revert'; readonly reverts: RevertedRevision }
   | { readonly kind: 'staged'; readonly why: StagedReason };
 
 export type StagedReason =
   | { readonly kind: 'not-a-revert' }
-  | { readonly kind: 'expedite-disabled'; readonly reverts: CommitSha }
+  | { readonly kind: 'expedite-disabled'; readonly reverts: RevertedRevision }
   /** The first agent found whose new bundle it never applied (an agent that never ran any bundle does not count). */
-  | { readonly kind: 'new-digest'; readonly reverts: CommitSha; readonly agent: AgentId; readonly digest: Digest };
+  | { readonly kind: 'new-digest'; readonly reverts: RevertedRevision; readonly agent: AgentId; readonly digest: Digest };
 
 export type OperatorActionKind = 'pause' | 'resume' | 'promote' | 'abort';
 

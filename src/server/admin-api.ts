@@ -33,11 +33,11 @@ export interface ServerAdminApiOptions {
 export class ServerAdminApi implements AdminApi {
   constructor(private readonly options: ServerAdminApiOptions) {}
 
-  isKnownAgent(agentId: string): boolean {
+  isKnownAgent(agentId: AgentId): boolean {
     return this.options.inventory.has(agentId);
   }
 
-  createToken(agentId: string, ttlMs: number, actor: string): Promise<{ readonly token: string; readonly expiresAt: Date }> {
+  createToken(agentId: AgentId, ttlMs: number, actor: string): Promise<{ readonly token: string; readonly expiresAt: Date }> {
     return this.options.actions.createToken(agentId, ttlMs, actor);
   }
 
@@ -53,15 +53,15 @@ export class ServerAdminApi implements AdminApi {
     return this.options.alerts.recent(limit);
   }
 
-  approve(agentId: string, actor: string, reason: string): ReturnType<AdminApi['approve']> {
+  approve(agentId: AgentId, actor: string, reason: string): ReturnType<AdminApi['approve']> {
     return this.options.actions.approve(agentId, actor, reason);
   }
 
-  quarantine(agentId: string, actor: string, reason: string): ReturnType<AdminApi['quarantine']> {
+  quarantine(agentId: AgentId, actor: string, reason: string): ReturnType<AdminApi['quarantine']> {
     return this.options.actions.quarantine(agentId, actor, reason);
   }
 
-  revoke(agentId: string, actor: string, reason: string): ReturnType<AdminApi['revoke']> {
+  revoke(agentId: AgentId, actor: string, reason: string): ReturnType<AdminApi['revoke']> {
     return this.options.actions.revoke(agentId, actor, reason);
   }
 

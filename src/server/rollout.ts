@@ -1,4 +1,5 @@
 import type { Compilation } from '../compile/index.js';
+import { isAgentId } from '../domain/agent-id.js';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
 import { SINGLE_WRITER, type AuditEntry, type CoherentCache, type DeliveryStore, type RolloutStore, type StoredAck } from '../fleet/index.js';
 import {
@@ -369,7 +370,7 @@ function documentAgents(document: unknown): AgentId[] {
   if (typeof document !== 'object' || document === null) return [];
   const agents = (document as { agents?: unknown }).agents;
   if (!Array.isArray(agents)) return [];
-  return agents.flatMap((a: unknown) => (typeof a === 'object' && a !== null && typeof (a as { id?: unknown }).id === 'string' ? [(a as { id: string }).id] : []));
+  return agents.flatMap((a: unknown) => (typeof a === 'object' && a !== null && isAgentId((a as { id?: unknown }).id) ? [(a as { id: AgentId }).id] : []));
 }
 
 /** Every commit the document may tell an agent to run: the rollout's, its previous, and each agent's base. */

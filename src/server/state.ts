@@ -1,5 +1,6 @@
 import { readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isCommitSha } from '../domain/agent-id.js';
 import { errorMessage } from '../domain/errors.js';
 import { isErrnoCode, writeFileAtomic } from '../lib/index.js';
 import type { CommitSha } from '../domain/types.js';
@@ -30,8 +31,6 @@ export interface StateStore {
 
 export const INITIAL_STATE: PersistedState = Object.freeze({ accepted: null, generation: 0, seenAt: null });
 
-const SHA = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
-
 /** `<dataDir>/state.json`, rewritten atomically (temp file, fsync, rename, fsync directory). */
 export class FileStateStore implements StateStore {
   constructor(readonly path: string) {}
@@ -60,7 +59,7 @@ export class FileStateStore implements StateStore {
     if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw invalid('expected an object');
     const { version, accepted, generation, seenAt } = doc as Record<string, unknown>;
     if (version !== 1) throw invalid(`unsupported version ${JSON.stringify(version)}`);
-    if (accepted !== null && (typeof accepted !== 'string' || !SHA.test(accepted))) throw invalid('accepted is not a commit id or null');
+    if (accepted !== null && !isCommitSha(accepted)) throw invalid('accepted is not a commit id or null');
     if (typeof generation !== 'number' || !Number.isSafeInteger(generation) || generation < 0) throw invalid('generation is not a non-negative integer');
     const seen = typeof seenAt === 'string' ? new Date(seenAt) : null;
     if (seenAt !== undefined && seenAt !== null && (seen === null || Number.isNaN(seen.getTime()))) throw invalid('seenAt is not a time');

@@ -36,9 +36,9 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
  */
 export class MerkleTree {
   /** levels[0] are the leaf hashes, the last level holds only the root. */
-  readonly #levels: readonly (readonly Buffer[])[];
-  /** Hex of every node, derived from #levels on the first auditPathHex call. */
-  #hexLevels: readonly (readonly string[])[] | undefined;
+  private readonly levels: readonly (readonly Buffer[])[];
+  /** Hex of every node, derived from `levels` on the first auditPathHex call. */
+  private hexLevels: readonly (readonly string[])[] | undefined;
 
   constructor(leaves: readonly Uint8Array[]) {
     if (leaves.length === 0) throw new RangeError('a Merkle tree needs at least one leaf');
@@ -54,20 +54,20 @@ export class MerkleTree {
       levels.push(next);
       level = next;
     }
-    this.#levels = levels;
+    this.levels = levels;
   }
 
   get size(): number {
-    return (this.#levels[0] as readonly Buffer[]).length;
+    return (this.levels[0] as readonly Buffer[]).length;
   }
 
   root(): Buffer {
-    return Buffer.from((this.#levels[this.#levels.length - 1] as readonly Buffer[])[0] as Buffer);
+    return Buffer.from((this.levels[this.levels.length - 1] as readonly Buffer[])[0] as Buffer);
   }
 
   /** RFC 9162 §2.1.3.1 inclusion path for the leaf at `index`, bottom-up. */
   auditPath(index: number): Buffer[] {
-    return this.#path(index, this.#levels).map((hash) => Buffer.from(hash));
+    return this.path(index, this.levels).map((hash) => Buffer.from(hash));
   }
 
   /**
@@ -75,11 +75,11 @@ export class MerkleTree {
    * (on first use), so cutting a proof per agent is only O(log n) lookups.
    */
   auditPathHex(index: number): string[] {
-    this.#hexLevels ??= this.#levels.map((level) => level.map((hash) => hash.toString('hex')));
-    return this.#path(index, this.#hexLevels);
+    this.hexLevels ??= this.levels.map((level) => level.map((hash) => hash.toString('hex')));
+    return this.path(index, this.hexLevels);
   }
 
-  #path<T>(index: number, levels: readonly (readonly T[])[]): T[] {
+  private path<T>(index: number, levels: readonly (readonly T[])[]): T[] {
     if (!Number.isSafeInteger(index) || index < 0 || index >= this.size) {
       throw new RangeError(`leaf index ${index} outside a tree of ${this.size}`);
     }

@@ -72,41 +72,41 @@ export const DEFAULT_TTL_MS = 24 * 60 * 60 * 1000;
  * bytes it received is as binding as a signature over them.
  */
 export class BundleSigner {
-  readonly #privateKey: KeyObject;
-  readonly #publicKey: KeyObject;
-  readonly #hint: string;
-  readonly #now: () => number;
-  readonly #ttlMs: number;
-  #lastGeneration: number;
+  private readonly privateKey: KeyObject;
+  private readonly signingPublicKey: KeyObject;
+  private readonly hint: string;
+  private readonly now: () => number;
+  private readonly ttlMs: number;
+  private lastGeneration: number;
 
   constructor(options: BundleSignerOptions) {
-    this.#privateKey = toPrivateSigningKey(options.privateKey);
-    this.#publicKey = toPublicSigningKey(this.#privateKey);
-    this.#hint = keyHint(this.#publicKey);
-    this.#now = options.now ?? Date.now;
-    this.#ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
-    this.#lastGeneration = options.lastGeneration ?? -1;
-    if (!Number.isSafeInteger(this.#ttlMs) || this.#ttlMs <= 0) throw new RangeError('ttlMs must be a positive integer');
-    if (!Number.isSafeInteger(this.#lastGeneration) || this.#lastGeneration < -1) {
+    this.privateKey = toPrivateSigningKey(options.privateKey);
+    this.signingPublicKey = toPublicSigningKey(this.privateKey);
+    this.hint = keyHint(this.signingPublicKey);
+    this.now = options.now ?? Date.now;
+    this.ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
+    this.lastGeneration = options.lastGeneration ?? -1;
+    if (!Number.isSafeInteger(this.ttlMs) || this.ttlMs <= 0) throw new RangeError('ttlMs must be a positive integer');
+    if (!Number.isSafeInteger(this.lastGeneration) || this.lastGeneration < -1) {
       throw new RangeError('lastGeneration must be an integer >= -1');
     }
   }
 
   /** The public half, for agents to pin (`enroll` writes it to the agent's directory). */
   get publicKey(): KeyObject {
-    return this.#publicKey;
+    return this.signingPublicKey;
   }
 
   /** The Sigstore key hint agents find the key by. */
   get keyHint(): string {
-    return this.#hint;
+    return this.hint;
   }
 
   signGeneration(input: GenerationInput): SignedGeneration {
     const { generation, commit } = input;
     if (!isGeneration(generation)) invalid('generation must be a non-negative safe integer');
-    if (generation <= this.#lastGeneration) {
-      invalid(`generation ${generation} does not grow past ${this.#lastGeneration}`);
+    if (generation <= this.lastGeneration) {
+      invalid(`generation ${generation} does not grow past ${this.lastGeneration}`);
     }
     if (!isCommitSha(commit)) invalid('commit is not a lowercase hex commit id');
     if (input.agents.length === 0) invalid('a generation needs at least one agent');
@@ -123,31 +123,31 @@ export class BundleSigner {
     }
     const tree = new MerkleTree(leaves);
 
-    const issued = this.#now();
+    const issued = this.now();
     const statement: GenerationStatement = Object.freeze({
       _type: STATEMENT_TYPE,
       generation,
       commit,
       issuedAt: new Date(issued).toISOString(),
-      expiresAt: new Date(issued + this.#ttlMs).toISOString(),
+      expiresAt: new Date(issued + this.ttlMs).toISOString(),
       treeSize: tree.size,
       rootHash: tree.root().toString('hex'),
     });
-    const bundle = this.#sign(Buffer.from(statementBytes(statement)));
+    const bundle = this.sign(Buffer.from(statementBytes(statement)));
 
-    this.#lastGeneration = generation;
+    this.lastGeneration = generation;
     return new SignedGeneration(statement, bundle, tree, agents, index);
   }
 
-  #sign(payload: Buffer): SigstoreBundleJson {
+  private sign(payload: Buffer): SigstoreBundleJson {
     const pae = preAuthEncoding(STATEMENT_PAYLOAD_TYPE, payload);
-    const signature = sign('sha256', pae, this.#privateKey);
+    const signature = sign('sha256', pae, this.privateKey);
     // Never hand out a signature the agents would refuse (wrong key material, faults).
-    if (!verify('sha256', pae, this.#publicKey, signature)) {
+    if (!verify('sha256', pae, this.signingPublicKey, signature)) {
       throw new SigningError({ code: 'INVALID_SIGNING_KEY', message: 'the signing key produced a signature that does not verify' });
     }
     const json = bundleToJSON(
-      toDSSEBundle({ artifact: payload, artifactType: STATEMENT_PAYLOAD_TYPE, signature, keyHint: this.#hint }),
+      toDSSEBundle({ artifact: payload, artifactType: STATEMENT_PAYLOAD_TYPE, signature, keyHint: this.hint }),
     );
     // Also proves that what @sigstore/bundle wrote is the shape agents accept.
     const checked = parseSigstoreBundleJson(JSON.parse(JSON.stringify(json)));
@@ -163,9 +163,9 @@ export class SignedGeneration {
   readonly statement: GenerationStatement;
   /** JSON-serialisable Sigstore bundle, shared by every agent of the generation. */
   readonly bundle: SigstoreBundleJson;
-  readonly #tree: MerkleTree;
-  readonly #agents: readonly AgentAssignment[];
-  readonly #index: ReadonlyMap<AgentId, number>;
+  private readonly tree: MerkleTree;
+  private readonly agents: readonly AgentAssignment[];
+  private readonly index: ReadonlyMap<AgentId, number>;
 
   /** @internal Made by {@link BundleSigner.signGeneration}. */
   constructor(
@@ -177,26 +177,26 @@ export class SignedGeneration {
   ) {
     this.statement = statement;
     this.bundle = bundle;
-    this.#tree = tree;
-    this.#agents = agents;
-    this.#index = index;
+    this.tree = tree;
+    this.agents = agents;
+    this.index = index;
     Object.freeze(this);
   }
 
   get size(): number {
-    return this.#tree.size;
+    return this.tree.size;
   }
 
   has(agentId: AgentId): boolean {
-    return this.#index.has(agentId);
+    return this.index.has(agentId);
   }
 
   /** The delivery for one agent, or undefined when the agent is not part of this generation. */
   forAgent(agentId: AgentId): SignedDelivery | undefined {
-    const leafIndex = this.#index.get(agentId);
+    const leafIndex = this.index.get(agentId);
     if (leafIndex === undefined) return undefined;
-    const { digest } = this.#agents[leafIndex] as AgentAssignment;
-    const auditPath = Object.freeze(this.#tree.auditPathHex(leafIndex));
+    const { digest } = this.agents[leafIndex] as AgentAssignment;
+    const auditPath = Object.freeze(this.tree.auditPathHex(leafIndex));
     return Object.freeze({
       agent: agentId,
       digest,

@@ -1,4 +1,4 @@
-import { isAgentId } from '../domain/agent-id.js';
+import { isAgentId, isCommitSha } from '../domain/agent-id.js';
 import { canonicalBytes } from '../lib/index.js';
 import { SigningError } from '../domain/errors.js';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
@@ -52,8 +52,6 @@ export function statementBytes(statement: GenerationStatement): Uint8Array {
 }
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
-/** SHA-1 (40) or SHA-256 (64) object ids, lowercase as git prints them. */
-const COMMIT = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 const ROOT_HASH = /^[0-9a-f]{64}$/;
 const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 
@@ -61,11 +59,7 @@ export function isDigest(value: unknown): value is Digest {
   return typeof value === 'string' && DIGEST.test(value);
 }
 
-export function isCommitSha(value: unknown): value is CommitSha {
-  return typeof value === 'string' && COMMIT.test(value);
-}
-
-export { isAgentId };
+export { isAgentId, isCommitSha };
 
 export function isGeneration(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 0;

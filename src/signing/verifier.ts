@@ -68,9 +68,9 @@ export const DEFAULT_CLOCK_SKEW_MS = 5 * 60 * 1000;
  * Every refusal is a {@link SigningError}; the caller keeps its running config.
  */
 export class BundleVerifier {
-  readonly #verifier: Verifier;
-  readonly #clockSkewMs: number;
-  readonly #now: () => number;
+  private readonly verifier: Verifier;
+  private readonly clockSkewMs: number;
+  private readonly now: () => number;
 
   constructor(options: BundleVerifierOptions) {
     const inputs: readonly KeyInput[] = Array.isArray(options.trustedKeys)
@@ -93,10 +93,10 @@ export class BundleVerifier {
         return { publicKey, validFor: () => true };
       },
     );
-    this.#verifier = new Verifier(trust, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 });
-    this.#clockSkewMs = options.clockSkewMs ?? DEFAULT_CLOCK_SKEW_MS;
-    this.#now = options.now ?? Date.now;
-    if (!Number.isSafeInteger(this.#clockSkewMs) || this.#clockSkewMs < 0) {
+    this.verifier = new Verifier(trust, { tlogThreshold: 0, ctlogThreshold: 0, timestampThreshold: 0 });
+    this.clockSkewMs = options.clockSkewMs ?? DEFAULT_CLOCK_SKEW_MS;
+    this.now = options.now ?? Date.now;
+    if (!Number.isSafeInteger(this.clockSkewMs) || this.clockSkewMs < 0) {
       throw new RangeError('clockSkewMs must be a non-negative integer');
     }
   }
@@ -108,7 +108,7 @@ export class BundleVerifier {
         : input.delivery;
 
     // (1) Authenticate before reading the payload.
-    const statement = this.#authenticate(delivery);
+    const statement = this.authenticate(delivery);
 
     // (3) Bind the bytes and this agent to the signed root.
     if (delivery.agent !== input.agentId) fail('NOT_FOR_THIS_AGENT', 'the delivery is addressed to another agent');
@@ -134,8 +134,8 @@ export class BundleVerifier {
         fail('GENERATION_ROLLBACK', `generation ${statement.generation} already runs with another digest`);
       }
     }
-    const now = this.#now();
-    if (Date.parse(statement.issuedAt) > now + this.#clockSkewMs) {
+    const now = this.now();
+    if (Date.parse(statement.issuedAt) > now + this.clockSkewMs) {
       fail('ISSUED_IN_FUTURE', `statement issued at ${statement.issuedAt}, beyond the allowed clock skew`);
     }
     if (now >= Date.parse(statement.expiresAt)) fail('EXPIRED', `statement expired at ${statement.expiresAt}`);
@@ -150,7 +150,7 @@ export class BundleVerifier {
     });
   }
 
-  #authenticate(delivery: SignedDelivery): GenerationStatement {
+  private authenticate(delivery: SignedDelivery): GenerationStatement {
     // The payload type is covered by the signature but not checked by @sigstore/verify.
     if (delivery.bundle.dsseEnvelope.payloadType !== STATEMENT_PAYLOAD_TYPE) {
       fail('MALFORMED_BUNDLE', 'the DSSE payload is not a meshcfg statement');
@@ -165,7 +165,7 @@ export class BundleVerifier {
       fail('MALFORMED_BUNDLE', 'not a key-signed DSSE bundle');
     }
     try {
-      this.#verifier.verify(toSignedEntity(bundle));
+      this.verifier.verify(toSignedEntity(bundle));
     } catch (cause) {
       if (cause instanceof VerificationError && cause.code === 'PUBLIC_KEY_ERROR') {
         fail('UNKNOWN_KEY', 'the bundle is signed with a key this agent does not trust', cause);

@@ -18,6 +18,7 @@ import {
 } from 'isomorphic-git';
 import nodeHttp from 'isomorphic-git/http/node';
 import type { VerifiedCommit, VerifiedTree } from '../domain/commit.js';
+import { parseCommitSha } from '../domain/agent-id.js';
 import { SourceError } from '../domain/errors.js';
 import type { CommitSha } from '../domain/types.js';
 import { abortableHttp } from './abortable-http.js';
@@ -399,8 +400,7 @@ export class GitSource implements CommitReader, GitObjectReader {
       }
       throw this.unreadable(`reading ${this.trackedRef}`, err);
     }
-    await this.assertCommit(oid);
-    return oid;
+    return this.assertCommit(oid);
   }
 
   private async fetchRemote(store: Extract<Store, { kind: 'remote' }>): Promise<CommitSha> {
@@ -452,14 +452,14 @@ export class GitSource implements CommitReader, GitObjectReader {
     // Publish the head only once its objects are readable (isomorphic-git moved its own
     // remote-tracking refs before writing the pack). Pack discovery lists the pack
     // directory on every read, so the current cache sees a new pack.
-    await this.assertCommit(oid);
+    const sha = await this.assertCommit(oid);
     try {
-      await writeRef({ fs: this.fs, gitdir: store.gitdir, ref: this.trackedRef, value: oid, force: true });
+      await writeRef({ fs: this.fs, gitdir: store.gitdir, ref: this.trackedRef, value: sha, force: true });
       if (this.fetchAllRefs) await this.mirrorRemoteBranches(store.gitdir);
     } catch (err) {
       throw this.unreadable('updating refs of the clone', err);
     }
-    return oid;
+    return sha;
   }
 
   /** With `fetchAllRefs`, makes `refs/heads/*` of the clone mirror the remote's branches. */
@@ -477,7 +477,8 @@ export class GitSource implements CommitReader, GitObjectReader {
     }
   }
 
-  private async assertCommit(oid: string): Promise<void> {
+  /** The branch head as a `CommitSha`, once it is known to name a commit object. */
+  private async assertCommit(oid: string): Promise<CommitSha> {
     let type: string;
     try {
       ({ type } = await readObject({ fs: this.fs, gitdir: this.store.gitdir, oid, format: 'content', cache: this.cache }));
@@ -487,6 +488,14 @@ export class GitSource implements CommitReader, GitObjectReader {
     if (type !== 'commit') {
       throw new SourceError({ code: 'REVISION_NOT_FOUND', message: `${this.branch} points at a ${type}, not a commit` });
     }
+    return this.commitSha(oid);
+  }
+
+  /** isomorphic-git hands out object ids as plain strings: a commit's becomes a `CommitSha` here. */
+  private commitSha(oid: string): CommitSha {
+    const sha = parseCommitSha(oid);
+    if (sha === undefined) throw new SourceError({ code: 'REVISION_NOT_FOUND', message: `${JSON.stringify(oid)} is not a commit id` });
+    return sha;
   }
 
   private async resolveName(name: string): Promise<string> {
@@ -525,7 +534,7 @@ export class GitSource implements CommitReader, GitObjectReader {
     // Tags of tags exist; a cycle cannot (ids are hashes), but a bound costs nothing.
     for (let depth = 0; depth < 16; depth += 1) {
       const { type } = await this.readObjectContent(current, revision);
-      if (type === 'commit') return current;
+      if (type === 'commit') return this.commitSha(current);
       if (type !== 'tag') break;
       try {
         ({ tag: { object: current } } = await readTag({ fs: this.fs, gitdir: this.store.gitdir, oid: current, cache: this.cache }));
@@ -537,13 +546,13 @@ export class GitSource implements CommitReader, GitObjectReader {
   }
 
   private async walkStep(oid: CommitSha, step: RevisionStep, revision: string): Promise<CommitSha> {
-    const parentAt = async (commitOid: string, index: number): Promise<string> => {
+    const parentAt = async (commitOid: string, index: number): Promise<CommitSha> => {
       const { commit } = await readCommit({ fs: this.fs, gitdir: this.store.gitdir, oid: commitOid, cache: this.cache });
       const parent = commit.parent[index];
       if (parent === undefined) {
         throw new SourceError({ code: 'REVISION_NOT_FOUND', message: `revision ${revision}: ${commitOid} has no such parent` });
       }
-      return parent;
+      return this.commitSha(parent);
     };
     try {
       switch (step.kind) {

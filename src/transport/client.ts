@@ -265,24 +265,24 @@ export interface RpcOptions {
 
 /** `meshcfg.v1.Enrollment`. Enroll goes over a channel without a client certificate, Renew over mTLS. */
 export class EnrollmentRpc {
-  readonly #client: GrpcClientLike;
-  readonly #timeoutMs: number;
+  private readonly client: GrpcClientLike;
+  private readonly timeoutMs: number;
 
   constructor(server: ServerAddress, credentials: ChannelCredentials, options: RpcOptions = {}) {
-    this.#client = new EnrollmentClient(server.target, credentials, CHANNEL_OPTIONS) as unknown as GrpcClientLike;
-    this.#timeoutMs = options.timeoutMs ?? DEFAULT_RPC_TIMEOUT_MS;
+    this.client = new EnrollmentClient(server.target, credentials, CHANNEL_OPTIONS) as unknown as GrpcClientLike;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_RPC_TIMEOUT_MS;
   }
 
   enroll(request: EnrollRequestMsg): Promise<EnrollResponseMsg> {
-    return unary(this.#client, 'Enroll', request, this.#timeoutMs, 'enrollment');
+    return unary(this.client, 'Enroll', request, this.timeoutMs, 'enrollment');
   }
 
   renew(request: RenewRequestMsg): Promise<EnrollResponseMsg> {
-    return unary(this.#client, 'Renew', request, this.#timeoutMs, 'certificate renewal');
+    return unary(this.client, 'Renew', request, this.timeoutMs, 'certificate renewal');
   }
 
   close(): void {
-    this.#client.close();
+    this.client.close();
   }
 }
 
@@ -290,12 +290,12 @@ export type ConfigStream = ClientDuplexStream<AgentMessageMsg, ServerMessageMsg>
 
 /** `meshcfg.v1.Distribution`, over mTLS. */
 export class DistributionRpc {
-  readonly #client: GrpcClientLike;
-  readonly #timeoutMs: number;
+  private readonly client: GrpcClientLike;
+  private readonly timeoutMs: number;
 
   constructor(server: ServerAddress, credentials: ChannelCredentials, options: RpcOptions = {}) {
-    this.#client = new DistributionClient(server.target, credentials, CHANNEL_OPTIONS) as unknown as GrpcClientLike;
-    this.#timeoutMs = options.timeoutMs ?? DEFAULT_RPC_TIMEOUT_MS;
+    this.client = new DistributionClient(server.target, credentials, CHANNEL_OPTIONS) as unknown as GrpcClientLike;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_RPC_TIMEOUT_MS;
   }
 
   /**
@@ -303,20 +303,20 @@ export class DistributionRpc {
    * keepalive pings bound how long a dead peer goes unnoticed.
    */
   stream(): ConfigStream {
-    const open = (this.#client as unknown as Record<string, (metadata: Metadata, options: CallOptions) => ConfigStream>)['Stream'];
+    const open = (this.client as unknown as Record<string, (metadata: Metadata, options: CallOptions) => ConfigStream>)['Stream'];
     if (typeof open !== 'function') throw new TypeError('no RPC Stream');
-    return open.call(this.#client, new Metadata(), {});
+    return open.call(this.client, new Metadata(), {});
   }
 
   fetch(request: FetchRequestMsg): Promise<FetchResponseMsg> {
-    return unary(this.#client, 'Fetch', request, this.#timeoutMs, 'fetch');
+    return unary(this.client, 'Fetch', request, this.timeoutMs, 'fetch');
   }
 
   report(ack: AckMsg): Promise<void> {
-    return unary<AckMsg, unknown>(this.#client, 'Report', ack, this.#timeoutMs, 'report').then(() => undefined);
+    return unary<AckMsg, unknown>(this.client, 'Report', ack, this.timeoutMs, 'report').then(() => undefined);
   }
 
   close(): void {
-    this.#client.close();
+    this.client.close();
   }
 }

@@ -78,13 +78,13 @@ type ResolvedOptions = Required<Omit<GrpcServerOptions, 'hooks' | 'logger'>> & {
  */
 export class GrpcServer {
   readonly port: number;
-  readonly #options: ResolvedOptions;
-  readonly #grpc: Server;
-  readonly #injector: ConnectionInjector;
-  readonly #listener: TlsListener;
-  readonly #health: HealthImplementation;
-  readonly #streams: Set<AgentStream>;
-  #shutdown: Promise<void> | undefined;
+  private readonly options: ResolvedOptions;
+  private readonly grpc: Server;
+  private readonly injector: ConnectionInjector;
+  private readonly listener: TlsListener;
+  private readonly health: HealthImplementation;
+  private readonly streams: Set<AgentStream>;
+  private shuttingDown: Promise<void> | undefined;
 
   private constructor(parts: {
     options: ResolvedOptions;
@@ -94,12 +94,12 @@ export class GrpcServer {
     health: HealthImplementation;
     streams: Set<AgentStream>;
   }) {
-    this.#options = parts.options;
-    this.#grpc = parts.grpc;
-    this.#injector = parts.injector;
-    this.#listener = parts.listener;
-    this.#health = parts.health;
-    this.#streams = parts.streams;
+    this.options = parts.options;
+    this.grpc = parts.grpc;
+    this.injector = parts.injector;
+    this.listener = parts.listener;
+    this.health = parts.health;
+    this.streams = parts.streams;
     this.port = parts.listener.port;
   }
 
@@ -160,18 +160,18 @@ export class GrpcServer {
   /** Health status of the server and of `meshcfg.v1.Distribution`. */
   setServing(serving: boolean): void {
     const status: ServingStatus = serving ? 'SERVING' : 'NOT_SERVING';
-    for (const name of HEALTH_SERVICES) this.#health.setStatus(name, status);
+    for (const name of HEALTH_SERVICES) this.health.setStatus(name, status);
   }
 
   /** New certificate, key and CA for new connections; open ones keep theirs. Throws TLS_CONFIG_INVALID and keeps the old ones. */
   updateCertificates(pem: TlsMaterial): void {
-    this.#listener.updateCertificates(pem);
+    this.listener.updateCertificates(pem);
   }
 
   /** Agent streams that said hello and are open now. */
   get openStreams(): number {
     let open = 0;
-    for (const stream of this.#streams) if (stream.isOpen) open += 1;
+    for (const stream of this.streams) if (stream.isOpen) open += 1;
     return open;
   }
 
@@ -182,12 +182,12 @@ export class GrpcServer {
    */
   recheckStreams(agentId: AgentId): number {
     let ended = 0;
-    for (const stream of [...this.#streams]) {
+    for (const stream of [...this.streams]) {
       if (stream.identity.agentId !== agentId) continue;
       try {
         if (stream.recheck()) ended += 1;
       } catch (err) {
-        this.#options.logger.warn({ event: 'internal-error', method: 'recheckStreams', agentId }, `failed re-authorizing a stream: ${errorMessage(err)}`);
+        this.options.logger.warn({ event: 'internal-error', method: 'recheckStreams', agentId }, `failed re-authorizing a stream: ${errorMessage(err)}`);
       }
     }
     return ended;
@@ -199,15 +199,15 @@ export class GrpcServer {
    * cuts whatever is left. Idempotent.
    */
   shutdown(deadlineMs = 5_000): Promise<void> {
-    this.#shutdown ??= this.#doShutdown(deadlineMs);
-    return this.#shutdown;
+    this.shuttingDown ??= this.doShutdown(deadlineMs);
+    return this.shuttingDown;
   }
 
-  async #doShutdown(deadlineMs: number): Promise<void> {
+  private async doShutdown(deadlineMs: number): Promise<void> {
     this.setServing(false);
-    const closed = this.#listener.close();
-    const graceful = new Promise<void>((resolve) => this.#grpc.tryShutdown(() => resolve()));
-    for (const stream of [...this.#streams]) stream.close(grpcError(Status.UNAVAILABLE, 'server is shutting down'));
+    const closed = this.listener.close();
+    const graceful = new Promise<void>((resolve) => this.grpc.tryShutdown(() => resolve()));
+    for (const stream of [...this.streams]) stream.close(grpcError(Status.UNAVAILABLE, 'server is shutting down'));
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'deadline'>((resolve) => {
       timer = setTimeout(() => resolve('deadline'), deadlineMs);
@@ -215,11 +215,11 @@ export class GrpcServer {
     const outcome = await Promise.race([graceful.then(() => 'graceful' as const), deadline]);
     clearTimeout(timer);
     if (outcome === 'deadline') {
-      this.#options.logger.warn({ deadlineMs }, 'gRPC shutdown deadline passed; closing remaining connections');
-      this.#grpc.forceShutdown();
+      this.options.logger.warn({ deadlineMs }, 'gRPC shutdown deadline passed; closing remaining connections');
+      this.grpc.forceShutdown();
     }
-    this.#injector.destroy();
-    this.#listener.destroyConnections();
+    this.injector.destroy();
+    this.listener.destroyConnections();
     await closed;
   }
 }
@@ -231,19 +231,19 @@ type CallerCheck = { readonly ok: true; readonly identity: AgentIdentity } | { r
 
 /** The RPC implementations, separate from the lifecycle above. */
 class Handlers {
-  readonly #options: ResolvedOptions;
-  readonly #streams: Set<AgentStream>;
+  private readonly options: ResolvedOptions;
+  private readonly streams: Set<AgentStream>;
   /** Open streams per agent: `disconnected` is reported when the last one closes. */
-  readonly #openPerAgent = new Map<AgentId, number>();
+  private readonly openPerAgent = new Map<AgentId, number>();
 
   constructor(options: ResolvedOptions, streams: Set<AgentStream>) {
-    this.#options = options;
-    this.#streams = streams;
+    this.options = options;
+    this.streams = streams;
   }
 
   /** Counts, logs and returns the status a refused call ends with. */
   refuse(refusal: UnauthorizedRefusal, where: { method: string; peer: string }): Error {
-    const { hooks, logger } = this.#options;
+    const { hooks, logger } = this.options;
     hooks.onUnauthorized?.(refusal.reason, { ...(refusal.agentId === undefined ? {} : { agentId: refusal.agentId }), message: refusal.message });
     logger.warn(
       { event: 'unauthorized', reason: refusal.reason, ...(refusal.agentId === undefined ? {} : { agentId: refusal.agentId }), method: where.method, peer: where.peer },
@@ -256,9 +256,9 @@ class Handlers {
     const where = { method: 'Distribution.Stream', peer: call.getPeer() };
     let auth: CallerCheck;
     try {
-      auth = this.#authenticate(call);
+      auth = this.authenticate(call);
     } catch (err) {
-      this.#failed(err, where, 'the request');
+      this.failed(err, where, 'the request');
       call.emit('error', grpcError(Status.INTERNAL, 'internal error'));
       return;
     }
@@ -267,37 +267,37 @@ class Handlers {
       return;
     }
     const stream = new AgentStream(call, auth.identity, {
-      backend: this.#options.backend,
-      helloTimeoutMs: this.#options.helloTimeoutMs,
-      now: this.#options.now,
-      reauthorize: (identity) => this.#authorize(identity),
+      backend: this.options.backend,
+      helloTimeoutMs: this.options.helloTimeoutMs,
+      now: this.options.now,
+      reauthorize: (identity) => this.authorize(identity),
       refuse: (refusal) => this.refuse(refusal, where),
-      failed: (err, what) => this.#failed(err, where, what),
+      failed: (err, what) => this.failed(err, where, what),
       opened: (s) => {
         const agentId = s.identity.agentId;
-        this.#openPerAgent.set(agentId, (this.#openPerAgent.get(agentId) ?? 0) + 1);
-        this.#options.hooks.onStream?.('open', agentId);
+        this.openPerAgent.set(agentId, (this.openPerAgent.get(agentId) ?? 0) + 1);
+        this.options.hooks.onStream?.('open', agentId);
       },
       closed: (s, wasOpen) => {
-        this.#streams.delete(s);
+        this.streams.delete(s);
         if (!wasOpen) return;
         const agentId = s.identity.agentId;
-        const left = (this.#openPerAgent.get(agentId) ?? 1) - 1;
-        if (left > 0) this.#openPerAgent.set(agentId, left);
-        else this.#openPerAgent.delete(agentId);
-        this.#options.hooks.onStream?.('close', agentId);
-        if (left <= 0) this.#options.backend.disconnected(agentId);
+        const left = (this.openPerAgent.get(agentId) ?? 1) - 1;
+        if (left > 0) this.openPerAgent.set(agentId, left);
+        else this.openPerAgent.delete(agentId);
+        this.options.hooks.onStream?.('close', agentId);
+        if (left <= 0) this.options.backend.disconnected(agentId);
       },
     });
-    this.#streams.add(stream);
+    this.streams.add(stream);
     stream.start();
   }
 
   fetch(call: ServerUnaryCall<FetchRequestMsg, FetchResponseMsg>, callback: sendUnaryData<FetchResponseMsg>): void {
-    this.#unary(call, callback, 'Distribution.Fetch', (identity) => {
+    this.unary(call, callback, 'Distribution.Fetch', (identity) => {
       const mismatch = checkEchoedAgentId(identity, call.request.agent_id, 'fetch');
       if (mismatch !== undefined) return { refusal: mismatch };
-      const { backend } = this.#options;
+      const { backend } = this.options;
       const judged = backend.reportActive(identity, activeReport(call.request.active));
       // Answered only once the report is judged: a drifting agent's first answer is the baseline.
       const answer = (): { value: FetchResponseMsg } | { error: Error } => {
@@ -312,13 +312,13 @@ class Handlers {
   }
 
   report(call: ServerUnaryCall<AckMsg, ReportResponseMsg>, callback: sendUnaryData<ReportResponseMsg>): void {
-    this.#unary(call, callback, 'Distribution.Report', (identity) => {
+    this.unary(call, callback, 'Distribution.Report', (identity) => {
       const mismatch = checkEchoedAgentId(identity, call.request.agent_id, 'ack');
       if (mismatch !== undefined) return { refusal: mismatch };
       const report = ackReport(call.request);
       if (report === undefined) return { error: grpcError(Status.INVALID_ARGUMENT, 'ack status must be APPLIED or REJECTED') };
       // `stale` (an answer to a superseded delivery) is not the agent's error: OK either way.
-      this.#options.backend.ack(identity, report);
+      this.options.backend.ack(identity, report);
       return { value: {} };
     });
   }
@@ -327,44 +327,43 @@ class Handlers {
     const where = { method: 'Enrollment.Enroll', peer: call.getPeer() };
     // No client certificate needed: the one-time token is the credential.
     const { token, csr_pem: csr } = call.request;
-    this.#settle(where, callback, () => this.#options.backend.enroll(token, csr.toString('utf8')));
+    this.settle(where, callback, async () => ({ kind: 'answer', answer: await this.options.backend.enroll(token, csr.toString('utf8')) }));
   }
 
   renew(call: ServerUnaryCall<RenewRequestMsg, EnrollResponseMsg>, callback: sendUnaryData<EnrollResponseMsg>): void {
     const where = { method: 'Enrollment.Renew', peer: call.getPeer() };
-    // Inside #settle so that a throwing backend.authorize becomes INTERNAL, not a crash.
-    this.#settle(where, callback, () => {
-      const auth = this.#authenticate(call);
-      if (!auth.ok) return Promise.reject(new RefusedError(auth.refusal));
-      return this.#options.backend.renew(auth.identity, call.request.csr_pem.toString('utf8'));
+    // Inside settle so that a throwing backend.authorize becomes INTERNAL, not a crash.
+    this.settle(where, callback, async () => {
+      const auth = this.authenticate(call);
+      if (!auth.ok) return { kind: 'refused', refusal: auth.refusal };
+      return { kind: 'answer', answer: await this.options.backend.renew(auth.identity, call.request.csr_pem.toString('utf8')) };
     });
   }
 
   /** Runs an enrollment step and answers; the promise is always handled here. */
-  #settle(where: { method: string; peer: string }, callback: sendUnaryData<EnrollResponseMsg>, step: () => Promise<Parameters<typeof enrollResponse>[0]>): void {
+  private settle(where: { method: string; peer: string }, callback: sendUnaryData<EnrollResponseMsg>, step: () => Promise<EnrollmentStep>): void {
     Promise.resolve()
       .then(step)
       .then(
-        (result) => callback(null, enrollResponse(result)),
-        (err: unknown) => callback(this.#enrollmentError(err, where)),
+        (result) => (result.kind === 'answer' ? callback(null, enrollResponse(result.answer)) : callback(this.refuse(result.refusal, where))),
+        (err: unknown) => callback(this.enrollmentError(err, where)),
       )
-      .catch((err: unknown) => this.#failed(err, where, 'the answer'));
+      .catch((err: unknown) => this.failed(err, where, 'the answer'));
   }
 
-  #enrollmentError(err: unknown, where: { method: string; peer: string }): Error {
-    if (err instanceof RefusedError) return this.refuse(err.refusal, where);
+  private enrollmentError(err: unknown, where: { method: string; peer: string }): Error {
     if (err instanceof PkiError) {
       const refusal = refusalOfPkiError(err);
       if (refusal !== undefined) return this.refuse(refusal, where);
-      this.#options.logger.warn({ event: 'enrollment-failed', code: err.code, method: where.method, peer: where.peer }, err.message);
+      this.options.logger.warn({ event: 'enrollment-failed', code: err.code, method: where.method, peer: where.peer }, err.message);
       return grpcError(Status.FAILED_PRECONDITION, `enrollment cannot be completed (${err.code})`);
     }
-    this.#failed(err, where, 'the request');
+    this.failed(err, where, 'the request');
     return grpcError(Status.INTERNAL, 'internal error');
   }
 
   /** Authentication, authorization and error containment shared by the polling RPCs. */
-  #unary<Req, Res>(
+  private unary<Req, Res>(
     call: ServerUnaryCall<Req, Res>,
     callback: sendUnaryData<Res>,
     method: string,
@@ -372,7 +371,7 @@ class Handlers {
   ): void {
     const where = { method, peer: call.getPeer() };
     const failed = (err: unknown): void => {
-      this.#failed(err, where, 'the request');
+      this.failed(err, where, 'the request');
       callback(grpcError(Status.INTERNAL, 'internal error'));
     };
     const answer = (result: UnaryResult<Res>): void => {
@@ -381,7 +380,7 @@ class Handlers {
       else callback(result.error);
     };
     try {
-      const auth = this.#authenticate(call);
+      const auth = this.authenticate(call);
       if (!auth.ok) {
         callback(this.refuse(auth.refusal, where));
         return;
@@ -394,40 +393,33 @@ class Handlers {
     }
   }
 
-  #authenticate(call: { getAuthContext(): { sslPeerCertificate?: PeerCertificate } }): CallerCheck {
-    const auth = authenticatePeer(call.getAuthContext().sslPeerCertificate, this.#options.trustDomain, this.#options.now());
+  private authenticate(call: { getAuthContext(): { sslPeerCertificate?: PeerCertificate } }): CallerCheck {
+    const auth = authenticatePeer(call.getAuthContext().sslPeerCertificate, this.options.trustDomain, this.options.now());
     if (!auth.ok) return { ok: false, refusal: auth };
-    const refusal = this.#authorize(auth.identity);
+    const refusal = this.authorize(auth.identity);
     return refusal === undefined ? { ok: true, identity: auth.identity } : { ok: false, refusal };
   }
 
   /** Expiry again (long-lived connections), then the backend's inventory and revocation checks. */
-  #authorize(identity: AgentIdentity): UnauthorizedRefusal | undefined {
+  private authorize(identity: AgentIdentity): UnauthorizedRefusal | undefined {
     const agentId = identity.agentId;
-    if (identity.notAfter.getTime() <= this.#options.now().getTime()) {
+    if (identity.notAfter.getTime() <= this.options.now().getTime()) {
       return { reason: 'expired-certificate', message: `the client certificate expired at ${identity.notAfter.toISOString()}`, agentId };
     }
-    const verdict = this.#options.backend.authorize(identity);
+    const verdict = this.options.backend.authorize(identity);
     return verdict.ok ? undefined : { reason: verdict.reason, message: verdict.message, agentId };
   }
 
-  #failed(err: unknown, where: { method: string; peer: string }, what: string): void {
-    this.#options.logger.warn(
+  private failed(err: unknown, where: { method: string; peer: string }, what: string): void {
+    this.options.logger.warn(
       { event: 'internal-error', method: where.method, peer: where.peer, ...(err instanceof Error && 'code' in err ? { code: String(err.code) } : {}) },
       `failed handling ${what}: ${errorMessage(err)}`,
     );
   }
 }
 
-/** Carries a refusal through a promise chain to the one place that answers it. */
-class RefusedError extends Error {
-  readonly refusal: UnauthorizedRefusal;
-
-  constructor(refusal: UnauthorizedRefusal) {
-    super(refusal.message);
-    this.refusal = refusal;
-  }
-}
+/** What an enrollment step ends in: an answer for the agent, or a refusal of its identity (answered in one place). */
+type EnrollmentStep = { readonly kind: 'answer'; readonly answer: Parameters<typeof enrollResponse>[0] } | { readonly kind: 'refused'; readonly refusal: UnauthorizedRefusal };
 
 function channelOptions(options: ResolvedOptions): ChannelOptions {
   return {

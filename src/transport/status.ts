@@ -1,5 +1,6 @@
 import { Metadata, status as Status, type ServiceError } from '@grpc/grpc-js';
 import type { PkiError } from '../domain/errors.js';
+import type { AgentId } from '../domain/types.js';
 import type { UnauthorizedReason } from './backend.js';
 
 /**
@@ -12,7 +13,7 @@ export interface UnauthorizedRefusal {
   readonly reason: UnauthorizedReason;
   readonly message: string;
   /** Only when the certificate that names it was verified; never an id the caller merely claims. */
-  readonly agentId?: string;
+  readonly agentId?: AgentId;
 }
 
 /**

@@ -20,50 +20,50 @@ import { grpcError, type UnauthorizedRefusal, Status } from './status.js';
  * only turns false after 16 buffered objects.
  */
 export class LatestWinsWriter<T> {
-  #inFlight = false;
-  #pending: T | undefined;
-  #closed = false;
-  #written = 0;
-  #superseded = 0;
-  readonly #write: (message: T, done: () => void) => void;
+  private inFlight = false;
+  private pending: T | undefined;
+  private closed = false;
+  private writtenCount = 0;
+  private supersededCount = 0;
+  private readonly write: (message: T, done: () => void) => void;
 
   constructor(write: (message: T, done: () => void) => void) {
-    this.#write = write;
+    this.write = write;
   }
 
   /** Messages handed to the stream so far. */
   get written(): number {
-    return this.#written;
+    return this.writtenCount;
   }
 
   /** Messages dropped unsent because a newer one arrived while they waited. */
   get superseded(): number {
-    return this.#superseded;
+    return this.supersededCount;
   }
 
   push(message: T): void {
-    if (this.#closed) return;
-    if (this.#inFlight) {
-      if (this.#pending !== undefined) this.#superseded += 1;
-      this.#pending = message;
+    if (this.closed) return;
+    if (this.inFlight) {
+      if (this.pending !== undefined) this.supersededCount += 1;
+      this.pending = message;
       return;
     }
-    this.#send(message);
+    this.send(message);
   }
 
   close(): void {
-    this.#closed = true;
-    this.#pending = undefined;
+    this.closed = true;
+    this.pending = undefined;
   }
 
-  #send(message: T): void {
-    this.#inFlight = true;
-    this.#written += 1;
-    this.#write(message, () => {
-      this.#inFlight = false;
-      const next = this.#pending;
-      this.#pending = undefined;
-      if (next !== undefined && !this.#closed) this.#send(next);
+  private send(message: T): void {
+    this.inFlight = true;
+    this.writtenCount += 1;
+    this.write(message, () => {
+      this.inFlight = false;
+      const next = this.pending;
+      this.pending = undefined;
+      if (next !== undefined && !this.closed) this.send(next);
     });
   }
 }
@@ -92,79 +92,79 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class AgentStream {
   readonly identity: AgentIdentity;
-  readonly #call: AgentStreamCall;
-  readonly #context: StreamContext;
-  readonly #writer: LatestWinsWriter<ServerMessageMsg>;
-  #state: 'awaiting-hello' | 'open' | 'closed' = 'awaiting-hello';
-  #unsubscribe: (() => void) | undefined;
-  #helloTimer: NodeJS.Timeout | undefined;
-  #expiryTimer: NodeJS.Timeout | undefined;
+  private readonly call: AgentStreamCall;
+  private readonly context: StreamContext;
+  private readonly writer: LatestWinsWriter<ServerMessageMsg>;
+  private state: 'awaiting-hello' | 'open' | 'closed' = 'awaiting-hello';
+  private unsubscribe: (() => void) | undefined;
+  private helloTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
 
   constructor(call: AgentStreamCall, identity: AgentIdentity, context: StreamContext) {
-    this.#call = call;
+    this.call = call;
     this.identity = identity;
-    this.#context = context;
-    this.#writer = new LatestWinsWriter((message, done) => {
+    this.context = context;
+    this.writer = new LatestWinsWriter((message, done) => {
       call.write(message, done);
     });
   }
 
   /** Whether hello was received and the agent is subscribed. */
   get isOpen(): boolean {
-    return this.#state === 'open';
+    return this.state === 'open';
   }
 
   start(): void {
-    const call = this.#call;
-    call.on('data', (message: AgentMessageMsg) => this.#guard('a message', () => this.#onMessage(message)));
+    const call = this.call;
+    call.on('data', (message: AgentMessageMsg) => this.guard('a message', () => this.onMessage(message)));
     call.on('end', () => this.close());
-    call.on('cancelled', () => this.#teardown());
-    call.on('error', () => this.#teardown());
-    call.on('close', () => this.#teardown());
-    this.#helloTimer = setTimeout(() => {
-      this.close(grpcError(Status.DEADLINE_EXCEEDED, `no hello within ${this.#context.helloTimeoutMs} ms`));
-    }, this.#context.helloTimeoutMs);
-    this.#helloTimer.unref();
+    call.on('cancelled', () => this.teardown());
+    call.on('error', () => this.teardown());
+    call.on('close', () => this.teardown());
+    this.helloTimer = setTimeout(() => {
+      this.close(grpcError(Status.DEADLINE_EXCEEDED, `no hello within ${this.context.helloTimeoutMs} ms`));
+    }, this.context.helloTimeoutMs);
+    this.helloTimer.unref();
   }
 
   /** Ends the call — with `status` when given, else OK — and releases everything it holds. */
   close(status?: Error): void {
-    if (this.#state === 'closed') return;
-    this.#teardown();
-    if (status === undefined) this.#call.end();
-    else this.#call.emit('error', status);
+    if (this.state === 'closed') return;
+    this.teardown();
+    if (status === undefined) this.call.end();
+    else this.call.emit('error', status);
   }
 
-  #teardown(): void {
-    if (this.#state === 'closed') return;
-    const wasOpen = this.#state === 'open';
-    this.#state = 'closed';
-    this.#writer.close();
-    clearTimeout(this.#helloTimer);
-    clearTimeout(this.#expiryTimer);
-    const unsubscribe = this.#unsubscribe;
-    this.#unsubscribe = undefined;
+  private teardown(): void {
+    if (this.state === 'closed') return;
+    const wasOpen = this.state === 'open';
+    this.state = 'closed';
+    this.writer.close();
+    clearTimeout(this.helloTimer);
+    clearTimeout(this.expiryTimer);
+    const unsubscribe = this.unsubscribe;
+    this.unsubscribe = undefined;
     // Runs inside grpc-js event handlers: a throwing backend is logged, never rethrown.
     try {
       unsubscribe?.();
     } catch (err) {
-      this.#context.failed(err, 'unsubscribe');
+      this.context.failed(err, 'unsubscribe');
     }
     try {
-      this.#context.closed(this, wasOpen);
+      this.context.closed(this, wasOpen);
     } catch (err) {
-      this.#context.failed(err, 'the end of a stream');
+      this.context.failed(err, 'the end of a stream');
     }
   }
 
-  #onMessage(message: AgentMessageMsg): void {
-    if (this.#state === 'closed') return;
-    if (this.#state === 'awaiting-hello') {
+  private onMessage(message: AgentMessageMsg): void {
+    if (this.state === 'closed') return;
+    if (this.state === 'awaiting-hello') {
       if (message.kind !== 'hello' || message.hello === null || message.hello === undefined) {
         this.close(grpcError(Status.INVALID_ARGUMENT, 'the first message of a stream must be hello'));
         return;
       }
-      this.#onHello(message.hello);
+      this.onHello(message.hello);
       return;
     }
     switch (message.kind) {
@@ -173,7 +173,7 @@ export class AgentStream {
         return;
       case 'ack':
         if (message.ack === null || message.ack === undefined) break;
-        this.#onAck(message.ack);
+        this.onAck(message.ack);
         return;
       case undefined:
         break;
@@ -185,52 +185,52 @@ export class AgentStream {
     this.close(grpcError(Status.INVALID_ARGUMENT, 'an agent message must carry hello or ack'));
   }
 
-  #onHello(hello: NonNullable<AgentMessageMsg['hello']>): void {
+  private onHello(hello: NonNullable<AgentMessageMsg['hello']>): void {
     const mismatch = checkEchoedAgentId(this.identity, hello.agent_id, 'hello');
     if (mismatch !== undefined) {
-      this.close(this.#context.refuse(mismatch));
+      this.close(this.context.refuse(mismatch));
       return;
     }
-    clearTimeout(this.#helloTimer);
-    const { backend } = this.#context;
+    clearTimeout(this.helloTimer);
+    const { backend } = this.context;
     const judged = backend.reportActive(this.identity, activeReport(hello.active));
-    this.#state = 'open';
-    this.#context.opened(this);
-    this.#armExpiry();
+    this.state = 'open';
+    this.context.opened(this);
+    this.armExpiry();
     // Nothing is sent before the report is judged: a drifting agent's first bundle is the baseline.
-    if (judged === undefined) this.#subscribe();
+    if (judged === undefined) this.subscribe();
     else {
       judged.then(
-        () => this.#guard('a delivery', () => this.#subscribe()),
-        (err: unknown) => this.#guard('the hello', () => {
+        () => this.guard('a delivery', () => this.subscribe()),
+        (err: unknown) => this.guard('the hello', () => {
           throw err;
         }),
       );
     }
   }
 
-  #subscribe(): void {
+  private subscribe(): void {
     if (!this.isOpen) return;
-    const unsubscribe = this.#context.backend.watch(this.identity.agentId, (delivery) => this.#guard('a delivery', () => this.#onDelivery(delivery)));
+    const unsubscribe = this.context.backend.watch(this.identity.agentId, (delivery) => this.guard('a delivery', () => this.onDelivery(delivery)));
     // The listener may have closed the stream synchronously (a refusal on the first delivery).
     if (!this.isOpen) unsubscribe();
-    else this.#unsubscribe = unsubscribe;
+    else this.unsubscribe = unsubscribe;
   }
 
-  #onDelivery(delivery: Delivery): void {
-    if (this.#state !== 'open') return;
-    const refusal = this.#context.reauthorize(this.identity);
+  private onDelivery(delivery: Delivery): void {
+    if (this.state !== 'open') return;
+    const refusal = this.context.reauthorize(this.identity);
     if (refusal !== undefined) {
-      this.close(this.#context.refuse(refusal));
+      this.close(this.context.refuse(refusal));
       return;
     }
-    this.#writer.push({ bundle: bundleMessage(delivery) });
+    this.writer.push({ bundle: bundleMessage(delivery) });
   }
 
-  #onAck(ack: NonNullable<AgentMessageMsg['ack']>): void {
-    const refusal = this.#context.reauthorize(this.identity) ?? checkEchoedAgentId(this.identity, ack.agent_id, 'ack');
+  private onAck(ack: NonNullable<AgentMessageMsg['ack']>): void {
+    const refusal = this.context.reauthorize(this.identity) ?? checkEchoedAgentId(this.identity, ack.agent_id, 'ack');
     if (refusal !== undefined) {
-      this.close(this.#context.refuse(refusal));
+      this.close(this.context.refuse(refusal));
       return;
     }
     const report = ackReport(ack);
@@ -239,7 +239,7 @@ export class AgentStream {
       return;
     }
     // A stale outcome (an answer to a superseded delivery) is the backend's to ignore; the stream goes on.
-    this.#context.backend.ack(this.identity, report);
+    this.context.backend.ack(this.identity, report);
   }
 
   /**
@@ -247,34 +247,34 @@ export class AgentStream {
    * replaced) and ends the stream, refused, when not. True when the stream was ended.
    */
   recheck(): boolean {
-    if (this.#state !== 'open') return false;
-    const refusal = this.#context.reauthorize(this.identity);
+    if (this.state !== 'open') return false;
+    const refusal = this.context.reauthorize(this.identity);
     if (refusal === undefined) return false;
-    this.close(this.#context.refuse(refusal));
+    this.close(this.context.refuse(refusal));
     return true;
   }
 
   /** A connection may outlive its certificate: the stream ends when the certificate does. */
-  #armExpiry(): void {
-    const remaining = this.identity.notAfter.getTime() - this.#context.now().getTime();
+  private armExpiry(): void {
+    const remaining = this.identity.notAfter.getTime() - this.context.now().getTime();
     if (remaining > MAX_TIMER_MS) return;
-    this.#expiryTimer = setTimeout(
+    this.expiryTimer = setTimeout(
       () => {
-        const refusal = this.#context.reauthorize(this.identity);
-        if (refusal !== undefined) this.close(this.#context.refuse(refusal));
-        else this.#armExpiry();
+        const refusal = this.context.reauthorize(this.identity);
+        if (refusal !== undefined) this.close(this.context.refuse(refusal));
+        else this.armExpiry();
       },
       Math.max(0, remaining) + 1,
     );
-    this.#expiryTimer.unref();
+    this.expiryTimer.unref();
   }
 
   /** Event handlers must not throw into grpc-js: a failing backend ends this stream, not the process. */
-  #guard(what: string, step: () => void): void {
+  private guard(what: string, step: () => void): void {
     try {
       step();
     } catch (err) {
-      this.#context.failed(err, what);
+      this.context.failed(err, what);
       this.close(grpcError(Status.INTERNAL, `internal error while handling ${what}`));
     }
   }

@@ -1,3 +1,4 @@
+import type { AgentId } from '../domain/types.js';
 import type { X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import * as tls from 'node:tls';
@@ -40,16 +41,16 @@ export interface TlsListenerOptions {
 
 export class TlsListener {
   readonly port: number;
-  readonly #server: tls.Server;
-  readonly #sockets = new Set<tls.TLSSocket>();
-  readonly #options: TlsListenerOptions;
-  #cas: readonly X509Certificate[];
+  private readonly server: tls.Server;
+  private readonly sockets = new Set<tls.TLSSocket>();
+  private readonly options: TlsListenerOptions;
+  private cas: readonly X509Certificate[];
 
   private constructor(server: tls.Server, port: number, cas: readonly X509Certificate[], options: TlsListenerOptions) {
-    this.#server = server;
+    this.server = server;
     this.port = port;
-    this.#cas = cas;
-    this.#options = options;
+    this.cas = cas;
+    this.options = options;
   }
 
   static async listen(options: TlsListenerOptions): Promise<TlsListener> {
@@ -73,7 +74,7 @@ export class TlsListener {
       });
     });
     const listener = new TlsListener(server, (server.address() as AddressInfo).port, cas, options);
-    server.on('secureConnection', (socket) => listener.#onSecureConnection(socket));
+    server.on('secureConnection', (socket) => listener.onSecureConnection(socket));
     server.on('tlsClientError', (err: NodeJS.ErrnoException, socket) => {
       options.hooks.onHandshake?.('failed', err.code ?? 'TLS_ERROR');
       socket.destroy();
@@ -87,26 +88,26 @@ export class TlsListener {
   updateCertificates(material: TlsMaterial): void {
     const { cas, context } = loadMaterial(material);
     try {
-      this.#server.setSecureContext(context);
+      this.server.setSecureContext(context);
     } catch (cause) {
       throw new TransportError({ code: 'TLS_CONFIG_INVALID', message: 'the new server certificate, key or CA does not load', cause });
     }
-    this.#cas = cas;
+    this.cas = cas;
   }
 
   /** Stops accepting. Resolves when every connection is gone (see `destroyConnections`). */
   close(): Promise<void> {
-    return new Promise((resolve) => this.#server.close(() => resolve()));
+    return new Promise((resolve) => this.server.close(() => resolve()));
   }
 
   /** Drops every connection still open, established or mid-handshake. */
   destroyConnections(): void {
-    for (const socket of this.#sockets) socket.destroy();
-    this.#sockets.clear();
+    for (const socket of this.sockets) socket.destroy();
+    this.sockets.clear();
   }
 
-  #onSecureConnection(socket: tls.TLSSocket): void {
-    const { hooks } = this.#options;
+  private onSecureConnection(socket: tls.TLSSocket): void {
+    const { hooks } = this.options;
     // After injection HTTP/2 owns the socket's errors; before that nobody does.
     socket.on('error', () => undefined);
     if (socket.alpnProtocol !== 'h2') {
@@ -118,21 +119,21 @@ export class TlsListener {
     if (peer !== undefined && !socket.authorized) {
       const code = String(socket.authorizationError);
       hooks.onHandshake?.('failed', code);
-      this.#options.onRefused(this.#classifyRefused(peer, code), socket.remoteAddress);
+      this.options.onRefused(this.classifyRefused(peer, code), socket.remoteAddress);
       socket.destroy();
       return;
     }
     hooks.onHandshake?.('ok', peer === undefined ? 'no-client-certificate' : 'client-certificate');
-    this.#sockets.add(socket);
-    socket.once('close', () => this.#sockets.delete(socket));
-    this.#options.inject(socket);
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    this.options.inject(socket);
   }
 
-  #classifyRefused(peer: X509Certificate, code: string): UnauthorizedRefusal {
-    if (code === 'CERT_HAS_EXPIRED' && issuedBy(peer, this.#cas)) {
-      let agentId: string | undefined;
+  private classifyRefused(peer: X509Certificate, code: string): UnauthorizedRefusal {
+    if (code === 'CERT_HAS_EXPIRED' && issuedBy(peer, this.cas)) {
+      let agentId: AgentId | undefined;
       try {
-        agentId = agentIdFromCertificate(peer, this.#options.trustDomain);
+        agentId = agentIdFromCertificate(peer, this.options.trustDomain);
       } catch {
         agentId = undefined;
       }

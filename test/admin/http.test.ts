@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import { capturingLogger, configFor, fakeTransport, makeFixture, PERMISSIVE_BASE, type Fixture } from '../server/helpers.js';
+import { aid } from '../helpers/ids.js';
 
 describe('admin HTTP API', () => {
   let fixture: Fixture;
@@ -150,7 +151,7 @@ describe('admin HTTP API', () => {
 
     it('GET /api/v1/agents shows an agent that acked as SYNCED', async () => {
       const backend = transport.backend();
-      const delivery = backend.desired('edge-3');
+      const delivery = backend.desired(aid('edge-3'));
       assert.ok(delivery);
       const identity = { agentId: 'edge-3', notAfter: new Date(Date.now() + 3_600_000), serialNumber: '01' } as Parameters<typeof backend.ack>[0];
       backend.ack(identity, { commit: delivery.commit, digest: delivery.digest, generation: delivery.generation, nonce: delivery.nonce, status: 'APPLIED', error: '' });

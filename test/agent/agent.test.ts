@@ -22,6 +22,7 @@ import type { AckMsg, AgentMessageMsg, BundleMsg, FetchRequestMsg, HelloMsg, Ser
 import { BIN } from '../helpers/cli.js';
 import { forgeCsr, rsaKey } from '../pki/helpers.js';
 import { COMMIT_1, COMMIT_2, enrollWithToken, fleetSigner, startTestServer, tempDir, type TestServer, type TestServerHandlers } from './helpers.js';
+import { aid } from '../helpers/ids.js';
 
 /** A logger that keeps entries, to assert what an operator would read. */
 function recordingLogger(): AgentLogger & { entries: { level: string; fields: object; message: string }[] } {
@@ -261,7 +262,7 @@ describe('the agent runtime against a real gRPC server', () => {
     it('waits 40 s with a 1-minute certificate fresh from the CA, instead of renewing again at once', async () => {
       const now = new Date('2025-06-01T00:00:00Z');
       const ca = new EnrollmentCa(await createCa({ trustDomain: 'example.org', now: () => now }), { now: () => now });
-      const cert = ca.issueAgentCertificate({ csrPem: forgeCsr(rsaKey()), agentId: 'edge-1', ttlMs: 60_000 });
+      const cert = ca.issueAgentCertificate({ csrPem: forgeCsr(rsaKey()), agentId: aid('edge-1'), ttlMs: 60_000 });
       assert.equal(renewalDelay(cert, now), 40_000);
     });
 

@@ -9,6 +9,7 @@ import { sha256Digest } from '../../src/lib/index.js';
 import { BundleVerifier } from '../../src/signing/index.js';
 import type { BundleMsg } from '../../src/transport/proto.js';
 import { COMMIT_1, COMMIT_2, COMMIT_3, fleetSigner, p256, tempDir } from './helpers.js';
+import { aid } from '../helpers/ids.js';
 
 const T0 = Date.parse('2025-06-01T12:00:00.000Z');
 const HOUR = 60 * 60 * 1000;
@@ -34,7 +35,7 @@ describe('applyBundle', () => {
     return {
       dir,
       verifier: new BundleVerifier({ trustedKeys: serverKey.publicKeyPem, now: () => options.now ?? T0 + 1000 }),
-      agentId: 'edge-1',
+      agentId: aid('edge-1'),
       file: join(dir, 'envoy.json'),
       stateFile: join(dir, 'state.json'),
       now: () => new Date(T0 + 2000),

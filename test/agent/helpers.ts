@@ -28,6 +28,8 @@ import {
   type RenewRequestMsg,
   type ServerMessageMsg,
 } from '../../src/transport/proto.js';
+import { aid, cid } from '../helpers/ids.js';
+import type { AgentId } from '../../src/domain/types.js';
 
 export const COMMIT_1 = 'a'.repeat(40);
 export const COMMIT_2 = 'b'.repeat(40);
@@ -54,16 +56,16 @@ export function fleetSigner(privateKey: KeyObject | string, now: () => number = 
   return {
     sign(generation, commit, versions) {
       const bytesOf = new Map<string, Uint8Array>();
-      const agents: { agentId: string; digest: Digest }[] = [];
+      const agents: { agentId: AgentId; digest: Digest }[] = [];
       for (const [agentId, version] of Object.entries(versions)) {
         const bytes = configBytes(agentId, version);
         bytesOf.set(agentId, bytes);
-        agents.push({ agentId, digest: sha256Digest(bytes) });
+        agents.push({ agentId: aid(agentId), digest: sha256Digest(bytes) });
       }
-      const signed = signer.signGeneration({ generation, commit, agents });
+      const signed = signer.signGeneration({ generation, commit: cid(commit), agents });
       const out: Record<string, BundleMsg> = {};
       for (const { agentId, digest } of agents) {
-        const delivery = signed.forAgent(agentId);
+        const delivery = signed.forAgent(aid(agentId));
         if (delivery === undefined) throw new Error(`no delivery for ${agentId}`);
         nonce += 1;
         out[agentId] = {
@@ -180,7 +182,7 @@ export async function startTestServer(options: {
 export function enrollWithToken(goodToken: string, agentId = 'edge-1'): NonNullable<TestServerHandlers['enroll']> {
   return (request, dataDir) => {
     if (request.token !== goodToken) return { code: 16, details: 'enrollment token unknown, expired or used' };
-    const issued = dataDir.ca.issueAgentCertificate({ csrPem: Buffer.from(request.csr_pem).toString('utf8'), agentId });
+    const issued = dataDir.ca.issueAgentCertificate({ csrPem: Buffer.from(request.csr_pem).toString('utf8'), agentId: aid(agentId) });
     return {
       certificate_pem: Buffer.from(issued.certPem),
       ca_pem: Buffer.from(dataDir.ca.certificatePem),

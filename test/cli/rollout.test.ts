@@ -7,6 +7,7 @@ import type { AgentIdentity, Delivery } from '../../src/transport/backend.js';
 import { meshcfg, type Run } from '../helpers/cli.js';
 import { forgeCsr, rsaKey } from '../pki/helpers.js';
 import { configFor, exampleConfigFiles, fakeTransport, makeFixture, silentLogger, type Fixture } from '../server/helpers.js';
+import { aid } from '../helpers/ids.js';
 
 const ROLLOUT_YAML = `trustDomain: example.org
 policy:
@@ -43,11 +44,11 @@ describe('meshcfg rollout pause|resume|promote|abort (against a running server)'
     await server.syncNow();
     const backend = transport.backend();
     for (const id of AGENTS) {
-      const issued = server.dataDir.ca.issueAgentCertificate({ csrPem: forgeCsr(rsaKey()), agentId: id });
+      const issued = server.dataDir.ca.issueAgentCertificate({ csrPem: forgeCsr(rsaKey()), agentId: aid(id) });
       const certificate = new X509Certificate(issued.certPem);
-      const identity: AgentIdentity = { agentId: id, certificate, serialNumber: certificate.serialNumber, notAfter: issued.notAfter };
-      unwatch.push(backend.watch(id, () => {}));
-      const d = backend.desired(id) as Delivery;
+      const identity: AgentIdentity = { agentId: aid(id), certificate, serialNumber: certificate.serialNumber, notAfter: issued.notAfter };
+      unwatch.push(backend.watch(aid(id), () => {}));
+      const d = backend.desired(aid(id)) as Delivery;
       backend.ack(identity, { commit: d.commit, digest: d.digest, generation: d.generation, nonce: d.nonce, status: 'APPLIED', error: '' });
     }
     await server.rollout.settled();

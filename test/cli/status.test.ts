@@ -7,6 +7,7 @@ import type { Delivery } from '../../src/transport/backend.js';
 import { meshcfg } from '../helpers/cli.js';
 import { forgeCsr, rsaKey } from '../pki/helpers.js';
 import { configFor, fakeTransport, makeFixture, silentLogger, type Fixture } from '../server/helpers.js';
+import { aid, cid } from '../helpers/ids.js';
 
 describe('meshcfg status, approve, quarantine, revoke (against a running server)', () => {
   let fixture: Fixture;
@@ -20,12 +21,12 @@ describe('meshcfg status, approve, quarantine, revoke (against a running server)
     server = await startServer(configFor(fixture), { logger: silentLogger, transport: transport.start });
     await server.syncNow();
     // edge-1 connects and acks its bundle: SYNCED with a certificate and a last contact.
-    const issued = server.dataDir.ca.issueAgentCertificate({ csrPem: forgeCsr(rsaKey()), agentId: 'edge-1' });
+    const issued = server.dataDir.ca.issueAgentCertificate({ csrPem: forgeCsr(rsaKey()), agentId: aid('edge-1') });
     const certificate = new X509Certificate(issued.certPem);
-    const identity = { agentId: 'edge-1', certificate, serialNumber: certificate.serialNumber, notAfter: issued.notAfter };
+    const identity = { agentId: aid('edge-1'), certificate, serialNumber: certificate.serialNumber, notAfter: issued.notAfter };
     const backend = transport.backend();
     backend.reportActive(identity, null);
-    const d = backend.desired('edge-1') as Delivery;
+    const d = backend.desired(aid('edge-1')) as Delivery;
     backend.ack(identity, { commit: d.commit, digest: d.digest, generation: d.generation, nonce: d.nonce, status: 'APPLIED', error: '' });
   });
   after(async () => {
@@ -106,8 +107,8 @@ describe('formatStatus', () => {
   it('shortens versions, marks the baseline and counts states in a fixed order', () => {
     const text = formatStatus(
       [
-        { id: 'a', wave: 'canary', state: 'QUARANTINED', desired: { commit: 'abcdef0123', digest: 'sha256:0011223344556677', baseline: true }, active: null, certExpiry: null, lastSeen: null },
-        { id: 'b', wave: '', state: 'SYNCED', desired: null, active: { commit: '1234567890', digest: 'sha256:8899aabbccdd' }, certExpiry: '2030-01-02T12:00:00Z', lastSeen: '2030-01-01T11:59:55Z' },
+        { id: 'a', wave: 'canary', state: 'QUARANTINED', desired: { commit: cid('abcdef0123'), digest: 'sha256:0011223344556677', baseline: true }, active: null, certExpiry: null, lastSeen: null },
+        { id: 'b', wave: '', state: 'SYNCED', desired: null, active: { commit: cid('1234567890'), digest: 'sha256:8899aabbccdd' }, certExpiry: '2030-01-02T12:00:00Z', lastSeen: '2030-01-01T11:59:55Z' },
       ],
       now,
     );
@@ -119,7 +120,7 @@ describe('formatStatus', () => {
 
   describe('an agent with a last rejection', () => {
     const rejection = (commit: string, error: string, at = '2030-01-01T11:58:00Z') => ({ commit, digest: 'sha256:feedface00112233', error, at });
-    const version = { commit: '1111111aaaa', digest: 'sha256:aaaaaaaa0000' };
+    const version = { commit: cid('1111111aaaa'), digest: 'sha256:aaaaaaaa0000' };
     const text = formatStatus(
       [
         // Sent back to its previous bundle by a halt: SYNCED, and it still rejected 2222222.

@@ -4,6 +4,7 @@ import { describe, it } from 'node:test';
 
 import type { WaveSpec } from '../../src/compile/types.js';
 import { IMPLICIT_WAVE, assignWave, bucketOf } from '../../src/compile/waves.js';
+import { aid } from '../helpers/ids.js';
 
 /** The bucket as the spec states it, computed independently of `bucketOf`: sha256 → first 4 bytes → big-endian uint32 → mod 100. */
 function specBucket(id: string): number {
@@ -20,13 +21,13 @@ function idsWithBucket(predicate: (bucket: number) => boolean, count = 3): strin
 
 describe('bucketOf', () => {
   it('is the first 4 bytes of sha256(id), big-endian, modulo 100', () => {
-    for (let i = 0; i < 200; i++) assert.equal(bucketOf(`agent-${i}`), specBucket(`agent-${i}`));
+    for (let i = 0; i < 200; i++) assert.equal(bucketOf(aid(`agent-${i}`)), specBucket(`agent-${i}`));
   });
 
   it('is pinned: changing it would move agents between waves', () => {
     // sha256("web-1") = c4719afa… → 0xc4719afa = 3295779578 → 78.
     assert.equal(createHash('sha256').update('web-1').digest('hex').slice(0, 8), 'c4719afa');
-    assert.equal(bucketOf('web-1'), 78);
+    assert.equal(bucketOf(aid('web-1')), 78);
   });
 });
 
@@ -38,7 +39,7 @@ describe('assignWave', () => {
     { name: 'half', percent: 50 },
     { name: 'rest', match: { env: 'prod' } },
   ];
-  const at = (labels: Record<string, string>, id: string) => assignWave(waves, labels, () => bucketOf(id));
+  const at = (labels: Record<string, string>, id: string) => assignWave(waves, labels, () => bucketOf(aid(id)));
 
   it('puts an agent in the first wave whose match selects it', () => {
     assert.equal(at({ ring: 'canary', zone: 'pci' }, 'x'), 'canary');

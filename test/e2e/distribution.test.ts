@@ -9,6 +9,7 @@ import { tempDir } from '../helpers/git.js';
 import { waitFor } from '../helpers/process.js';
 import { forgeCsr, rsaKey } from '../pki/helpers.js';
 import { callAs, CONFIG_FILES, credentialsIn, Deployment, sha256File } from './harness.js';
+import { aid } from '../helpers/ids.js';
 
 /**
  * Distribution end to end on loopback: a signed repository over smart HTTP, the real
@@ -118,7 +119,7 @@ describe('distribution end to end', { timeout: 240_000 }, () => {
     it('refuses a certificate from another CA at the handshake, counting it', async () => {
       const foreign = await openDataDir({ dataDir: join(tmp.path, 'foreign'), trustDomain: 'example.org', serverNames: ['localhost'] });
       const key = rsaKey();
-      const cert = foreign.ca.issueAgentCertificate({ csrPem: forgeCsr(key), agentId: 'edge-1' });
+      const cert = foreign.ca.issueAgentCertificate({ csrPem: forgeCsr(key), agentId: aid('edge-1') });
       const before = await d.metric('meshcfg_tls_handshakes_total', 'result="failed"');
       const err = await fetchAs(key.privateKeyPem, cert.certPem, 'edge-1');
       assert.ok(err, 'the call must fail');

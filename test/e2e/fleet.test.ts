@@ -6,6 +6,7 @@ import { SqliteFleetStore } from '../../src/fleet/index.js';
 import { tempDir } from '../helpers/git.js';
 import { waitFor } from '../helpers/process.js';
 import { CONFIG_FILES, Deployment, INVENTORY, sha256File, type AgentView } from './harness.js';
+import { aid } from '../helpers/ids.js';
 
 /**
  * Fleet state end to end with real processes: drift → quarantine → baseline on disk →
@@ -73,7 +74,7 @@ describe('fleet state end to end', { timeout: 240_000 }, () => {
     const db = await SqliteFleetStore.open(join(d.dataDir, 'fleet.db'));
     try {
       assert.deepEqual(db.integrityCheck(), ['ok']);
-      const acks = await db.listAcks('edge-1', { limit: 1 });
+      const acks = await db.listAcks(aid('edge-1'), { limit: 1 });
       assert.equal(acks[0]?.digest, synced.desired?.digest);
       assert.equal(acks[0]?.status, 'APPLIED');
     } finally {

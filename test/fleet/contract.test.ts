@@ -5,6 +5,7 @@ import type { AdminTokenRecord, FleetStore } from '../../src/fleet/store.js';
 import { EnrollmentTokens, hashToken } from '../../src/pki/tokens.js';
 import { tempDir } from '../helpers/git.js';
 import { COMMIT_A, COMMIT_B, DIGEST_A, DIGEST_B, DIGEST_X, IMPLEMENTATIONS, T0, ack, at, auditEntry, send, storeCode } from './helpers.js';
+import { aid, cid } from '../helpers/ids.js';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -28,37 +29,37 @@ for (const [name, openStore] of IMPLEMENTATIONS) {
       });
 
       it('keeps the accepted commit and generation, and accepts the same generation again', async () => {
-        await store.saveAccepted({ accepted: COMMIT_A, generation: 3 });
-        await store.saveAccepted({ accepted: COMMIT_A, generation: 3 });
+        await store.saveAccepted({ accepted: cid(COMMIT_A), generation: 3 });
+        await store.saveAccepted({ accepted: cid(COMMIT_A), generation: 3 });
         assert.deepEqual(await store.serverState(), { accepted: COMMIT_A, generation: 3, lastRefusal: null });
       });
 
       it('refuses a generation below the stored one with CONFLICT and keeps the stored state', async () => {
-        await store.saveAccepted({ accepted: COMMIT_B, generation: 5 });
-        await assert.rejects(store.saveAccepted({ accepted: COMMIT_A, generation: 4 }), storeCode('CONFLICT'));
+        await store.saveAccepted({ accepted: cid(COMMIT_B), generation: 5 });
+        await assert.rejects(store.saveAccepted({ accepted: cid(COMMIT_A), generation: 4 }), storeCode('CONFLICT'));
         assert.deepEqual(await store.serverState(), { accepted: COMMIT_B, generation: 5, lastRefusal: null });
       });
 
       it('keeps when the accepted commit was first seen, and forgets it when a save omits it', async () => {
-        await store.saveAccepted({ accepted: COMMIT_A, generation: 2, seenAt: at(7) });
+        await store.saveAccepted({ accepted: cid(COMMIT_A), generation: 2, seenAt: at(7) });
         assert.deepEqual(await store.serverState(), { accepted: COMMIT_A, generation: 2, seenAt: at(7), lastRefusal: null });
-        await store.saveAccepted({ accepted: COMMIT_B, generation: 3 });
+        await store.saveAccepted({ accepted: cid(COMMIT_B), generation: 3 });
         assert.deepEqual(await store.serverState(), { accepted: COMMIT_B, generation: 3, lastRefusal: null });
       });
 
       it('refuses a negative or fractional generation with INVALID_RECORD', async () => {
-        await assert.rejects(store.saveAccepted({ accepted: COMMIT_A, generation: -1 }), storeCode('INVALID_RECORD'));
-        await assert.rejects(store.saveAccepted({ accepted: COMMIT_A, generation: 1.5 }), storeCode('INVALID_RECORD'));
+        await assert.rejects(store.saveAccepted({ accepted: cid(COMMIT_A), generation: -1 }), storeCode('INVALID_RECORD'));
+        await assert.rejects(store.saveAccepted({ accepted: cid(COMMIT_A), generation: 1.5 }), storeCode('INVALID_RECORD'));
       });
 
       it('keeps the last refusal with its violations apart from the accepted commit, and clears it with null', async () => {
-        await store.saveAccepted({ accepted: COMMIT_A, generation: 1 });
+        await store.saveAccepted({ accepted: cid(COMMIT_A), generation: 1 });
         const refusal = {
-          commit: COMMIT_B,
+          commit: cid(COMMIT_B),
           code: 'POLICY_VIOLATIONS',
           message: '1 violation',
           at: at(5),
-          violations: [{ rule: 'min-tls-version' as const, agent: 'edge-1', file: 'agents/edge-1.yaml', message: 'TLS 1.0' }],
+          violations: [{ rule: 'min-tls-version' as const, agent: aid('edge-1'), file: 'agents/edge-1.yaml', message: 'TLS 1.0' }],
         };
         await store.saveRefusal(refusal);
         assert.deepEqual(await store.serverState(), { accepted: COMMIT_A, generation: 1, lastRefusal: refusal });
@@ -69,15 +70,15 @@ for (const [name, openStore] of IMPLEMENTATIONS) {
 
     describe('agents', () => {
       it('does not know an agent before its first update', async () => {
-        assert.equal(await store.getAgent('edge-1'), undefined);
+        assert.equal(await store.getAgent(aid('edge-1')), undefined);
         assert.deepEqual(await store.listAgents(), []);
       });
 
       it('creates an agent on its first update: DISCONNECTED and all else null, then the patch', async () => {
-        const created = await store.updateAgent('edge-1', { desired: { commit: COMMIT_A, digest: DIGEST_A, generation: 1 } });
+        const created = await store.updateAgent(aid('edge-1'), { desired: { commit: cid(COMMIT_A), digest: DIGEST_A, generation: 1 } });
         const expected = {
           id: 'edge-1',
-          desired: { commit: COMMIT_A, digest: DIGEST_A, generation: 1 },
+          desired: { commit: cid(COMMIT_A), digest: DIGEST_A, generation: 1 },
           active: null,
           state: 'DISCONNECTED',
           certSerial: null,
@@ -86,31 +87,31 @@ for (const [name, openStore] of IMPLEMENTATIONS) {
           quarantine: null,
         };
         assert.deepEqual(created, expected);
-        assert.deepEqual(await store.getAgent('edge-1'), expected);
+        assert.deepEqual(await store.getAgent(aid('edge-1')), expected);
       });
 
       it('sets only the fields in the patch, and null clears a field', async () => {
-        await store.updateAgent('edge-1', {
-          desired: { commit: COMMIT_A, digest: DIGEST_A, generation: 1 },
-          active: { commit: COMMIT_A, digest: DIGEST_A, generation: 1, at: at(1) },
+        await store.updateAgent(aid('edge-1'), {
+          desired: { commit: cid(COMMIT_A), digest: DIGEST_A, generation: 1 },
+          active: { commit: cid(COMMIT_A), digest: DIGEST_A, generation: 1, at: at(1) },
           state: 'SYNCED',
           certSerial: '0abc',
           certExpiry: at(DAY),
           lastSeen: at(2),
         });
-        await store.updateAgent('edge-1', { lastSeen: at(3), certSerial: null });
-        assert.deepEqual(await store.getAgent('edge-1'), {
+        await store.updateAgent(aid('edge-1'), { lastSeen: at(3), certSerial: null });
+        assert.deepEqual(await store.getAgent(aid('edge-1')), {
           id: 'edge-1',
-          desired: { commit: COMMIT_A, digest: DIGEST_A, generation: 1 },
-          active: { commit: COMMIT_A, digest: DIGEST_A, generation: 1, at: at(1) },
+          desired: { commit: cid(COMMIT_A), digest: DIGEST_A, generation: 1 },
+          active: { commit: cid(COMMIT_A), digest: DIGEST_A, generation: 1, at: at(1) },
           state: 'SYNCED',
           certSerial: null,
           certExpiry: at(DAY),
           lastSeen: at(3),
           quarantine: null,
         });
-        await store.updateAgent('edge-1', { active: null, desired: null });
-        const cleared = await store.getAgent('edge-1');
+        await store.updateAgent(aid('edge-1'), { active: null, desired: null });
+        const cleared = await store.getAgent(aid('edge-1'));
         assert.equal(cleared?.active, null);
         assert.equal(cleared?.desired, null);
         assert.equal(cleared?.state, 'SYNCED');
@@ -118,10 +119,10 @@ for (const [name, openStore] of IMPLEMENTATIONS) {
 
       it('quarantines and approves with the audit entry in the same call', async () => {
         const quarantine = { since: at(10), reason: 'reported a digest never issued', by: 'system' };
-        await store.updateAgent('edge-1', { state: 'QUARANTINED', quarantine }, auditEntry({ actor: 'system', action: 'agent.quarantine', at: at(10) }));
-        assert.deepEqual((await store.getAgent('edge-1'))?.quarantine, quarantine);
-        await store.updateAgent('edge-1', { state: 'PENDING', quarantine: null }, auditEntry({ action: 'agent.approve', at: at(20) }));
-        assert.equal((await store.getAgent('edge-1'))?.quarantine, null);
+        await store.updateAgent(aid('edge-1'), { state: 'QUARANTINED', quarantine }, auditEntry({ actor: 'system', action: 'agent.quarantine', at: at(10) }));
+        assert.deepEqual((await store.getAgent(aid('edge-1')))?.quarantine, quarantine);
+        await store.updateAgent(aid('edge-1'), { state: 'PENDING', quarantine: null }, auditEntry({ action: 'agent.approve', at: at(20) }));
+        assert.equal((await store.getAgent(aid('edge-1')))?.quarantine, null);
         assert.deepEqual(
           (await store.listAudit()).map((e) => [e.action, e.actor]),
           [
@@ -132,16 +133,16 @@ for (const [name, openStore] of IMPLEMENTATIONS) {
       });
 
       it('does not apply the patch when its audit entry is invalid', async () => {
-        await assert.rejects(store.updateAgent('edge-1', { state: 'QUARANTINED' }, auditEntry({ actor: '' })), storeCode('INVALID_RECORD'));
-        assert.equal(await store.getAgent('edge-1'), undefined);
+        await assert.rejects(store.updateAgent(aid('edge-1'), { state: 'QUARANTINED' }, auditEntry({ actor: '' })), storeCode('INVALID_RECORD'));
+        assert.equal(await store.getAgent(aid('edge-1')), undefined);
         assert.deepEqual(await store.listAudit(), []);
       });
 
       it('lists agents ordered by id', async () => {
         await store.updateAgents([
-          { id: 'edge-2', patch: { state: 'PENDING' } },
-          { id: 'core-1', patch: { state: 'SYNCED' } },
-          { id: 'edge-10', patch: {} },
+          { id: aid('edge-2'), patch: { state: 'PENDING' } },
+          { id: aid('core-1'), patch: { state: 'SYNCED' } },
+          { id: aid('edge-10'), patch: {} },
         ]);
         assert.deepEqual(
           (await store.listAgents()).map((a) => [a.id, a.state]),
@@ -154,40 +155,40 @@ for (const [name, openStore] of IMPLEMENTATIONS) {
       });
 
       it('applies a batch all or nothing: one invalid entry leaves every agent as it was', async () => {
-        await store.updateAgent('edge-1', { state: 'SYNCED' });
+        await store.updateAgent(aid('edge-1'), { state: 'SYNCED' });
         await assert.rejects(
           store.updateAgents([
-            { id: 'edge-1', patch: { state: 'PENDING' } },
-            { id: 'edge-2', patch: { state: 'BOGUS' as never } },
+            { id: aid('edge-1'), patch: { state: 'PENDING' } },
+            { id: aid('edge-2'), patch: { state: 'BOGUS' as never } },
           ]),
           storeCode('INVALID_RECORD'),
         );
-        assert.equal((await store.getAgent('edge-1'))?.state, 'SYNCED');
-        assert.equal(await store.getAgent('edge-2'), undefined);
+        assert.equal((await store.getAgent(aid('edge-1')))?.state, 'SYNCED');
+        assert.equal(await store.getAgent(aid('edge-2')), undefined);
       });
 
       it('refuses an unknown state, an empty id and an invalid date with INVALID_RECORD', async () => {
-        await assert.rejects(store.updateAgent('edge-1', { state: 'ONLINE' as never }), storeCode('INVALID_RECORD'));
-        await assert.rejects(store.updateAgent('', { state: 'SYNCED' }), storeCode('INVALID_RECORD'));
-        await assert.rejects(store.updateAgent('edge-1', { lastSeen: new Date(Number.NaN) }), storeCode('INVALID_RECORD'));
+        await assert.rejects(store.updateAgent(aid('edge-1'), { state: 'ONLINE' as never }), storeCode('INVALID_RECORD'));
+        await assert.rejects(store.updateAgent(aid(''), { state: 'SYNCED' }), storeCode('INVALID_RECORD'));
+        await assert.rejects(store.updateAgent(aid('edge-1'), { lastSeen: new Date(Number.NaN) }), storeCode('INVALID_RECORD'));
       });
 
       it('forgets removed agents but keeps their sends and acks', async () => {
         await store.recordSend(send(), { state: 'PENDING' });
         await store.recordAck(ack(), { state: 'SYNCED' });
-        await store.updateAgent('edge-2', {});
-        assert.equal(await store.removeAgents(['edge-1', 'edge-1', 'unknown']), 1);
-        assert.equal(await store.getAgent('edge-1'), undefined);
+        await store.updateAgent(aid('edge-2'), {});
+        assert.equal(await store.removeAgents([aid('edge-1'), aid('edge-1'), aid('unknown')]), 1);
+        assert.equal(await store.getAgent(aid('edge-1')), undefined);
         assert.equal((await store.listAgents()).length, 1);
-        assert.equal(await store.wasIssued('edge-1', DIGEST_A), true);
-        assert.equal((await store.listAcks('edge-1')).length, 1);
+        assert.equal(await store.wasIssued(aid('edge-1'), DIGEST_A), true);
+        assert.equal((await store.listAcks(aid('edge-1'))).length, 1);
       });
 
       it('hands out frozen copies: changing what the caller passed or got changes nothing stored', async () => {
-        const desired = { commit: COMMIT_A, digest: DIGEST_A, generation: 1 };
-        await store.updateAgent('edge-1', { desired });
+        const desired = { commit: cid(COMMIT_A), digest: DIGEST_A, generation: 1 };
+        await store.updateAgent(aid('edge-1'), { desired });
         desired.generation = 99;
-        const read = await store.getAgent('edge-1');
+        const read = await store.getAgent(aid('edge-1'));
         assert.ok(Object.isFrozen(read));
         assert.equal(read?.desired?.generation, 1);
       });
@@ -195,39 +196,39 @@ for (const [name, openStore] of IMPLEMENTATIONS) {
 
     describe('sends and acks', () => {
       it('records sends with growing ids and answers the newest per agent', async () => {
-        assert.equal(await store.lastSend('edge-1'), null);
+        assert.equal(await store.lastSend(aid('edge-1')), null);
         const first = await store.recordSend(send({ nonce: 'n1' }));
         const second = await store.recordSend(send({ nonce: 'n2', digest: DIGEST_B, generation: 2, at: at(5) }));
-        await store.recordSend(send({ agentId: 'edge-2', nonce: 'other' }));
+        await store.recordSend(send({ agentId: aid('edge-2'), nonce: 'other' }));
         assert.ok(second > first);
-        assert.deepEqual(await store.lastSend('edge-1'), { id: second, agentId: 'edge-1', commit: COMMIT_A, digest: DIGEST_B, generation: 2, nonce: 'n2', at: at(5) });
+        assert.deepEqual(await store.lastSend(aid('edge-1')), { id: second, agentId: 'edge-1', commit: cid(COMMIT_A), digest: DIGEST_B, generation: 2, nonce: 'n2', at: at(5) });
       });
 
       it('says a digest was issued only to the agent it was sent to', async () => {
-        await store.recordSend(send({ agentId: 'edge-1', digest: DIGEST_A }));
-        assert.equal(await store.wasIssued('edge-1', DIGEST_A), true);
-        assert.equal(await store.wasIssued('edge-1', DIGEST_B), false);
-        assert.equal(await store.wasIssued('edge-2', DIGEST_A), false);
+        await store.recordSend(send({ agentId: aid('edge-1'), digest: DIGEST_A }));
+        assert.equal(await store.wasIssued(aid('edge-1'), DIGEST_A), true);
+        assert.equal(await store.wasIssued(aid('edge-1'), DIGEST_B), false);
+        assert.equal(await store.wasIssued(aid('edge-2'), DIGEST_A), false);
       });
 
       it('applies the send’s agent patch in the same call', async () => {
-        await store.recordSend(send(), { desired: { commit: COMMIT_A, digest: DIGEST_A, generation: 1 }, state: 'PENDING' });
-        assert.equal((await store.getAgent('edge-1'))?.state, 'PENDING');
+        await store.recordSend(send(), { desired: { commit: cid(COMMIT_A), digest: DIGEST_A, generation: 1 }, state: 'PENDING' });
+        assert.equal((await store.getAgent(aid('edge-1')))?.state, 'PENDING');
       });
 
       it('records an ack and the agent update it causes together', async () => {
-        const active = { commit: COMMIT_A, digest: DIGEST_A, generation: 1, at: at(1_000) };
+        const active = { commit: cid(COMMIT_A), digest: DIGEST_A, generation: 1, at: at(1_000) };
         const id = await store.recordAck(ack(), { active, state: 'SYNCED', lastSeen: at(1_000) });
-        assert.deepEqual(await store.listAcks('edge-1'), [{ id, ...ack() }]);
-        const agent = await store.getAgent('edge-1');
+        assert.deepEqual(await store.listAcks(aid('edge-1')), [{ id, ...ack() }]);
+        const agent = await store.getAgent(aid('edge-1'));
         assert.deepEqual(agent?.active, active);
         assert.equal(agent?.state, 'SYNCED');
       });
 
       it('keeps an ack that names a digest never sent (it is the evidence of drift)', async () => {
-        await store.recordAck(ack({ digest: DIGEST_X, commit: 'not-a-commit', nonce: '' }));
-        assert.equal((await store.listAcks('edge-1'))[0]?.digest, DIGEST_X);
-        assert.equal(await store.wasIssued('edge-1', DIGEST_X), false);
+        await store.recordAck(ack({ digest: DIGEST_X, commit: cid('not-a-commit'), nonce: '' }));
+        assert.equal((await store.listAcks(aid('edge-1')))[0]?.digest, DIGEST_X);
+        assert.equal(await store.wasIssued(aid('edge-1'), DIGEST_X), false);
       });
 
       it('answers every digest the agent ever APPLIED, once each, and none it only rejected', async () => {
@@ -235,67 +236,67 @@ for (const [name, openStore] of IMPLEMENTATIONS) {
         await store.recordAck(ack({ digest: DIGEST_B, status: 'REJECTED', error: 'reload failed' }));
         await store.recordAck(ack({ digest: DIGEST_A }));
         await store.recordAck(ack({ digest: DIGEST_X }));
-        await store.recordAck(ack({ agentId: 'edge-2', digest: DIGEST_B }));
-        assert.deepEqual([...(await store.digestsApplied('edge-1'))].sort(), [DIGEST_A, DIGEST_X].sort());
-        assert.deepEqual([...(await store.digestsApplied('edge-3'))], []);
+        await store.recordAck(ack({ agentId: aid('edge-2'), digest: DIGEST_B }));
+        assert.deepEqual([...(await store.digestsApplied(aid('edge-1')))].sort(), [DIGEST_A, DIGEST_X].sort());
+        assert.deepEqual([...(await store.digestsApplied(aid('edge-3')))], []);
       });
 
       it('lists acks newest first, in pages', async () => {
         const ids: number[] = [];
         for (let i = 0; i < 5; i += 1) ids.push(await store.recordAck(ack({ nonce: `n${i}`, at: at(i) })));
-        await store.recordAck(ack({ agentId: 'edge-2' }));
-        const firstPage = await store.listAcks('edge-1', { limit: 2 });
+        await store.recordAck(ack({ agentId: aid('edge-2') }));
+        const firstPage = await store.listAcks(aid('edge-1'), { limit: 2 });
         assert.deepEqual(
           firstPage.map((a) => a.nonce),
           ['n4', 'n3'],
         );
-        const secondPage = await store.listAcks('edge-1', { limit: 2, beforeId: firstPage[1]?.id ?? 0 });
+        const secondPage = await store.listAcks(aid('edge-1'), { limit: 2, beforeId: firstPage[1]?.id ?? 0 });
         assert.deepEqual(
           secondPage.map((a) => a.nonce),
           ['n2', 'n1'],
         );
         assert.deepEqual(
-          (await store.listAcks('edge-1')).map((a) => a.id),
+          (await store.listAcks(aid('edge-1'))).map((a) => a.id),
           [...ids].reverse(),
         );
       });
 
       it('refuses an ack with an unknown status and records nothing', async () => {
         await assert.rejects(store.recordAck(ack({ status: 'MAYBE' as never }), { state: 'SYNCED' }), storeCode('INVALID_RECORD'));
-        assert.deepEqual(await store.listAcks('edge-1'), []);
-        assert.equal(await store.getAgent('edge-1'), undefined);
+        assert.deepEqual(await store.listAcks(aid('edge-1')), []);
+        assert.equal(await store.getAgent(aid('edge-1')), undefined);
       });
 
       it('refuses a page size of 0 or above 1000 with INVALID_RECORD', async () => {
-        await assert.rejects(store.listAcks('edge-1', { limit: 0 }), storeCode('INVALID_RECORD'));
-        await assert.rejects(store.listAcks('edge-1', { limit: 1001 }), storeCode('INVALID_RECORD'));
+        await assert.rejects(store.listAcks(aid('edge-1'), { limit: 0 }), storeCode('INVALID_RECORD'));
+        await assert.rejects(store.listAcks(aid('edge-1'), { limit: 1001 }), storeCode('INVALID_RECORD'));
       });
     });
 
     describe('rollout progress', () => {
-      const doc = { version: 1, commit: COMMIT_A, waves: [{ name: 'canary', state: 'progressing', startedAt: T0.toISOString() }], halted: false };
+      const doc = { version: 1, commit: cid(COMMIT_A), waves: [{ name: 'canary', state: 'progressing', startedAt: T0.toISOString() }], halted: false };
 
       it('has no rollout before the first save', async () => {
         assert.equal(await store.loadRollout(), null);
       });
 
       it('gives back the document it was given, with its commit and a growing revision', async () => {
-        assert.equal(await store.saveRollout({ commit: COMMIT_A, document: doc, at: at(1) }), 1);
-        assert.deepEqual(await store.loadRollout(), { commit: COMMIT_A, document: doc, at: at(1), revision: 1 });
-        assert.equal(await store.saveRollout({ commit: COMMIT_B, document: { ...doc, commit: COMMIT_B }, at: at(2) }), 2);
-        assert.deepEqual(await store.loadRollout(), { commit: COMMIT_B, document: { ...doc, commit: COMMIT_B }, at: at(2), revision: 2 });
+        assert.equal(await store.saveRollout({ commit: cid(COMMIT_A), document: doc, at: at(1) }), 1);
+        assert.deepEqual(await store.loadRollout(), { commit: cid(COMMIT_A), document: doc, at: at(1), revision: 1 });
+        assert.equal(await store.saveRollout({ commit: cid(COMMIT_B), document: { ...doc, commit: cid(COMMIT_B) }, at: at(2) }), 2);
+        assert.deepEqual(await store.loadRollout(), { commit: cid(COMMIT_B), document: { ...doc, commit: cid(COMMIT_B) }, at: at(2), revision: 2 });
       });
 
       it('saves with ifRevision only over that revision, else CONFLICT', async () => {
-        assert.equal(await store.saveRollout({ commit: COMMIT_A, document: doc, at: T0 }, { ifRevision: null }), 1);
-        await assert.rejects(store.saveRollout({ commit: COMMIT_A, document: doc, at: T0 }, { ifRevision: null }), storeCode('CONFLICT'));
-        assert.equal(await store.saveRollout({ commit: COMMIT_A, document: doc, at: T0 }, { ifRevision: 1 }), 2);
-        await assert.rejects(store.saveRollout({ commit: COMMIT_B, document: doc, at: T0 }, { ifRevision: 1 }), storeCode('CONFLICT'));
+        assert.equal(await store.saveRollout({ commit: cid(COMMIT_A), document: doc, at: T0 }, { ifRevision: null }), 1);
+        await assert.rejects(store.saveRollout({ commit: cid(COMMIT_A), document: doc, at: T0 }, { ifRevision: null }), storeCode('CONFLICT'));
+        assert.equal(await store.saveRollout({ commit: cid(COMMIT_A), document: doc, at: T0 }, { ifRevision: 1 }), 2);
+        await assert.rejects(store.saveRollout({ commit: cid(COMMIT_B), document: doc, at: T0 }, { ifRevision: 1 }), storeCode('CONFLICT'));
         assert.equal((await store.loadRollout())?.commit, COMMIT_A);
       });
 
       it('appends the operator’s audit entry with the save', async () => {
-        await store.saveRollout({ commit: COMMIT_A, document: doc, at: T0 }, { audit: auditEntry({ action: 'rollout.pause', target: COMMIT_A }) });
+        await store.saveRollout({ commit: cid(COMMIT_A), document: doc, at: T0 }, { audit: auditEntry({ action: 'rollout.pause', target: COMMIT_A }) });
         assert.deepEqual(
           (await store.listAudit()).map((e) => e.action),
           ['rollout.pause'],
@@ -303,8 +304,8 @@ for (const [name, openStore] of IMPLEMENTATIONS) {
       });
 
       it('refuses a document that is not JSON-serialisable with INVALID_RECORD', async () => {
-        await assert.rejects(store.saveRollout({ commit: COMMIT_A, document: { n: 1n }, at: T0 }), storeCode('INVALID_RECORD'));
-        await assert.rejects(store.saveRollout({ commit: COMMIT_A, document: undefined, at: T0 }), storeCode('INVALID_RECORD'));
+        await assert.rejects(store.saveRollout({ commit: cid(COMMIT_A), document: { n: 1n }, at: T0 }), storeCode('INVALID_RECORD'));
+        await assert.rejects(store.saveRollout({ commit: cid(COMMIT_A), document: undefined, at: T0 }), storeCode('INVALID_RECORD'));
         assert.equal(await store.loadRollout(), null);
       });
     });
@@ -317,39 +318,39 @@ for (const [name, openStore] of IMPLEMENTATIONS) {
       });
 
       it('claims a token once: the first claim sees it unused, the second sees it used', async () => {
-        await store.tokens.insert({ hash, agentId: 'edge-1', expiresAt: at(HOUR) });
+        await store.tokens.insert({ hash, agentId: aid('edge-1'), expiresAt: at(HOUR) });
         const [first, second] = await Promise.all([store.tokens.claim(hash, at(1)), store.tokens.claim(hash, at(2))]);
         assert.deepEqual(first, { hash, agentId: 'edge-1', expiresAt: at(HOUR) });
         assert.deepEqual(second, { hash, agentId: 'edge-1', expiresAt: at(HOUR), usedAt: at(1) });
       });
 
       it('does not mark an expired token used', async () => {
-        await store.tokens.insert({ hash, agentId: 'edge-1', expiresAt: at(HOUR) });
+        await store.tokens.insert({ hash, agentId: aid('edge-1'), expiresAt: at(HOUR) });
         assert.deepEqual(await store.tokens.claim(hash, at(HOUR)), { hash, agentId: 'edge-1', expiresAt: at(HOUR) });
         assert.deepEqual(await store.tokens.claim(hash, at(2 * HOUR)), { hash, agentId: 'edge-1', expiresAt: at(HOUR) });
       });
 
       it('refuses a second record with the same hash with CONFLICT', async () => {
-        await store.tokens.insert({ hash, agentId: 'edge-1', expiresAt: at(HOUR) });
-        await assert.rejects(store.tokens.insert({ hash, agentId: 'edge-2', expiresAt: at(HOUR) }), storeCode('CONFLICT'));
+        await store.tokens.insert({ hash, agentId: aid('edge-1'), expiresAt: at(HOUR) });
+        await assert.rejects(store.tokens.insert({ hash, agentId: aid('edge-2'), expiresAt: at(HOUR) }), storeCode('CONFLICT'));
       });
 
       it('drops records expired longer than the retention when a token is inserted', async () => {
-        await store.tokens.insert({ hash, agentId: 'edge-1', expiresAt: at(HOUR) });
+        await store.tokens.insert({ hash, agentId: aid('edge-1'), expiresAt: at(HOUR) });
         now = at(31 * DAY);
-        await store.tokens.insert({ hash: hashToken('mcet_other'), agentId: 'edge-2', expiresAt: at(32 * DAY) });
+        await store.tokens.insert({ hash: hashToken('mcet_other'), agentId: aid('edge-2'), expiresAt: at(32 * DAY) });
         assert.equal(await store.tokens.claim(hash, now), undefined);
       });
 
       it('backs EnrollmentTokens: one consume succeeds, then TOKEN_USED; a late one TOKEN_EXPIRED', async () => {
         const tokens = new EnrollmentTokens({ store: store.tokens, now: () => now });
-        const { token } = await tokens.create('edge-1', HOUR);
+        const { token } = await tokens.create(aid('edge-1'), HOUR);
         const results = await Promise.allSettled([tokens.consume(token), tokens.consume(token)]);
         assert.deepEqual(
           results.map((r) => (r.status === 'fulfilled' ? r.value : (r.reason as PkiError).code)),
           ['edge-1', 'TOKEN_USED'],
         );
-        const late = await tokens.create('edge-2', HOUR);
+        const late = await tokens.create(aid('edge-2'), HOUR);
         await assert.rejects(tokens.consume(late.token, at(2 * HOUR)), (err: unknown) => err instanceof PkiError && err.code === 'TOKEN_EXPIRED');
       });
     });
@@ -412,8 +413,8 @@ for (const [name, openStore] of IMPLEMENTATIONS) {
     describe('revocations', () => {
       it('revokes a serial once; revoking it again keeps the first record', async () => {
         assert.equal(await store.isRevoked('0a1b'), false);
-        assert.equal(await store.revoke({ serial: '0a1b', agentId: 'edge-1', at: at(1), by: 'alice' }, auditEntry({ action: 'agent.revoke' })), true);
-        assert.equal(await store.revoke({ serial: '0a1b', agentId: 'edge-1', at: at(2), by: 'bob' }), false);
+        assert.equal(await store.revoke({ serial: '0a1b', agentId: aid('edge-1'), at: at(1), by: 'alice' }, auditEntry({ action: 'agent.revoke' })), true);
+        assert.equal(await store.revoke({ serial: '0a1b', agentId: aid('edge-1'), at: at(2), by: 'bob' }), false);
         assert.equal(await store.isRevoked('0a1b'), true);
         assert.equal(await store.isRevoked('0a1c'), false);
         assert.deepEqual(await store.listRevocations(), [{ serial: '0a1b', agentId: 'edge-1', at: at(1), by: 'alice' }]);
@@ -427,8 +428,8 @@ for (const [name, openStore] of IMPLEMENTATIONS) {
     describe('current certificates', () => {
       it('starts with none, and lists each agent\'s current certificate ordered by agent id', async () => {
         assert.deepEqual(await store.listCurrentCertificates(), []);
-        await store.setCurrentCertificate({ agentId: 'edge-2', serial: '0b', kind: 'enroll', at: at(1) });
-        await store.setCurrentCertificate({ agentId: 'edge-1', serial: '0a', kind: 'adopted', at: at(2) });
+        await store.setCurrentCertificate({ agentId: aid('edge-2'), serial: '0b', kind: 'enroll', at: at(1) });
+        await store.setCurrentCertificate({ agentId: aid('edge-1'), serial: '0a', kind: 'adopted', at: at(2) });
         assert.deepEqual(await store.listCurrentCertificates(), [
           { agentId: 'edge-1', serial: '0a', kind: 'adopted', at: at(2) },
           { agentId: 'edge-2', serial: '0b', kind: 'enroll', at: at(1) },
@@ -436,15 +437,15 @@ for (const [name, openStore] of IMPLEMENTATIONS) {
       });
 
       it('replaces the agent\'s certificate when a new one becomes current', async () => {
-        await store.setCurrentCertificate({ agentId: 'edge-1', serial: '0a', kind: 'enroll', at: at(1) });
-        await store.setCurrentCertificate({ agentId: 'edge-1', serial: '0c', kind: 'renew', at: at(3) });
+        await store.setCurrentCertificate({ agentId: aid('edge-1'), serial: '0a', kind: 'enroll', at: at(1) });
+        await store.setCurrentCertificate({ agentId: aid('edge-1'), serial: '0c', kind: 'renew', at: at(3) });
         assert.deepEqual(await store.listCurrentCertificates(), [{ agentId: 'edge-1', serial: '0c', kind: 'renew', at: at(3) }]);
       });
 
       it('refuses an empty serial or an unknown kind with INVALID_RECORD', async () => {
-        await assert.rejects(store.setCurrentCertificate({ agentId: 'edge-1', serial: '', kind: 'enroll', at: at(1) }), storeCode('INVALID_RECORD'));
+        await assert.rejects(store.setCurrentCertificate({ agentId: aid('edge-1'), serial: '', kind: 'enroll', at: at(1) }), storeCode('INVALID_RECORD'));
         await assert.rejects(
-          store.setCurrentCertificate({ agentId: 'edge-1', serial: '0a', kind: 'stolen' as 'enroll', at: at(1) }),
+          store.setCurrentCertificate({ agentId: aid('edge-1'), serial: '0a', kind: 'stolen' as 'enroll', at: at(1) }),
           storeCode('INVALID_RECORD'),
         );
         assert.deepEqual(await store.listCurrentCertificates(), []);

@@ -4,6 +4,7 @@ import { StoreError, type StoreErrorCode } from '../../src/fleet/errors.js';
 import { MemoryFleetStore } from '../../src/fleet/memory.js';
 import { SqliteFleetStore, type SqliteFleetStoreOptions } from '../../src/fleet/sqlite/store.js';
 import type { AckRecord, AuditEntry, FleetStore, FleetStoreOptions, SendRecord } from '../../src/fleet/store.js';
+import { aid, cid } from '../helpers/ids.js';
 
 export const T0 = new Date('2030-01-01T00:00:00.000Z');
 export const COMMIT_A = 'a'.repeat(40);
@@ -38,11 +39,11 @@ export function openSqlite(path: string, options?: SqliteFleetStoreOptions): Pro
 }
 
 export function send(overrides: Partial<SendRecord> = {}): SendRecord {
-  return { agentId: 'edge-1', commit: COMMIT_A, digest: DIGEST_A, generation: 1, nonce: 'n1', at: T0, ...overrides };
+  return { agentId: aid('edge-1'), commit: cid(COMMIT_A), digest: DIGEST_A, generation: 1, nonce: 'n1', at: T0, ...overrides };
 }
 
 export function ack(overrides: Partial<AckRecord> = {}): AckRecord {
-  return { agentId: 'edge-1', commit: COMMIT_A, digest: DIGEST_A, generation: 1, nonce: 'n1', status: 'APPLIED', error: '', at: at(1_000), ...overrides };
+  return { agentId: aid('edge-1'), commit: COMMIT_A, digest: DIGEST_A, generation: 1, nonce: 'n1', status: 'APPLIED', error: '', at: at(1_000), ...overrides };
 }
 
 export function auditEntry(overrides: Partial<AuditEntry> = {}): AuditEntry {

@@ -8,6 +8,7 @@ import { SqliteFleetStore } from '../../src/fleet/sqlite/store.js';
 import { hashToken } from '../../src/pki/tokens.js';
 import { tempDir } from '../helpers/git.js';
 import { COMMIT_A, DIGEST_A, DIGEST_B, T0, ack, at, auditEntry, send, storeCode } from './helpers.js';
+import { aid, cid } from '../helpers/ids.js';
 
 const tmp = tempDir('meshcfg-fleet-sqlite-');
 after(() => tmp.cleanup());
@@ -83,7 +84,7 @@ describe('SqliteFleetStore', () => {
       await old.close();
       const upgraded = await SqliteFleetStore.open(path, { migrations: [...MIGRATIONS, 'CREATE TABLE extra (x INTEGER) STRICT;'] });
       assert.deepEqual(upgraded.schemaVersions(), [...MIGRATIONS.map((_, i) => i + 1), MIGRATIONS.length + 1]);
-      assert.equal((await upgraded.listAcks('edge-1')).length, 1);
+      assert.equal((await upgraded.listAcks(aid('edge-1'))).length, 1);
       await upgraded.close();
     });
 
@@ -170,21 +171,21 @@ describe('SqliteFleetStore', () => {
       const doc = { waves: [{ name: 'canary', state: 'complete' }] };
       {
         const store = await SqliteFleetStore.open(path);
-        await store.saveAccepted({ accepted: COMMIT_A, generation: 7 });
-        await store.recordSend(send({ digest: DIGEST_A }), { desired: { commit: COMMIT_A, digest: DIGEST_A, generation: 7 }, state: 'PENDING' });
+        await store.saveAccepted({ accepted: cid(COMMIT_A), generation: 7 });
+        await store.recordSend(send({ digest: DIGEST_A }), { desired: { commit: cid(COMMIT_A), digest: DIGEST_A, generation: 7 }, state: 'PENDING' });
         for (let i = 0; i < 100; i += 1) await store.recordAck(ack({ nonce: `n${i}`, digest: i % 2 === 0 ? DIGEST_A : DIGEST_B }));
-        await store.saveRollout({ commit: COMMIT_A, document: doc, at: at(9) });
-        await store.tokens.insert({ hash, agentId: 'edge-9', expiresAt: at(3_600_000) });
-        await store.revoke({ serial: '00ff', agentId: 'edge-3', at: T0, by: 'alice' });
+        await store.saveRollout({ commit: cid(COMMIT_A), document: doc, at: at(9) });
+        await store.tokens.insert({ hash, agentId: aid('edge-9'), expiresAt: at(3_600_000) });
+        await store.revoke({ serial: '00ff', agentId: aid('edge-3'), at: T0, by: 'alice' });
         await store.appendAudit(auditEntry());
         await store.close();
       }
       const store = await SqliteFleetStore.open(path);
       assert.deepEqual(await store.serverState(), { accepted: COMMIT_A, generation: 7, lastRefusal: null });
-      assert.equal((await store.getAgent('edge-1'))?.state, 'PENDING');
-      assert.equal(await store.wasIssued('edge-1', DIGEST_A), true);
-      assert.equal((await store.listAcks('edge-1', { limit: 1000 })).length, 100);
-      assert.deepEqual([...(await store.digestsApplied('edge-1'))].sort(), [DIGEST_A, DIGEST_B]);
+      assert.equal((await store.getAgent(aid('edge-1')))?.state, 'PENDING');
+      assert.equal(await store.wasIssued(aid('edge-1'), DIGEST_A), true);
+      assert.equal((await store.listAcks(aid('edge-1'), { limit: 1000 })).length, 100);
+      assert.deepEqual([...(await store.digestsApplied(aid('edge-1')))].sort(), [DIGEST_A, DIGEST_B]);
       assert.deepEqual((await store.loadRollout())?.document, doc);
       assert.equal((await store.tokens.claim(hash, at(1)))?.agentId, 'edge-9');
       assert.equal(await store.isRevoked('00ff'), true);
@@ -200,7 +201,7 @@ describe('SqliteFleetStore', () => {
       const a = await SqliteFleetStore.open(path);
       const b = await SqliteFleetStore.open(path);
       const hash = hashToken('mcet_race');
-      await a.tokens.insert({ hash, agentId: 'edge-1', expiresAt: at(3_600_000) });
+      await a.tokens.insert({ hash, agentId: aid('edge-1'), expiresAt: at(3_600_000) });
       const results = await Promise.all([a.tokens.claim(hash, at(1)), b.tokens.claim(hash, at(2))]);
       assert.deepEqual(
         results.map((r) => r?.usedAt === undefined),
@@ -215,8 +216,8 @@ describe('SqliteFleetStore', () => {
       const path = freshPath();
       const a = await SqliteFleetStore.open(path);
       const b = await SqliteFleetStore.open(path);
-      await a.saveAccepted({ accepted: COMMIT_A, generation: 10 });
-      await assert.rejects(b.saveAccepted({ accepted: COMMIT_A, generation: 9 }), storeCode('CONFLICT'));
+      await a.saveAccepted({ accepted: cid(COMMIT_A), generation: 10 });
+      await assert.rejects(b.saveAccepted({ accepted: cid(COMMIT_A), generation: 9 }), storeCode('CONFLICT'));
       await a.close();
       await b.close();
     });
@@ -231,15 +232,15 @@ describe('SqliteFleetStore', () => {
         for (let i = 0; i < n; i += 1) {
           const agentId = `edge-${i % 500}`;
           const at = new Date(T0.getTime() + i);
-          await store.recordAck(ack({ agentId, nonce: `n${i}`, at }), { active: { commit: COMMIT_A, digest: DIGEST_A, generation: 1, at }, state: 'SYNCED', lastSeen: at });
+          await store.recordAck(ack({ agentId: aid(agentId), nonce: `n${i}`, at }), { active: { commit: cid(COMMIT_A), digest: DIGEST_A, generation: 1, at }, state: 'SYNCED', lastSeen: at });
         }
         const ms = Number(process.hrtime.bigint() - started) / 1e6;
         t.diagnostic(`recordAck + agent update, synchronous=${synchronous}: ${Math.round((n / ms) * 1000)} acks/s (${((ms * 1000) / n).toFixed(0)} µs each)`);
         const lookups = process.hrtime.bigint();
-        for (let i = 0; i < n; i += 1) await store.wasIssued(`edge-${i % 500}`, DIGEST_A);
+        for (let i = 0; i < n; i += 1) await store.wasIssued(aid(`edge-${i % 500}`), DIGEST_A);
         t.diagnostic(`wasIssued: ${((Number(process.hrtime.bigint() - lookups) / 1e3) / n).toFixed(1)} µs each`);
         const batch = process.hrtime.bigint();
-        await store.updateAgents(Array.from({ length: 10_000 }, (_, i) => ({ id: `agent-${i}`, patch: { desired: { commit: COMMIT_A, digest: DIGEST_A, generation: 2 }, state: 'PENDING' as const } })));
+        await store.updateAgents(Array.from({ length: 10_000 }, (_, i) => ({ id: aid(`agent-${i}`), patch: { desired: { commit: cid(COMMIT_A), digest: DIGEST_A, generation: 2 }, state: 'PENDING' as const } })));
         t.diagnostic(`updateAgents, 10,000 agents in one transaction: ${(Number(process.hrtime.bigint() - batch) / 1e6).toFixed(0)} ms`);
         await store.close();
       });

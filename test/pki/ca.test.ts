@@ -7,6 +7,7 @@ import { type CaMaterial, createCa, EnrollmentCa, generateRsaKeyPair, randomSeri
 import { agentIdFromCertificate, certificateExpiry, parseSubjectAltName, serverNamesOfCertificate } from '../../src/pki/identity.js';
 import { tempDir } from '../helpers/git.js';
 import { type AgentKey, fixedClock, forgeCsr, hasOpenssl, opensslCsr, opensslEcCsr, rsaKey, timed } from './helpers.js';
+import { aid } from '../helpers/ids.js';
 
 const T0 = new Date('2030-01-01T00:00:00.000Z');
 const MINUTE = 60_000;
@@ -111,7 +112,7 @@ describe('EnrollmentCa', () => {
           uris: ['spiffe://example.org/agent/edge-admin', 'spiffe://other.org/agent/x'],
           dnsNames: ['meshcfg.example.org'],
         });
-        cert = new X509Certificate(ca.issueAgentCertificate({ csrPem, agentId: 'edge-1' }).certPem);
+        cert = new X509Certificate(ca.issueAgentCertificate({ csrPem, agentId: aid('edge-1') }).certPem);
       });
 
       it('sets exactly one SAN, the SPIFFE URI of the enrolled agent', () => {
@@ -145,7 +146,7 @@ describe('EnrollmentCa', () => {
     });
 
     it('is valid from now - 5 minutes to now + 24h by default', () => {
-      const issued = ca.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId: 'edge-1' });
+      const issued = ca.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId: aid('edge-1') });
       const cert = new X509Certificate(issued.certPem);
       assert.equal(seconds(cert.validFrom), seconds(new Date(T0.getTime() - 5 * MINUTE)));
       assert.equal(seconds(cert.validTo), seconds(new Date(T0.getTime() + 24 * HOUR)));
@@ -153,16 +154,16 @@ describe('EnrollmentCa', () => {
     });
 
     it('honours a shorter ttl and caps a longer one at the configured lifetime', () => {
-      const short = ca.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId: 'edge-1', ttlMs: HOUR });
+      const short = ca.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId: aid('edge-1'), ttlMs: HOUR });
       assert.equal(seconds(short.notAfter), seconds(new Date(T0.getTime() + HOUR)));
-      const long = ca.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId: 'edge-1', ttlMs: 30 * 24 * HOUR });
+      const long = ca.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId: aid('edge-1'), ttlMs: 30 * 24 * HOUR });
       assert.equal(seconds(long.notAfter), seconds(new Date(T0.getTime() + 24 * HOUR)));
     });
 
     it('gives every certificate a different serial, as the certificate shows it', () => {
       const serials = new Set<string>();
       for (let i = 0; i < 5; i++) {
-        const issued = ca.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId: 'edge-1' });
+        const issued = ca.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId: aid('edge-1') });
         assert.equal(BigInt(`0x${new X509Certificate(issued.certPem).serialNumber}`), BigInt(`0x${issued.serialNumber}`));
         serials.add(issued.serialNumber);
       }
@@ -171,7 +172,7 @@ describe('EnrollmentCa', () => {
 
     it('ignores the identity an openssl-made CSR asks for', { skip: !hasOpenssl && 'openssl not installed' }, () => {
       const csrPem = opensslCsr(tmp.path, agentKey, '/CN=edge-admin/O=meshcfg', 'URI:spiffe://example.org/agent/edge-admin,DNS:evil.example');
-      const cert = new X509Certificate(ca.issueAgentCertificate({ csrPem, agentId: 'edge-2' }).certPem);
+      const cert = new X509Certificate(ca.issueAgentCertificate({ csrPem, agentId: aid('edge-2') }).certPem);
       assert.equal(cert.subjectAltName, 'URI:spiffe://example.org/agent/edge-2');
       assert.equal(cert.subject, 'CN=edge-2');
     });
@@ -180,7 +181,7 @@ describe('EnrollmentCa', () => {
       it('a CSR whose signature was tampered with, with CSR_INVALID', () => {
         const der = csrDer(forgeCsr(agentKey));
         der[der.length - 1] = (der[der.length - 1] ?? 0) ^ 0x01;
-        assert.throws(() => ca.issueAgentCertificate({ csrPem: toPem(der), agentId: 'edge-1' }), pkiCode('CSR_INVALID'));
+        assert.throws(() => ca.issueAgentCertificate({ csrPem: toPem(der), agentId: aid('edge-1') }), pkiCode('CSR_INVALID'));
       });
 
       it('a CSR whose subject was changed after signing, with CSR_INVALID', () => {
@@ -188,7 +189,7 @@ describe('EnrollmentCa', () => {
         const at = der.indexOf('edge-aaaa');
         assert.ok(at > 0);
         der.write('edge-bbbb', at, 'latin1');
-        assert.throws(() => ca.issueAgentCertificate({ csrPem: toPem(der), agentId: 'edge-1' }), pkiCode('CSR_INVALID'));
+        assert.throws(() => ca.issueAgentCertificate({ csrPem: toPem(der), agentId: aid('edge-1') }), pkiCode('CSR_INVALID'));
       });
 
       it('a CSR with the public key of someone else, with CSR_INVALID', () => {
@@ -200,15 +201,15 @@ describe('EnrollmentCa', () => {
         assert.ok(at > 0);
         spkiDer(victim.publicKeyPem).copy(der, at);
         const csrPem = toPem(der);
-        assert.throws(() => ca.issueAgentCertificate({ csrPem, agentId: 'edge-1' }), pkiCode('CSR_INVALID'));
+        assert.throws(() => ca.issueAgentCertificate({ csrPem, agentId: aid('edge-1') }), pkiCode('CSR_INVALID'));
       });
 
       it('an EC CSR with KEY_UNSUPPORTED, not a crash', { skip: !hasOpenssl && 'openssl not installed' }, () => {
-        assert.throws(() => ca.issueAgentCertificate({ csrPem: opensslEcCsr(tmp.path), agentId: 'edge-1' }), pkiCode('KEY_UNSUPPORTED'));
+        assert.throws(() => ca.issueAgentCertificate({ csrPem: opensslEcCsr(tmp.path), agentId: aid('edge-1') }), pkiCode('KEY_UNSUPPORTED'));
       });
 
       it('an RSA-1024 CSR with KEY_UNSUPPORTED', () => {
-        assert.throws(() => ca.issueAgentCertificate({ csrPem: forgeCsr(rsaKey(1024)), agentId: 'edge-1' }), pkiCode('KEY_UNSUPPORTED'));
+        assert.throws(() => ca.issueAgentCertificate({ csrPem: forgeCsr(rsaKey(1024)), agentId: aid('edge-1') }), pkiCode('KEY_UNSUPPORTED'));
       });
 
       const notCsrs: Array<[string, () => string]> = [
@@ -221,19 +222,19 @@ describe('EnrollmentCa', () => {
       ];
       for (const [name, csrPem] of notCsrs) {
         it(`${name} with CSR_INVALID`, () => {
-          assert.throws(() => ca.issueAgentCertificate({ csrPem: csrPem(), agentId: 'edge-1' }), pkiCode('CSR_INVALID'));
+          assert.throws(() => ca.issueAgentCertificate({ csrPem: csrPem(), agentId: aid('edge-1') }), pkiCode('CSR_INVALID'));
         });
       }
 
       for (const agentId of ['', 'Edge-1', 'edge_1', '../admin', 'edge-1/x', 'a'.repeat(64)]) {
         it(`agent id ${JSON.stringify(agentId)} with NAME_INVALID`, () => {
-          assert.throws(() => ca.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId }), pkiCode('NAME_INVALID'));
+          assert.throws(() => ca.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId: aid(agentId) }), pkiCode('NAME_INVALID'));
         });
       }
 
       it('to issue once the CA has expired, with CERTIFICATE_INVALID', () => {
         const late = new EnrollmentCa(material, { now: () => new Date(T0.getTime() + 3651 * 24 * HOUR) });
-        assert.throws(() => late.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId: 'edge-1' }), pkiCode('CERTIFICATE_INVALID'));
+        assert.throws(() => late.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId: aid('edge-1') }), pkiCode('CERTIFICATE_INVALID'));
       });
     });
   });
@@ -275,7 +276,7 @@ describe('EnrollmentCa', () => {
       const csrPem = forgeCsr(agentKey);
       const n = 20;
       const issued = await timed(() => {
-        for (let i = 0; i < n; i++) ca.issueAgentCertificate({ csrPem, agentId: 'edge-1' });
+        for (let i = 0; i < n; i++) ca.issueAgentCertificate({ csrPem, agentId: aid('edge-1') });
       });
       t.diagnostic(`createCa (RSA-2048 keygen + self-sign): ${created.ms.toFixed(1)} ms`);
       t.diagnostic(`issueAgentCertificate (CSR verify + sign), mean of ${n}: ${(issued.ms / n).toFixed(1)} ms`);

@@ -6,6 +6,7 @@ import { createCa, EnrollmentCa, generateRsaKeyPair } from '../../src/pki/ca.js'
 import { agentIdFromCertificate } from '../../src/pki/identity.js';
 import { matchesAnyPin, type Pin, spkiPin } from '../../src/pki/pin.js';
 import { forgeCsr, rsaKey } from './helpers.js';
+import { aid } from '../helpers/ids.js';
 
 /**
  * Real TLS 1.3 handshakes on loopback with the certificates the enrollment CA issues: the
@@ -39,12 +40,12 @@ describe('mTLS with enrollment CA certificates', () => {
     serverPin = spkiPin(serverKey.publicKeyPem);
 
     const agentKey = rsaKey();
-    agent = { key: agentKey.privateKeyPem, cert: ca.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId: 'edge-1' }).certPem };
+    agent = { key: agentKey.privateKeyPem, cert: ca.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId: aid('edge-1') }).certPem };
 
     // Same trust domain, same agent id, different CA: only the signature tells them apart.
     const foreignCa = new EnrollmentCa(await createCa({ trustDomain: 'example.org' }));
     const foreignKey = rsaKey();
-    foreignAgent = { key: foreignKey.privateKeyPem, cert: foreignCa.issueAgentCertificate({ csrPem: forgeCsr(foreignKey), agentId: 'edge-1' }).certPem };
+    foreignAgent = { key: foreignKey.privateKeyPem, cert: foreignCa.issueAgentCertificate({ csrPem: forgeCsr(foreignKey), agentId: aid('edge-1') }).certPem };
 
     server = tls.createServer({
       key: serverKey.privateKeyPem,

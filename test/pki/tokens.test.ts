@@ -7,6 +7,7 @@ import { FileTokenStore } from '../../src/pki/file-token-store.js';
 import { EnrollmentTokens, hashToken, type TokenRecord, type TokenStore } from '../../src/pki/tokens.js';
 import { tempDir } from '../helpers/git.js';
 import { fixedClock } from './helpers.js';
+import { aid } from '../helpers/ids.js';
 
 const T0 = new Date('2030-01-01T00:00:00.000Z');
 const HOUR = 3_600_000;
@@ -51,27 +52,27 @@ for (const [storeName, openStore] of stores) {
     after(() => tmp.cleanup());
 
     it('creates a prefixed 32-byte base64url token that expires after its ttl', async () => {
-      const created = await tokens.create('edge-1', HOUR);
+      const created = await tokens.create(aid('edge-1'), HOUR);
       assert.match(created.token, /^mcet_[A-Za-z0-9_-]{43}$/);
       assert.equal(Buffer.from(created.token.slice(5), 'base64url').length, 32);
       assert.deepEqual(created.expiresAt, new Date(T0.getTime() + HOUR));
     });
 
     it('gives the agent id the token was created for, once', async () => {
-      const { token } = await tokens.create('edge-1', HOUR);
+      const { token } = await tokens.create(aid('edge-1'), HOUR);
       assert.equal(await tokens.consume(token), 'edge-1');
       await assert.rejects(tokens.consume(token), pkiCode('TOKEN_USED'));
     });
 
     it('keeps tokens of different agents apart', async () => {
-      const a = await tokens.create('edge-1', HOUR);
-      const b = await tokens.create('edge-2', HOUR);
+      const a = await tokens.create(aid('edge-1'), HOUR);
+      const b = await tokens.create(aid('edge-2'), HOUR);
       assert.equal(await tokens.consume(b.token), 'edge-2');
       assert.equal(await tokens.consume(a.token), 'edge-1');
     });
 
     it('refuses a token at or after its expiry with TOKEN_EXPIRED, and it stays unusable', async () => {
-      const { token } = await tokens.create('edge-1', HOUR);
+      const { token } = await tokens.create(aid('edge-1'), HOUR);
       clock.advance(HOUR);
       await assert.rejects(tokens.consume(token), pkiCode('TOKEN_EXPIRED'));
       clock.set(T0);
@@ -79,12 +80,12 @@ for (const [storeName, openStore] of stores) {
     });
 
     it('accepts a token one millisecond before its expiry', async () => {
-      const { token } = await tokens.create('edge-1', HOUR);
+      const { token } = await tokens.create(aid('edge-1'), HOUR);
       assert.equal(await tokens.consume(token, new Date(T0.getTime() + HOUR - 1)), 'edge-1');
     });
 
     it('reports reuse of a spent, expired token as TOKEN_USED', async () => {
-      const { token } = await tokens.create('edge-1', HOUR);
+      const { token } = await tokens.create(aid('edge-1'), HOUR);
       await tokens.consume(token);
       clock.advance(2 * HOUR);
       await assert.rejects(tokens.consume(token), pkiCode('TOKEN_USED'));
@@ -104,7 +105,7 @@ for (const [storeName, openStore] of stores) {
     }
 
     it('lets exactly one of many concurrent consumers of a token win', async () => {
-      const { token } = await tokens.create('edge-1', HOUR);
+      const { token } = await tokens.create(aid('edge-1'), HOUR);
       const results = await Promise.allSettled(Array.from({ length: 10 }, () => tokens.consume(token)));
       assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
       for (const r of results) if (r.status === 'rejected') pkiCode('TOKEN_USED')(r.reason);
@@ -112,12 +113,12 @@ for (const [storeName, openStore] of stores) {
 
     for (const ttl of [0, -1, Number.NaN, 8 * 24 * HOUR]) {
       it(`refuses a ttl of ${ttl} ms with TOKEN_TTL_INVALID`, async () => {
-        await assert.rejects(tokens.create('edge-1', ttl), pkiCode('TOKEN_TTL_INVALID'));
+        await assert.rejects(tokens.create(aid('edge-1'), ttl), pkiCode('TOKEN_TTL_INVALID'));
       });
     }
 
     it('refuses an agent id that is not a DNS label with NAME_INVALID', async () => {
-      await assert.rejects(tokens.create('Edge_1', HOUR), pkiCode('NAME_INVALID'));
+      await assert.rejects(tokens.create(aid('Edge_1'), HOUR), pkiCode('NAME_INVALID'));
     });
   });
 }
@@ -131,8 +132,8 @@ describe('FileTokenStore', () => {
   it('survives reopening: a token created before works once after, a spent one stays spent', async () => {
     const path = freshPath();
     const first = new EnrollmentTokens({ store: await FileTokenStore.open(path) });
-    const live = await first.create('edge-1', HOUR);
-    const spent = await first.create('edge-2', HOUR);
+    const live = await first.create(aid('edge-1'), HOUR);
+    const spent = await first.create(aid('edge-2'), HOUR);
     await first.consume(spent.token);
 
     const second = new EnrollmentTokens({ store: await FileTokenStore.open(path) });
@@ -146,7 +147,7 @@ describe('FileTokenStore', () => {
   it('writes the file 0600 with only hashes, never the token', async () => {
     const path = freshPath();
     const tokens = new EnrollmentTokens({ store: await FileTokenStore.open(path) });
-    const { token } = await tokens.create('edge-1', HOUR);
+    const { token } = await tokens.create(aid('edge-1'), HOUR);
     await tokens.consume(token);
     assert.equal(statSync(path).mode & 0o777, 0o600);
     const text = readFileSync(path, 'utf8');
@@ -158,9 +159,9 @@ describe('FileTokenStore', () => {
     const path = freshPath();
     const clock = fixedClock(T0);
     const tokens = new EnrollmentTokens({ store: await FileTokenStore.open(path, { now: clock.now, retentionMs: HOUR }), now: clock.now });
-    const old = await tokens.create('edge-1', HOUR);
+    const old = await tokens.create(aid('edge-1'), HOUR);
     clock.advance(3 * HOUR);
-    await tokens.create('edge-2', HOUR);
+    await tokens.create(aid('edge-2'), HOUR);
     assert.equal((JSON.parse(readFileSync(path, 'utf8')) as { tokens: unknown[] }).tokens.length, 1);
     await assert.rejects(tokens.consume(old.token), pkiCode('TOKEN_UNKNOWN'));
   });

@@ -11,6 +11,8 @@ import {
   type RolloutEvent,
   type RolloutSettings,
 } from '../../src/rollout/index.js';
+import { aid, cid } from '../helpers/ids.js';
+import type { AgentId } from '../../src/domain/types.js';
 
 // ---- fixtures: a fake clock, a fleet of 2 canary + 4 early + 4 rest agents, commits by name ----
 
@@ -57,19 +59,19 @@ const digest = (commit: string, agent: string): Digest => `sha256:${commit}-${ag
 
 function commit(sha: string, options: { settings?: RolloutSettings; message?: string; digests?: (agent: string) => Digest } = {}): RolloutCommit {
   return {
-    commit: sha,
+    commit: cid(sha),
     message: options.message ?? `change ${sha}`,
-    agents: Object.entries(FLEET).flatMap(([wave, ids]) => ids.map((id) => ({ id, wave, digest: options.digests?.(id) ?? digest(sha, id) }))),
+    agents: Object.entries(FLEET).flatMap(([wave, ids]) => ids.map((id) => ({ id: aid(id), wave, digest: options.digests?.(id) ?? digest(sha, id) }))),
     settings: options.settings ?? settings(),
   };
 }
 
 class FakeHistory implements AppliedHistory {
   readonly applied = new Map<string, Set<Digest>>();
-  appliedDigests(agentId: string): ReadonlySet<Digest> {
+  appliedDigests(agentId: AgentId): ReadonlySet<Digest> {
     return this.applied.get(agentId) ?? new Set();
   }
-  record(agentId: string, d: Digest): void {
+  record(agentId: AgentId, d: Digest): void {
     let set = this.applied.get(agentId);
     if (set === undefined) this.applied.set(agentId, (set = new Set()));
     set.add(d);
@@ -78,22 +80,22 @@ class FakeHistory implements AppliedHistory {
 
 const kinds = (changes: RolloutChanges): RolloutEvent['kind'][] => changes.events.map((e) => e.kind);
 const changedIds = (changes: RolloutChanges): string[] => changes.changed.map((c) => c.agentId).sort();
-const desiredOf = (rc: RolloutController, ids: readonly string[]): (string | null)[] => ids.map((id) => rc.desiredCommit(id));
+const desiredOf = (rc: RolloutController, ids: readonly string[]): (string | null)[] => ids.map((id) => rc.desiredCommit(aid(id)));
 
 /** A controller that completed commit `c0` on every (connected) agent, so `c1` is staged. */
 function established(clock: FakeClock, history = new FakeHistory(), s = settings()): RolloutController {
   const rc = new RolloutController({ history });
-  for (const id of ALL) rc.onConnect(id, clock.now());
+  for (const id of ALL) rc.onConnect(aid(id), clock.now());
   rc.onCommit(commit('c0', { settings: s }), clock.now());
   for (const id of ALL) {
-    rc.onAck(id, 'c0', 'APPLIED', clock.now());
-    history.record(id, digest('c0', id));
+    rc.onAck(aid(id), cid('c0'), 'APPLIED', clock.now());
+    history.record(aid(id), digest('c0', id));
   }
   return rc;
 }
 
 function ackAll(rc: RolloutController, ids: readonly string[], sha: string, clock: FakeClock, status: 'APPLIED' | 'REJECTED' = 'APPLIED'): RolloutChanges[] {
-  return ids.map((id) => rc.onAck(id, sha, status, clock.now()));
+  return ids.map((id) => rc.onAck(aid(id), cid(sha), status, clock.now()));
 }
 
 describe('RolloutController', () => {
@@ -105,7 +107,7 @@ describe('RolloutController', () => {
   describe('when a fresh controller accepts its first commit', () => {
     it('sends it to every agent at once and is complete', () => {
       const rc = new RolloutController({ history: new FakeHistory() });
-      for (const id of ALL) rc.onConnect(id, clock.now());
+      for (const id of ALL) rc.onConnect(aid(id), clock.now());
       const result = rc.onCommit(commit('c0', { settings: settings({ windows: [{ kind: 'deny', schedule: '* * * * *', duration: '1m' }] }) }), clock.now());
       assert.deepEqual(result.path, { kind: 'first' });
       assert.deepEqual(changedIds(result), [...ALL].sort());
@@ -119,7 +121,7 @@ describe('RolloutController', () => {
     it('reports an empty, complete status before any commit', () => {
       const rc = new RolloutController({ history: new FakeHistory() });
       assert.deepEqual(rc.status(clock.now()), { commit: null, previous: null, state: 'complete', waves: [], window: { open: true, nextOpen: null } });
-      assert.equal(rc.desiredCommit('c1'), null);
+      assert.equal(rc.desiredCommit(aid('c1')), null);
     });
   });
 
@@ -149,8 +151,8 @@ describe('RolloutController', () => {
     it('reports the bundle digest with the commit', () => {
       const rc = established(clock);
       rc.onCommit(commit('c1'), clock.now());
-      assert.deepEqual(rc.desired('c1'), { commit: 'c1', digest: digest('c1', 'c1') });
-      assert.deepEqual(rc.desired('e1'), { commit: 'c0', digest: digest('c0', 'e1') });
+      assert.deepEqual(rc.desired(aid('c1')), { commit: cid('c1'), digest: digest('c1', 'c1') });
+      assert.deepEqual(rc.desired(aid('e1')), { commit: cid('c0'), digest: digest('c0', 'e1') });
     });
   });
 
@@ -162,23 +164,23 @@ describe('RolloutController', () => {
       ackAll(rc, FLEET.canary!, 'c1', clock);
       assert.equal(rc.status(clock.now()).waves[0]?.state, 'baking');
       assert.deepEqual(rc.tick(clock.advance(5 * MIN)).changed, [], '10 min after the start, 5 after the ratio');
-      assert.equal(rc.desiredCommit('e1'), 'c0');
+      assert.equal(rc.desiredCommit(aid('e1')), 'c0');
       const done = rc.tick(clock.advance(5 * MIN - 1));
       assert.deepEqual(done.changed, []);
       const next = rc.tick(clock.advance(1));
       assert.deepEqual(kinds(next), ['wave-completed', 'wave-started']);
       assert.deepEqual(changedIds(next), FLEET.early);
-      assert.equal(rc.desiredCommit('e1'), 'c1');
+      assert.equal(rc.desiredCommit(aid('e1')), 'c1');
     });
 
     it('restarts when the ratio drops before the bake ends', () => {
       const rc = established(clock);
       rc.onCommit(commit('c1'), clock.now());
       ackAll(rc, ['c1'], 'c1', clock);
-      rc.onDisconnect('c2', clock.now()); // 1/1 connected applied: ratio reached now
+      rc.onDisconnect(aid('c2'), clock.now()); // 1/1 connected applied: ratio reached now
       clock.advance(8 * MIN);
-      rc.onConnect('c2', clock.now()); // 1/2: below successRatio 1
-      rc.onAck('c2', 'c1', 'APPLIED', clock.advance(1 * MIN)); // reached again at +9m
+      rc.onConnect(aid('c2'), clock.now()); // 1/2: below successRatio 1
+      rc.onAck(aid('c2'), cid('c1'), 'APPLIED', clock.advance(1 * MIN)); // reached again at +9m
       assert.deepEqual(rc.tick(clock.advance(5 * MIN)).changed, []);
       assert.deepEqual(changedIds(rc.tick(clock.advance(5 * MIN))), FLEET.early);
     });
@@ -186,8 +188,8 @@ describe('RolloutController', () => {
     it('completes a wave without bake the moment its ratio is reached, within the ack', () => {
       const rc = established(clock, new FakeHistory(), settings({ waves: [{ name: 'canary', bakeMs: 0 }, { name: 'early', bakeMs: 0 }, { name: 'rest', bakeMs: 0 }] }));
       rc.onCommit(commit('c1', { settings: settings({ waves: [{ name: 'canary', bakeMs: 0 }, { name: 'early', bakeMs: 0 }, { name: 'rest', bakeMs: 0 }] }) }), clock.now());
-      rc.onAck('c1', 'c1', 'APPLIED', clock.now());
-      const last = rc.onAck('c2', 'c1', 'APPLIED', clock.now());
+      rc.onAck(aid('c1'), cid('c1'), 'APPLIED', clock.now());
+      const last = rc.onAck(aid('c2'), cid('c1'), 'APPLIED', clock.now());
       assert.deepEqual(changedIds(last), FLEET.early);
     });
   });
@@ -199,20 +201,20 @@ describe('RolloutController', () => {
       const rc = established(clock, new FakeHistory(), s);
       rc.onCommit(commit('c1', { settings: s }), clock.now());
       ackAll(rc, FLEET.canary!, 'c1', clock);
-      assert.deepEqual(changedIds(rc.onAck('e1', 'c1', 'APPLIED', clock.now())), []);
-      assert.deepEqual(changedIds(rc.onAck('e2', 'c1', 'APPLIED', clock.now())), []);
-      assert.deepEqual(changedIds(rc.onAck('e3', 'c1', 'APPLIED', clock.now())), FLEET.rest, '3/4 = 0.75');
+      assert.deepEqual(changedIds(rc.onAck(aid('e1'), cid('c1'), 'APPLIED', clock.now())), []);
+      assert.deepEqual(changedIds(rc.onAck(aid('e2'), cid('c1'), 'APPLIED', clock.now())), []);
+      assert.deepEqual(changedIds(rc.onAck(aid('e3'), cid('c1'), 'APPLIED', clock.now())), FLEET.rest, '3/4 = 0.75');
     });
 
     it('counts only connected agents', () => {
       const rc = established(clock, new FakeHistory(), s);
       rc.onCommit(commit('c1', { settings: s }), clock.now());
       ackAll(rc, FLEET.canary!, 'c1', clock);
-      rc.onDisconnect('e3', clock.now());
-      rc.onDisconnect('e4', clock.now());
-      rc.onAck('e1', 'c1', 'APPLIED', clock.now());
-      assert.equal(rc.desiredCommit('r1'), 'c0', '1/2 connected');
-      const result = rc.onAck('e2', 'c1', 'APPLIED', clock.now());
+      rc.onDisconnect(aid('e3'), clock.now());
+      rc.onDisconnect(aid('e4'), clock.now());
+      rc.onAck(aid('e1'), cid('c1'), 'APPLIED', clock.now());
+      assert.equal(rc.desiredCommit(aid('r1')), 'c0', '1/2 connected');
+      const result = rc.onAck(aid('e2'), cid('c1'), 'APPLIED', clock.now());
       assert.deepEqual(changedIds(result), FLEET.rest, '2/2 connected');
       assert.deepEqual(
         (({ agents, applied, pending }) => ({ agents, applied, pending }))(rc.status(clock.now()).waves[1]!),
@@ -225,21 +227,21 @@ describe('RolloutController', () => {
     it('gets the new commit if its wave started, the previous one if not', () => {
       const history = new FakeHistory();
       const rc = new RolloutController({ history });
-      for (const id of ALL.filter((id) => id !== 'c2' && id !== 'e1')) rc.onConnect(id, clock.now());
+      for (const id of ALL.filter((id) => id !== 'c2' && id !== 'e1')) rc.onConnect(aid(id), clock.now());
       rc.onCommit(commit('c0'), clock.now());
       rc.onCommit(commit('c1'), clock.now());
-      rc.onConnect('c2', clock.now());
-      rc.onConnect('e1', clock.now());
-      assert.equal(rc.desiredCommit('c2'), 'c1');
-      assert.equal(rc.desiredCommit('e1'), 'c0');
+      rc.onConnect(aid('c2'), clock.now());
+      rc.onConnect(aid('e1'), clock.now());
+      assert.equal(rc.desiredCommit(aid('c2')), 'c1');
+      assert.equal(rc.desiredCommit(aid('e1')), 'c0');
     });
 
     it('counts toward its wave from then on', () => {
       const rc = established(clock);
-      rc.onDisconnect('c2', clock.now());
+      rc.onDisconnect(aid('c2'), clock.now());
       rc.onCommit(commit('c1'), clock.now());
-      rc.onAck('c1', 'c1', 'APPLIED', clock.now());
-      rc.onConnect('c2', clock.now());
+      rc.onAck(aid('c1'), cid('c1'), 'APPLIED', clock.now());
+      rc.onConnect(aid('c2'), clock.now());
       assert.equal(rc.status(clock.now()).waves[0]?.pending, 1);
       assert.equal(rc.status(clock.now()).waves[0]?.state, 'progressing');
     });
@@ -248,7 +250,7 @@ describe('RolloutController', () => {
   describe('when a wave has no connected agents', () => {
     it('completes as soon as it starts, and the next wave starts in the same step', () => {
       const rc = established(clock);
-      for (const id of FLEET.canary!) rc.onDisconnect(id, clock.now());
+      for (const id of FLEET.canary!) rc.onDisconnect(aid(id), clock.now());
       const result = rc.onCommit(commit('c1'), clock.now());
       assert.deepEqual(kinds(result), ['rollout-started', 'wave-started', 'wave-completed', 'wave-started']);
       assert.deepEqual(changedIds(result), [...FLEET.canary!, ...FLEET.early!].sort());
@@ -257,7 +259,7 @@ describe('RolloutController', () => {
     it('still waits for a window to start', () => {
       const closed = settings({ windows: [{ kind: 'allow', schedule: '0 20 * * *', duration: '1h' }] });
       const rc = established(clock);
-      for (const id of FLEET.canary!) rc.onDisconnect(id, clock.now());
+      for (const id of FLEET.canary!) rc.onDisconnect(aid(id), clock.now());
       const result = rc.onCommit(commit('c1', { settings: closed }), clock.now());
       assert.deepEqual(kinds(result), ['rollout-started']);
       const status = rc.status(clock.now());
@@ -295,7 +297,7 @@ describe('RolloutController', () => {
       late.advance(20 * MIN);
       const acks = ackAll(rc, FLEET.canary!, 'c1', late);
       assert.deepEqual(kinds(acks[1]!), ['wave-completed']);
-      assert.equal(rc.desiredCommit('e1'), 'c0');
+      assert.equal(rc.desiredCommit(aid('e1')), 'c0');
       assert.equal(rc.status(late.now()).state, 'waiting-window');
     });
 
@@ -322,36 +324,36 @@ describe('RolloutController', () => {
     it('halts, alerts once, and keeps the rejecting agent on its previous config', () => {
       const rc = established(clock);
       rc.onCommit(commit('c1'), clock.now());
-      rc.onAck('c1', 'c1', 'APPLIED', clock.now());
-      const rejected = rc.onAck('c2', 'c1', 'REJECTED', clock.now());
+      rc.onAck(aid('c1'), cid('c1'), 'APPLIED', clock.now());
+      const rejected = rc.onAck(aid('c2'), cid('c1'), 'REJECTED', clock.now());
       assert.deepEqual(kinds(rejected), ['rollout-halted']);
       const halted = rejected.events[0];
       assert.ok(halted?.kind === 'rollout-halted');
       assert.deepEqual([halted.wave, halted.rejected, halted.connected], ['canary', 1, 2]);
-      assert.deepEqual(rejected.changed, [{ agentId: 'c2', commit: 'c0', digest: digest('c0', 'c2') }]);
-      assert.equal(rc.desiredCommit('c1'), 'c1', 'in-flight deliveries stay');
+      assert.deepEqual(rejected.changed, [{ agentId: 'c2', commit: cid('c0'), digest: digest('c0', 'c2') }]);
+      assert.equal(rc.desiredCommit(aid('c1')), 'c1', 'in-flight deliveries stay');
       const status = rc.status(clock.now());
       assert.equal(status.state, 'halted');
       assert.equal(status.waves[0]?.state, 'halted');
       assert.equal(status.waves[0]?.rejected, 1);
-      assert.equal(rc.agentStatus('c2', clock.now()).state, 'NACKED');
+      assert.equal(rc.agentStatus(aid('c2'), clock.now()).state, 'NACKED');
     });
 
     it('starts no further wave, even after the bake', () => {
       const rc = established(clock);
       rc.onCommit(commit('c1'), clock.now());
-      rc.onAck('c2', 'c1', 'REJECTED', clock.now());
-      rc.onAck('c1', 'c1', 'APPLIED', clock.now());
+      rc.onAck(aid('c2'), cid('c1'), 'REJECTED', clock.now());
+      rc.onAck(aid('c1'), cid('c1'), 'APPLIED', clock.now());
       const later = rc.tick(clock.advance(60 * MIN));
       assert.deepEqual(later.changed, []);
       assert.ok(!kinds(later).includes('rollout-halted'), 'the alert fires once');
-      assert.equal(rc.desiredCommit('e1'), 'c0');
+      assert.equal(rc.desiredCommit(aid('e1')), 'c0');
     });
 
     it('refuses promote on a halted rollout', () => {
       const rc = established(clock);
       rc.onCommit(commit('c1'), clock.now());
-      rc.onAck('c2', 'c1', 'REJECTED', clock.now());
+      rc.onAck(aid('c2'), cid('c1'), 'REJECTED', clock.now());
       const result = rc.act({ kind: 'promote', actor: 'alice' }, clock.now());
       assert.equal(result.kind, 'refused');
       assert.ok(result.kind === 'refused' && result.code === 'HALTED');
@@ -364,11 +366,11 @@ describe('RolloutController', () => {
       const rc = established(clock, new FakeHistory(), s);
       rc.onCommit(commit('c1', { settings: s }), clock.now());
       ackAll(rc, FLEET.canary!, 'c1', clock);
-      const rejected = rc.onAck('e1', 'c1', 'REJECTED', clock.now()); // 1/4 = 0.25: not above
+      const rejected = rc.onAck(aid('e1'), cid('c1'), 'REJECTED', clock.now()); // 1/4 = 0.25: not above
       assert.ok(!kinds(rejected).includes('rollout-halted'));
       ackAll(rc, ['e2', 'e3', 'e4'], 'c1', clock);
-      assert.equal(rc.desiredCommit('r1'), 'c1');
-      assert.equal(rc.desiredCommit('e1'), 'c0');
+      assert.equal(rc.desiredCommit(aid('r1')), 'c1');
+      assert.equal(rc.desiredCommit(aid('e1')), 'c0');
     });
   });
 
@@ -378,7 +380,7 @@ describe('RolloutController', () => {
       const rc = established(clock, new FakeHistory(), s);
       rc.onCommit(commit('c1', { settings: s }), clock.now());
       ackAll(rc, FLEET.canary!, 'c1', clock); // early now has c1
-      assert.equal(rc.desiredCommit('e1'), 'c1');
+      assert.equal(rc.desiredCommit(aid('e1')), 'c1');
       const result = rc.onCommit(commit('c2', { settings: s }), clock.now());
       assert.deepEqual(kinds(result), ['rollout-superseded', 'rollout-started', 'wave-started']);
       const status = rc.status(clock.now());
@@ -396,7 +398,7 @@ describe('RolloutController', () => {
       assert.equal(rc.status(clock.now()).state, 'complete');
       rc.onCommit(commit('c2', { settings: s }), clock.now());
       assert.equal(rc.status(clock.now()).previous, 'c1');
-      assert.equal(rc.desiredCommit('r1'), 'c1');
+      assert.equal(rc.desiredCommit(aid('r1')), 'c1');
     });
   });
 
@@ -431,7 +433,7 @@ describe('RolloutController', () => {
       const r = revert('c2', 'c1');
       const result = rc.onCommit({ ...r, agents: r.agents.map((a) => (a.id === 'e2' ? { ...a, digest: digest('x', 'e2') } : a)) }, clock.now());
       assert.deepEqual(result.path, { kind: 'staged', why: { kind: 'new-digest', reverts: 'c1'.padEnd(40, '0'), agent: 'e2', digest: digest('x', 'e2') } });
-      assert.equal(rc.desiredCommit('e1'), 'c0');
+      assert.equal(rc.desiredCommit(aid('e1')), 'c0');
     });
 
     it('stages a revert when expediteReverts is false', () => {
@@ -458,7 +460,7 @@ describe('RolloutController', () => {
       assert.deepEqual(kinds(result), ['wave-completed', 'wave-started', 'operator-action']);
       assert.deepEqual(changedIds(result), FLEET.early);
       const audit = result.events.at(-1);
-      assert.deepEqual(audit, { kind: 'operator-action', action: 'promote', actor: 'alice', reason: 'looks good', commit: 'c1', at: '2025-06-02T10:01:00.000Z' });
+      assert.deepEqual(audit, { kind: 'operator-action', action: 'promote', actor: 'alice', reason: 'looks good', commit: cid('c1'), at: '2025-06-02T10:01:00.000Z' });
       const canary = result.events[0];
       assert.ok(canary?.kind === 'wave-completed' && canary.forced);
     });
@@ -522,36 +524,36 @@ describe('RolloutController', () => {
     it('reports a connected agent STALE when it has not acked its desired commit in time', () => {
       const rc = established(clock);
       rc.onCommit(commit('c1'), clock.now());
-      rc.onAck('c1', 'c1', 'APPLIED', clock.advance(30_000));
-      assert.equal(rc.agentStatus('c2', clock.now()).state, 'PENDING');
+      rc.onAck(aid('c1'), cid('c1'), 'APPLIED', clock.advance(30_000));
+      assert.equal(rc.agentStatus(aid('c2'), clock.now()).state, 'PENDING');
       clock.advance(90_000 - 1);
       assert.deepEqual(rc.staleAgents(clock.now()), []);
       clock.advance(1);
       assert.deepEqual(rc.staleAgents(clock.now()), ['c2']);
-      assert.equal(rc.agentStatus('c2', clock.now()).state, 'STALE');
-      assert.equal(rc.agentStatus('c1', clock.now()).state, 'SYNCED');
-      rc.onAck('c2', 'c1', 'APPLIED', clock.now());
+      assert.equal(rc.agentStatus(aid('c2'), clock.now()).state, 'STALE');
+      assert.equal(rc.agentStatus(aid('c1'), clock.now()).state, 'SYNCED');
+      rc.onAck(aid('c2'), cid('c1'), 'APPLIED', clock.now());
       assert.deepEqual(rc.staleAgents(clock.now()), []);
     });
 
     it('does not count a disconnected agent as stale, and restarts the timer on reconnect', () => {
       const rc = established(clock);
       rc.onCommit(commit('c1'), clock.now());
-      rc.onDisconnect('c2', clock.now());
+      rc.onDisconnect(aid('c2'), clock.now());
       clock.advance(10 * MIN);
-      assert.equal(rc.agentStatus('c2', clock.now()).state, 'DISCONNECTED');
-      rc.onConnect('c2', clock.now());
-      assert.equal(rc.agentStatus('c2', clock.advance(2 * MIN - 1)).state, 'PENDING');
-      assert.equal(rc.agentStatus('c2', clock.advance(1)).state, 'STALE');
+      assert.equal(rc.agentStatus(aid('c2'), clock.now()).state, 'DISCONNECTED');
+      rc.onConnect(aid('c2'), clock.now());
+      assert.equal(rc.agentStatus(aid('c2'), clock.advance(2 * MIN - 1)).state, 'PENDING');
+      assert.equal(rc.agentStatus(aid('c2'), clock.advance(1)).state, 'STALE');
     });
 
     it('counts a reconnecting agent whose hello reports the rollout commit as applied', () => {
       const rc = established(clock);
       rc.onCommit(commit('c1'), clock.now());
-      rc.onAck('c1', 'c1', 'APPLIED', clock.now());
-      rc.onDisconnect('c2', clock.now());
-      rc.onConnect('c2', clock.now(), 'c1');
-      assert.equal(rc.agentStatus('c2', clock.now()).state, 'SYNCED');
+      rc.onAck(aid('c1'), cid('c1'), 'APPLIED', clock.now());
+      rc.onDisconnect(aid('c2'), clock.now());
+      rc.onConnect(aid('c2'), clock.now(), cid('c1'));
+      assert.equal(rc.agentStatus(aid('c2'), clock.now()).state, 'SYNCED');
       assert.equal(rc.status(clock.now()).waves[0]?.state, 'baking');
     });
   });
@@ -563,9 +565,9 @@ describe('RolloutController', () => {
       original.onCommit(commit('c1'), clock.now());
       ackAll(original, FLEET.canary!, 'c1', clock);
       original.tick(clock.advance(10 * MIN)); // early starts
-      original.onAck('e1', 'c1', 'APPLIED', clock.now());
-      original.onAck('e2', 'c1', 'REJECTED', clock.now()); // halts: 1/4 > 0.05
-      original.onDisconnect('r4', clock.now());
+      original.onAck(aid('e1'), cid('c1'), 'APPLIED', clock.now());
+      original.onAck(aid('e2'), cid('c1'), 'REJECTED', clock.now()); // halts: 1/4 > 0.05
+      original.onDisconnect(aid('r4'), clock.now());
       original.act({ kind: 'pause', actor: 'dave' }, clock.now());
 
       const restored = RolloutController.fromJSON(JSON.parse(JSON.stringify(original)), { history });
@@ -598,17 +600,17 @@ describe('RolloutController', () => {
       const restored = RolloutController.fromJSON(JSON.parse(JSON.stringify(original.toJSON())), { history });
       restored.restoreDisconnected(clock.now(), 30_000);
       assert.ok(restored.toJSON().agents.every((a) => !a.connected));
-      assert.equal(restored.agentStatus('c1', clock.now()).state, 'DISCONNECTED');
+      assert.equal(restored.agentStatus(aid('c1'), clock.now()).state, 'DISCONNECTED');
       const canary = (): string | undefined => restored.status(clock.now()).waves[0]?.state;
       assert.equal(canary(), 'progressing');
       assert.equal(restored.status(clock.now()).waves[0]?.pending, 0);
       // A replayed ack (the agent is not connected yet) is counted without completing the wave.
-      assert.deepEqual(kinds(restored.onAck('c1', 'c1', 'APPLIED', clock.now())), []);
+      assert.deepEqual(kinds(restored.onAck(aid('c1'), cid('c1'), 'APPLIED', clock.now())), []);
       assert.equal(restored.status(clock.now()).waves[0]?.applied, 1);
       assert.deepEqual(kinds(restored.tick(clock.advance(29_999))), []);
       assert.equal(canary(), 'progressing');
       // An agent that reconnects in the hold counts again: the wave waits for c2's ack.
-      restored.onConnect('c2', clock.now());
+      restored.onConnect(aid('c2'), clock.now());
       assert.deepEqual(kinds(restored.tick(clock.advance(60_000))), []);
       assert.equal(canary(), 'progressing');
       assert.equal(restored.status(clock.now()).waves[0]?.pending, 1);
@@ -663,16 +665,16 @@ describe('RolloutController', () => {
     it('gives an agent new in the inventory the new commit at once (nothing older to protect)', () => {
       const rc = established(clock);
       const c1 = commit('c1');
-      rc.onCommit({ ...c1, agents: [...c1.agents, { id: 'r9', wave: 'rest', digest: digest('c1', 'r9') }] }, clock.now());
-      assert.equal(rc.desiredCommit('r9'), 'c1');
-      assert.equal(rc.desiredCommit('r1'), 'c0');
+      rc.onCommit({ ...c1, agents: [...c1.agents, { id: aid('r9'), wave: 'rest', digest: digest('c1', 'r9') }] }, clock.now());
+      assert.equal(rc.desiredCommit(aid('r9')), 'c1');
+      assert.equal(rc.desiredCommit(aid('r1')), 'c0');
     });
 
     it('gives an agent removed from the inventory nothing', () => {
       const rc = established(clock);
       const c1 = commit('c1');
       const result = rc.onCommit({ ...c1, agents: c1.agents.filter((a) => a.id !== 'r4') }, clock.now());
-      assert.equal(rc.desiredCommit('r4'), null);
+      assert.equal(rc.desiredCommit(aid('r4')), null);
       assert.ok(result.changed.some((c) => c.agentId === 'r4' && c.commit === null));
     });
   });
@@ -680,50 +682,50 @@ describe('RolloutController', () => {
   describe('when an agent rejects', () => {
     it('keeps offering the very first commit to an agent that rejected it (nothing to go back to)', () => {
       const rc = new RolloutController({ history: new FakeHistory() });
-      for (const id of ALL) rc.onConnect(id, clock.now());
+      for (const id of ALL) rc.onConnect(aid(id), clock.now());
       rc.onCommit(commit('c0'), clock.now());
-      const rejected = rc.onAck('c1', 'c0', 'REJECTED', clock.now());
+      const rejected = rc.onAck(aid('c1'), cid('c0'), 'REJECTED', clock.now());
       assert.deepEqual(rejected.changed, [], 'its delivery stays');
-      assert.equal(rc.desiredCommit('c1'), 'c0');
-      assert.equal(rc.agentStatus('c1', clock.now()).state, 'NACKED');
-      rc.onDisconnect('c1', clock.now());
-      rc.onConnect('c1', clock.now());
-      assert.equal(rc.desiredCommit('c1'), 'c0');
+      assert.equal(rc.desiredCommit(aid('c1')), 'c0');
+      assert.equal(rc.agentStatus(aid('c1'), clock.now()).state, 'NACKED');
+      rc.onDisconnect(aid('c1'), clock.now());
+      rc.onConnect(aid('c1'), clock.now());
+      assert.equal(rc.desiredCommit(aid('c1')), 'c0');
     });
 
     it('keeps offering a staged commit to an agent with no completed config that rejected it', () => {
       const rc = established(clock);
       const c1 = commit('c1');
-      rc.onCommit({ ...c1, agents: [...c1.agents, { id: 'r9', wave: 'rest', digest: digest('c1', 'r9') }] }, clock.now());
-      rc.onConnect('r9', clock.now());
-      rc.onAck('r9', 'c1', 'REJECTED', clock.now());
-      assert.equal(rc.desiredCommit('r9'), 'c1');
+      rc.onCommit({ ...c1, agents: [...c1.agents, { id: aid('r9'), wave: 'rest', digest: digest('c1', 'r9') }] }, clock.now());
+      rc.onConnect(aid('r9'), clock.now());
+      rc.onAck(aid('r9'), cid('c1'), 'REJECTED', clock.now());
+      assert.equal(rc.desiredCommit(aid('r9')), 'c1');
     });
 
     it('offers the rejected commit again when the agent connects again, and counts its next answer', () => {
       const s = settings({ maxNackRatio: 0.5 });
       const rc = established(clock, new FakeHistory(), s);
       rc.onCommit(commit('c1', { settings: s }), clock.now());
-      rc.onAck('c1', 'c1', 'APPLIED', clock.now());
-      rc.onAck('c2', 'c1', 'REJECTED', clock.now()); // 1/2: not above 0.5
-      assert.equal(rc.desiredCommit('c2'), 'c0', 'back on its previous config');
-      rc.onDisconnect('c2', clock.now());
-      assert.equal(rc.desiredCommit('c2'), 'c0', 'not while it is away');
-      const back = rc.onConnect('c2', clock.now());
-      assert.deepEqual(back.changed, [{ agentId: 'c2', commit: 'c1', digest: digest('c1', 'c2') }]);
+      rc.onAck(aid('c1'), cid('c1'), 'APPLIED', clock.now());
+      rc.onAck(aid('c2'), cid('c1'), 'REJECTED', clock.now()); // 1/2: not above 0.5
+      assert.equal(rc.desiredCommit(aid('c2')), 'c0', 'back on its previous config');
+      rc.onDisconnect(aid('c2'), clock.now());
+      assert.equal(rc.desiredCommit(aid('c2')), 'c0', 'not while it is away');
+      const back = rc.onConnect(aid('c2'), clock.now());
+      assert.deepEqual(back.changed, [{ agentId: 'c2', commit: cid('c1'), digest: digest('c1', 'c2') }]);
       assert.equal(rc.status(clock.now()).waves[0]?.rejected, 0);
-      rc.onAck('c2', 'c1', 'APPLIED', clock.now());
+      rc.onAck(aid('c2'), cid('c1'), 'APPLIED', clock.now());
       assert.equal(rc.status(clock.now()).waves[0]?.applied, 2);
     });
 
     it('does not offer it again while the rollout is halted', () => {
       const rc = established(clock);
       rc.onCommit(commit('c1'), clock.now());
-      rc.onAck('c2', 'c1', 'REJECTED', clock.now());
+      rc.onAck(aid('c2'), cid('c1'), 'REJECTED', clock.now());
       assert.equal(rc.status(clock.now()).state, 'halted');
-      rc.onDisconnect('c2', clock.now());
-      assert.deepEqual(rc.onConnect('c2', clock.now()).changed, []);
-      assert.equal(rc.desiredCommit('c2'), 'c0');
+      rc.onDisconnect(aid('c2'), clock.now());
+      assert.deepEqual(rc.onConnect(aid('c2'), clock.now()).changed, []);
+      assert.equal(rc.desiredCommit(aid('c2')), 'c0');
     });
   });
 
@@ -731,7 +733,7 @@ describe('RolloutController', () => {
     it('ignores an ack for another commit in the wave counters', () => {
       const rc = established(clock);
       rc.onCommit(commit('c1'), clock.now());
-      const result = rc.onAck('c1', 'c0', 'REJECTED', clock.now());
+      const result = rc.onAck(aid('c1'), cid('c0'), 'REJECTED', clock.now());
       assert.deepEqual(result, { changed: [], events: [] });
       assert.equal(rc.status(clock.now()).waves[0]?.rejected, 0);
     });

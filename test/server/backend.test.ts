@@ -10,6 +10,8 @@ import { buildSnapshot, SnapshotCache, type DesiredBundle } from '../../src/serv
 import { BundleSigner } from '../../src/signing/index.js';
 import type { AckReport, AgentIdentity, Delivery } from '../../src/transport/backend.js';
 import { forgeCsr, rsaKey } from '../pki/helpers.js';
+import { aid, cid } from '../helpers/ids.js';
+import type { AgentId } from '../../src/domain/types.js';
 
 const COMMIT = 'a'.repeat(40);
 const NEXT_COMMIT = 'b'.repeat(40);
@@ -27,9 +29,9 @@ class MemoryTokenStore implements TokenStore {
   }
 }
 
-function desired(agentId: string, text: string): DesiredBundle {
+function desired(agentId: AgentId, text: string): DesiredBundle {
   const bytes = new TextEncoder().encode(text);
-  return { agentId, digest: sha256Digest(bytes), bytes, baseline: false };
+  return { agentId: aid(agentId), digest: sha256Digest(bytes), bytes, baseline: false };
 }
 
 describe('ServerBackend', () => {
@@ -69,17 +71,17 @@ describe('ServerBackend', () => {
   });
 
   function publish(generation: number, commit: string, bundles: DesiredBundle[]): void {
-    const signed = signer.signGeneration({ generation, commit, agents: bundles.map((b) => ({ agentId: b.agentId, digest: b.digest })) });
-    snapshots.set(buildSnapshot({ generation, commit, desired: bundles, signed }));
+    const signed = signer.signGeneration({ generation, commit: cid(commit), agents: bundles.map((b) => ({ agentId: b.agentId, digest: b.digest })) });
+    snapshots.set(buildSnapshot({ generation, commit: cid(commit), desired: bundles, signed }));
     fleet.setDesired(
-      bundles.map((b) => ({ id: b.agentId, labels: { zone: 'pci' }, desired: { commit, digest: b.digest, generation } })),
+      bundles.map((b) => ({ id: b.agentId, labels: { zone: 'pci' }, desired: { commit: cid(commit), digest: b.digest, generation } })),
     );
   }
 
-  function identityOf(agentId: string): AgentIdentity {
-    const issued = ca.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId });
+  function identityOf(agentId: AgentId): AgentIdentity {
+    const issued = ca.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId: aid(agentId) });
     const certificate = new X509Certificate(issued.certPem);
-    return { agentId, certificate, serialNumber: certificate.serialNumber, notAfter: issued.notAfter };
+    return { agentId: aid(agentId), certificate, serialNumber: certificate.serialNumber, notAfter: issued.notAfter };
   }
 
   function ackFor(delivery: Delivery, status: AckReport['status'] = 'APPLIED', nonce = delivery.nonce): AckReport {
@@ -88,17 +90,17 @@ describe('ServerBackend', () => {
 
   describe('authorize', () => {
     it('accepts an inventory agent with a valid certificate', () => {
-      assert.deepEqual(backend.authorize(identityOf('edge-1')), { ok: true });
+      assert.deepEqual(backend.authorize(identityOf(aid('edge-1'))), { ok: true });
     });
 
     it('refuses an agent that is not in the inventory of the served commit with unknown-agent', () => {
-      const verdict = backend.authorize(identityOf('edge-9'));
+      const verdict = backend.authorize(identityOf(aid('edge-9')));
       assert.equal(verdict.ok, false);
       assert.equal(!verdict.ok && verdict.reason, 'unknown-agent');
     });
 
     it('refuses a certificate that has expired while connected with expired-certificate', () => {
-      const identity = { ...identityOf('edge-1'), notAfter: new Date(Date.now() - 1_000) };
+      const identity = { ...identityOf(aid('edge-1')), notAfter: new Date(Date.now() - 1_000) };
       const verdict = backend.authorize(identity);
       assert.equal(!verdict.ok && verdict.reason, 'expired-certificate');
     });
@@ -119,7 +121,7 @@ describe('ServerBackend', () => {
           signingPublicKeyPem,
           certificates: { standing: () => ({ kind: standing }), issued: () => Promise.resolve() },
         });
-        const verdict = withRegistry.authorize(identityOf('edge-1'));
+        const verdict = withRegistry.authorize(identityOf(aid('edge-1')));
         assert.equal(verdict.ok ? null : verdict.reason, reason);
       });
     }
@@ -127,36 +129,36 @@ describe('ServerBackend', () => {
 
   describe('watch and desired', () => {
     it('answers a watch at once with the current delivery and again on a new generation; connection follows the watches', () => {
-      publish(1, COMMIT, [desired('edge-1', '{"v":1}'), desired('edge-2', '{"v":1}')]);
+      publish(1, COMMIT, [desired(aid('edge-1'), '{"v":1}'), desired(aid('edge-2'), '{"v":1}')]);
       const seen: Delivery[] = [];
-      const unwatch = backend.watch('edge-1', (d) => seen.push(d));
-      assert.equal(fleet.get('edge-1')?.connected, true);
+      const unwatch = backend.watch(aid('edge-1'), (d) => seen.push(d));
+      assert.equal(fleet.get(aid('edge-1'))?.connected, true);
       assert.equal(backend.connectedCount(), 1);
 
-      publish(2, NEXT_COMMIT, [desired('edge-1', '{"v":2}'), desired('edge-2', '{"v":1}')]);
+      publish(2, NEXT_COMMIT, [desired(aid('edge-1'), '{"v":2}'), desired(aid('edge-2'), '{"v":1}')]);
       unwatch();
       unwatch();
       assert.deepEqual(seen.map((d) => [d.commit, d.generation]), [
         [COMMIT, 1],
         [NEXT_COMMIT, 2],
       ]);
-      assert.equal(fleet.get('edge-1')?.connected, false);
+      assert.equal(fleet.get(aid('edge-1'))?.connected, false);
       assert.equal(backend.connectedCount(), 0);
-      assert.equal(backend.desired('edge-1'), seen[1]);
-      assert.equal(backend.desired('edge-9'), null);
+      assert.equal(backend.desired(aid('edge-1')), seen[1]);
+      assert.equal(backend.desired(aid('edge-9')), null);
     });
   });
 
   describe('ack', () => {
     it('records an APPLIED ack with the current nonce and marks the agent SYNCED', () => {
-      publish(1, COMMIT, [desired('edge-1', '{"v":1}')]);
-      const identity = identityOf('edge-1');
-      const delivery = backend.desired('edge-1') as Delivery;
+      publish(1, COMMIT, [desired(aid('edge-1'), '{"v":1}')]);
+      const identity = identityOf(aid('edge-1'));
+      const delivery = backend.desired(aid('edge-1')) as Delivery;
       backend.reportActive(identity, null);
-      assert.equal(fleet.get('edge-1')?.state, 'PENDING');
+      assert.equal(fleet.get(aid('edge-1'))?.state, 'PENDING');
 
       assert.deepEqual(backend.ack(identity, ackFor(delivery)), { kind: 'recorded' });
-      const agent = fleet.get('edge-1');
+      const agent = fleet.get(aid('edge-1'));
       assert.equal(agent?.state, 'SYNCED');
       assert.equal(agent?.active?.digest, delivery.digest);
       assert.equal(agent?.certExpiry?.getTime(), identity.notAfter.getTime());
@@ -164,36 +166,36 @@ describe('ServerBackend', () => {
     });
 
     it('ignores an ack whose nonce is not the current delivery’s as stale', () => {
-      publish(1, COMMIT, [desired('edge-1', '{"v":1}')]);
-      const old = backend.desired('edge-1') as Delivery;
-      publish(2, NEXT_COMMIT, [desired('edge-1', '{"v":2}')]);
-      const identity = identityOf('edge-1');
+      publish(1, COMMIT, [desired(aid('edge-1'), '{"v":1}')]);
+      const old = backend.desired(aid('edge-1')) as Delivery;
+      publish(2, NEXT_COMMIT, [desired(aid('edge-1'), '{"v":2}')]);
+      const identity = identityOf(aid('edge-1'));
 
       assert.deepEqual(backend.ack(identity, ackFor(old)), { kind: 'stale' });
-      assert.deepEqual(backend.ack(identity, ackFor(backend.desired('edge-1') as Delivery, 'APPLIED', 'made-up')), { kind: 'stale' });
-      assert.equal(fleet.get('edge-1')?.active, null);
+      assert.deepEqual(backend.ack(identity, ackFor(backend.desired(aid('edge-1')) as Delivery, 'APPLIED', 'made-up')), { kind: 'stale' });
+      assert.equal(fleet.get(aid('edge-1'))?.active, null);
       assert.deepEqual(acks.map((a) => a.outcome.kind), ['stale', 'stale']);
     });
 
     it('marks an agent that REJECTED its desired bundle NACKED', () => {
-      publish(1, COMMIT, [desired('edge-1', '{"v":1}')]);
-      const identity = identityOf('edge-1');
-      backend.ack(identity, ackFor(backend.desired('edge-1') as Delivery, 'REJECTED'));
-      assert.equal(fleet.get('edge-1')?.state, 'NACKED');
-      assert.equal(fleet.get('edge-1')?.lastError, 'reload failed');
+      publish(1, COMMIT, [desired(aid('edge-1'), '{"v":1}')]);
+      const identity = identityOf(aid('edge-1'));
+      backend.ack(identity, ackFor(backend.desired(aid('edge-1')) as Delivery, 'REJECTED'));
+      assert.equal(fleet.get(aid('edge-1'))?.state, 'NACKED');
+      assert.equal(fleet.get(aid('edge-1'))?.lastError, 'reload failed');
     });
 
     it('shows an agent with an active digest from its hello as SYNCED', () => {
-      publish(1, COMMIT, [desired('edge-1', '{"v":1}')]);
-      const delivery = backend.desired('edge-1') as Delivery;
-      backend.reportActive(identityOf('edge-1'), { commit: COMMIT, digest: delivery.digest, generation: 1 });
-      assert.equal(fleet.get('edge-1')?.state, 'SYNCED');
+      publish(1, COMMIT, [desired(aid('edge-1'), '{"v":1}')]);
+      const delivery = backend.desired(aid('edge-1')) as Delivery;
+      backend.reportActive(identityOf(aid('edge-1')), { commit: cid(COMMIT), digest: delivery.digest, generation: 1 });
+      assert.equal(fleet.get(aid('edge-1'))?.state, 'SYNCED');
     });
   });
 
   describe('enroll', () => {
     it('redeems a real token and a real CSR for a certificate of the token’s agent, with the CA and signing key', async () => {
-      const { token } = await tokens.create('edge-2', 60_000);
+      const { token } = await tokens.create(aid('edge-2'), 60_000);
       const result = await backend.enroll(token, forgeCsr(agentKey, { commonName: 'edge-1', uris: ['spiffe://example.org/agent/edge-1'] }));
       assert.equal(result.agentId, 'edge-2');
       const cert = new X509Certificate(result.certificatePem);
@@ -210,7 +212,7 @@ describe('ServerBackend', () => {
         'a reused token',
         'TOKEN_USED',
         async () => {
-          const { token } = await tokens.create('edge-1', 60_000);
+          const { token } = await tokens.create(aid('edge-1'), 60_000);
           await backend.enroll(token, forgeCsr(agentKey));
           return token;
         },
@@ -227,26 +229,26 @@ describe('ServerBackend', () => {
       let now = new Date();
       const clocked = new EnrollmentTokens({ store: new MemoryTokenStore(), now: () => now });
       const b = new ServerBackend({ snapshots, fleet, inventory: { has: () => true }, tokens: clocked, ca, signingPublicKeyPem, now: () => now });
-      const { token } = await clocked.create('edge-1', 60_000);
+      const { token } = await clocked.create(aid('edge-1'), 60_000);
       now = new Date(now.getTime() + 61_000);
       await assert.rejects(b.enroll(token, forgeCsr(agentKey)), (err: unknown) => err instanceof PkiError && err.code === 'TOKEN_EXPIRED');
     });
 
     it('refuses a CSR that does not parse with CSR_INVALID', async () => {
-      const { token } = await tokens.create('edge-1', 60_000);
+      const { token } = await tokens.create(aid('edge-1'), 60_000);
       await assert.rejects(backend.enroll(token, '-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n'), (err: unknown) => err instanceof PkiError && err.code === 'CSR_INVALID');
     });
   });
 
   describe('renew', () => {
     it('issues a certificate for the authenticated identity, whatever the CSR asks for', async () => {
-      const result = await backend.renew(identityOf('edge-1'), forgeCsr(agentKey, { uris: ['spiffe://example.org/agent/edge-2'] }));
+      const result = await backend.renew(identityOf(aid('edge-1')), forgeCsr(agentKey, { uris: ['spiffe://example.org/agent/edge-2'] }));
       assert.equal(new X509Certificate(result.certificatePem).subjectAltName, 'URI:spiffe://example.org/agent/edge-1');
-      assert.equal(fleet.get('edge-1'), undefined, 'not listed before it is in a published inventory');
+      assert.equal(fleet.get(aid('edge-1')), undefined, 'not listed before it is in a published inventory');
     });
 
     it('makes the new certificate current before handing it out, and hands out none it cannot record', async () => {
-      const recorded: Array<{ agentId: string; serial: string; kind: string }> = [];
+      const recorded: Array<{ agentId: AgentId; serial: string; kind: string }> = [];
       let fail = false;
       const withRegistry = new ServerBackend({
         snapshots,
@@ -263,13 +265,13 @@ describe('ServerBackend', () => {
           },
         },
       });
-      const result = await withRegistry.renew(identityOf('edge-1'), forgeCsr(agentKey));
+      const result = await withRegistry.renew(identityOf(aid('edge-1')), forgeCsr(agentKey));
       assert.deepEqual(
         recorded.map((r) => ({ ...r, serial: normalizeSerial(r.serial) })),
         [{ agentId: 'edge-1', serial: normalizeSerial(new X509Certificate(result.certificatePem).serialNumber), kind: 'renew' }],
       );
       fail = true;
-      await assert.rejects(withRegistry.renew(identityOf('edge-1'), forgeCsr(agentKey)), /disk full/);
+      await assert.rejects(withRegistry.renew(identityOf(aid('edge-1')), forgeCsr(agentKey)), /disk full/);
     });
   });
 });

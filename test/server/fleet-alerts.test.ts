@@ -4,6 +4,7 @@ import type { Alert } from '../../src/server/alerts.js';
 import { CertExpiryAlerts, UnauthorizedAlerts } from '../../src/server/fleet-alerts.js';
 import { FleetCache } from '../../src/server/fleet.js';
 import { manualClock } from './helpers.js';
+import { aid, cid } from '../helpers/ids.js';
 
 function sink(): { post(alert: Alert): void; alerts: Alert[] } {
   const alerts: Alert[] = [];
@@ -14,7 +15,7 @@ describe('UnauthorizedAlerts', () => {
   it('alerts the first attempt of a reason at once', () => {
     const s = sink();
     const limiter = new UnauthorizedAlerts({ sink: s });
-    limiter.onUnauthorized('revoked', { agentId: 'edge-1', message: 'certificate revoked' });
+    limiter.onUnauthorized('revoked', { agentId: aid('edge-1'), message: 'certificate revoked' });
     assert.equal(s.alerts.length, 1);
     assert.deepEqual({ ...s.alerts[0], at: undefined }, { kind: 'unauthorized-attempt', reason: 'revoked', agent: 'edge-1', count: 1, message: 'certificate revoked', at: undefined });
     limiter.close();
@@ -42,14 +43,14 @@ describe('UnauthorizedAlerts', () => {
 
 describe('CertExpiryAlerts', () => {
   const TTL = 24 * 3_600_000;
-  const DESIRED = { commit: 'a'.repeat(40), digest: `sha256:${'1'.repeat(64)}`, generation: 1 };
+  const DESIRED = { commit: cid('a'.repeat(40)), digest: `sha256:${'1'.repeat(64)}`, generation: 1 };
 
   it('alerts once per certificate when less than 20 % of its lifetime remains', () => {
     const clock = manualClock(new Date('2030-01-01T00:00:00Z'));
     const fleet = new FleetCache({ now: clock.now });
-    fleet.setDesired([{ id: 'edge-1', labels: {}, desired: DESIRED }, { id: 'edge-2', labels: {}, desired: DESIRED }]);
-    fleet.recordSeen('edge-1', clock.now(), { notAfter: new Date(clock.now().getTime() + TTL), serial: 'AA01' });
-    fleet.recordSeen('edge-2', clock.now(), { notAfter: new Date(clock.now().getTime() + TTL / 2), serial: 'BB02' });
+    fleet.setDesired([{ id: aid('edge-1'), labels: {}, desired: DESIRED }, { id: aid('edge-2'), labels: {}, desired: DESIRED }]);
+    fleet.recordSeen(aid('edge-1'), clock.now(), { notAfter: new Date(clock.now().getTime() + TTL), serial: 'AA01' });
+    fleet.recordSeen(aid('edge-2'), clock.now(), { notAfter: new Date(clock.now().getTime() + TTL / 2), serial: 'BB02' });
     const s = sink();
     const checker = new CertExpiryAlerts({ sink: s, agents: () => fleet.list(), certificateTtlMs: TTL, now: clock.now });
     assert.deepEqual(checker.check(), []);
@@ -62,7 +63,7 @@ describe('CertExpiryAlerts', () => {
     assert.equal(alert?.kind, 'cert-expiring');
     assert.equal(alert?.kind === 'cert-expiring' && alert.serial, 'aa01');
     // A renewed certificate (new serial) is a new certificate.
-    fleet.recordSeen('edge-2', clock.now(), { notAfter: new Date(clock.now().getTime() + TTL * 0.1), serial: 'CC03' });
+    fleet.recordSeen(aid('edge-2'), clock.now(), { notAfter: new Date(clock.now().getTime() + TTL * 0.1), serial: 'CC03' });
     assert.deepEqual(checker.check(), ['edge-2']);
   });
 });

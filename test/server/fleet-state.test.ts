@@ -7,6 +7,8 @@ import { startServer, type RunningServer } from '../../src/server/server.js';
 import type { AckReport, AgentIdentity, Delivery } from '../../src/transport/backend.js';
 import { forgeCsr, rsaKey } from '../pki/helpers.js';
 import { configFor, fakeTransport, makeFixture, silentLogger, webhookReceiver, type Fixture } from './helpers.js';
+import { aid, cid } from '../helpers/ids.js';
+import type { AgentId } from '../../src/domain/types.js';
 
 const FOREIGN = `sha256:${'f'.repeat(64)}`;
 
@@ -43,10 +45,10 @@ describe('fleet state, drift and quarantine (startServer with fleet.db)', () => 
     return server;
   }
 
-  function identityOf(s: RunningServer, agentId: string): AgentIdentity {
-    const issued = s.dataDir.ca.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId });
+  function identityOf(s: RunningServer, agentId: AgentId): AgentIdentity {
+    const issued = s.dataDir.ca.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId: aid(agentId) });
     const certificate = new X509Certificate(issued.certPem);
-    return { agentId, certificate, serialNumber: certificate.serialNumber, notAfter: issued.notAfter };
+    return { agentId: aid(agentId), certificate, serialNumber: certificate.serialNumber, notAfter: issued.notAfter };
   }
 
   function ackFor(delivery: Delivery, digest: string = delivery.digest): AckReport {
@@ -67,9 +69,9 @@ describe('fleet state, drift and quarantine (startServer with fleet.db)', () => 
     it('keeps acks, agent state, the generation and enrollment tokens', async () => {
       let s = await start();
       const backend = transport.backend();
-      const identity = identityOf(s, 'edge-1');
+      const identity = identityOf(s, aid('edge-1'));
       backend.reportActive(identity, null);
-      const delivery = backend.desired('edge-1') as Delivery;
+      const delivery = backend.desired(aid('edge-1')) as Delivery;
       assert.equal(backend.ack(identity, ackFor(delivery)).kind, 'recorded');
       const token = (await admin(s, '/api/v1/tokens', { method: 'POST', body: JSON.stringify({ agentId: 'edge-2' }) })).body as { token: string };
       const generation = s.reconciler.status().generation;
@@ -77,11 +79,11 @@ describe('fleet state, drift and quarantine (startServer with fleet.db)', () => 
       assert.equal(existsSync(join(fixture.dataDir, 'state.json')), false, 'state lives in fleet.db, not state.json');
 
       s = await start();
-      const agent = s.fleet.get('edge-1');
+      const agent = s.fleet.get(aid('edge-1'));
       assert.equal(agent?.active?.digest, delivery.digest);
       assert.equal(agent?.state, 'SYNCED');
       assert.equal(agent?.certSerial !== null, true);
-      assert.equal((await s.fleetStore.listAcks('edge-1')).length, 1);
+      assert.equal((await s.fleetStore.listAcks(aid('edge-1'))).length, 1);
       assert.ok(s.reconciler.status().generation > generation, 'generations keep growing');
       const enrolled = await transport.backend().enroll(token.token, forgeCsr(agentKey));
       assert.equal(enrolled.agentId, 'edge-2', 'a token created before the restart still enrolls');
@@ -108,19 +110,19 @@ describe('fleet state, drift and quarantine (startServer with fleet.db)', () => 
       try {
         const s = await start(hook.url);
         const backend = transport.backend();
-        const identity = identityOf(s, 'edge-1');
+        const identity = identityOf(s, aid('edge-1'));
         const baseline = s.reconciler.served()?.compilation.baseline;
         assert.ok(baseline, 'the example config has a baseline');
-        const own = (backend.desired('edge-1') as Delivery).digest;
+        const own = (backend.desired(aid('edge-1')) as Delivery).digest;
 
         backend.reportActive(identity, { commit: fixture.first, digest: FOREIGN, generation: 1 });
         const quarantined = await eventually('the baseline delivery', () => {
-          const d = backend.desired('edge-1');
+          const d = backend.desired(aid('edge-1'));
           return d?.baseline === true ? d : undefined;
         });
         assert.equal(quarantined.digest, baseline.digest);
-        assert.equal(s.fleet.get('edge-1')?.state, 'QUARANTINED');
-        assert.equal(backend.desired('edge-2')?.baseline, false, 'other agents keep their bundles');
+        assert.equal(s.fleet.get(aid('edge-1'))?.state, 'QUARANTINED');
+        assert.equal(backend.desired(aid('edge-2'))?.baseline, false, 'other agents keep their bundles');
 
         await hook.waitFor(1);
         const alert = hook.bodies[0] as Record<string, unknown>;
@@ -138,17 +140,17 @@ describe('fleet state, drift and quarantine (startServer with fleet.db)', () => 
         // A later commit does not lift it.
         fixture.repo.write({ 'config/agents/edge-1.yaml': 'telemetry: { accessLog: true }\n' }).commit('edge-1 access log', fixture.signer);
         await s.syncNow();
-        assert.equal(backend.desired('edge-1')?.baseline, true);
+        assert.equal(backend.desired(aid('edge-1'))?.baseline, true);
 
         const approved = await admin(s, '/api/v1/agents/edge-1/approve', { method: 'POST', body: JSON.stringify({ reason: 'file restored' }), actor: 'alice' });
         assert.equal(approved.status, 200, JSON.stringify(approved.body));
-        const back = backend.desired('edge-1') as Delivery;
+        const back = backend.desired(aid('edge-1')) as Delivery;
         assert.equal(back.baseline, false);
         const compiled = s.reconciler.served()?.compilation.agents.find((a) => a.id === 'edge-1');
         assert.equal(back.digest, compiled?.bundle.digest, 'the desired bundle of the newer commit');
         assert.equal(back.commit, fixture.repo.head());
         assert.notEqual(own, baseline.digest);
-        assert.notEqual(s.fleet.get('edge-1')?.state, 'QUARANTINED');
+        assert.notEqual(s.fleet.get(aid('edge-1'))?.state, 'QUARANTINED');
 
         const audit = (await admin(s, '/api/v1/audit?limit=2')).body as Array<Record<string, unknown>>;
         assert.deepEqual(
@@ -168,40 +170,40 @@ describe('fleet state, drift and quarantine (startServer with fleet.db)', () => 
     it('does not quarantine an agent reporting a digest it was sent, or nothing at all', async () => {
       const s = await start();
       const backend = transport.backend();
-      const identity = identityOf(s, 'edge-2');
-      const delivery = backend.desired('edge-2') as Delivery;
-      backend.reportActive(identity, { commit: '', digest: '', generation: 0 });
+      const identity = identityOf(s, aid('edge-2'));
+      const delivery = backend.desired(aid('edge-2')) as Delivery;
+      backend.reportActive(identity, { commit: cid(''), digest: '', generation: 0 });
       backend.reportActive(identity, { commit: delivery.commit, digest: delivery.digest, generation: delivery.generation });
       await new Promise((r) => setTimeout(r, 100));
-      assert.notEqual(s.fleet.get('edge-2')?.state, 'QUARANTINED');
+      assert.notEqual(s.fleet.get(aid('edge-2'))?.state, 'QUARANTINED');
     });
 
     it('quarantines an agent that acks APPLIED for a digest other than the one sent', async () => {
       const s = await start();
       const backend = transport.backend();
-      const identity = identityOf(s, 'edge-3');
-      const delivery = backend.desired('edge-3') as Delivery;
+      const identity = identityOf(s, aid('edge-3'));
+      const delivery = backend.desired(aid('edge-3')) as Delivery;
       backend.ack(identity, ackFor(delivery, FOREIGN));
-      await eventually('QUARANTINED', () => s.fleet.get('edge-3')?.state === 'QUARANTINED');
-      assert.equal(s.fleet.get('edge-3')?.quarantine?.by, 'system');
+      await eventually('QUARANTINED', () => s.fleet.get(aid('edge-3'))?.state === 'QUARANTINED');
+      assert.equal(s.fleet.get(aid('edge-3'))?.quarantine?.by, 'system');
       assert.equal(s.rollout.status().waves.reduce((n, w) => n + w.applied, 0), 0, 'the rollout does not count it as having applied what it was sent');
     });
 
     it('keeps a quarantine across a restart', async () => {
       let s = await start();
       assert.equal((await admin(s, '/api/v1/agents/edge-4/quarantine', { method: 'POST', body: JSON.stringify({ reason: 'suspicious' }) })).status, 200);
-      assert.equal(transport.backend().desired('edge-4')?.baseline, true);
+      assert.equal(transport.backend().desired(aid('edge-4'))?.baseline, true);
       await s.close();
       s = await start();
-      assert.equal(s.fleet.get('edge-4')?.state, 'QUARANTINED');
-      assert.equal(transport.backend().desired('edge-4')?.baseline, true, 'restored generations keep the baseline');
+      assert.equal(s.fleet.get(aid('edge-4'))?.state, 'QUARANTINED');
+      assert.equal(transport.backend().desired(aid('edge-4'))?.baseline, true, 'restored generations keep the baseline');
     });
   });
 
   describe('operator actions', () => {
     it('revoke: the agent certificate is refused from then on, also after a restart, and it is audited', async () => {
       let s = await start();
-      const identity = identityOf(s, 'edge-1');
+      const identity = identityOf(s, aid('edge-1'));
       transport.backend().reportActive(identity, null);
       assert.deepEqual(transport.backend().authorize(identity), { ok: true });
       const res = await admin(s, '/api/v1/agents/edge-1/revoke', { method: 'POST', body: '{}', actor: 'bob' });
@@ -209,7 +211,7 @@ describe('fleet state, drift and quarantine (startServer with fleet.db)', () => 
       const verdict = transport.backend().authorize(identity);
       assert.equal(!verdict.ok && verdict.reason, 'revoked');
       assert.deepEqual(transport.rechecked(), ['edge-1'], 'its open streams are re-checked (ended) at once');
-      const another = identityOf(s, 'edge-1');
+      const another = identityOf(s, aid('edge-1'));
       const other = transport.backend().authorize(another);
       assert.equal(!other.ok && other.reason, 'revoked', 'the identity is revoked, not one serial');
       const [entry] = await s.fleetStore.listAudit({ limit: 1 });
@@ -217,7 +219,7 @@ describe('fleet state, drift and quarantine (startServer with fleet.db)', () => 
       assert.equal((await admin(s, '/api/v1/agents/edge-1/revoke', { method: 'POST', body: '{}' })).status, 409);
       await s.close();
       s = await start();
-      for (const cert of [identity, another, identityOf(s, 'edge-1')]) {
+      for (const cert of [identity, another, identityOf(s, aid('edge-1'))]) {
         const after = transport.backend().authorize(cert);
         assert.equal(!after.ok && after.reason, 'revoked');
       }
@@ -232,7 +234,7 @@ describe('fleet state, drift and quarantine (startServer with fleet.db)', () => 
       const enrolled = await transport.backend().enroll(token.token, forgeCsr(agentKey));
       assert.deepEqual(transport.rechecked(), ['edge-1']);
       const certificate = new X509Certificate(enrolled.certificatePem);
-      const identity = { agentId: 'edge-1', certificate, serialNumber: certificate.serialNumber, notAfter: enrolled.expiresAt };
+      const identity = { agentId: aid('edge-1'), certificate, serialNumber: certificate.serialNumber, notAfter: enrolled.expiresAt };
       await transport.backend().renew(identity, forgeCsr(agentKey));
       assert.deepEqual(transport.rechecked(), ['edge-1'], 'a renewing agent moves its stream itself first');
       await eventually('the re-check after the grace', () => transport.rechecked().length === 2);

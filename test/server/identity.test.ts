@@ -28,6 +28,7 @@ import {
   unary,
   unaryError,
 } from '../transport/helpers.js';
+import { aid, cid } from '../helpers/ids.js';
 
 const AGENT = 'edge-1';
 const FETCH = { if_none_match: '', agent_id: '', active: null };
@@ -57,9 +58,9 @@ describe('agent identity over mTLS gRPC (ServerBackend + AgentCertificates)', ()
     const signingKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
     const snapshots = new SnapshotCache();
     const bytes = new TextEncoder().encode('{"v":1}');
-    const desired = [{ agentId: AGENT, digest: sha256Digest(bytes), bytes, baseline: false }];
-    const signed = new BundleSigner({ privateKey: signingKey.privateKey }).signGeneration({ generation: 1, commit: 'a'.repeat(40), agents: [{ agentId: AGENT, digest: desired[0]!.digest }] });
-    snapshots.set(buildSnapshot({ generation: 1, commit: 'a'.repeat(40), desired, signed }));
+    const desired = [{ agentId: aid(AGENT), digest: sha256Digest(bytes), bytes, baseline: false }];
+    const signed = new BundleSigner({ privateKey: signingKey.privateKey }).signGeneration({ generation: 1, commit: cid('a'.repeat(40)), agents: [{ agentId: aid(AGENT), digest: desired[0]!.digest }] });
+    snapshots.set(buildSnapshot({ generation: 1, commit: cid('a'.repeat(40)), desired, signed }));
     const backend = new ServerBackend({
       snapshots,
       fleet: new FleetCache(),
@@ -94,16 +95,16 @@ describe('agent identity over mTLS gRPC (ServerBackend + AgentCertificates)', ()
   }
 
   async function enroll(): Promise<AgentCredentials> {
-    const { token } = await tokens.create(AGENT, 60_000);
+    const { token } = await tokens.create(aid(AGENT), 60_000);
     const key = rsaKey();
     const res = await unary<EnrollResponseMsg>(connect().enrollment, 'Enroll', { token, csr_pem: Buffer.from(forgeCsr(key)) });
-    return { agentId: AGENT, keyPem: key.privateKeyPem, certPem: res.certificate_pem.toString() };
+    return { agentId: aid(AGENT), keyPem: key.privateKeyPem, certPem: res.certificate_pem.toString() };
   }
 
   async function renew(current: AgentCredentials): Promise<AgentCredentials> {
     const key = rsaKey();
     const res = await unary<EnrollResponseMsg>(connect(current).enrollment, 'Renew', { csr_pem: Buffer.from(forgeCsr(key)) });
-    return { agentId: AGENT, keyPem: key.privateKeyPem, certPem: res.certificate_pem.toString() };
+    return { agentId: aid(AGENT), keyPem: key.privateKeyPem, certPem: res.certificate_pem.toString() };
   }
 
   async function fetchCode(agent: AgentCredentials): Promise<number> {
@@ -122,7 +123,7 @@ describe('agent identity over mTLS gRPC (ServerBackend + AgentCertificates)', ()
       const r2 = await renew(r1);
       assert.equal(await fetchCode(r2), status.OK);
 
-      const outcome = await certificates.revoke(AGENT, null, 'alice', 'key leaked', new Date());
+      const outcome = await certificates.revoke(aid(AGENT), null, 'alice', 'key leaked', new Date());
       assert.equal(outcome.kind, 'revoked');
       recorder.reset();
 
@@ -140,8 +141,8 @@ describe('agent identity over mTLS gRPC (ServerBackend + AgentCertificates)', ()
           ['revoked', AGENT],
         ],
       );
-      assert.equal(outcome.kind === 'revoked' && outcome.serial, certificates.current(AGENT));
-      assert.deepEqual(await certificates.revoke(AGENT, null, 'alice', 'again', new Date()), { kind: 'already-revoked', serial: certificates.current(AGENT) });
+      assert.equal(outcome.kind === 'revoked' && outcome.serial, certificates.current(aid(AGENT)));
+      assert.deepEqual(await certificates.revoke(aid(AGENT), null, 'alice', 'again', new Date()), { kind: 'already-revoked', serial: certificates.current(aid(AGENT)) });
 
       const fresh = await enroll();
       assert.equal(await fetchCode(fresh), status.OK, 'a new enrollment lifts the revocation');
@@ -157,7 +158,7 @@ describe('agent identity over mTLS gRPC (ServerBackend + AgentCertificates)', ()
     it('keeps refusing them after a restart (state from the fleet store)', async () => {
       const e3 = await enroll();
       const r1 = await renew(e3);
-      await certificates.revoke(AGENT, null, 'alice', '', new Date());
+      await certificates.revoke(aid(AGENT), null, 'alice', '', new Date());
       await server.shutdown(1_000);
       await startWith(await AgentCertificates.load(store));
       for (const cert of [e3, r1]) assert.equal(await fetchCode(cert), status.PERMISSION_DENIED);
@@ -172,8 +173,8 @@ describe('agent identity over mTLS gRPC (ServerBackend + AgentCertificates)', ()
       const stream = openStream(connect(e3).distribution);
       stream.call.write(hello());
       await stream.nth(1);
-      await certificates.revoke(AGENT, null, 'alice', '', new Date());
-      assert.equal(server.recheckStreams(AGENT), 1);
+      await certificates.revoke(aid(AGENT), null, 'alice', '', new Date());
+      assert.equal(server.recheckStreams(aid(AGENT)), 1);
       const ended = await stream.ended;
       assert.equal(ended.code, status.PERMISSION_DENIED);
       assert.deepEqual(
@@ -208,15 +209,15 @@ describe('agent identity over mTLS gRPC (ServerBackend + AgentCertificates)', ()
       stream.call.write(hello());
       await stream.nth(1);
       await renew(e3);
-      assert.equal(server.recheckStreams(AGENT), 1);
+      assert.equal(server.recheckStreams(aid(AGENT)), 1);
       assert.equal((await stream.ended).code, status.PERMISSION_DENIED);
     });
   });
 
   describe('an agent enrolled before current certificates were recorded', () => {
     it('has the first certificate it presents adopted, and its others refused as replaced', async () => {
-      const legacy = pki.issue(AGENT);
-      const other = pki.issue(AGENT);
+      const legacy = pki.issue(aid(AGENT));
+      const other = pki.issue(aid(AGENT));
       assert.equal(await fetchCode(legacy), status.OK);
       assert.equal(await fetchCode(legacy), status.OK);
       assert.equal(await fetchCode(other), status.PERMISSION_DENIED);

@@ -5,18 +5,19 @@ import type { AgentStatus } from '../../src/fleet/index.js';
 import { ServerMetrics, type ServerMetricsOptions } from '../../src/server/metrics.js';
 import type { Delivery } from '../../src/transport/backend.js';
 import { manualClock } from './helpers.js';
+import { aid, cid } from '../helpers/ids.js';
 
 const T0 = new Date('2026-03-02T10:00:00Z');
 const HOUR = 3_600_000;
 
 function agent(id: string, fields: Partial<AgentStatus> = {}): AgentStatus {
   return {
-    id,
+    id: aid(id),
     labels: {},
     wave: 'all',
     state: 'SYNCED',
-    desired: { commit: 'c1', digest: `sha256:${id}-1`, generation: 1 },
-    active: { commit: 'c1', digest: `sha256:${id}-1`, generation: 1, at: T0 },
+    desired: { commit: cid('c1'), digest: `sha256:${id}-1`, generation: 1 },
+    active: { commit: cid('c1'), digest: `sha256:${id}-1`, generation: 1, at: T0 },
     certSerial: null,
     certExpiry: null,
     lastSeen: T0,
@@ -33,7 +34,7 @@ function wave(name: string, applied: number, rejected: number, pending: number):
 }
 
 function rolloutStatus(fields: Partial<RolloutStatus> = {}): RolloutStatus {
-  return { commit: 'c1', previous: null, state: 'complete', waves: [], window: { open: true, nextOpen: null }, ...fields };
+  return { commit: cid('c1'), previous: null, state: 'complete', waves: [], window: { open: true, nextOpen: null }, ...fields };
 }
 
 /** The samples of one metric, as `{labels}` → value (labels in exposition order). */
@@ -88,7 +89,7 @@ describe('ServerMetrics', () => {
       const stale = new Date(T0.getTime() - 3 * 60_000);
       const fleet = [
         agent('synced'),
-        agent('pending', { active: { commit: 'c0', digest: 'sha256:old', generation: 1, at: T0 } }),
+        agent('pending', { active: { commit: cid('c0'), digest: 'sha256:old', generation: 1, at: T0 } }),
         agent('nothing-yet', { active: null }),
         agent('polling', { connected: false, lastSeen: new Date(T0.getTime() - 60_000), active: null }),
         agent('gone', { connected: false, lastSeen: stale, active: null, state: 'DISCONNECTED' }),
@@ -202,8 +203,8 @@ describe('ServerMetrics', () => {
 
   describe('meshcfg_convergence_seconds', () => {
     const delivery = (digest: string, baseline = false): Delivery =>
-      ({ commit: 'c2', digest, generation: 2, bytes: new Uint8Array(), signature: '', nonce: 'n', baseline }) as Delivery;
-    const ack = (digest: string, status: 'APPLIED' | 'REJECTED' = 'APPLIED') => ({ commit: 'c2', digest, generation: 2, nonce: 'n', status, error: '' });
+      ({ commit: cid('c2'), digest, generation: 2, bytes: new Uint8Array(), signature: '', nonce: 'n', baseline }) as Delivery;
+    const ack = (digest: string, status: 'APPLIED' | 'REJECTED' = 'APPLIED') => ({ commit: cid('c2'), digest, generation: 2, nonce: 'n', status, error: '' });
     const publish = (metrics: ServerMetrics, reason: 'commit' | 'restore', commit: string, digests: Record<string, string>): void =>
       metrics.reconcileHooks.onPublished?.({
         reason,
@@ -216,16 +217,16 @@ describe('ServerMetrics', () => {
       const metrics = metricsOver(() => [], { now: clock.now });
       publish(metrics, 'commit', 'c2', { a: 'sha256:a2', b: 'sha256:b2', c: 'sha256:c2', d: 'sha256:d2' });
       clock.advance(3_000);
-      metrics.backendHooks.onAck?.({ agentId: 'a', ack: ack('sha256:a2'), outcome: { kind: 'recorded' }, delivery: delivery('sha256:a2') });
-      metrics.backendHooks.onAck?.({ agentId: 'a', ack: ack('sha256:a2'), outcome: { kind: 'recorded' }, delivery: delivery('sha256:a2') });
+      metrics.backendHooks.onAck?.({ agentId: aid('a'), ack: ack('sha256:a2'), outcome: { kind: 'recorded' }, delivery: delivery('sha256:a2') });
+      metrics.backendHooks.onAck?.({ agentId: aid('a'), ack: ack('sha256:a2'), outcome: { kind: 'recorded' }, delivery: delivery('sha256:a2') });
       // Not convergence: a rejection, a stale ack, the baseline, an older bundle (a later wave's agent held back).
-      metrics.backendHooks.onAck?.({ agentId: 'b', ack: ack('sha256:b2', 'REJECTED'), outcome: { kind: 'recorded' }, delivery: delivery('sha256:b2') });
-      metrics.backendHooks.onAck?.({ agentId: 'b', ack: ack('sha256:b2'), outcome: { kind: 'stale' }, delivery: delivery('sha256:b2') });
-      metrics.backendHooks.onAck?.({ agentId: 'c', ack: ack('sha256:base'), outcome: { kind: 'recorded' }, delivery: delivery('sha256:base', true) });
-      metrics.backendHooks.onAck?.({ agentId: 'd', ack: ack('sha256:d1'), outcome: { kind: 'recorded' }, delivery: delivery('sha256:d1') });
+      metrics.backendHooks.onAck?.({ agentId: aid('b'), ack: ack('sha256:b2', 'REJECTED'), outcome: { kind: 'recorded' }, delivery: delivery('sha256:b2') });
+      metrics.backendHooks.onAck?.({ agentId: aid('b'), ack: ack('sha256:b2'), outcome: { kind: 'stale' }, delivery: delivery('sha256:b2') });
+      metrics.backendHooks.onAck?.({ agentId: aid('c'), ack: ack('sha256:base'), outcome: { kind: 'recorded' }, delivery: delivery('sha256:base', true) });
+      metrics.backendHooks.onAck?.({ agentId: aid('d'), ack: ack('sha256:d1'), outcome: { kind: 'recorded' }, delivery: delivery('sha256:d1') });
       // The later wave reaches d an hour on.
       clock.advance(HOUR);
-      metrics.backendHooks.onAck?.({ agentId: 'd', ack: ack('sha256:d2'), outcome: { kind: 'recorded' }, delivery: delivery('sha256:d2') });
+      metrics.backendHooks.onAck?.({ agentId: aid('d'), ack: ack('sha256:d2'), outcome: { kind: 'recorded' }, delivery: delivery('sha256:d2') });
       const found = await samples(metrics, 'meshcfg_convergence_seconds_count');
       assert.deepEqual(found, new Map([['', 2]]));
       assert.deepEqual(await samples(metrics, 'meshcfg_convergence_seconds_sum'), new Map([['', 3 + 3603]]));
@@ -241,17 +242,17 @@ describe('ServerMetrics', () => {
       publish(metrics, 'commit', 'c2', { a: 'sha256:a2' });
       publish(metrics, 'commit', 'c3', { a: 'sha256:a3' });
       clock.advance(1_000);
-      metrics.backendHooks.onAck?.({ agentId: 'a', ack: ack('sha256:a2'), outcome: { kind: 'recorded' }, delivery: delivery('sha256:a2') });
+      metrics.backendHooks.onAck?.({ agentId: aid('a'), ack: ack('sha256:a2'), outcome: { kind: 'recorded' }, delivery: delivery('sha256:a2') });
       assert.deepEqual(await samples(metrics, 'meshcfg_convergence_seconds_count'), new Map([['', 0]]));
     });
 
     it('after a restart, measures from the earlier run’s first sighting and skips agents that already run the bundle', async () => {
       const clock = manualClock(T0);
-      const fleet = [agent('a', { active: { commit: 'c2', digest: 'sha256:a2', generation: 2, at: T0 } }), agent('b', { active: null })];
+      const fleet = [agent('a', { active: { commit: cid('c2'), digest: 'sha256:a2', generation: 2, at: T0 } }), agent('b', { active: null })];
       const metrics = metricsOver(() => fleet, { now: clock.now, acceptedAt: (commit) => (commit === 'c2' ? new Date(T0.getTime() - 10_000) : undefined) });
       publish(metrics, 'restore', 'c2', { a: 'sha256:a2', b: 'sha256:b2' });
-      metrics.backendHooks.onAck?.({ agentId: 'a', ack: ack('sha256:a2'), outcome: { kind: 'recorded' }, delivery: delivery('sha256:a2') });
-      metrics.backendHooks.onAck?.({ agentId: 'b', ack: ack('sha256:b2'), outcome: { kind: 'recorded' }, delivery: delivery('sha256:b2') });
+      metrics.backendHooks.onAck?.({ agentId: aid('a'), ack: ack('sha256:a2'), outcome: { kind: 'recorded' }, delivery: delivery('sha256:a2') });
+      metrics.backendHooks.onAck?.({ agentId: aid('b'), ack: ack('sha256:b2'), outcome: { kind: 'recorded' }, delivery: delivery('sha256:b2') });
       assert.deepEqual(await samples(metrics, 'meshcfg_convergence_seconds_count'), new Map([['', 1]]));
       assert.deepEqual(await samples(metrics, 'meshcfg_convergence_seconds_sum'), new Map([['', 10]]));
     });

@@ -3,10 +3,12 @@ import { describe, it } from 'node:test';
 import type { AgentStatus, AuditEntry } from '../../src/fleet/index.js';
 import { OperatorActions, type OperatorActionsOptions } from '../../src/server/operator-actions.js';
 import type { RevokeOutcome } from '../../src/server/certificates.js';
+import type { AgentId } from '../../src/domain/types.js';
+import { aid } from '../helpers/ids.js';
 
 const T0 = new Date('2030-01-01T00:00:00.000Z');
 
-function agent(id: string, certSerial: string | null = '01'): AgentStatus {
+function agent(id: AgentId, certSerial: string | null = '01'): AgentStatus {
   return { id, labels: {}, wave: '', state: 'SYNCED', desired: null, active: null, certSerial, certExpiry: null, lastSeen: null, connected: true, lastError: null, quarantine: null, lastRejection: null };
 }
 
@@ -32,11 +34,11 @@ function actions(options: { quarantined?: boolean; revoke?: RevokeOutcome } = {}
 
 describe('OperatorActions', () => {
   const refusals: ReadonlyArray<[string, () => Promise<{ kind: string; code?: string }>, string]> = [
-    ['approving an agent outside the inventory', () => actions().service.approve('nobody', 'ops', 'why'), 'UNKNOWN_AGENT'],
-    ['approving an agent not quarantined', () => actions({ quarantined: false }).service.approve('edge-1', 'ops', 'why'), 'NOT_QUARANTINED'],
-    ['quarantining an agent already quarantined', () => actions({ quarantined: true }).service.quarantine('edge-1', 'ops', 'why'), 'ALREADY_QUARANTINED'],
-    ['revoking an agent with no known certificate', () => actions({ revoke: { kind: 'no-certificate' } }).service.revoke('edge-1', 'ops', ''), 'NO_CERTIFICATE'],
-    ['revoking an agent already revoked', () => actions({ revoke: { kind: 'already-revoked', serial: '01' } }).service.revoke('edge-1', 'ops', ''), 'ALREADY_REVOKED'],
+    ['approving an agent outside the inventory', () => actions().service.approve(aid('nobody'), 'ops', 'why'), 'UNKNOWN_AGENT'],
+    ['approving an agent not quarantined', () => actions({ quarantined: false }).service.approve(aid('edge-1'), 'ops', 'why'), 'NOT_QUARANTINED'],
+    ['quarantining an agent already quarantined', () => actions({ quarantined: true }).service.quarantine(aid('edge-1'), 'ops', 'why'), 'ALREADY_QUARANTINED'],
+    ['revoking an agent with no known certificate', () => actions({ revoke: { kind: 'no-certificate' } }).service.revoke(aid('edge-1'), 'ops', ''), 'NO_CERTIFICATE'],
+    ['revoking an agent already revoked', () => actions({ revoke: { kind: 'already-revoked', serial: '01' } }).service.revoke(aid('edge-1'), 'ops', ''), 'ALREADY_REVOKED'],
   ];
   for (const [what, run, code] of refusals) {
     it(`refuses ${what} with ${code}`, async () => {
@@ -48,7 +50,7 @@ describe('OperatorActions', () => {
 
   it('ends the open streams of a revoked agent at once and reports the revocation', async () => {
     const { service, rechecked, events } = actions();
-    const result = await service.revoke('edge-1', 'ops', 'stolen laptop');
+    const result = await service.revoke(aid('edge-1'), 'ops', 'stolen laptop');
     assert.equal(result.kind, 'done');
     assert.deepEqual(rechecked, ['edge-1']);
     assert.deepEqual(events, ['revoked:edge-1']);
@@ -56,7 +58,7 @@ describe('OperatorActions', () => {
 
   it('audits an enrollment token with the actor, and a failing observer does not fail the action', async () => {
     const { service, audit } = actions();
-    const created = await service.createToken('edge-1', 60_000, 'ops');
+    const created = await service.createToken(aid('edge-1'), 60_000, 'ops');
     assert.equal(created.token, 'secret');
     assert.deepEqual(audit.map((e) => [e.actor, e.action, e.target]), [['ops', 'token.create', 'edge-1']]);
   });

@@ -9,8 +9,10 @@ import { DistributionClient, type FetchResponseMsg } from '../../src/transport/p
 import { forgeCsr, rsaKey } from '../pki/helpers.js';
 import { hello, openStream, unary } from '../transport/helpers.js';
 import { configFor, makeFixture, manualClock, silentLogger, type Fixture } from './helpers.js';
+import { aid, cid } from '../helpers/ids.js';
+import type { AgentId } from '../../src/domain/types.js';
 
-const FOREIGN = { commit: 'c'.repeat(40), digest: `sha256:${'f'.repeat(64)}`, generation: 1 };
+const FOREIGN = { commit: cid('c'.repeat(40)), digest: `sha256:${'f'.repeat(64)}`, generation: 1 };
 
 /**
  * Drift detection against the real gRPC transport: what an agent reports in its hello (or
@@ -33,10 +35,10 @@ describe('quarantine on a drifting agent’s first contact (real gRPC)', () => {
     fixture.cleanup();
   });
 
-  async function connect(agentId: string): Promise<{ s: RunningServer; client: Client }> {
+  async function connect(agentId: AgentId): Promise<{ s: RunningServer; client: Client }> {
     const s = (server = await startServer(configFor(fixture), { logger: silentLogger }));
     await s.syncNow();
-    const issued = s.dataDir.ca.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId });
+    const issued = s.dataDir.ca.issueAgentCertificate({ csrPem: forgeCsr(agentKey), agentId: aid(agentId) });
     const creds = credentials.createSsl(Buffer.from(s.dataDir.ca.certificatePem), Buffer.from(agentKey.privateKeyPem), Buffer.from(issued.certPem), {
       checkServerIdentity: () => undefined,
     });
@@ -45,44 +47,44 @@ describe('quarantine on a drifting agent’s first contact (real gRPC)', () => {
   }
 
   it('sends the baseline as the first bundle of a stream whose hello reports a digest never issued to the agent', async () => {
-    const { s, client } = await connect('edge-1');
-    const own = s.reconciler.served()?.snapshot.deliveries.get('edge-1');
+    const { s, client } = await connect(aid('edge-1'));
+    const own = s.reconciler.served()?.snapshot.deliveries.get(aid('edge-1'));
     assert.equal(own?.baseline, false);
     const stream = openStream(client);
     stream.call.write(hello('edge-1', FOREIGN));
     const first = await stream.nth(1);
     assert.equal(first.bundle?.baseline, true, 'the first delivery to a drifting agent is the baseline');
     assert.notEqual(first.bundle?.digest, own?.digest);
-    assert.equal(s.fleet.get('edge-1')?.state, 'QUARANTINED');
+    assert.equal(s.fleet.get(aid('edge-1'))?.state, 'QUARANTINED');
     stream.call.end();
   });
 
   it('answers the first poll that reports a digest never issued to the agent with the baseline', async () => {
-    const { s, client } = await connect('edge-2');
+    const { s, client } = await connect(aid('edge-2'));
     const res = await unary<FetchResponseMsg>(client, 'Fetch', { agent_id: 'edge-2', if_none_match: FOREIGN.digest, active: FOREIGN });
     assert.equal(res.bundle?.baseline, true);
-    assert.equal(s.fleet.get('edge-2')?.state, 'QUARANTINED');
+    assert.equal(s.fleet.get(aid('edge-2'))?.state, 'QUARANTINED');
   });
 
   it('sends a well-behaved agent its own bundle first', async () => {
-    const { s, client } = await connect('edge-3');
+    const { s, client } = await connect(aid('edge-3'));
     const stream = openStream(client);
     stream.call.write(hello('edge-3'));
     const first = await stream.nth(1);
     assert.equal(first.bundle?.baseline, false);
-    assert.equal(first.bundle?.digest, s.reconciler.served()?.snapshot.deliveries.get('edge-3')?.digest);
+    assert.equal(first.bundle?.digest, s.reconciler.served()?.snapshot.deliveries.get(aid('edge-3'))?.digest);
     stream.call.end();
   });
 });
 
 describe('QuarantineController with rollout.quarantineStaleAfter (injected time)', () => {
-  const DESIRED = { commit: 'a'.repeat(40), digest: `sha256:${'1'.repeat(64)}`, generation: 3 };
+  const DESIRED = { commit: cid('a'.repeat(40)), digest: `sha256:${'1'.repeat(64)}`, generation: 3 };
   const MIN = 60_000;
 
   function setup(): { clock: ReturnType<typeof manualClock>; fleet: FleetCache; quarantine: QuarantineController; alerts: Alert[]; republished: () => number } {
     const clock = manualClock(new Date('2030-01-01T00:00:00Z'));
     const fleet = new FleetCache({ now: clock.now, disconnectedAfterMs: 2 * MIN });
-    fleet.setDesired(['edge-1', 'edge-2'].map((id) => ({ id, labels: {}, desired: DESIRED })));
+    fleet.setDesired(['edge-1', 'edge-2'].map((id) => ({ id: aid(id), labels: {}, desired: DESIRED })));
     const alerts: Alert[] = [];
     let republished = 0;
     const quarantine = new QuarantineController({
@@ -99,8 +101,8 @@ describe('QuarantineController with rollout.quarantineStaleAfter (injected time)
 
   /** The agent's stream is open and its desired bundle went out now. */
   function sent(fleet: FleetCache, id: string, at: Date): void {
-    fleet.setConnected(id, true, at);
-    fleet.recordSend(id, { ...DESIRED, nonce: `n-${id}` }, at);
+    fleet.setConnected(aid(id), true, at);
+    fleet.recordSend(aid(id), { ...DESIRED, nonce: `n-${id}` }, at);
   }
 
   it('is off by default: a connected agent silent for hours stays STALE, not quarantined', async () => {
@@ -108,7 +110,7 @@ describe('QuarantineController with rollout.quarantineStaleAfter (injected time)
     sent(fleet, 'edge-1', clock.now());
     clock.advance(600 * MIN);
     assert.deepEqual(await quarantine.sweepStale(), []);
-    assert.equal(fleet.get('edge-1')?.state, 'STALE');
+    assert.equal(fleet.get(aid('edge-1'))?.state, 'STALE');
   });
 
   it('quarantines a connected agent that leaves its desired bundle unanswered that long, with the cause recorded and an alert', async () => {
@@ -119,7 +121,7 @@ describe('QuarantineController with rollout.quarantineStaleAfter (injected time)
     assert.deepEqual(await quarantine.sweepStale(), [], 'not before the time');
     clock.advance(1);
     assert.deepEqual(await quarantine.sweepStale(), ['edge-1']);
-    const view = fleet.get('edge-1');
+    const view = fleet.get(aid('edge-1'));
     assert.equal(view?.state, 'QUARANTINED');
     assert.equal(view?.quarantine?.by, 'system');
     assert.match(view?.quarantine?.reason ?? '', /quarantineStaleAfter/);
@@ -132,14 +134,14 @@ describe('QuarantineController with rollout.quarantineStaleAfter (injected time)
     const { clock, fleet, quarantine } = setup();
     quarantine.setStaleAfter(10 * MIN);
     sent(fleet, 'edge-1', clock.now());
-    fleet.recordAck('edge-1', { ...DESIRED, nonce: 'n-edge-1', status: 'REJECTED', error: 'RELOAD_FAILED: exit 3' }, clock.now());
+    fleet.recordAck(aid('edge-1'), { ...DESIRED, nonce: 'n-edge-1', status: 'REJECTED', error: 'RELOAD_FAILED: exit 3' }, clock.now());
     sent(fleet, 'edge-2', clock.now());
-    fleet.setConnected('edge-2', false, clock.now());
+    fleet.setConnected(aid('edge-2'), false, clock.now());
     clock.advance(30 * MIN);
     assert.deepEqual(await quarantine.sweepStale(), [], 'a rejection is an answer; a disconnected agent is not silent');
-    assert.equal(fleet.get('edge-2')?.state, 'DISCONNECTED');
+    assert.equal(fleet.get(aid('edge-2'))?.state, 'DISCONNECTED');
 
-    fleet.setConnected('edge-2', true, clock.now()); // back after 30 minutes away
+    fleet.setConnected(aid('edge-2'), true, clock.now()); // back after 30 minutes away
     clock.advance(10 * MIN - 1);
     assert.deepEqual(await quarantine.sweepStale(), [], 'its clock starts when it came back');
     clock.advance(1);

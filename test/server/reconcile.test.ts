@@ -15,6 +15,7 @@ import { loadAllowedSigners, SshSignatureVerifier, TrustGate, type KeyValidityTi
 import { writeAllowedSigners } from '../helpers/git.js';
 import type { Delivery } from '../../src/transport/backend.js';
 import { makeFixture, manualClock, PERMISSIVE_BASE, webhookReceiver, type Fixture } from './helpers.js';
+import { aid } from '../helpers/ids.js';
 
 const HOUR = 3_600_000;
 
@@ -119,8 +120,8 @@ describe('Reconciler', () => {
       assert.equal(snapshot.commit, fixture.first);
       assert.deepEqual([...snapshot.deliveries.keys()].sort(), ['edge-1', 'edge-2', 'edge-3', 'edge-4']);
 
-      const delivery = h.snapshots.desired('edge-3') as Delivery;
-      const verified = new BundleVerifier({ trustedKeys: signingKey }).verify({ delivery: delivery.signature, bytes: delivery.bytes, agentId: 'edge-3', current: null });
+      const delivery = h.snapshots.desired(aid('edge-3')) as Delivery;
+      const verified = new BundleVerifier({ trustedKeys: signingKey }).verify({ delivery: delivery.signature, bytes: delivery.bytes, agentId: aid('edge-3'), current: null });
       assert.equal(verified.commit, fixture.first);
       assert.equal(verified.digest, delivery.digest);
       assert.equal(verified.generation, 1);
@@ -143,7 +144,7 @@ describe('Reconciler', () => {
     it('gives each delivery its own nonce', async () => {
       h = await harness(fixture, { signingKey });
       await h.sync();
-      const nonces = ['edge-1', 'edge-2', 'edge-3', 'edge-4'].map((id) => h.snapshots.desired(id)?.nonce);
+      const nonces = ['edge-1', 'edge-2', 'edge-3', 'edge-4'].map((id) => h.snapshots.desired(aid(id))?.nonce);
       assert.equal(new Set(nonces).size, 4);
     });
 
@@ -242,7 +243,7 @@ describe('Reconciler', () => {
       h = await harness(fixture, { signingKey, webhook: webhook.url });
       await h.sync();
       const seen: Delivery[] = [];
-      const unwatch = h.snapshots.watch('edge-1', (d) => seen.push(d));
+      const unwatch = h.snapshots.watch(aid('edge-1'), (d) => seen.push(d));
       fixture.repo.write({ 'config/base/00-mtls.yaml': PERMISSIVE_BASE }).commit('violation', fixture.signer);
       await h.sync();
       const fixed = fixture.repo.write({ 'config/base/00-mtls.yaml': readFileSync(join(fixture.repo.dir, 'config/base/00-mtls.yaml'), 'utf8').replace('PERMISSIVE', 'STRICT') }).commit('fix', fixture.signer);
@@ -347,7 +348,7 @@ describe('Reconciler', () => {
       await h.sync();
       const first = h.snapshots.current();
       const seen: Delivery[] = [];
-      const unwatch = h.snapshots.watch('edge-2', (d) => seen.push(d));
+      const unwatch = h.snapshots.watch(aid('edge-2'), (d) => seen.push(d));
 
       clock.advance(29 * 60_000);
       assert.equal(await h.reconciler.refreshIfDue(), false);
@@ -358,7 +359,7 @@ describe('Reconciler', () => {
       const refreshed = h.snapshots.current();
       assert.equal(refreshed?.generation, 2);
       assert.equal(refreshed?.commit, first?.commit);
-      assert.equal(refreshed?.deliveries.get('edge-2')?.digest, first?.deliveries.get('edge-2')?.digest);
+      assert.equal(refreshed?.deliveries.get(aid('edge-2'))?.digest, first?.deliveries.get(aid('edge-2'))?.digest);
       assert.ok((refreshed?.expiresAt?.getTime() ?? 0) > (first?.expiresAt?.getTime() ?? 0));
       assert.deepEqual(seen.map((d) => d.generation), [1, 2]);
       assert.equal(h.published.at(-1)?.reason, 'refresh');

@@ -9,6 +9,7 @@ import { startServer, type RunningServer } from '../../src/server/server.js';
 import type { AgentIdentity, Delivery, DistributionBackend } from '../../src/transport/backend.js';
 import { forgeCsr, rsaKey } from '../pki/helpers.js';
 import { configFor, exampleConfigFiles, fakeTransport, makeFixture, manualClock, silentLogger, webhookReceiver, type Fixture } from './helpers.js';
+import { aid } from '../helpers/ids.js';
 
 const ROLLOUT_YAML = `trustDomain: example.org
 policy:
@@ -43,11 +44,11 @@ describe('the rollout in the server (fake transport, manual clock)', () => {
   const unwatch: Array<() => void> = [];
 
   const backend = (): DistributionBackend => transport.backend();
-  const digest = (id: string): string => (backend().desired(id) as Delivery).digest;
+  const digest = (id: string): string => (backend().desired(aid(id)) as Delivery).digest;
   /** What each agent runs: the last delivery it acked APPLIED. */
   const running = new Map<string, Delivery>();
   const ack = (id: string, status: 'APPLIED' | 'REJECTED'): void => {
-    const d = backend().desired(id) as Delivery;
+    const d = backend().desired(aid(id)) as Delivery;
     if (status === 'APPLIED') running.set(id, d);
     backend().ack(identities.get(id) as AgentIdentity, { commit: d.commit, digest: d.digest, generation: d.generation, nonce: d.nonce, status, error: status === 'REJECTED' ? 'reload failed' : '' });
   };
@@ -76,14 +77,14 @@ describe('the rollout in the server (fake transport, manual clock)', () => {
     token = readFileSync(server.adminTokenPath, 'utf8').trim();
     for (const id of ALL) {
       if (!identities.has(id)) {
-        const issued = server.dataDir.ca.issueAgentCertificate({ csrPem: forgeCsr(rsaKey()), agentId: id });
+        const issued = server.dataDir.ca.issueAgentCertificate({ csrPem: forgeCsr(rsaKey()), agentId: aid(id) });
         const certificate = new X509Certificate(issued.certPem);
-        identities.set(id, { agentId: id, certificate, serialNumber: certificate.serialNumber, notAfter: issued.notAfter });
+        identities.set(id, { agentId: aid(id), certificate, serialNumber: certificate.serialNumber, notAfter: issued.notAfter });
       }
     }
   };
   const connectAll = (): void => {
-    for (const id of ALL) unwatch.push(backend().watch(id, () => {}));
+    for (const id of ALL) unwatch.push(backend().watch(aid(id), () => {}));
   };
   /** As a real agent reconnects: a hello saying what it runs (the last bundle it applied), then the stream. */
   const helloAll = (): void => {
@@ -147,12 +148,12 @@ describe('the rollout in the server (fake transport, manual clock)', () => {
       for (const id of CANARY) assert.notEqual(digest(id), old.get(id));
       for (const id of REST) assert.equal(digest(id), old.get(id));
       // Fleet state names the commit the agent is held on, not the generation's.
-      for (const id of REST) assert.equal(server.fleet.get(id)?.desired?.commit, fixture.first);
+      for (const id of REST) assert.equal(server.fleet.get(aid(id))?.desired?.commit, fixture.first);
     });
 
     it('shows held-back agents ACTIVE on the commit they run, not the generation\'s (DESIRED = ACTIVE when SYNCED)', async () => {
       // The rest get their old bundle again under the new generation (whose commit is the new one) and ack it.
-      for (const id of REST) assert.equal((backend().desired(id) as Delivery).commit, second);
+      for (const id of REST) assert.equal((backend().desired(aid(id)) as Delivery).commit, second);
       for (const id of REST) ack(id, 'APPLIED');
       await server.rollout.settled();
       const view = await agents();
@@ -167,9 +168,9 @@ describe('the rollout in the server (fake transport, manual clock)', () => {
     });
 
     it('takes ACTIVE from the digest a hello reports too', () => {
-      const d = backend().desired('edge-2') as Delivery;
+      const d = backend().desired(aid('edge-2')) as Delivery;
       backend().reportActive(identities.get('edge-2') as AgentIdentity, { commit: d.commit, digest: d.digest, generation: d.generation });
-      assert.equal(server.fleet.get('edge-2')?.active?.commit, fixture.first);
+      assert.equal(server.fleet.get(aid('edge-2'))?.active?.commit, fixture.first);
     });
 
     it('moves on to the rest once the canaries applied it', async () => {
@@ -177,7 +178,7 @@ describe('the rollout in the server (fake transport, manual clock)', () => {
       await settle();
       // edge-3's own file overrides the changed keys: only edge-2's bytes change.
       assert.notEqual(digest('edge-2'), old.get('edge-2'));
-      for (const id of REST) assert.equal(server.fleet.get(id)?.desired?.commit, second);
+      for (const id of REST) assert.equal(server.fleet.get(aid(id))?.desired?.commit, second);
       for (const id of REST) ack(id, 'APPLIED');
       await settle();
       assert.equal(server.rollout.status().state, 'complete');
@@ -253,7 +254,7 @@ describe('the rollout in the server (fake transport, manual clock)', () => {
       await start();
       // Nobody is connected to the fresh process: every agent starts DISCONNECTED, and the waves
       // are not judged on that (the rest wave would complete if "no connected agent" counted now).
-      assert.ok(ALL.every((id) => server.rollout.agentStatus(id).state === 'DISCONNECTED'));
+      assert.ok(ALL.every((id) => server.rollout.agentStatus(aid(id)).state === 'DISCONNECTED'));
       await server.rollout.tick();
       assert.deepEqual(
         server.rollout.status().waves.map((w) => [w.name, w.state]),

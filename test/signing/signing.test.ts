@@ -21,6 +21,8 @@ import {
 } from '../../src/signing/index.js';
 import { preAuthEncoding } from '../../src/signing/signer.js';
 import { STATEMENT_PAYLOAD_TYPE } from '../../src/signing/statement.js';
+import { aid, cid } from '../helpers/ids.js';
+import type { AgentId } from '../../src/domain/types.js';
 
 const T0 = Date.parse('2025-06-01T12:00:00.000Z');
 const HOUR = 60 * 60 * 1000;
@@ -38,9 +40,9 @@ function agentBytes(id: string, version = 1): Uint8Array {
   return canonicalBytes({ agent: id, version, routes: [] });
 }
 
-function fleet(n: number, version = 1): Array<{ agentId: string; digest: Digest; bytes: Uint8Array }> {
+function fleet(n: number, version = 1): Array<{ agentId: AgentId; digest: Digest; bytes: Uint8Array }> {
   return Array.from({ length: n }, (_, i) => {
-    const agentId = `agent-${String(i).padStart(4, '0')}`;
+    const agentId = aid(`agent-${String(i).padStart(4, '0')}`);
     const bytes = agentBytes(agentId, version);
     return { agentId, digest: sha256Digest(bytes), bytes };
   });
@@ -93,18 +95,18 @@ describe('signed bundles', () => {
     for (const n of [1, 2, 3, 7, 1000]) {
       it(`verifies every agent of a fleet of ${n} from one signature`, () => {
         const agents = fleet(n);
-        const signed = signer().signGeneration({ generation: 5, commit: COMMIT, agents });
+        const signed = signer().signGeneration({ generation: 5, commit: cid(COMMIT), agents });
         assert.equal(signed.size, n);
         assert.equal(signed.statement.treeSize, n);
         const check = verifier();
         for (const { agentId, digest, bytes } of agents) {
-          const delivery = signed.forAgent(agentId);
+          const delivery = signed.forAgent(aid(agentId));
           assert.ok(delivery);
           assert.equal(delivery.bundle, signed.bundle, 'every agent shares the one signed bundle');
-          const verified = check.verify({ delivery: encodeDelivery(delivery), bytes, agentId, current: null });
+          const verified = check.verify({ delivery: encodeDelivery(delivery), bytes, agentId: aid(agentId), current: null });
           assert.deepEqual(verified, {
             agent: agentId,
-            commit: COMMIT,
+            commit: cid(COMMIT),
             digest,
             generation: 5,
             issuedAt: '2025-06-01T12:00:00.000Z',
@@ -116,11 +118,11 @@ describe('signed bundles', () => {
 
     it('accepts a delivery given as bytes and as a decoded object', () => {
       const [a] = fleet(3);
-      const signed = signer().signGeneration({ generation: 1, commit: COMMIT, agents: fleet(3) });
-      const delivery = signed.forAgent(a!.agentId)!;
+      const signed = signer().signGeneration({ generation: 1, commit: cid(COMMIT), agents: fleet(3) });
+      const delivery = signed.forAgent(aid(a!.agentId))!;
       const check = verifier();
-      check.verify({ delivery: Buffer.from(encodeDelivery(delivery)), bytes: a!.bytes, agentId: a!.agentId, current: null });
-      check.verify({ delivery, bytes: a!.bytes, agentId: a!.agentId, current: null });
+      check.verify({ delivery: Buffer.from(encodeDelivery(delivery)), bytes: a!.bytes, agentId: aid(a!.agentId), current: null });
+      check.verify({ delivery, bytes: a!.bytes, agentId: aid(a!.agentId), current: null });
     });
 
     it('verifies with the one-shot function and a PEM key', () => {
@@ -128,13 +130,13 @@ describe('signed bundles', () => {
       const signed = new BundleSigner({
         privateKey: serverKey.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
         now: () => T0,
-      }).signGeneration({ generation: 1, commit: COMMIT, agents: [a!] });
+      }).signGeneration({ generation: 1, commit: cid(COMMIT), agents: [a!] });
       const verified = verifySignedBundle({
         trustedKeys: serverKey.publicKey.export({ type: 'spki', format: 'pem' }) as string,
         now: () => T0,
-        delivery: encodeDelivery(signed.forAgent(a!.agentId)!),
+        delivery: encodeDelivery(signed.forAgent(aid(a!.agentId))!),
         bytes: a!.bytes,
-        agentId: a!.agentId,
+        agentId: aid(a!.agentId),
         current: null,
       });
       assert.equal(verified.digest, a!.digest);
@@ -144,8 +146,8 @@ describe('signed bundles', () => {
       const [a] = fleet(1);
       const check = verifier(T0, [serverKey.publicKey, otherKey.publicKey]);
       for (const key of [serverKey.privateKey, otherKey.privateKey]) {
-        const signed = signer({ key }).signGeneration({ generation: 1, commit: COMMIT, agents: [a!] });
-        check.verify({ delivery: signed.forAgent(a!.agentId)!, bytes: a!.bytes, agentId: a!.agentId, current: null });
+        const signed = signer({ key }).signGeneration({ generation: 1, commit: cid(COMMIT), agents: [a!] });
+        check.verify({ delivery: signed.forAgent(aid(a!.agentId))!, bytes: a!.bytes, agentId: aid(a!.agentId), current: null });
       }
     });
 
@@ -153,20 +155,20 @@ describe('signed bundles', () => {
       const agents = fleet(4);
       const baseline = canonicalBytes({ baseline: true });
       const assigned = agents.map((a, i) => (i === 2 ? { agentId: a.agentId, digest: sha256Digest(baseline) } : a));
-      const signed = signer().signGeneration({ generation: 9, commit: COMMIT, agents: assigned });
+      const signed = signer().signGeneration({ generation: 9, commit: cid(COMMIT), agents: assigned });
       const q = agents[2]!;
-      const verified = verifier().verify({ delivery: signed.forAgent(q.agentId)!, bytes: baseline, agentId: q.agentId, current: null });
+      const verified = verifier().verify({ delivery: signed.forAgent(aid(q.agentId))!, bytes: baseline, agentId: aid(q.agentId), current: null });
       assert.equal(verified.digest, sha256Digest(baseline));
       // The agent's regular bundle is not what this generation assigns it.
-      expectCode(() => verifier().verify({ delivery: { ...signed.forAgent(q.agentId)!, digest: q.digest }, bytes: q.bytes, agentId: q.agentId, current: null }), 'PROOF_INVALID');
+      expectCode(() => verifier().verify({ delivery: { ...signed.forAgent(aid(q.agentId))!, digest: q.digest }, bytes: q.bytes, agentId: aid(q.agentId), current: null }), 'PROOF_INVALID');
     });
   });
 
   describe('SignedGeneration', () => {
-    const signed = signer().signGeneration({ generation: 1, commit: COMMIT, agents: fleet(3) });
+    const signed = signer().signGeneration({ generation: 1, commit: cid(COMMIT), agents: fleet(3) });
 
     it('is immutable', () => {
-      const delivery = signed.forAgent('agent-0001')!;
+      const delivery = signed.forAgent(aid('agent-0001'))!;
       assert.ok(Object.isFrozen(signed));
       assert.ok(Object.isFrozen(signed.statement));
       assert.ok(Object.isFrozen(signed.bundle.dsseEnvelope.signatures[0]));
@@ -175,14 +177,14 @@ describe('signed bundles', () => {
     });
 
     it('has no delivery for an agent outside the generation', () => {
-      assert.equal(signed.forAgent('agent-9999'), undefined);
-      assert.equal(signed.has('agent-9999'), false);
+      assert.equal(signed.forAgent(aid('agent-9999')), undefined);
+      assert.equal(signed.has(aid('agent-9999')), false);
     });
 
     it('encodes deliveries stably', () => {
-      const wire = encodeDelivery(signed.forAgent('agent-0002')!);
+      const wire = encodeDelivery(signed.forAgent(aid('agent-0002'))!);
       assert.equal(encodeDelivery(decodeDelivery(wire)), wire);
-      assert.equal(encodeDelivery(signed.forAgent('agent-0002')!), wire);
+      assert.equal(encodeDelivery(signed.forAgent(aid('agent-0002'))!), wire);
     });
 
     it('names the key by the SHA-256 of its SPKI', () => {
@@ -194,20 +196,20 @@ describe('signed bundles', () => {
   describe('BundleSigner', () => {
     const [a, b] = fleet(2);
     const cases: Array<[string, () => unknown]> = [
-      ['an empty fleet', () => signer().signGeneration({ generation: 1, commit: COMMIT, agents: [] })],
-      ['an agent assigned twice', () => signer().signGeneration({ generation: 1, commit: COMMIT, agents: [a!, { ...b!, agentId: a!.agentId }] })],
-      ['a malformed digest', () => signer().signGeneration({ generation: 1, commit: COMMIT, agents: [{ agentId: 'x', digest: 'sha256:XYZ' }] })],
-      ['a malformed commit', () => signer().signGeneration({ generation: 1, commit: 'HEAD', agents: [a!] })],
-      ['a negative generation', () => signer().signGeneration({ generation: -1, commit: COMMIT, agents: [a!] })],
+      ['an empty fleet', () => signer().signGeneration({ generation: 1, commit: cid(COMMIT), agents: [] })],
+      ['an agent assigned twice', () => signer().signGeneration({ generation: 1, commit: cid(COMMIT), agents: [a!, { ...b!, agentId: aid(a!.agentId) }] })],
+      ['a malformed digest', () => signer().signGeneration({ generation: 1, commit: cid(COMMIT), agents: [{ agentId: aid('x'), digest: 'sha256:XYZ' }] })],
+      ['a malformed commit', () => signer().signGeneration({ generation: 1, commit: cid('HEAD'), agents: [a!] })],
+      ['a negative generation', () => signer().signGeneration({ generation: -1, commit: cid(COMMIT), agents: [a!] })],
       [
         'a generation that does not grow',
         () => {
           const s = signer();
-          s.signGeneration({ generation: 4, commit: COMMIT, agents: [a!] });
-          s.signGeneration({ generation: 4, commit: COMMIT_2, agents: [a!] });
+          s.signGeneration({ generation: 4, commit: cid(COMMIT), agents: [a!] });
+          s.signGeneration({ generation: 4, commit: cid(COMMIT_2), agents: [a!] });
         },
       ],
-      ['a generation at or below lastGeneration', () => new BundleSigner({ privateKey: serverKey.privateKey, lastGeneration: 7 }).signGeneration({ generation: 7, commit: COMMIT, agents: [a!] })],
+      ['a generation at or below lastGeneration', () => new BundleSigner({ privateKey: serverKey.privateKey, lastGeneration: 7 }).signGeneration({ generation: 7, commit: cid(COMMIT), agents: [a!] })],
     ];
     for (const [name, fn] of cases) {
       it(`refuses ${name} with INVALID_GENERATION`, () => expectCode(fn, 'INVALID_GENERATION'));
@@ -231,11 +233,11 @@ describe('signed bundles', () => {
     const agents = fleet(7);
     const A = agents[1]!;
     const B = agents[4]!;
-    const gen1 = signer().signGeneration({ generation: 1, commit: COMMIT, agents });
-    const deliveryA = gen1.forAgent(A.agentId)!;
-    const deliveryB = gen1.forAgent(B.agentId)!;
+    const gen1 = signer().signGeneration({ generation: 1, commit: cid(COMMIT), agents });
+    const deliveryA = gen1.forAgent(aid(A.agentId))!;
+    const deliveryB = gen1.forAgent(aid(B.agentId))!;
     const asA = (delivery: SignedDelivery | string, bytes = A.bytes) =>
-      verifier().verify({ delivery, bytes, agentId: A.agentId, current: null });
+      verifier().verify({ delivery, bytes, agentId: aid(A.agentId), current: null });
 
     it('nothing when nothing is tampered with (control)', () => {
       asA(deliveryA);
@@ -301,18 +303,18 @@ describe('signed bundles', () => {
       });
 
       it('(B\'s delivery relabelled for A, B\'s bytes) with PROOF_INVALID', () => {
-        expectCode(() => asA({ ...deliveryB, agent: A.agentId }, B.bytes), 'PROOF_INVALID');
+        expectCode(() => asA({ ...deliveryB, agent: aid(A.agentId) }, B.bytes), 'PROOF_INVALID');
       });
 
       it('(B\'s proof with A\'s label, digest and bytes) with PROOF_INVALID', () => {
-        expectCode(() => asA({ ...deliveryB, agent: A.agentId, digest: A.digest }, A.bytes), 'PROOF_INVALID');
+        expectCode(() => asA({ ...deliveryB, agent: aid(A.agentId), digest: A.digest }, A.bytes), 'PROOF_INVALID');
       });
     });
 
     describe('mix-and-match across generations', () => {
       // Generation 2 assigns A the same bytes, so only the generation tells the leaves apart.
-      const gen2 = signer({ now: T0 + 1000 }).signGeneration({ generation: 2, commit: COMMIT_2, agents });
-      const deliveryA2 = gen2.forAgent(A.agentId)!;
+      const gen2 = signer({ now: T0 + 1000 }).signGeneration({ generation: 2, commit: cid(COMMIT_2), agents });
+      const deliveryA2 = gen2.forAgent(aid(A.agentId))!;
 
       it('(generation 1 proof under the generation 2 statement) with PROOF_INVALID', () => {
         expectCode(() => asA({ ...deliveryA2, proof: deliveryA.proof }), 'PROOF_INVALID');
@@ -328,34 +330,34 @@ describe('signed bundles', () => {
     });
 
     describe('an older generation', () => {
-      const gen3 = signer().signGeneration({ generation: 3, commit: COMMIT_2, agents: fleet(7, 3) });
+      const gen3 = signer().signGeneration({ generation: 3, commit: cid(COMMIT_2), agents: fleet(7, 3) });
       const A3 = fleet(7, 3)[1]!;
 
       it('replayed to an agent on generation 3, with GENERATION_ROLLBACK', () => {
         const current = { generation: 3, digest: A3.digest };
-        expectCode(() => verifier().verify({ delivery: deliveryA, bytes: A.bytes, agentId: A.agentId, current }), 'GENERATION_ROLLBACK');
+        expectCode(() => verifier().verify({ delivery: deliveryA, bytes: A.bytes, agentId: aid(A.agentId), current }), 'GENERATION_ROLLBACK');
       });
 
       it('but accepts the generation it runs, re-sent with the same digest', () => {
         const current = { generation: 3, digest: A3.digest };
-        const verified = verifier().verify({ delivery: gen3.forAgent(A.agentId)!, bytes: A3.bytes, agentId: A.agentId, current });
+        const verified = verifier().verify({ delivery: gen3.forAgent(aid(A.agentId))!, bytes: A3.bytes, agentId: aid(A.agentId), current });
         assert.equal(verified.generation, 3);
       });
 
       it('and refuses the same generation with another digest, with GENERATION_ROLLBACK', () => {
         // Only a second signing of one generation can produce this (a server bug or a stolen key).
         const current = { generation: 1, digest: sha256Digest(agentBytes(A.agentId, 42)) };
-        expectCode(() => verifier().verify({ delivery: deliveryA, bytes: A.bytes, agentId: A.agentId, current }), 'GENERATION_ROLLBACK');
+        expectCode(() => verifier().verify({ delivery: deliveryA, bytes: A.bytes, agentId: aid(A.agentId), current }), 'GENERATION_ROLLBACK');
       });
 
       it('and accepts a newer generation', () => {
         const current = { generation: 1, digest: A.digest };
-        verifier().verify({ delivery: gen3.forAgent(A.agentId)!, bytes: A3.bytes, agentId: A.agentId, current });
+        verifier().verify({ delivery: gen3.forAgent(aid(A.agentId))!, bytes: A3.bytes, agentId: aid(A.agentId), current });
       });
     });
 
     describe('by time', () => {
-      const at = (now: number) => () => verifier(now).verify({ delivery: deliveryA, bytes: A.bytes, agentId: A.agentId, current: null });
+      const at = (now: number) => () => verifier(now).verify({ delivery: deliveryA, bytes: A.bytes, agentId: aid(A.agentId), current: null });
 
       it('an expired statement with EXPIRED', () => expectCode(at(T0 + HOUR), 'EXPIRED'));
       it('but not one a millisecond before expiry', () => void at(T0 + HOUR - 1)());
@@ -417,8 +419,8 @@ describe('signed bundles', () => {
 
 describe('encodeDelivery', () => {
   it('writes exactly the RFC 8785 canonical JSON of the delivery document', () => {
-    const signed = signer().signGeneration({ generation: 1, commit: COMMIT, agents: fleet(5) });
-    const delivery = signed.forAgent('agent-0003')!;
+    const signed = signer().signGeneration({ generation: 1, commit: cid(COMMIT), agents: fleet(5) });
+    const delivery = signed.forAgent(aid('agent-0003'))!;
     const expected = canonicalJson({
       _type: 'https://meshcfg.dev/delivery/v1',
       agent: delivery.agent,

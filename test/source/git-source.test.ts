@@ -14,6 +14,7 @@ import { GitSource, type FetchEvent, type GitSourceOptions } from '../../src/sou
 import type { CommitReader } from '../../src/source/trust/index.js';
 import { GitRepo, tempDir } from '../helpers/git.js';
 import { startGitHttpServer, type GitHttpServer } from '../helpers/http-git-server.js';
+import { cid } from '../helpers/ids.js';
 
 /** A served bare repository plus a working clone to commit and push from. */
 interface Served {
@@ -158,7 +159,7 @@ describe('GitSource', () => {
       const afterRewrite = await source.fetch();
 
       assert.equal(afterRewrite.head.commit, rewritten);
-      assert.equal(await source.isDescendant(rewritten, before.head.commit), false);
+      assert.equal(await source.isDescendant(cid(rewritten), before.head.commit), false);
 
       own.work.git('reset', '-q', '--hard', older);
       own.push('--force');
@@ -562,17 +563,17 @@ describe('GitSource', () => {
       const tip = repo.head();
       const source = await open({ repository: repo.dir });
 
-      assert.equal(await source.isDescendant(tip, root), true);
-      assert.equal(await source.isDescendant(root, tip), false);
-      assert.equal(await source.isDescendant(tip, tip), false);
+      assert.equal(await source.isDescendant(cid(tip), cid(root)), true);
+      assert.equal(await source.isDescendant(cid(root), cid(tip)), false);
+      assert.equal(await source.isDescendant(cid(tip), cid(tip)), false);
     });
 
     it('fails with REVISION_NOT_FOUND for commits it does not have', async () => {
       const source = await open({ repository: served.work.dir });
       const missing = '0123456789abcdef0123456789abcdef01234567';
-      await rejectsWith(source.readCommitObject(missing), 'REVISION_NOT_FOUND');
-      await rejectsWith(source.isDescendant(missing, served.work.head()), 'REVISION_NOT_FOUND');
-      await rejectsWith(source.readCommitObject(served.work.git('rev-parse', 'HEAD^{tree}')), 'REVISION_NOT_FOUND');
+      await rejectsWith(source.readCommitObject(cid(missing)), 'REVISION_NOT_FOUND');
+      await rejectsWith(source.isDescendant(cid(missing), cid(served.work.head())), 'REVISION_NOT_FOUND');
+      await rejectsWith(source.readCommitObject(cid(served.work.git('rev-parse', 'HEAD^{tree}'))), 'REVISION_NOT_FOUND');
     });
   });
 });

@@ -7,6 +7,7 @@ import type { UnauthorizedReason } from '../../src/transport/backend.js';
 import type { EnrollResponseMsg } from '../../src/transport/proto.js';
 import { forgeCsr, rsaKey } from '../pki/helpers.js';
 import { type AgentCredentials, clientCredentials, enrollmentClient, unary, unaryError, useServerSuite } from './helpers.js';
+import { aid } from '../helpers/ids.js';
 
 const TOKEN = 'mcet_super-secret-token-value';
 
@@ -18,14 +19,14 @@ describe('GrpcServer › Enrollment', () => {
   const csrPem = forgeCsr(key);
 
   before(() => {
-    edge1 = suite.pki.issue('edge-1');
+    edge1 = suite.pki.issue(aid('edge-1'));
   });
 
   beforeEach(() => {
     // A backend that enrolls for real with the CA under test.
     backend.enrollWith = async (_token, csr) => {
-      const issued = suite.pki.ca.issueAgentCertificate({ csrPem: csr, agentId: 'edge-1' });
-      return { agentId: 'edge-1', certificatePem: issued.certPem, caPem: suite.pki.caPem, signingKeyPem: 'SIGNING KEY PEM', expiresAt: issued.notAfter };
+      const issued = suite.pki.ca.issueAgentCertificate({ csrPem: csr, agentId: aid('edge-1') });
+      return { agentId: aid('edge-1'), certificatePem: issued.certPem, caPem: suite.pki.caPem, signingKeyPem: 'SIGNING KEY PEM', expiresAt: issued.notAfter };
     };
     backend.renewWith = async (identity, csr) => {
       const issued = suite.pki.ca.issueAgentCertificate({ csrPem: csr, agentId: identity.agentId });
@@ -114,7 +115,7 @@ describe('GrpcServer › Enrollment', () => {
     });
 
     it('refuses a revoked agent with PERMISSION_DENIED', async () => {
-      backend.revoked.add('edge-1');
+      backend.revoked.add(aid('edge-1'));
       const err = await unaryError(connect(edge1), 'Renew', { csr_pem: Buffer.from(csrPem) });
       assert.equal(err.code, status.PERMISSION_DENIED);
       assert.deepEqual(backend.callsOf('renew'), []);

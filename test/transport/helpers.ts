@@ -31,11 +31,12 @@ import type {
 import { DistributionClient, EnrollmentClient, type AgentMessageMsg, type ServerMessageMsg } from '../../src/transport/proto.js';
 import { GrpcServer, type GrpcServerOptions } from '../../src/transport/server.js';
 import { forgeCsr, rsaKey } from '../pki/helpers.js';
+import { aid, aids, cid } from '../helpers/ids.js';
 
 export const TRUST_DOMAIN = 'example.org';
 
 export interface AgentCredentials {
-  readonly agentId: string;
+  readonly agentId: AgentId;
   readonly keyPem: string;
   readonly certPem: string;
 }
@@ -47,9 +48,9 @@ export interface Pki {
   readonly serverCertPem: string;
   readonly serverKeyPem: string;
   readonly ca: EnrollmentCa;
-  issue(agentId: string, options?: { notBefore?: Date; ttlMs?: number }): AgentCredentials;
+  issue(agentId: AgentId, options?: { notBefore?: Date; ttlMs?: number }): AgentCredentials;
   /** Same trust domain, another CA: only the signature tells its certificates apart. */
-  foreign(agentId: string): Promise<AgentCredentials>;
+  foreign(agentId: AgentId): Promise<AgentCredentials>;
   cleanup(): Promise<void>;
 }
 
@@ -58,9 +59,9 @@ export async function makePki(): Promise<Pki> {
   const dataDir = await openDataDir({ dataDir: dir, trustDomain: TRUST_DOMAIN, serverNames: ['localhost', '127.0.0.1'] });
   const caKeyPem = await readFile(dataDir.paths.caKey, 'utf8');
   const material = { certPem: dataDir.ca.certificatePem, keyPem: caKeyPem };
-  const issueFrom = (ca: EnrollmentCa, agentId: string, ttlMs?: number): AgentCredentials => {
+  const issueFrom = (ca: EnrollmentCa, agentId: AgentId, ttlMs?: number): AgentCredentials => {
     const key = rsaKey();
-    const cert = ca.issueAgentCertificate({ csrPem: forgeCsr(key), agentId, ...(ttlMs === undefined ? {} : { ttlMs }) });
+    const cert = ca.issueAgentCertificate({ csrPem: forgeCsr(key), agentId: aid(agentId), ...(ttlMs === undefined ? {} : { ttlMs }) });
     return { agentId, keyPem: key.privateKeyPem, certPem: cert.certPem };
   };
   return {
@@ -91,7 +92,7 @@ export type BackendCall =
 export class FakeBackend implements DistributionBackend {
   readonly calls: BackendCall[] = [];
   /** Agents `authorize` knows; everyone else is `unknown-agent`. */
-  readonly known = new Set<AgentId>(['edge-1', 'edge-2']);
+  readonly known = new Set<AgentId>(aids(['edge-1', 'edge-2']));
   readonly revoked = new Set<AgentId>();
   readonly current = new Map<AgentId, Delivery>();
   readonly watchers = new Map<AgentId, Set<(delivery: Delivery) => void>>();
@@ -159,7 +160,7 @@ export class FakeBackend implements DistributionBackend {
   reset(): void {
     this.calls.length = 0;
     this.known.clear();
-    this.known.add('edge-1').add('edge-2');
+    this.known.add(aid('edge-1')).add(aid('edge-2'));
     this.revoked.clear();
     this.current.clear();
     this.watchers.clear();
@@ -173,7 +174,7 @@ export function delivery(agentId: AgentId, options: { bytes?: Uint8Array; nonce?
   generation += 1;
   const bytes = options.bytes ?? Buffer.from(JSON.stringify({ agent: agentId, generation }));
   return {
-    commit: randomBytes(20).toString('hex'),
+    commit: cid(randomBytes(20).toString('hex')),
     digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest,
     generation,
     bytes,

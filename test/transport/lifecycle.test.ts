@@ -20,6 +20,7 @@ import {
   unary,
   unaryError,
 } from './helpers.js';
+import { aid } from '../helpers/ids.js';
 
 describe('GrpcServer › lifecycle', () => {
   describe('health', () => {
@@ -51,7 +52,7 @@ describe('GrpcServer › lifecycle', () => {
       const backend = new FakeBackend();
       const recorder = new Recorder();
       const server = await startServer(pki, backend, recorder);
-      const agents = ['edge-1', 'edge-2'].map((id) => distributionClient(server, clientCredentials(pki, pki.issue(id))));
+      const agents = ['edge-1', 'edge-2'].map((id) => distributionClient(server, clientCredentials(pki, pki.issue(aid(id)))));
       try {
         const streams = agents.map((client) => openStream(client));
         for (const stream of streams) stream.call.write(hello());
@@ -64,9 +65,9 @@ describe('GrpcServer › lifecycle', () => {
         assert.ok(!recorder.logs.some((l) => l.msg?.includes('deadline')), 'no forced shutdown');
         for (const stream of streams) assert.equal((await stream.ended).code, status.UNAVAILABLE);
         assert.deepEqual(backend.callsOf('disconnected').map((c) => c.agentId).sort(), ['edge-1', 'edge-2']);
-        assert.equal(backend.watcherCount('edge-1') + backend.watcherCount('edge-2'), 0);
+        assert.equal(backend.watcherCount(aid('edge-1')) + backend.watcherCount(aid('edge-2')), 0);
         // The port is closed: a new call cannot connect.
-        const late = distributionClient(server, clientCredentials(pki, pki.issue('edge-1')));
+        const late = distributionClient(server, clientCredentials(pki, pki.issue(aid('edge-1'))));
         const err = await unaryError(late, 'Fetch', {});
         assert.equal(err.code, status.UNAVAILABLE);
         late.close();
@@ -111,12 +112,12 @@ describe('GrpcServer › lifecycle', () => {
         );
         // Switch to another CA: agents of the old CA are now refused at the handshake.
         server.updateCertificates({ serverCertPem: other.serverCertPem, serverKeyPem: other.serverKeyPem, caPem: other.caPem });
-        const oldAgent = distributionClient(server, clientCredentials(other, pki.issue('edge-1')));
+        const oldAgent = distributionClient(server, clientCredentials(other, pki.issue(aid('edge-1'))));
         const err = await unaryError(oldAgent, 'Fetch', {});
         assert.equal(err.code, status.UNAVAILABLE);
         oldAgent.close();
         await eventually(() => recorder.unauthorized.some((u) => u.reason === 'untrusted-certificate'), 'the refusal');
-        const newAgent = distributionClient(server, clientCredentials(other, other.issue('edge-1')));
+        const newAgent = distributionClient(server, clientCredentials(other, other.issue(aid('edge-1'))));
         const ok = await unaryError(newAgent, 'Fetch', {});
         // Past TLS and authentication: the fake backend has no commit yet.
         assert.equal(ok.code, status.UNAVAILABLE);
@@ -172,7 +173,7 @@ describe('GrpcServer › stream timers', () => {
     const pki = await makePki();
     const backend = new FakeBackend();
     const server = await startServer(pki, backend, new Recorder(), { helloTimeoutMs: 150 });
-    const client = distributionClient(server, clientCredentials(pki, pki.issue('edge-1')));
+    const client = distributionClient(server, clientCredentials(pki, pki.issue(aid('edge-1'))));
     try {
       const stream = openStream(client);
       assert.equal((await stream.ended).code, status.DEADLINE_EXCEEDED);
@@ -192,7 +193,7 @@ describe('GrpcServer › stream timers', () => {
     // The agent certificate lives 24 h; on the server's clock it has ~1.5 s left.
     const skew = 24 * 60 * 60_000 - 1_500;
     const server = await startServer(pki, backend, recorder, { now: () => new Date(Date.now() + skew) });
-    const client = distributionClient(server, clientCredentials(pki, pki.issue('edge-1')));
+    const client = distributionClient(server, clientCredentials(pki, pki.issue(aid('edge-1'))));
     try {
       const stream = openStream(client);
       stream.call.write(hello());

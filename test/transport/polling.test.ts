@@ -17,6 +17,7 @@ import {
   unaryError,
   useServerSuite,
 } from './helpers.js';
+import { aid } from '../helpers/ids.js';
 
 const HOUR_MS = 60 * 60_000;
 
@@ -27,8 +28,8 @@ describe('GrpcServer › authentication and polling', () => {
   let stranger: AgentCredentials;
 
   before(() => {
-    edge1 = suite.pki.issue('edge-1');
-    stranger = suite.pki.issue('edge-9');
+    edge1 = suite.pki.issue(aid('edge-1'));
+    stranger = suite.pki.issue(aid('edge-9'));
   });
 
   function connect(agent?: AgentCredentials): Client {
@@ -45,8 +46,8 @@ describe('GrpcServer › authentication and polling', () => {
 
   describe('Distribution.Fetch', () => {
     it('returns the desired bundle when the agent runs something else, and reports what it runs', async () => {
-      const desired = delivery('edge-1');
-      backend.current.set('edge-1', desired);
+      const desired = delivery(aid('edge-1'));
+      backend.current.set(aid('edge-1'), desired);
       const running = `sha256:${'1'.repeat(64)}`;
       const res = await unary<FetchResponseMsg>(connect(edge1), 'Fetch', fetchRequest(running, 'edge-1'));
       assert.equal(res.result, 'bundle');
@@ -59,8 +60,8 @@ describe('GrpcServer › authentication and polling', () => {
     });
 
     it('answers not_modified when if_none_match is the desired digest', async () => {
-      const desired = delivery('edge-1');
-      backend.current.set('edge-1', desired);
+      const desired = delivery(aid('edge-1'));
+      backend.current.set(aid('edge-1'), desired);
       const res = await unary<FetchResponseMsg>(connect(edge1), 'Fetch', fetchRequest(desired.digest));
       assert.equal(res.result, 'not_modified');
       assert.equal(res.not_modified, true);
@@ -74,7 +75,7 @@ describe('GrpcServer › authentication and polling', () => {
     });
 
     it('refuses a fetch naming another agent with PERMISSION_DENIED', async () => {
-      backend.current.set('edge-1', delivery('edge-1'));
+      backend.current.set(aid('edge-1'), delivery(aid('edge-1')));
       const err = await unaryError(connect(edge1), 'Fetch', fetchRequest('', 'edge-2'));
       assert.equal(err.code, status.PERMISSION_DENIED);
       assert.deepEqual(
@@ -150,7 +151,7 @@ describe('GrpcServer › authentication and polling', () => {
 
   describe('when the client certificate is from another CA', () => {
     it('counts a failed handshake, records an untrusted-certificate attempt, and the call fails', async () => {
-      const foreign = await suite.pki.foreign('edge-1');
+      const foreign = await suite.pki.foreign(aid('edge-1'));
       const err = await unaryError(connect(foreign), 'Fetch', fetchRequest());
       assert.equal(err.code, status.UNAVAILABLE);
       await eventually(() => recorder.handshakes.length > 0, 'the handshake count');
@@ -164,7 +165,7 @@ describe('GrpcServer › authentication and polling', () => {
 
   describe('when the client certificate from our CA has expired', () => {
     it('refuses it at the handshake and records expired-certificate with the agent id', async () => {
-      const expired = suite.pki.issue('edge-1', { notBefore: new Date(Date.now() - 48 * HOUR_MS), ttlMs: HOUR_MS });
+      const expired = suite.pki.issue(aid('edge-1'), { notBefore: new Date(Date.now() - 48 * HOUR_MS), ttlMs: HOUR_MS });
       const err = await unaryError(connect(expired), 'Fetch', fetchRequest());
       assert.equal(err.code, status.UNAVAILABLE);
       // A handshake of the previous test's client may still land after the reset (a slow
@@ -178,7 +179,7 @@ describe('GrpcServer › authentication and polling', () => {
 
   describe('when the agent is not in the inventory', () => {
     it('refuses Fetch with PERMISSION_DENIED', async () => {
-      backend.current.set('edge-9', delivery('edge-9'));
+      backend.current.set(aid('edge-9'), delivery(aid('edge-9')));
       const err = await unaryError(connect(stranger), 'Fetch', fetchRequest());
       assert.equal(err.code, status.PERMISSION_DENIED);
       assert.deepEqual(
@@ -192,7 +193,7 @@ describe('GrpcServer › authentication and polling', () => {
 
   describe('when the backend has revoked the agent', () => {
     it('refuses Report with PERMISSION_DENIED', async () => {
-      backend.revoked.add('edge-1');
+      backend.revoked.add(aid('edge-1'));
       const err = await unaryError(connect(edge1), 'Report', { status: 'APPLIED' });
       assert.equal(err.code, status.PERMISSION_DENIED);
       assert.deepEqual(
@@ -211,7 +212,7 @@ describe('GrpcServer › a certificate that expires while its connection is open
     // The server's clock runs two days ahead of the handshake's: the certificate (24 h) has
     // expired for every call although the TLS layer accepted it.
     const server = await startServer(pki, backend, recorder, { now: () => new Date(Date.now() + 48 * HOUR_MS) });
-    const client = distributionClient(server, clientCredentials(pki, pki.issue('edge-1')));
+    const client = distributionClient(server, clientCredentials(pki, pki.issue(aid('edge-1'))));
     try {
       const err = await unaryError(client, 'Fetch', { if_none_match: '', agent_id: '', active: null });
       assert.equal(err.code, status.UNAUTHENTICATED);

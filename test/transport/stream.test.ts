@@ -12,6 +12,7 @@ import {
   openStream,
   useServerSuite,
 } from './helpers.js';
+import { aid } from '../helpers/ids.js';
 
 describe('GrpcServer › Distribution.Stream', () => {
   const suite = useServerSuite();
@@ -20,8 +21,8 @@ describe('GrpcServer › Distribution.Stream', () => {
   let stranger: AgentCredentials;
 
   before(() => {
-    edge1 = suite.pki.issue('edge-1');
-    stranger = suite.pki.issue('edge-9');
+    edge1 = suite.pki.issue(aid('edge-1'));
+    stranger = suite.pki.issue(aid('edge-9'));
   });
 
   afterEach(async () => {
@@ -37,8 +38,8 @@ describe('GrpcServer › Distribution.Stream', () => {
 
   describe('when an agent says hello', () => {
     it('reports what it runs, sends the current delivery, then each new one, and records acks', async () => {
-      const first = delivery('edge-1');
-      backend.current.set('edge-1', first);
+      const first = delivery(aid('edge-1'));
+      backend.current.set(aid('edge-1'), first);
       const stream = openStream(connect());
       const active = { commit: 'a'.repeat(40), digest: `sha256:${'0'.repeat(64)}`, generation: 3 };
       stream.call.write(hello('edge-1', active));
@@ -52,8 +53,8 @@ describe('GrpcServer › Distribution.Stream', () => {
       assert.deepEqual(backend.callsOf('reportActive'), [{ method: 'reportActive', agentId: 'edge-1', active }]);
       assert.deepEqual(recorder.streams, [{ event: 'open', agentId: 'edge-1' }]);
 
-      const second = delivery('edge-1');
-      backend.push('edge-1', second);
+      const second = delivery(aid('edge-1'));
+      backend.push(aid('edge-1'), second);
       const m2 = await stream.nth(2);
       assert.equal(m2.bundle?.nonce, second.nonce);
 
@@ -78,15 +79,15 @@ describe('GrpcServer › Distribution.Stream', () => {
 
     it('keeps the stream open when the backend calls an ack stale', async () => {
       backend.ackOutcome = { kind: 'stale' };
-      const first = delivery('edge-1');
-      backend.current.set('edge-1', first);
+      const first = delivery(aid('edge-1'));
+      backend.current.set(aid('edge-1'), first);
       const stream = openStream(connect());
       stream.call.write(hello('edge-1'));
       const m1 = await stream.nth(1);
       stream.call.write(ackOf(m1.bundle!, { status: 'APPLIED' }));
       await eventually(() => backend.callsOf('ack').length === 1, 'the ack');
-      const next = delivery('edge-1');
-      backend.push('edge-1', next);
+      const next = delivery(aid('edge-1'));
+      backend.push(aid('edge-1'), next);
       assert.equal((await stream.nth(2)).bundle?.nonce, next.nonce);
       stream.call.cancel();
     });
@@ -96,10 +97,10 @@ describe('GrpcServer › Distribution.Stream', () => {
     it('unsubscribes and reports the agent disconnected, once', async () => {
       const stream = openStream(connect());
       stream.call.write(hello());
-      await eventually(() => backend.watcherCount('edge-1') === 1, 'the watch');
+      await eventually(() => backend.watcherCount(aid('edge-1')) === 1, 'the watch');
       stream.call.cancel();
       await eventually(() => backend.callsOf('disconnected').length === 1, 'disconnected');
-      assert.equal(backend.watcherCount('edge-1'), 0);
+      assert.equal(backend.watcherCount(aid('edge-1')), 0);
       assert.deepEqual(recorder.streams, [
         { event: 'open', agentId: 'edge-1' },
         { event: 'close', agentId: 'edge-1' },
@@ -111,9 +112,9 @@ describe('GrpcServer › Distribution.Stream', () => {
       const b = openStream(connect());
       a.call.write(hello());
       b.call.write(hello());
-      await eventually(() => backend.watcherCount('edge-1') === 2, 'both watches');
+      await eventually(() => backend.watcherCount(aid('edge-1')) === 2, 'both watches');
       a.call.cancel();
-      await eventually(() => backend.watcherCount('edge-1') === 1, 'one watch left');
+      await eventually(() => backend.watcherCount(aid('edge-1')) === 1, 'one watch left');
       assert.equal(backend.callsOf('disconnected').length, 0);
       b.call.cancel();
       await eventually(() => backend.callsOf('disconnected').length === 1, 'disconnected');
@@ -132,7 +133,7 @@ describe('GrpcServer › Distribution.Stream', () => {
 
   describe('when an ack has no APPLIED or REJECTED status', () => {
     it('ends the stream with INVALID_ARGUMENT and records nothing', async () => {
-      backend.current.set('edge-1', delivery('edge-1'));
+      backend.current.set(aid('edge-1'), delivery(aid('edge-1')));
       const stream = openStream(connect());
       stream.call.write(hello());
       const m1 = await stream.nth(1);
@@ -154,12 +155,12 @@ describe('GrpcServer › Distribution.Stream', () => {
         [['identity-mismatch', 'edge-1']],
       );
       assert.equal(backend.callsOf('reportActive').length, 0);
-      assert.equal(backend.watcherCount('edge-1'), 0);
+      assert.equal(backend.watcherCount(aid('edge-1')), 0);
       assert.ok(recorder.logs.some((l) => l.level === 'warn' && (l.obj as { reason?: string }).reason === 'identity-mismatch'));
     });
 
     it('refuses an ack for another identity with PERMISSION_DENIED and does not record it', async () => {
-      backend.current.set('edge-1', delivery('edge-1'));
+      backend.current.set(aid('edge-1'), delivery(aid('edge-1')));
       const stream = openStream(connect());
       stream.call.write(hello('edge-1'));
       const m1 = await stream.nth(1);
@@ -171,7 +172,7 @@ describe('GrpcServer › Distribution.Stream', () => {
         ['identity-mismatch'],
       );
       await eventually(() => backend.callsOf('disconnected').length === 1, 'disconnected');
-      assert.equal(backend.watcherCount('edge-1'), 0);
+      assert.equal(backend.watcherCount(aid('edge-1')), 0);
     });
   });
 
@@ -190,9 +191,9 @@ describe('GrpcServer › Distribution.Stream', () => {
     it('ends the stream with PERMISSION_DENIED at the next delivery instead of sending it', async () => {
       const stream = openStream(connect());
       stream.call.write(hello());
-      await eventually(() => backend.watcherCount('edge-1') === 1, 'the watch');
-      backend.revoked.add('edge-1');
-      backend.push('edge-1', delivery('edge-1'));
+      await eventually(() => backend.watcherCount(aid('edge-1')) === 1, 'the watch');
+      backend.revoked.add(aid('edge-1'));
+      backend.push(aid('edge-1'), delivery(aid('edge-1')));
       const end = await stream.ended;
       assert.equal(end.code, status.PERMISSION_DENIED);
       assert.equal(stream.received.length, 0);
@@ -227,15 +228,15 @@ describe('GrpcServer › Distribution.Stream', () => {
     it('keeps at most one pending delivery, the latest, and delivers it', async () => {
       const stream = openStream(connect());
       stream.call.write(hello());
-      await eventually(() => backend.watcherCount('edge-1') === 1, 'the watch');
+      await eventually(() => backend.watcherCount(aid('edge-1')) === 1, 'the watch');
       // The agent stops reading: HTTP/2 flow control fills up with the first large bundle.
       stream.call.pause();
       const big = Buffer.alloc(1024 * 1024, 0x61);
       const pushed: string[] = [];
       for (let i = 0; i < 50; i += 1) {
-        const d = delivery('edge-1', { bytes: big });
+        const d = delivery(aid('edge-1'), { bytes: big });
         pushed.push(d.nonce);
-        backend.push('edge-1', d);
+        backend.push(aid('edge-1'), d);
         await new Promise((resolve) => setImmediate(resolve));
       }
       // Reading again: what arrives is what the suite.server wrote, and it ends with the latest.
@@ -252,9 +253,9 @@ describe('GrpcServer › Distribution.Stream', () => {
     it('coalesces a burst pushed in one tick into the first and the last', async () => {
       const stream = openStream(connect());
       stream.call.write(hello());
-      await eventually(() => backend.watcherCount('edge-1') === 1, 'the watch');
-      const pushed = Array.from({ length: 100 }, () => delivery('edge-1'));
-      for (const d of pushed) backend.push('edge-1', d);
+      await eventually(() => backend.watcherCount(aid('edge-1')) === 1, 'the watch');
+      const pushed = Array.from({ length: 100 }, () => delivery(aid('edge-1')));
+      for (const d of pushed) backend.push(aid('edge-1'), d);
       await eventually(() => stream.received.at(-1)?.bundle?.nonce === pushed.at(-1)?.nonce, 'the latest delivery');
       assert.deepEqual(
         stream.received.map((m) => m.bundle?.nonce),

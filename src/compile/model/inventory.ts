@@ -53,7 +53,7 @@ export function readInventory(doc: JsonValue): { agents: readonly InventoryEntry
     }
     const labels = readLabels(item['labels'], appendPointer(pointer, 'labels'));
     if (labels.kind === 'invalid') problems.push(...labels.problems);
-    if (problems.length > before || typeof id !== 'string' || labels.kind !== 'ok') return;
+    if (problems.length > before || !isAgentId(id) || labels.kind !== 'ok') return;
     agents.push(Object.freeze({ id, labels: labels.value, labelKey: selectorKey(labels.value), pointer }));
   });
   return { agents, problems };

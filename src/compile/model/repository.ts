@@ -147,7 +147,7 @@ export function loadRepository(tree: VerifiedTree, reader: RepositoryReader): Re
   const known = new Set(agents.map((agent) => agent.id));
   const agentLayers = new Map<AgentId, Layer>();
   for (const { file, agentId, layer } of agentFiles) {
-    if (known.has(agentId)) {
+    if (isAgentId(agentId) && known.has(agentId)) {
       agentLayers.set(agentId, layer);
     } else {
       const why = isAgentId(agentId)

@@ -1,3 +1,4 @@
+import { isAgentId } from '../../domain/agent-id.js';
 import type { AgentId, Violation } from '../../domain/types.js';
 import { appendPointer } from '../pointer.js';
 import type { Compilation } from '../types.js';
@@ -47,7 +48,7 @@ export function inventoryShrink(previous: readonly AgentId[] | null, next: Compi
     });
   }
   allowList.forEach((id, index) => {
-    if (!current.has(id)) return;
+    if (!isAgentId(id) || !current.has(id)) return;
     violations.push({
       rule: 'inventory-shrink',
       agent: id,

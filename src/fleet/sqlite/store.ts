@@ -1,6 +1,6 @@
 import { chmodSync, closeSync, fstatSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import type { AgentId } from '../../domain/types.js';
+import type { AgentId, CommitSha } from '../../domain/types.js';
 import type { TokenRecord, TokenStore } from '../../pki/index.js';
 import { StoreError } from '../errors.js';
 import {
@@ -72,12 +72,14 @@ export interface SqliteFleetStoreOptions extends FleetStoreOptions {
 
 type Bind = Database.BindValue;
 
+// Row types name ids by their domain types: the store writes only `AgentId` (branded) and
+// `CommitSha` values (its methods accept nothing else), so what it reads back is one of them.
 interface AgentRow {
-  id: string;
-  desired_commit: string | null;
+  id: AgentId;
+  desired_commit: CommitSha | null;
   desired_digest: string | null;
   desired_generation: number | null;
-  active_commit: string | null;
+  active_commit: CommitSha | null;
   active_digest: string | null;
   active_generation: number | null;
   active_at: number | null;
@@ -92,8 +94,8 @@ interface AgentRow {
 
 interface SendRow {
   id: number;
-  agent_id: string;
-  commit_sha: string;
+  agent_id: AgentId;
+  commit_sha: CommitSha;
   digest: string;
   generation: number;
   nonce: string;
@@ -127,7 +129,7 @@ interface AdminTokenRow {
 
 interface TokenRow {
   hash: Buffer;
-  agent_id: string;
+  agent_id: AgentId;
   expires_at: number;
   used_at: number | null;
 }
@@ -135,7 +137,7 @@ interface TokenRow {
 /** Every statement the store runs, prepared once per connection. */
 function prepare(db: Database) {
   return {
-    serverState: db.prepare<{ accepted: string | null; generation: number; refusal: string | null; accepted_seen_at: number | null }>(
+    serverState: db.prepare<{ accepted: CommitSha | null; generation: number; refusal: string | null; accepted_seen_at: number | null }>(
       'SELECT accepted, generation, refusal, accepted_seen_at FROM server_state WHERE id = 1',
     ),
     saveAccepted: db.prepare('UPDATE server_state SET accepted = ?, generation = ?, accepted_seen_at = ? WHERE id = 1 AND generation <= ?'),
@@ -177,7 +179,7 @@ function prepare(db: Database) {
     digestsApplied: db.prepare<{ digest: string }>("SELECT DISTINCT digest FROM acks WHERE agent_id = ? AND status = 'APPLIED'"),
     wasIssued: db.prepare<{ issued: number }>('SELECT EXISTS (SELECT 1 FROM sends WHERE agent_id = ? AND digest = ?) AS issued'),
 
-    loadRollout: db.prepare<{ commit_sha: string; document: string; at: number; revision: number }>('SELECT commit_sha, document, at, revision FROM rollout WHERE id = 1'),
+    loadRollout: db.prepare<{ commit_sha: CommitSha; document: string; at: number; revision: number }>('SELECT commit_sha, document, at, revision FROM rollout WHERE id = 1'),
     saveRollout: db.prepare(`
       INSERT INTO rollout (id, commit_sha, document, at, revision) VALUES (1, ?, ?, ?, ?)
       ON CONFLICT (id) DO UPDATE SET commit_sha = excluded.commit_sha, document = excluded.document, at = excluded.at, revision = excluded.revision`),
@@ -190,7 +192,7 @@ function prepare(db: Database) {
 
     revoke: db.prepare('INSERT INTO revocations (serial, agent_id, at, revoked_by) VALUES (?, ?, ?, ?) ON CONFLICT (serial) DO NOTHING'),
     isRevoked: db.prepare<{ revoked: number }>('SELECT EXISTS (SELECT 1 FROM revocations WHERE serial = ?) AS revoked'),
-    listRevocations: db.prepare<{ serial: string; agent_id: string; at: number; revoked_by: string }>('SELECT * FROM revocations ORDER BY at, serial'),
+    listRevocations: db.prepare<{ serial: string; agent_id: AgentId; at: number; revoked_by: string }>('SELECT * FROM revocations ORDER BY at, serial'),
 
     getAdminToken: db.prepare<AdminTokenRow>('SELECT * FROM admin_tokens WHERE name = ?'),
     adminTokenByHash: db.prepare<AdminTokenRow>('SELECT * FROM admin_tokens WHERE hash = ?'),
@@ -201,7 +203,7 @@ function prepare(db: Database) {
     setCurrentCertificate: db.prepare(`
       INSERT INTO agent_certificates (agent_id, serial, kind, at) VALUES (?, ?, ?, ?)
       ON CONFLICT (agent_id) DO UPDATE SET serial = excluded.serial, kind = excluded.kind, at = excluded.at`),
-    listCurrentCertificates: db.prepare<{ agent_id: string; serial: string; kind: string; at: number }>('SELECT * FROM agent_certificates ORDER BY agent_id'),
+    listCurrentCertificates: db.prepare<{ agent_id: AgentId; serial: string; kind: string; at: number }>('SELECT * FROM agent_certificates ORDER BY agent_id'),
 
     appendAudit: db.prepare('INSERT INTO audit (at, actor, action, target, reason, details) VALUES (?, ?, ?, ?, ?, ?)'),
     listAudit: db.prepare<AuditRow>('SELECT * FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?'),

@@ -7,7 +7,9 @@
  * signed, whatever encoding the author's name or the message are in.
  */
 import { createHash } from 'node:crypto';
+import { parseCommitSha } from '../../domain/agent-id.js';
 import { TrustError } from '../../domain/errors.js';
+import type { CommitSha } from '../../domain/types.js';
 import type { DetachedSignature, SignatureKind } from './verifier.js';
 
 /** The repository's object format: which hash names objects and which header holds the signature. */
@@ -22,7 +24,7 @@ export interface SplitCommit {
 
 export interface CommitFields {
   readonly tree: string;
-  readonly parents: readonly string[];
+  readonly parents: readonly CommitSha[];
   /** The committer timestamp (what git verifies key validity against). */
   readonly committedAt: Date;
   /** The message as stored (UTF-8 decoded; the `encoding` header is not honoured). */
@@ -114,12 +116,12 @@ export function parseCommitFields(commit: Uint8Array, objectFormat: ObjectFormat
 
   const tree = /^tree (\S+)$/.exec(headerLines[0] ?? '')?.[1];
   if (tree === undefined || !id.test(tree)) malformedCommit('it does not start with a valid tree line');
-  const parents: string[] = [];
+  const parents: CommitSha[] = [];
   let i = 1;
   for (; headerLines[i]?.startsWith('parent ') === true; i++) {
     const parent = headerLines[i]!.slice('parent '.length);
     if (!id.test(parent)) malformedCommit(`invalid parent ${JSON.stringify(parent)}`);
-    parents.push(parent);
+    parents.push(commitSha(parent));
   }
   const committers = headerLines.slice(i).filter((line) => line.startsWith('committer '));
   if (committers.length !== 1) malformedCommit(`it has ${committers.length} committer lines, expected 1`);
@@ -127,8 +129,13 @@ export function parseCommitFields(commit: Uint8Array, objectFormat: ObjectFormat
 }
 
 /** The object id git gives these content bytes: H("commit <size>\0" ‖ content). */
-export function commitObjectId(raw: Uint8Array, objectFormat: ObjectFormat = 'sha1'): string {
-  return createHash(objectFormat).update(`commit ${raw.length}\0`).update(raw).digest('hex');
+export function commitObjectId(raw: Uint8Array, objectFormat: ObjectFormat = 'sha1'): CommitSha {
+  return commitSha(createHash(objectFormat).update(`commit ${raw.length}\0`).update(raw).digest('hex'));
+}
+
+/** A hex id this file has checked (or computed) as a `CommitSha`. */
+function commitSha(hex: string): CommitSha {
+  return parseCommitSha(hex) ?? malformedCommit(`${JSON.stringify(hex)} is not a commit id`);
 }
 
 /** `committer Name <email> <unix seconds> <+hhmm>` — the time is the part after the last `>`. */

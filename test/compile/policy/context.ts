@@ -1,5 +1,6 @@
 import type { JsonValue } from '../../../src/domain/types.js';
 import type { Finding, PolicyContext, PolicyRule } from '../../../src/compile/types.js';
+import { aid } from '../../helpers/ids.js';
 
 /** A policy context for one agent; only what a test names differs from the defaults. */
 export function context(
@@ -7,7 +8,7 @@ export function context(
   { labels = {}, secureZones = [], allowedDestinations }: { labels?: Record<string, string>; secureZones?: string[]; allowedDestinations?: string[] } = {},
 ): PolicyContext {
   return {
-    agentId: 'edge-1',
+    agentId: aid('edge-1'),
     labels,
     document,
     policy: allowedDestinations === undefined ? { secureZones } : { secureZones, allowedDestinations },

@@ -4,6 +4,7 @@ import { Compiler } from '../../../src/compile/compiler.js';
 import { inventoryShrink } from '../../../src/compile/policy/index.js';
 import type { Compilation } from '../../../src/compile/types.js';
 import { BASE_CONFIG, inventory, treeOf } from '../fixtures.js';
+import { aids } from '../../helpers/ids.js';
 
 const ids = (n: number): string[] => Array.from({ length: n }, (_, i) => `edge-${i + 1}`);
 
@@ -25,7 +26,7 @@ describe('inventory-shrink', () => {
     });
 
     it('refuses it even when every removed agent is listed in policy.allowInventoryRemoval', () => {
-      const result = inventoryShrink(ids(3), commitWith([], ['allowInventoryRemoval: [edge-1, edge-2, edge-3]']));
+      const result = inventoryShrink(aids(ids(3)), commitWith([], ['allowInventoryRemoval: [edge-1, edge-2, edge-3]']));
       assert.deepEqual(rulesOf(result), ['inventory-shrink']);
       assert.deepEqual(result.removed, ['edge-1', 'edge-2', 'edge-3']);
     });
@@ -44,39 +45,39 @@ describe('inventory-shrink', () => {
     ];
     for (const c of cases) {
       it(`${c.refused ? 'refuses' : 'accepts'} ${c.name}`, () => {
-        const result = inventoryShrink(ids(c.before), commitWith(ids(c.after), c.policy));
+        const result = inventoryShrink(aids(ids(c.before)), commitWith(ids(c.after), c.policy));
         assert.deepEqual(rulesOf(result), c.refused ? ['inventory-shrink'] : []);
       });
     }
 
     it('names every removed agent in the violation', () => {
-      const result = inventoryShrink(ids(4), commitWith(['edge-2', 'edge-4']));
+      const result = inventoryShrink(aids(ids(4)), commitWith(['edge-2', 'edge-4']));
       assert.deepEqual(result.removed, ['edge-1', 'edge-3']);
       assert.equal(result.violations.length, 1);
       assert.match(result.violations[0]?.message ?? '', /edge-1, edge-3/);
     });
 
     it('does not count agents listed in policy.allowInventoryRemoval (a deliberate decommission)', () => {
-      const result = inventoryShrink(ids(4), commitWith(['edge-2', 'edge-4'], ['allowInventoryRemoval: [edge-1, edge-3]']));
+      const result = inventoryShrink(aids(ids(4)), commitWith(['edge-2', 'edge-4'], ['allowInventoryRemoval: [edge-1, edge-3]']));
       assert.deepEqual(result.violations, []);
       assert.deepEqual(result.allowed, ['edge-1', 'edge-3']);
     });
 
     it('counts removed agents the list does not name', () => {
-      const result = inventoryShrink(ids(4), commitWith(['edge-4'], ['allowInventoryRemoval: [edge-1, edge-3]']));
+      const result = inventoryShrink(aids(ids(4)), commitWith(['edge-4'], ['allowInventoryRemoval: [edge-1, edge-3]']));
       assert.deepEqual(rulesOf(result), ['inventory-shrink']);
       assert.match(result.violations[0]?.message ?? '', /: edge-2;/);
     });
 
     it('ignores list entries for agents that were already gone', () => {
-      const result = inventoryShrink(ids(3), commitWith(ids(3), ['allowInventoryRemoval: [edge-9]']));
+      const result = inventoryShrink(aids(ids(3)), commitWith(ids(3), ['allowInventoryRemoval: [edge-9]']));
       assert.deepEqual(result.violations, []);
     });
   });
 
   describe('when policy.allowInventoryRemoval names an agent that is in the inventory', () => {
     it('refuses, naming the agent and the list entry, so a stale entry cannot stay on', () => {
-      const result = inventoryShrink(ids(3), commitWith(ids(3), ['allowInventoryRemoval: [edge-9, edge-2]']));
+      const result = inventoryShrink(aids(ids(3)), commitWith(ids(3), ['allowInventoryRemoval: [edge-9, edge-2]']));
       assert.deepEqual(
         result.violations.map((v) => [v.rule, v.agent, v.file, v.path]),
         [['inventory-shrink', 'edge-2', 'meshcfg.yaml', '/policy/allowInventoryRemoval/1']],

@@ -21,6 +21,7 @@ import {
   withSignatureHeader,
   writeCommitObject,
 } from './fixtures.js';
+import { cid } from '../../helpers/ids.js';
 
 type SignerEntry = Parameters<typeof writeAllowedSigners>[1][number];
 
@@ -98,7 +99,7 @@ describe('TrustGate', () => {
   describe('when the head is signed by an allowed key', () => {
     for (const keyType of ['ed25519', 'rsa', 'ecdsa'] as const) {
       it(`accepts the ${keyType} signature and names its signer`, async () => {
-        const commit = await gate.verify(signed[keyType]);
+        const commit = await gate.verify(cid(signed[keyType]));
         const signer = { ed25519: alice, rsa: bob, ecdsa: carol }[keyType];
         assert.equal(commit.sha, signed[keyType]);
         assert.equal(commit.trust.kind, 'verified');
@@ -111,7 +112,7 @@ describe('TrustGate', () => {
 
     it('returns the tree, parents, message and committer time git reports', async () => {
       const sha = signed.rsa;
-      const commit = await gate.verify(sha);
+      const commit = await gate.verify(cid(sha));
       assert.equal(commit.tree, repo.git('rev-parse', `${sha}^{tree}`));
       assert.deepEqual(commit.parents, [signed.ed25519]);
       assert.equal(commit.message, 'signed by bob@example.org\n');
@@ -119,7 +120,7 @@ describe('TrustGate', () => {
     });
 
     it('returns a frozen commit', async () => {
-      const commit = await gate.verify(signed.ed25519);
+      const commit = await gate.verify(cid(signed.ed25519));
       assert.ok(Object.isFrozen(commit));
       assert.ok(Object.isFrozen(commit.parents));
       assert.ok(Object.isFrozen(commit.trust));
@@ -127,23 +128,23 @@ describe('TrustGate', () => {
   });
 
   describe('when the head is not signed', () => {
-    it('refuses with UNSIGNED', () => rejectsWith(gate.verify(unsigned), 'UNSIGNED'));
+    it('refuses with UNSIGNED', () => rejectsWith(gate.verify(cid(unsigned)), 'UNSIGNED'));
   });
 
   describe('when the head is signed by an unknown key', () => {
-    it('refuses with UNTRUSTED_SIGNER', () => rejectsWith(gate.verify(byMallory), 'UNTRUSTED_SIGNER'));
+    it('refuses with UNTRUSTED_SIGNER', () => rejectsWith(gate.verify(cid(byMallory)), 'UNTRUSTED_SIGNER'));
   });
 
   describe('when the commit or its signature was tampered with', () => {
     it('refuses a commit whose content changed after signing with BAD_SIGNATURE', async () => {
       const original = catCommit(repo, signed.ed25519).toString('utf8');
       const tampered = writeCommitObject(repo, original.replace('signed by alice', 'signed by alice, honest'));
-      await rejectsWith(gate.verify(tampered), 'BAD_SIGNATURE');
+      await rejectsWith(gate.verify(cid(tampered)), 'BAD_SIGNATURE');
     });
 
     it('refuses a signature copied from another commit with BAD_SIGNATURE', async () => {
       const stolen = signatureHeaderOf(catCommit(repo, signed.ed25519).toString('utf8'));
-      await rejectsWith(gate.verify(forgeSigned(stolen)), 'BAD_SIGNATURE');
+      await rejectsWith(gate.verify(cid(forgeSigned(stolen))), 'BAD_SIGNATURE');
     });
 
     it('refuses altered signature bytes with BAD_SIGNATURE', async () => {
@@ -155,26 +156,26 @@ describe('TrustGate', () => {
           flipLastSignatureByte(genuine),
         ),
       );
-      await rejectsWith(gate.verify(altered), 'BAD_SIGNATURE');
+      await rejectsWith(gate.verify(cid(altered)), 'BAD_SIGNATURE');
     });
   });
 
   describe('when the signature was made for another namespace', () => {
     it('refuses with NAMESPACE_MISMATCH', async () => {
       const payload = catCommit(repo, unsigned);
-      await rejectsWith(gate.verify(forgeSigned(sshSign(alice, 'file', payload))), 'NAMESPACE_MISMATCH');
+      await rejectsWith(gate.verify(cid(forgeSigned(sshSign(alice, 'file', payload)))), 'NAMESPACE_MISMATCH');
     });
   });
 
   describe('when the allowed signers restrict the key to namespaces', () => {
     it('refuses with NAMESPACE_MISMATCH when "git" is not among them', async () => {
       const restricted = await gateFor([{ signer: alice, options: 'namespaces="file"' }]);
-      await rejectsWith(restricted.verify(signed.ed25519), 'NAMESPACE_MISMATCH');
+      await rejectsWith(restricted.verify(cid(signed.ed25519)), 'NAMESPACE_MISMATCH');
     });
 
     it('accepts when a namespace pattern matches "git"', async () => {
       const permitted = await gateFor([{ signer: alice, options: 'namespaces="file,g?t"' }]);
-      const commit = await permitted.verify(signed.ed25519);
+      const commit = await permitted.verify(cid(signed.ed25519));
       assert.equal(commit.trust.kind, 'verified');
     });
   });
@@ -182,37 +183,37 @@ describe('TrustGate', () => {
   describe('when the key is outside its validity window', () => {
     it('refuses with UNTRUSTED_SIGNER once valid-before has passed', async () => {
       const expired = await gateFor([{ signer: alice, options: 'valid-before="20200101Z"' }]);
-      await rejectsWith(expired.verify(signed.ed25519), 'UNTRUSTED_SIGNER');
+      await rejectsWith(expired.verify(cid(signed.ed25519)), 'UNTRUSTED_SIGNER');
     });
 
     it('refuses with UNTRUSTED_SIGNER before valid-after', async () => {
       const notYet = await gateFor([{ signer: alice, options: 'valid-after="29990101Z"' }]);
-      await rejectsWith(notYet.verify(signed.ed25519), 'UNTRUSTED_SIGNER');
+      await rejectsWith(notYet.verify(cid(signed.ed25519)), 'UNTRUSTED_SIGNER');
     });
 
     it('judges the window at the committer time by default, as git does', async () => {
       const window = [{ signer: alice, options: 'valid-after="20000101Z",valid-before="20990101Z"' }];
       const later = () => new Date('2100-01-01T00:00:00Z');
       const byCommitTime = await gateFor(window, { clock: later });
-      assert.equal((await byCommitTime.verify(signed.ed25519)).trust.kind, 'verified');
+      assert.equal((await byCommitTime.verify(cid(signed.ed25519))).trust.kind, 'verified');
       const byNow = await gateFor(window, { clock: later, keyValidityAt: 'now' });
-      await rejectsWith(byNow.verify(signed.ed25519), 'UNTRUSTED_SIGNER');
+      await rejectsWith(byNow.verify(cid(signed.ed25519)), 'UNTRUSTED_SIGNER');
     });
   });
 
   describe('when the signature is not an SSH signature', () => {
     it('refuses an OpenPGP signature with UNSUPPORTED_SIGNATURE', () =>
-      rejectsWith(gate.verify(forgeSigned(FAKE_PGP)), 'UNSUPPORTED_SIGNATURE'));
+      rejectsWith(gate.verify(cid(forgeSigned(FAKE_PGP))), 'UNSUPPORTED_SIGNATURE'));
 
     it('refuses an X.509 (gpgsm, gitsign) signature with UNSUPPORTED_SIGNATURE', () =>
-      rejectsWith(gate.verify(forgeSigned(FAKE_X509)), 'UNSUPPORTED_SIGNATURE'));
+      rejectsWith(gate.verify(cid(forgeSigned(FAKE_X509))), 'UNSUPPORTED_SIGNATURE'));
 
     it('refuses a header that holds no recognisable signature with MALFORMED_SIGNATURE', () =>
-      rejectsWith(gate.verify(forgeSigned('trust me\n')), 'MALFORMED_SIGNATURE'));
+      rejectsWith(gate.verify(cid(forgeSigned('trust me\n'))), 'MALFORMED_SIGNATURE'));
 
     it('refuses SSH armor around garbage with MALFORMED_SIGNATURE', () =>
       rejectsWith(
-        gate.verify(forgeSigned('-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----\n')),
+        gate.verify(cid(forgeSigned('-----BEGIN SSH SIGNATURE-----\nU1NIU0lH\n-----END SSH SIGNATURE-----\n'))),
         'MALFORMED_SIGNATURE',
       ));
   });
@@ -220,7 +221,7 @@ describe('TrustGate', () => {
   describe('when no verifier is configured for the kind of signature', () => {
     it('refuses with UNSUPPORTED_SIGNATURE', async () => {
       const noVerifiers = new TrustGate({ reader, verifiers: [] });
-      await rejectsWith(noVerifiers.verify(signed.ed25519), 'UNSUPPORTED_SIGNATURE');
+      await rejectsWith(noVerifiers.verify(cid(signed.ed25519)), 'UNSUPPORTED_SIGNATURE');
     });
   });
 
@@ -247,7 +248,7 @@ describe('TrustGate', () => {
       for (const { name, sha, entries } of cases) {
         const path = allowedSignersFile(entries);
         const candidate = await gateFor(entries);
-        const ours = await candidate.verify(sha).then(
+        const ours = await candidate.verify(cid(sha)).then(
           () => true,
           () => false,
         );
@@ -275,18 +276,18 @@ describe('TrustGate', () => {
 
     it('is accepted when validity is judged at commit time, as git verify-commit does', async () => {
       const byCommitTime = await retiredGate({ keyValidityAt: 'commit-time' });
-      assert.equal((await byCommitTime.verify(backdated)).trust.kind, 'verified');
+      assert.equal((await byCommitTime.verify(cid(backdated))).trust.kind, 'verified');
       assert.doesNotThrow(() => old.git('-c', `gpg.ssh.allowedSignersFile=${allowedSignersFile(retired())}`, 'verify-commit', backdated));
     });
 
     it('refuses with UNTRUSTED_SIGNER when validity is judged now', async () => {
       const byNow = await retiredGate({ keyValidityAt: 'now' });
-      await rejectsWith(byNow.verify(backdated), 'UNTRUSTED_SIGNER');
+      await rejectsWith(byNow.verify(cid(backdated)), 'UNTRUSTED_SIGNER');
     });
 
     it('judges validity at seenAt when the caller first saw the commit earlier', async () => {
       const byNow = await retiredGate({ keyValidityAt: 'now' });
-      const commit = await byNow.verify(backdated, { seenAt: new Date('2019-12-31T00:00:00Z') });
+      const commit = await byNow.verify(cid(backdated), { seenAt: new Date('2019-12-31T00:00:00Z') });
       assert.equal(commit.trust.kind, 'verified');
     });
   });
@@ -311,13 +312,13 @@ describe('TrustGate', () => {
     it('refuses a commit dated before its parent with NON_MONOTONIC_DATE', async () => {
       dated.git('checkout', '-q', '-B', 'backwards', parent);
       const backwards = dated.write({ 'a.yaml': 'a: 2\n' }).commit('backdated', alice, [], { date: '2024-02-29T12:00:00Z' });
-      await rejectsWith((await datedGate()).verify(backwards, { lastAccepted: parent }), 'NON_MONOTONIC_DATE');
+      await rejectsWith((await datedGate()).verify(cid(backwards), { lastAccepted: cid(parent) }), 'NON_MONOTONIC_DATE');
     });
 
     it('accepts a commit dated in the same second as its parent', async () => {
       dated.git('checkout', '-q', '-B', 'same-second', parent);
       const same = dated.write({ 'a.yaml': 'a: 3\n' }).commit('same second', alice, [], { date: '2024-03-01T12:00:00Z' });
-      assert.equal((await (await datedGate()).verify(same, { lastAccepted: parent })).sha, same);
+      assert.equal((await (await datedGate()).verify(cid(same), { lastAccepted: cid(parent) })).sha, same);
     });
 
     it('refuses a head dated before the last accepted commit, even when its own parent is older still', async () => {
@@ -326,9 +327,9 @@ describe('TrustGate', () => {
       dated.write({ 'a.yaml': 'a: 4\n' }).commit('unsigned, backdated', undefined, [], { date: '2019-06-01T12:00:00Z' });
       const head = dated.write({ 'a.yaml': 'a: 5\n' }).commit('signed, backdated', alice, [], { date: '2019-06-02T12:00:00Z' });
       const gate = await datedGate();
-      await rejectsWith(gate.verify(head, { lastAccepted: parent }), 'NON_MONOTONIC_DATE');
+      await rejectsWith(gate.verify(cid(head), { lastAccepted: cid(parent) }), 'NON_MONOTONIC_DATE');
       // Without an anchor (nothing accepted yet) only the parents are compared, and they pass.
-      assert.equal((await gate.verify(head)).sha, head);
+      assert.equal((await gate.verify(cid(head))).sha, head);
     });
 
     it('refuses a merge dated before any one of its parents with NON_MONOTONIC_DATE', async () => {
@@ -340,7 +341,7 @@ describe('TrustGate', () => {
         '-c', 'gpg.format=ssh', '-c', `user.signingkey=${alice.privateKeyPath}`, 'merge', '-q', '-S', '--no-ff', '-m', 'merge', 'side');
       const merge = dated.head();
       assert.equal(dated.git('rev-list', '--parents', '-n', '1', merge).split(' ').length, 3);
-      await rejectsWith((await datedGate()).verify(merge, { lastAccepted: parent }), 'NON_MONOTONIC_DATE');
+      await rejectsWith((await datedGate()).verify(cid(merge), { lastAccepted: cid(parent) }), 'NON_MONOTONIC_DATE');
     });
   });
 
@@ -363,38 +364,38 @@ describe('TrustGate', () => {
     });
 
     it('accepts a head that descends from the last accepted commit', async () => {
-      assert.equal((await ffGate.verify(third, { lastAccepted: first })).sha, third);
+      assert.equal((await ffGate.verify(cid(third), { lastAccepted: cid(first) })).sha, third);
     });
 
     it('accepts the last accepted commit itself', async () => {
-      assert.equal((await ffGate.verify(second, { lastAccepted: second })).sha, second);
+      assert.equal((await ffGate.verify(cid(second), { lastAccepted: cid(second) })).sha, second);
     });
 
     it('refuses a rewound branch (an older head) with NOT_FAST_FORWARD', () =>
-      rejectsWith(ffGate.verify(first, { lastAccepted: third }), 'NOT_FAST_FORWARD'));
+      rejectsWith(ffGate.verify(cid(first), { lastAccepted: cid(third) }), 'NOT_FAST_FORWARD'));
 
     it('refuses a rewritten branch (reset and new commit) with NOT_FAST_FORWARD', async () => {
       ff.git('checkout', '-q', '-b', 'rewritten', first);
       const rewritten = ff.write({ 'a.yaml': 'a: other\n' }).commit('rewritten history', alice);
-      await rejectsWith(ffGate.verify(rewritten, { lastAccepted: third }), 'NOT_FAST_FORWARD');
+      await rejectsWith(ffGate.verify(cid(rewritten), { lastAccepted: cid(third) }), 'NOT_FAST_FORWARD');
     });
 
     it('refuses an amended head with NOT_FAST_FORWARD', async () => {
       ff.git('checkout', '-q', '-b', 'amended', third);
       const amended = ff.commit('third, amended', alice, ['--amend']);
       assert.notEqual(amended, third);
-      await rejectsWith(ffGate.verify(amended, { lastAccepted: third }), 'NOT_FAST_FORWARD');
+      await rejectsWith(ffGate.verify(cid(amended), { lastAccepted: cid(third) }), 'NOT_FAST_FORWARD');
     });
 
     it('refuses when the last accepted commit is not in the history at all', () =>
-      rejectsWith(ffGate.verify(third, { lastAccepted: signed.ed25519 }), 'NOT_FAST_FORWARD'));
+      rejectsWith(ffGate.verify(cid(third), { lastAccepted: cid(signed.ed25519) }), 'NOT_FAST_FORWARD'));
 
     it('checks the signature before walking the history', async () => {
       const memory = new MemoryCommitReader();
       const base = memory.add(unsignedCommitText('base\n'));
       const head = memory.add(unsignedCommitText('head\n', [base]), [base]);
       const memoryGate = new TrustGate({ reader: memory, verifiers: [] });
-      await rejectsWith(memoryGate.verify(head, { lastAccepted: base }), 'UNSIGNED');
+      await rejectsWith(memoryGate.verify(cid(head), { lastAccepted: cid(base) }), 'UNSIGNED');
       assert.deepEqual(memory.calls, [`read ${head}`]);
     });
   });
@@ -409,13 +410,13 @@ describe('TrustGate', () => {
         reader: memory,
         verifiers: [new SshSignatureVerifier({ allowedSigners: await loadAllowedSigners(allowedPath) })],
       });
-      await rejectsWith(lied.verify(honest), 'MALFORMED_COMMIT');
+      await rejectsWith(lied.verify(cid(honest)), 'MALFORMED_COMMIT');
     });
   });
 
   describe('when the commit cannot be read', () => {
     it('passes the reader’s SourceError through for a missing commit', async () => {
-      await assert.rejects(gate.verify('0'.repeat(40)), (err: unknown) => {
+      await assert.rejects(gate.verify(cid('0'.repeat(40))), (err: unknown) => {
         assert.ok(err instanceof SourceError);
         assert.equal(err.code, 'REVISION_NOT_FOUND');
         return true;
@@ -423,7 +424,7 @@ describe('TrustGate', () => {
     });
 
     it('passes the reader’s SourceError through for an object that is not a commit', async () => {
-      await assert.rejects(gate.verify(repo.git('rev-parse', `${signed.ed25519}^{tree}`)), (err: unknown) => {
+      await assert.rejects(gate.verify(cid(repo.git('rev-parse', `${signed.ed25519}^{tree}`))), (err: unknown) => {
         assert.ok(err instanceof SourceError);
         assert.equal(err.code, 'REVISION_NOT_FOUND');
         return true;
@@ -436,7 +437,7 @@ describe('skipVerification', () => {
   it('makes an unsigned commit compilable, marked unchecked with the reason', async () => {
     const memory = new MemoryCommitReader();
     const sha = memory.add(unsignedCommitText('unsigned\n'));
-    const commit = await skipVerification(memory, sha, 'no --allowed-signers given');
+    const commit = await skipVerification(memory, cid(sha), 'no --allowed-signers given');
     assert.deepEqual(commit.trust, { kind: 'unchecked', reason: 'no --allowed-signers given' });
     assert.equal(commit.message, 'unsigned\n');
   });
@@ -445,6 +446,6 @@ describe('skipVerification', () => {
     const memory = new MemoryCommitReader();
     const sha = memory.add(unsignedCommitText('one\n'));
     memory.objects.set(sha, Buffer.from(unsignedCommitText('two\n')));
-    await rejectsWith(skipVerification(memory, sha, 'test'), 'MALFORMED_COMMIT');
+    await rejectsWith(skipVerification(memory, cid(sha), 'test'), 'MALFORMED_COMMIT');
   });
 });
