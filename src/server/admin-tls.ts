@@ -39,6 +39,8 @@ export function warnBeyondLoopback(logger: Logger, host: string, tls: boolean): 
   if (isLoopbackHost(host)) return;
   logger.warn(
     { event: 'admin-not-loopback', host, tls },
-    tls ? `the admin API listens on ${host}, beyond loopback (TLS on)` : `the admin API listens on ${host}, beyond loopback, in plain HTTP: tokens cross the network in clear text; set adminTls`,
+    tls
+      ? `the admin API listens on ${host}, beyond loopback (TLS on)`
+      : `the admin API listens on ${host}, beyond loopback, in plain HTTP: tokens cross the network in clear text; set adminTls`,
   );
 }

@@ -76,7 +76,9 @@ export class OperatorActions {
   async approve(agentId: AgentId, actor: string, reason: string): Promise<AgentActionResult> {
     const agent = this.options.fleet.get(agentId);
     if (agent === undefined) return unknownAgent(agentId);
-    if (!(await this.options.quarantine.approve(agentId, actor, reason))) return { kind: 'refused', code: 'NOT_QUARANTINED', message: `agent ${agentId} is not quarantined` };
+    if (!(await this.options.quarantine.approve(agentId, actor, reason))) {
+      return { kind: 'refused', code: 'NOT_QUARANTINED', message: `agent ${agentId} is not quarantined` };
+    }
     return { kind: 'done', agent: this.options.fleet.get(agentId) ?? agent };
   }
 
@@ -99,7 +101,11 @@ export class OperatorActions {
       case 'no-certificate':
         return { kind: 'refused', code: 'NO_CERTIFICATE', message: `no certificate of ${agentId} is known (it never enrolled or connected)` };
       case 'already-revoked':
-        return { kind: 'refused', code: 'ALREADY_REVOKED', message: `agent ${agentId} is already revoked (certificate ${outcome.serial}); it must enroll again with a new token` };
+        return {
+          kind: 'refused',
+          code: 'ALREADY_REVOKED',
+          message: `agent ${agentId} is already revoked (certificate ${outcome.serial}); it must enroll again with a new token`,
+        };
       case 'revoked':
         this.options.streams.recheckStreams(agentId);
         notify(() => this.options.hooks?.onAgentRevoked?.({ agentId, actor, serial: outcome.serial }));
@@ -112,7 +118,8 @@ export class OperatorActions {
   /** A one-time enrollment token bound to `agentId` (audited). Throws PkiError TOKEN_TTL_INVALID for a ttl out of bounds. */
   async createToken(agentId: AgentId, ttlMs: number, actor: string): Promise<CreatedToken> {
     const created = await this.options.enrollmentTokens.create(agentId, ttlMs);
-    await this.options.audit.appendAudit({ at: this.now(), actor, action: 'token.create', target: agentId, reason: '', details: { expiresAt: created.expiresAt.toISOString() } });
+    const details = { expiresAt: created.expiresAt.toISOString() };
+    await this.options.audit.appendAudit({ at: this.now(), actor, action: 'token.create', target: agentId, reason: '', details });
     notify(() => this.options.hooks?.onTokenCreated?.({ agentId, actor, expiresAt: created.expiresAt }));
     return created;
   }

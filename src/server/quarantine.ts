@@ -220,7 +220,10 @@ function describe(agentId: AgentId, cause: QuarantineCause): string {
     case 'ack-mismatch':
       return `agent ${agentId} acked APPLIED for ${cause.digest}, but was sent ${cause.sent}`;
     case 'stale':
-      return `agent ${agentId} left ${cause.digest} unanswered since ${cause.since.toISOString()}, longer than rollout.quarantineStaleAfter (${formatDuration(cause.afterMs)})`;
+      return (
+        `agent ${agentId} left ${cause.digest} unanswered since ${cause.since.toISOString()}, ` +
+        `longer than rollout.quarantineStaleAfter (${formatDuration(cause.afterMs)})`
+      );
     case 'manual':
       return `agent ${agentId} quarantined by an operator: ${cause.reason}`;
     default: {

@@ -321,7 +321,9 @@ export class RolloutService implements CoherentCache {
           wave: event.wave,
           rejected: event.rejected,
           connected: event.connected,
-          message: `rollout of ${event.commit} halted in wave ${event.wave}: ${event.rejected} of ${event.connected} connected agents rejected it (maxNackRatio ${event.maxNackRatio})`,
+          message:
+            `rollout of ${event.commit} halted in wave ${event.wave}: ` +
+            `${event.rejected} of ${event.connected} connected agents rejected it (maxNackRatio ${event.maxNackRatio})`,
           at: event.at,
         });
       }
