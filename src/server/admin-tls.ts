@@ -25,7 +25,8 @@ export async function loadAdminTls(config: AdminTlsConfig, dataDir: DataDir): Pr
         material = { cert: await readFile(config.cert, 'utf8'), key };
         createSecureContext(material);
       } catch (cause) {
-        throw new ServerError({ code: 'CONFIG_INVALID', message: `adminTls: cannot use ${config.cert} and ${config.key}: ${errorMessage(cause)}`, cause });
+        const message = `adminTls: cannot use ${config.cert} and ${config.key}: ${errorMessage(cause)}`;
+        throw new ServerError({ code: 'CONFIG_INVALID', message, cause });
       }
       return material;
     }

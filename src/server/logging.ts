@@ -72,13 +72,19 @@ export function fetchLogHook(logger: Logger): (event: FetchEvent) => void {
   return (event) => {
     switch (event.kind) {
       case 'updated':
-        logger.info({ event: 'fetch', head: event.head.commit, previous: event.previous?.commit ?? null, ms: Math.round(event.durationMs) }, 'new head');
+        logger.info(
+          { event: 'fetch', head: event.head.commit, previous: event.previous?.commit ?? null, ms: Math.round(event.durationMs) },
+          'new head',
+        );
         return;
       case 'unchanged':
         logger.debug({ event: 'fetch', head: event.head.commit, ms: Math.round(event.durationMs) }, 'head unchanged');
         return;
       case 'failed':
-        logger.warn({ event: 'fetch-failed', code: event.error.code, consecutiveFailures: event.consecutiveFailures }, `fetch failed: ${event.error.message}`);
+        logger.warn(
+          { event: 'fetch-failed', code: event.error.code, consecutiveFailures: event.consecutiveFailures },
+          `fetch failed: ${event.error.message}`,
+        );
         return;
       default: {
         const never: never = event;
@@ -91,15 +97,22 @@ export function fetchLogHook(logger: Logger): (event: FetchEvent) => void {
 export function backendLogHooks(logger: Logger): BackendHooks {
   return {
     onAck: ({ agentId, ack, outcome }) => {
-      const fields = { event: 'ack', agentId, commit: ack.commit, digest: ack.digest, generation: ack.generation, status: ack.status, outcome: outcome.kind };
+      const { commit, digest, generation, status } = ack;
+      const fields = { event: 'ack', agentId, commit, digest, generation, status, outcome: outcome.kind };
       if (outcome.kind === 'stale') logger.debug(fields, 'stale ack ignored');
       else if (ack.status === 'REJECTED') logger.warn({ ...fields, error: ack.error }, 'agent rejected its bundle');
       else logger.info(fields, 'agent applied its bundle');
     },
     onCertificateIssued: ({ agentId, kind, notAfter, serialNumber }) =>
-      logger.info({ event: 'certificate-issued', agentId, kind, serialNumber, notAfter: notAfter.toISOString() }, `agent certificate issued (${kind})`),
+      logger.info(
+        { event: 'certificate-issued', agentId, kind, serialNumber, notAfter: notAfter.toISOString() },
+        `agent certificate issued (${kind})`,
+      ),
     onConnection: ({ agentId, connected }) =>
-      logger.info({ event: connected ? 'agent-connected' : 'agent-disconnected', agentId }, connected ? 'agent connected' : 'agent disconnected'),
+      logger.info(
+        { event: connected ? 'agent-connected' : 'agent-disconnected', agentId },
+        connected ? 'agent connected' : 'agent disconnected',
+      ),
   };
 }
 
@@ -109,7 +122,10 @@ export function transportLogHooks(logger: Logger): TransportHooks {
       if (result === 'failed') logger.info({ event: 'tls-handshake-failed', detail }, 'TLS handshake failed');
     },
     onUnauthorized: (reason, detail) =>
-      logger.warn({ event: 'unauthorized', reason, agentId: detail.agentId ?? null }, `unauthorized config load attempt: ${detail.message}`),
+      logger.warn(
+        { event: 'unauthorized', reason, agentId: detail.agentId ?? null },
+        `unauthorized config load attempt: ${detail.message}`,
+      ),
   };
 }
 
@@ -128,7 +144,10 @@ export function storeErrorLog(logger: Logger): (err: unknown, what: string) => v
 export function certificateLogHooks(logger: Logger): AgentCertificatesHooks {
   return {
     onAdopted: ({ agentId, serial }) =>
-      logger.info({ event: 'certificate-adopted', agentId, serial }, `agent ${agentId} had no recorded certificate: ${serial} is its current one from now on`),
+      logger.info(
+        { event: 'certificate-adopted', agentId, serial },
+        `agent ${agentId} had no recorded certificate: ${serial} is its current one from now on`,
+      ),
     onStoreError: storeErrorLog(logger),
   };
 }
@@ -142,8 +161,10 @@ export function rolloutLogHooks(logger: Logger): RolloutServiceHooks {
 
 export function quarantineLogHooks(logger: Logger): QuarantineHooks {
   return {
-    onQuarantined: ({ agentId, actor, cause, message }) => logger.warn({ event: 'agent-quarantined', agentId, actor, cause: cause.kind }, message),
-    onApproved: ({ agentId, actor, reason }) => logger.info({ event: 'agent-approved', agentId, actor, reason }, `agent ${agentId} approved to rejoin`),
+    onQuarantined: ({ agentId, actor, cause, message }) =>
+      logger.warn({ event: 'agent-quarantined', agentId, actor, cause: cause.kind }, message),
+    onApproved: ({ agentId, actor, reason }) =>
+      logger.info({ event: 'agent-approved', agentId, actor, reason }, `agent ${agentId} approved to rejoin`),
     onError: (err, what) => logger.error({ event: 'quarantine-failed', what, err }, `quarantine: cannot ${what}`),
   };
 }
@@ -184,14 +205,21 @@ export function adminLogHooks(logger: Logger, onRefused: (reason: AdminRefusalRe
         reason === 'forbidden-role' ? 'admin API request beyond the token’s role' : 'admin API request without a valid token',
       );
     },
-    onError: (err, request) => logger.error({ event: 'admin-error', err, method: request.method, path: request.path }, 'admin API request failed'),
+    onError: (err, request) =>
+      logger.error({ event: 'admin-error', err, method: request.method, path: request.path }, 'admin API request failed'),
   };
 }
 
 /** The start line: where the server listens and what it tracks (the repository URL redacted; the admin token by path only). */
 export function listeningLog(
   logger: Logger,
-  where: { readonly config: ServerConfig; readonly grpc: string; readonly admin: string; readonly pin: string; readonly adminTokenFile: string },
+  where: {
+    readonly config: ServerConfig;
+    readonly grpc: string;
+    readonly admin: string;
+    readonly pin: string;
+    readonly adminTokenFile: string;
+  },
 ): void {
   const { config, ...listening } = where;
   const tracks = { repo: redactUrl(config.repo.url), branch: config.repo.branch, trustDomain: config.trustDomain };

@@ -29,7 +29,12 @@ export interface ActionEnrollmentTokens {
   create(agentId: AgentId, ttlMs: number): Promise<CreatedToken>;
 }
 export interface ActionAdminTokens {
-  create(name: string, role: string, ttlMs: number | null, actor: string): Promise<{ readonly token: string; readonly view: AdminTokenView }>;
+  create(
+    name: string,
+    role: string,
+    ttlMs: number | null,
+    actor: string,
+  ): Promise<{ readonly token: string; readonly view: AdminTokenView }>;
   list(): Promise<readonly AdminTokenView[]>;
   revoke(name: string, actor: string, reason: string): Promise<AdminTokenRevocation>;
 }
@@ -99,7 +104,11 @@ export class OperatorActions {
     const outcome = await this.options.certificates.revoke(agentId, agent.certSerial, actor, reason, this.now());
     switch (outcome.kind) {
       case 'no-certificate':
-        return { kind: 'refused', code: 'NO_CERTIFICATE', message: `no certificate of ${agentId} is known (it never enrolled or connected)` };
+        return {
+          kind: 'refused',
+          code: 'NO_CERTIFICATE',
+          message: `no certificate of ${agentId} is known (it never enrolled or connected)`,
+        };
       case 'already-revoked':
         return {
           kind: 'refused',
@@ -125,7 +134,12 @@ export class OperatorActions {
   }
 
   /** A named admin token (audited by AdminTokens). Throws AdminTokenError for a bad name, role or ttl, or a name in use. */
-  async createAdminToken(name: string, role: string, ttlMs: number | null, actor: string): Promise<{ readonly token: string; readonly view: AdminTokenView }> {
+  async createAdminToken(
+    name: string,
+    role: string,
+    ttlMs: number | null,
+    actor: string,
+  ): Promise<{ readonly token: string; readonly view: AdminTokenView }> {
     const created = await this.options.adminTokens.create(name, role, ttlMs, actor);
     notify(() => this.options.hooks?.onAdminTokenCreated?.({ name, actor, view: created.view }));
     return created;
