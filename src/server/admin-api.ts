@@ -81,7 +81,16 @@ export class ServerAdminApi implements AdminApi {
             committedAt: commit.committedAt,
             seenAt: reconciler.seenAt(commit.sha) ?? null,
           };
-    return { branch: this.options.branch, head: s.head, accepted: s.serving, acceptedCommit, generation: s.generation, refused: s.refused, conditions: s.conditions, warnings };
+    return {
+      branch: this.options.branch,
+      head: s.head,
+      accepted: s.serving,
+      acceptedCommit,
+      generation: s.generation,
+      refused: s.refused,
+      conditions: s.conditions,
+      warnings,
+    };
   }
 
   rollout(): RolloutStatus {

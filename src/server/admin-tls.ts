@@ -25,7 +25,8 @@ export async function loadAdminTls(config: AdminTlsConfig, dataDir: DataDir): Pr
         material = { cert: await readFile(config.cert, 'utf8'), key };
         createSecureContext(material);
       } catch (cause) {
-        throw new ServerError({ code: 'CONFIG_INVALID', message: `adminTls: cannot use ${config.cert} and ${config.key}: ${errorMessage(cause)}`, cause });
+        const message = `adminTls: cannot use ${config.cert} and ${config.key}: ${errorMessage(cause)}`;
+        throw new ServerError({ code: 'CONFIG_INVALID', message, cause });
       }
       return material;
     }
@@ -39,6 +40,8 @@ export function warnBeyondLoopback(logger: Logger, host: string, tls: boolean): 
   if (isLoopbackHost(host)) return;
   logger.warn(
     { event: 'admin-not-loopback', host, tls },
-    tls ? `the admin API listens on ${host}, beyond loopback (TLS on)` : `the admin API listens on ${host}, beyond loopback, in plain HTTP: tokens cross the network in clear text; set adminTls`,
+    tls
+      ? `the admin API listens on ${host}, beyond loopback (TLS on)`
+      : `the admin API listens on ${host}, beyond loopback, in plain HTTP: tokens cross the network in clear text; set adminTls`,
   );
 }

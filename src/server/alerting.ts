@@ -13,10 +13,14 @@ export interface Alerting {
   close(): Promise<void>;
 }
 
-export function openAlerting(options: { readonly webhook: string | null; readonly onProblem?: WebhookAlerterOptions['onProblem'] }): Alerting {
+export function openAlerting(options: {
+  readonly webhook: string | null;
+  readonly onProblem?: WebhookAlerterOptions['onProblem'];
+}): Alerting {
   const recent = new AlertRing(RECENT_ALERTS);
   if (options.webhook === null) return { recent, sink: recent, close: () => Promise.resolve() };
-  const alerter = new WebhookAlerter({ url: options.webhook, ...(options.onProblem === undefined ? {} : { onProblem: options.onProblem }) });
+  const { onProblem } = options;
+  const alerter = new WebhookAlerter({ url: options.webhook, ...(onProblem === undefined ? {} : { onProblem }) });
   return {
     recent,
     sink: { post: (alert) => (recent.post(alert), alerter.post(alert)) },

@@ -71,7 +71,12 @@ export interface WebhookAlerterOptions {
   /** Per request. Default 5 s. */
   readonly timeoutMs?: number;
   /** Reports delivery problems (for the log). Must not throw. */
-  readonly onProblem?: (event: { readonly kind: 'dropped' | 'failed' | 'gave-up'; readonly alert: Alert; readonly detail: string; readonly webhook: string }) => void;
+  readonly onProblem?: (event: {
+    readonly kind: 'dropped' | 'failed' | 'gave-up';
+    readonly alert: Alert;
+    readonly detail: string;
+    readonly webhook: string;
+  }) => void;
   readonly fetch?: typeof globalThis.fetch;
 }
 

@@ -118,8 +118,10 @@ export class ServerBackend implements DistributionBackend {
     switch (standing.kind) {
       case 'current':
         break;
-      case 'revoked':
-        return { ok: false, reason: 'revoked', message: `agent ${agentId} is revoked (certificate ${identity.serialNumber}); it must enroll again with a new token` };
+      case 'revoked': {
+        const message = `agent ${agentId} is revoked (certificate ${identity.serialNumber}); it must enroll again with a new token`;
+        return { ok: false, reason: 'revoked', message };
+      }
       case 'replaced':
         return { ok: false, reason: 'replaced-certificate', message: `certificate ${identity.serialNumber} of ${agentId} was replaced by a later one` };
       default: {
@@ -243,7 +245,8 @@ export class ServerBackend implements DistributionBackend {
   }
 
   private recordSend(agentId: AgentId, delivery: Delivery): void {
-    this.options.fleet.recordSend(agentId, { commit: delivery.commit, digest: delivery.digest, generation: delivery.generation, nonce: delivery.nonce }, this.options.now());
+    const { commit, digest, generation, nonce } = delivery;
+    this.options.fleet.recordSend(agentId, { commit, digest, generation, nonce }, this.options.now());
   }
 
   private connection(agentId: AgentId, connected: boolean): void {

@@ -41,7 +41,10 @@ export class AgentCertificates implements CertificateRegistry, CoherentCache {
     private readonly now: () => Date,
   ) {}
 
-  static async load(store: Store, options: { readonly hooks?: AgentCertificatesHooks; readonly now?: () => Date } = {}): Promise<AgentCertificates> {
+  static async load(
+    store: Store,
+    options: { readonly hooks?: AgentCertificatesHooks; readonly now?: () => Date } = {},
+  ): Promise<AgentCertificates> {
     const revoked = new Set((await store.listRevocations()).map((r) => normalizeSerial(r.serial)));
     const currents = new Map((await store.listCurrentCertificates()).map((c) => [c.agentId, normalizeSerial(c.serial)] as const));
     return new AgentCertificates(store, currents, revoked, options.hooks ?? {}, options.now ?? (() => new Date()));

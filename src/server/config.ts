@@ -107,7 +107,9 @@ export function parseServerConfig(doc: unknown, { baseDir, source = null }: { ba
 
   const { trustDomain } = root;
   const rawUrl = root.repo.url;
-  const url = /^[a-z][a-z0-9+.-]*:\/\//i.test(rawUrl) ? checkUrl(rawUrl, 'repo.url', ['http:', 'https:', 'file:'], fail) : resolvePath(baseDir, rawUrl);
+  const url = /^[a-z][a-z0-9+.-]*:\/\//i.test(rawUrl)
+    ? checkUrl(rawUrl, 'repo.url', ['http:', 'https:', 'file:'], fail)
+    : resolvePath(baseDir, rawUrl);
   const branch = root.repo.branch ?? CONFIG_DEFAULTS.branch;
   const pollIntervalMs = duration(root.repo.pollInterval, 'repo.pollInterval', fail) ?? CONFIG_DEFAULTS.pollIntervalMs;
   if (pollIntervalMs < MIN_POLL_INTERVAL_MS) fail('repo.pollInterval', `must be at least ${MIN_POLL_INTERVAL_MS}ms`);
@@ -164,7 +166,9 @@ export function isLoopbackHost(host: string): boolean {
 export function parseListenAddress(text: string, key: string, fail: (key: string, why: string) => never): ListenAddress {
   const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text.trim());
   const port = match ? Number(match[3]) : NaN;
-  if (!match || !(port >= 0 && port <= 65535)) return fail(key, `expected host:port (e.g. 127.0.0.1:7443 or [::1]:7443), got ${JSON.stringify(text)}`);
+  if (!match || !(port >= 0 && port <= 65535)) {
+    return fail(key, `expected host:port (e.g. 127.0.0.1:7443 or [::1]:7443), got ${JSON.stringify(text)}`);
+  }
   const host = match[1] ?? match[2] ?? '';
   return Object.freeze({ host: host === '' ? '0.0.0.0' : host, port });
 }

@@ -1,5 +1,18 @@
 import type { AgentId, CommitSha, Labels } from '../domain/types.js';
-import type { ActiveVersion, AgentPatch, AgentRecord, AgentState, AgentStatus, AuditEntry, DesiredVersion, FleetStore, LastRejection, Quarantine, StoredAck, StoredSend } from '../fleet/index.js';
+import type {
+  ActiveVersion,
+  AgentPatch,
+  AgentRecord,
+  AgentState,
+  AgentStatus,
+  AuditEntry,
+  DesiredVersion,
+  FleetStore,
+  LastRejection,
+  Quarantine,
+  StoredAck,
+  StoredSend,
+} from '../fleet/index.js';
 import { notify } from '../lib/index.js';
 import { SINGLE_WRITER, type CoherentCache } from '../fleet/index.js';
 
@@ -247,7 +260,8 @@ export class FleetCache implements LiveFleet {
       record.labels = labels;
       record.wave = wave ?? '';
       record.desired = desired;
-      updates.push({ id, patch: { desired: desired === null ? null : { commit: desired.commit, digest: desired.digest, generation: desired.generation }, state: this.baseState(record) } });
+      const version = desired === null ? null : { commit: desired.commit, digest: desired.digest, generation: desired.generation };
+      updates.push({ id, patch: { desired: version, state: this.baseState(record) } });
     }
     // Forget agents that left the inventory and have no open stream (bounds memory; the store
     // keeps their sends, acks and audit entries). A quarantine belongs to the agent's identity,
@@ -291,7 +305,8 @@ export class FleetCache implements LiveFleet {
     record.lastSend = { digest: send.digest, nonce: send.nonce, at };
     noteServed(record, send.commit, send.generation);
     const patch: AgentPatch = { state: this.baseState(record) };
-    this.write('record a send', (store) => store.recordSend({ agentId, commit: send.commit, digest: send.digest, generation: send.generation, nonce: send.nonce, at }, patch));
+    const { commit, digest, generation, nonce } = send;
+    this.write('record a send', (store) => store.recordSend({ agentId, commit, digest, generation, nonce, at }, patch));
   }
 
   recordAck(agentId: AgentId, ack: AckInput, at: Date, outcome: 'recorded' | 'stale' = 'recorded', activeCommit?: string): void {
@@ -321,9 +336,14 @@ export class FleetCache implements LiveFleet {
     }
     // The ack and the agent update it causes go to the store in one call (one transaction).
     const patch: AgentPatch =
-      outcome === 'recorded' && ack.status === 'APPLIED' ? { active: record.active, lastSeen: at, state: this.baseState(record) } : { lastSeen: at, state: this.baseState(record) };
+      outcome === 'recorded' && ack.status === 'APPLIED'
+        ? { active: record.active, lastSeen: at, state: this.baseState(record) }
+        : { lastSeen: at, state: this.baseState(record) };
     this.write('record an ack', (store) =>
-      store.recordAck({ agentId, commit: ack.commit, digest: ack.digest, generation: ack.generation, nonce: ack.nonce ?? '', status: ack.status, error: ack.error, at }, patch),
+      store.recordAck(
+        { agentId, commit: ack.commit, digest: ack.digest, generation: ack.generation, nonce: ack.nonce ?? '', status: ack.status, error: ack.error, at },
+        patch,
+      ),
     );
   }
 
@@ -490,7 +510,10 @@ export class FleetCache implements LiveFleet {
       connected: record.connected,
       lastError: state === 'NACKED' ? (record.rejected?.error ?? null) : null,
       quarantine: record.quarantine,
-      lastRejection: record.lastRejection === null ? null : { commit: record.lastRejection.commit, digest: record.lastRejection.digest, error: record.lastRejection.error, at: record.lastRejection.at },
+      lastRejection:
+        record.lastRejection === null
+          ? null
+          : { commit: record.lastRejection.commit, digest: record.lastRejection.digest, error: record.lastRejection.error, at: record.lastRejection.at },
     });
   }
 
@@ -512,7 +535,8 @@ export class FleetCache implements LiveFleet {
     if (desired !== null && record.active?.digest === desired.digest) return 'SYNCED';
     if (desired !== null && record.rejected?.digest === desired.digest) return 'NACKED';
     const send = record.lastSend;
-    if (desired !== null && send !== null && send.digest === desired.digest && record.lastAckDigest !== send.digest && now - send.at.getTime() > this.ackTimeoutMs) {
+    const unanswered = desired !== null && send !== null && send.digest === desired.digest && record.lastAckDigest !== send.digest;
+    if (unanswered && now - send.at.getTime() > this.ackTimeoutMs) {
       return 'STALE';
     }
     return 'PENDING';

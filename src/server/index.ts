@@ -7,7 +7,16 @@ export { ServerError } from './errors.js';
 export type { ServerErrorCode } from './errors.js';
 export { parseDuration, formatDuration } from '../domain/duration.js';
 export { Reconciler } from './reconcile.js';
-export type { PublishReason, PublishedEvent, ReconcileHooks, ReconcileResult, ReconcileStatus, ReconcilerOptions, Refusal, RefusalCode } from './reconcile.js';
+export type {
+  PublishReason,
+  PublishedEvent,
+  ReconcileHooks,
+  ReconcileResult,
+  ReconcileStatus,
+  ReconcilerOptions,
+  Refusal,
+  RefusalCode,
+} from './reconcile.js';
 export { buildSnapshot, latestCommitPolicy, SnapshotCache } from './snapshot.js';
 export type { DesiredBundle, DesiredStatePolicy, Snapshot } from './snapshot.js';
 export { FileStateStore, MemoryStateStore, INITIAL_STATE } from './state.js';

@@ -1,5 +1,7 @@
 import type { Logger } from 'pino';
 import type { SourceStatus } from '../source/index.js';
+import type { ServerConfig } from './config.js';
+import type { StartServerOptions } from './running.js';
 
 /**
  * The server's shutdown steps, run in reverse of the order they were pushed (the store, pushed
@@ -55,4 +57,14 @@ export function pollDelay(intervalMs: number, status: SourceStatus): number {
   if (status.consecutiveFailures === 0) return intervalMs;
   const ceiling = Math.min(300_000, intervalMs * 2 ** Math.min(status.consecutiveFailures, 16));
   return Math.max(intervalMs, ceiling / 2 + Math.random() * (ceiling / 2));
+}
+
+/** What every wiring phase of `startServer` takes: the configuration, the options, and where shutdown steps go. */
+export interface WiringContext {
+  readonly config: ServerConfig;
+  readonly options: StartServerOptions;
+  readonly logger: Logger;
+  readonly now: () => Date;
+  /** Each phase pushes its steps in build order; they run in reverse (the store, pushed first, closes last). */
+  readonly cleanups: CleanupStack;
 }

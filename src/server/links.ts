@@ -58,12 +58,26 @@ export interface TransportHandle {
   shutdown(deadlineMs?: number): Promise<void>;
 }
 
-/** The transport as the parts built before it see it: calls before binding do nothing (no stream is open yet). */
+/**
+ * The transport as the parts built before it see it: calls before binding do nothing (no stream
+ * is open yet). The metrics, built before the backend, count its sessions through it too.
+ */
 export class TransportLink {
   private target: TransportHandle | undefined;
+  private sessions: { connectedCount(): number } | undefined;
 
   bind(transport: TransportHandle): void {
     this.target = transport;
+  }
+
+  /** The backend, bound as soon as it is built (before the transport starts). */
+  bindSessions(sessions: { connectedCount(): number }): void {
+    this.sessions = sessions;
+  }
+
+  /** Agents with an open stream; 0 before the backend is bound. */
+  connectedCount(): number {
+    return this.sessions?.connectedCount() ?? 0;
   }
 
   setServing(serving: boolean): void {

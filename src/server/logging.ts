@@ -20,7 +20,14 @@ import { errnoCode } from '../lib/index.js';
 export function reconcileLogHooks(logger: Logger): ReconcileHooks {
   return {
     onPublished: ({ reason, snapshot, compilation }) => {
-      const fields = { event: 'published', reason, commit: snapshot.commit, generation: snapshot.generation, agents: snapshot.deliveries.size, expiresAt: snapshot.expiresAt?.toISOString() ?? null };
+      const fields = {
+        event: 'published',
+        reason,
+        commit: snapshot.commit,
+        generation: snapshot.generation,
+        agents: snapshot.deliveries.size,
+        expiresAt: snapshot.expiresAt?.toISOString() ?? null,
+      };
       // Once per commit judged (not on every re-signing): what was in the tree but not read.
       if (reason === 'commit' || reason === 'restore') {
         for (const entry of compilation.skipped) {
@@ -28,9 +35,11 @@ export function reconcileLogHooks(logger: Logger): ReconcileHooks {
         }
       }
       switch (reason) {
-        case 'commit':
-          logger.info({ ...fields, signer: compilation.commit.trust.kind === 'verified' ? compilation.commit.trust.signer : null }, 'commit accepted and published');
+        case 'commit': {
+          const signer = compilation.commit.trust.kind === 'verified' ? compilation.commit.trust.signer : null;
+          logger.info({ ...fields, signer }, 'commit accepted and published');
           return;
+        }
         case 'restore':
           logger.info(fields, 'accepted commit of the previous run republished');
           return;
@@ -52,7 +61,10 @@ export function reconcileLogHooks(logger: Logger): ReconcileHooks {
         `commit refused: ${refusal.message}`,
       ),
     onFailed: ({ commit, error }) =>
-      logger.warn({ event: 'reconcile-failed', commit, code: errnoCode(error) ?? null }, `commit could not be judged (retried on the next fetch): ${errorMessage(error)}`),
+      logger.warn(
+        { event: 'reconcile-failed', commit, code: errnoCode(error) ?? null },
+        `commit could not be judged (retried on the next fetch): ${errorMessage(error)}`,
+      ),
   };
 }
 
@@ -60,13 +72,19 @@ export function fetchLogHook(logger: Logger): (event: FetchEvent) => void {
   return (event) => {
     switch (event.kind) {
       case 'updated':
-        logger.info({ event: 'fetch', head: event.head.commit, previous: event.previous?.commit ?? null, ms: Math.round(event.durationMs) }, 'new head');
+        logger.info(
+          { event: 'fetch', head: event.head.commit, previous: event.previous?.commit ?? null, ms: Math.round(event.durationMs) },
+          'new head',
+        );
         return;
       case 'unchanged':
         logger.debug({ event: 'fetch', head: event.head.commit, ms: Math.round(event.durationMs) }, 'head unchanged');
         return;
       case 'failed':
-        logger.warn({ event: 'fetch-failed', code: event.error.code, consecutiveFailures: event.consecutiveFailures }, `fetch failed: ${event.error.message}`);
+        logger.warn(
+          { event: 'fetch-failed', code: event.error.code, consecutiveFailures: event.consecutiveFailures },
+          `fetch failed: ${event.error.message}`,
+        );
         return;
       default: {
         const never: never = event;
@@ -79,14 +97,22 @@ export function fetchLogHook(logger: Logger): (event: FetchEvent) => void {
 export function backendLogHooks(logger: Logger): BackendHooks {
   return {
     onAck: ({ agentId, ack, outcome }) => {
-      const fields = { event: 'ack', agentId, commit: ack.commit, digest: ack.digest, generation: ack.generation, status: ack.status, outcome: outcome.kind };
+      const { commit, digest, generation, status } = ack;
+      const fields = { event: 'ack', agentId, commit, digest, generation, status, outcome: outcome.kind };
       if (outcome.kind === 'stale') logger.debug(fields, 'stale ack ignored');
       else if (ack.status === 'REJECTED') logger.warn({ ...fields, error: ack.error }, 'agent rejected its bundle');
       else logger.info(fields, 'agent applied its bundle');
     },
     onCertificateIssued: ({ agentId, kind, notAfter, serialNumber }) =>
-      logger.info({ event: 'certificate-issued', agentId, kind, serialNumber, notAfter: notAfter.toISOString() }, `agent certificate issued (${kind})`),
-    onConnection: ({ agentId, connected }) => logger.info({ event: connected ? 'agent-connected' : 'agent-disconnected', agentId }, connected ? 'agent connected' : 'agent disconnected'),
+      logger.info(
+        { event: 'certificate-issued', agentId, kind, serialNumber, notAfter: notAfter.toISOString() },
+        `agent certificate issued (${kind})`,
+      ),
+    onConnection: ({ agentId, connected }) =>
+      logger.info(
+        { event: connected ? 'agent-connected' : 'agent-disconnected', agentId },
+        connected ? 'agent connected' : 'agent disconnected',
+      ),
   };
 }
 
@@ -96,13 +122,17 @@ export function transportLogHooks(logger: Logger): TransportHooks {
       if (result === 'failed') logger.info({ event: 'tls-handshake-failed', detail }, 'TLS handshake failed');
     },
     onUnauthorized: (reason, detail) =>
-      logger.warn({ event: 'unauthorized', reason, agentId: detail.agentId ?? null }, `unauthorized config load attempt: ${detail.message}`),
+      logger.warn(
+        { event: 'unauthorized', reason, agentId: detail.agentId ?? null },
+        `unauthorized config load attempt: ${detail.message}`,
+      ),
   };
 }
 
 export function dataDirLog(logger: Logger, changes: readonly DataDirChange[]): void {
   for (const change of changes) {
-    logger.info({ event: 'data-dir', action: change.action, what: change.what, path: change.path, reason: change.reason ?? null }, `${change.action} ${change.what}`);
+    const fields = { event: 'data-dir', action: change.action, what: change.what, path: change.path, reason: change.reason ?? null };
+    logger.info(fields, `${change.action} ${change.what}`);
   }
 }
 
@@ -114,7 +144,10 @@ export function storeErrorLog(logger: Logger): (err: unknown, what: string) => v
 export function certificateLogHooks(logger: Logger): AgentCertificatesHooks {
   return {
     onAdopted: ({ agentId, serial }) =>
-      logger.info({ event: 'certificate-adopted', agentId, serial }, `agent ${agentId} had no recorded certificate: ${serial} is its current one from now on`),
+      logger.info(
+        { event: 'certificate-adopted', agentId, serial },
+        `agent ${agentId} had no recorded certificate: ${serial} is its current one from now on`,
+      ),
     onStoreError: storeErrorLog(logger),
   };
 }
@@ -128,8 +161,10 @@ export function rolloutLogHooks(logger: Logger): RolloutServiceHooks {
 
 export function quarantineLogHooks(logger: Logger): QuarantineHooks {
   return {
-    onQuarantined: ({ agentId, actor, cause, message }) => logger.warn({ event: 'agent-quarantined', agentId, actor, cause: cause.kind }, message),
-    onApproved: ({ agentId, actor, reason }) => logger.info({ event: 'agent-approved', agentId, actor, reason }, `agent ${agentId} approved to rejoin`),
+    onQuarantined: ({ agentId, actor, cause, message }) =>
+      logger.warn({ event: 'agent-quarantined', agentId, actor, cause: cause.kind }, message),
+    onApproved: ({ agentId, actor, reason }) =>
+      logger.info({ event: 'agent-approved', agentId, actor, reason }, `agent ${agentId} approved to rejoin`),
     onError: (err, what) => logger.error({ event: 'quarantine-failed', what, err }, `quarantine: cannot ${what}`),
   };
 }
@@ -137,11 +172,18 @@ export function quarantineLogHooks(logger: Logger): QuarantineHooks {
 /** Operator actions. Never logs a token: only names, roles and expiry. */
 export function operatorActionLogHooks(logger: Logger): OperatorActionHooks {
   return {
-    onTokenCreated: ({ agentId, actor, expiresAt }) => logger.info({ event: 'token-created', agentId, actor, expiresAt: expiresAt.toISOString() }, 'enrollment token created'),
+    onTokenCreated: ({ agentId, actor, expiresAt }) =>
+      logger.info({ event: 'token-created', agentId, actor, expiresAt: expiresAt.toISOString() }, 'enrollment token created'),
     onAgentRevoked: ({ agentId, actor, serial }) =>
-      logger.warn({ event: 'agent-revoked', agentId, serial, actor }, `agent ${agentId} revoked: every certificate issued to it is refused until it enrolls again`),
+      logger.warn(
+        { event: 'agent-revoked', agentId, serial, actor },
+        `agent ${agentId} revoked: every certificate issued to it is refused until it enrolls again`,
+      ),
     onAdminTokenCreated: ({ name, actor, view }) =>
-      logger.info({ event: 'admin-token-created', name, role: view.role, actor, expiresAt: view.expiresAt?.toISOString() ?? null }, `admin token ${name} created`),
+      logger.info(
+        { event: 'admin-token-created', name, role: view.role, actor, expiresAt: view.expiresAt?.toISOString() ?? null },
+        `admin token ${name} created`,
+      ),
     onAdminTokenRevoked: ({ name, actor }) => logger.warn({ event: 'admin-token-revoked', name, actor }, `admin token ${name} revoked`),
   };
 }
@@ -152,16 +194,34 @@ export function adminLogHooks(logger: Logger, onRefused: (reason: AdminRefusalRe
     onUnauthorized: (reason, request) => {
       onRefused(reason);
       logger.warn(
-        { event: 'admin-unauthorized', reason, method: request.method, path: request.path, remote: request.remote, ...(request.actor === undefined ? {} : { actor: request.actor }) },
+        {
+          event: 'admin-unauthorized',
+          reason,
+          method: request.method,
+          path: request.path,
+          remote: request.remote,
+          ...(request.actor === undefined ? {} : { actor: request.actor }),
+        },
         reason === 'forbidden-role' ? 'admin API request beyond the token’s role' : 'admin API request without a valid token',
       );
     },
-    onError: (err, request) => logger.error({ event: 'admin-error', err, method: request.method, path: request.path }, 'admin API request failed'),
+    onError: (err, request) =>
+      logger.error({ event: 'admin-error', err, method: request.method, path: request.path }, 'admin API request failed'),
   };
 }
 
 /** The start line: where the server listens and what it tracks (the repository URL redacted; the admin token by path only). */
-export function listeningLog(logger: Logger, where: { readonly config: ServerConfig; readonly grpc: string; readonly admin: string; readonly pin: string; readonly adminTokenFile: string }): void {
+export function listeningLog(
+  logger: Logger,
+  where: {
+    readonly config: ServerConfig;
+    readonly grpc: string;
+    readonly admin: string;
+    readonly pin: string;
+    readonly adminTokenFile: string;
+  },
+): void {
   const { config, ...listening } = where;
-  logger.info({ event: 'listening', ...listening, repo: redactUrl(config.repo.url), branch: config.repo.branch, trustDomain: config.trustDomain }, 'meshcfg server started');
+  const tracks = { repo: redactUrl(config.repo.url), branch: config.repo.branch, trustDomain: config.trustDomain };
+  logger.info({ event: 'listening', ...listening, ...tracks }, 'meshcfg server started');
 }

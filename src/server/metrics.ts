@@ -127,7 +127,12 @@ export class ServerMetrics {
     const disconnectedAfterMs = options.disconnectedAfterMs ?? DEFAULT_DISCONNECTED_AFTER_MS;
     const maxWaves = options.maxWaveSeries ?? 20;
 
-    this.handshakes = new Counter({ name: 'meshcfg_tls_handshakes_total', help: 'TLS handshakes on the gRPC port, by result (ok, failed).', labelNames: ['result'], registers });
+    this.handshakes = new Counter({
+      name: 'meshcfg_tls_handshakes_total',
+      help: 'TLS handshakes on the gRPC port, by result (ok, failed).',
+      labelNames: ['result'],
+      registers,
+    });
     this.unauthorized = new Counter({
       name: 'meshcfg_unauthorized_attempts_total',
       help: 'Refused config loads, enrollments and renewals by agents or impostors, by reason.',
@@ -211,10 +216,12 @@ export class ServerMetrics {
       },
     });
     if (options.certificates !== undefined) {
-      new Gauge({ name: 'meshcfg_server_certificate_expiry_timestamp_seconds', help: 'When the server’s gRPC certificate expires, in seconds since the epoch.', registers }).set(
+      const serverHelp = 'When the server’s gRPC certificate expires, in seconds since the epoch.';
+      new Gauge({ name: 'meshcfg_server_certificate_expiry_timestamp_seconds', help: serverHelp, registers }).set(
         options.certificates.server.getTime() / 1000,
       );
-      new Gauge({ name: 'meshcfg_ca_certificate_expiry_timestamp_seconds', help: 'When the enrollment CA certificate expires, in seconds since the epoch.', registers }).set(
+      const caHelp = 'When the enrollment CA certificate expires, in seconds since the epoch.';
+      new Gauge({ name: 'meshcfg_ca_certificate_expiry_timestamp_seconds', help: caHelp, registers }).set(
         options.certificates.ca.getTime() / 1000,
       );
     }
@@ -233,7 +240,9 @@ export class ServerMetrics {
       });
       new Gauge({
         name: 'meshcfg_rollout_wave_agents',
-        help: `Agents of each wave of the current rollout that applied, rejected or have not yet answered (connected) its commit; waves after the first ${maxWaves} are summed under wave="${OTHER_WAVES}".`,
+        help:
+          'Agents of each wave of the current rollout that applied, rejected or have not yet answered (connected) its commit; ' +
+          `waves after the first ${maxWaves} are summed under wave="${OTHER_WAVES}".`,
         labelNames: ['wave', 'state'],
         registers,
         collect() {
@@ -313,7 +322,11 @@ export class ServerMetrics {
    * not reached by then never converged on it). After a restart the clock is the earlier run's
    * first sighting, and agents already running their bundle were observed by that run.
    */
-  private track(reason: 'commit' | 'restore', commit: string, agents: ReadonlyArray<{ readonly id: AgentId; readonly bundle: { readonly digest: string } }>): void {
+  private track(
+    reason: 'commit' | 'restore',
+    commit: string,
+    agents: ReadonlyArray<{ readonly id: AgentId; readonly bundle: { readonly digest: string } }>,
+  ): void {
     const acceptedAt = reason === 'commit' ? this.now() : this.acceptedAt(commit);
     if (acceptedAt === undefined) {
       this.converging = null;

@@ -29,7 +29,12 @@ export interface ActionEnrollmentTokens {
   create(agentId: AgentId, ttlMs: number): Promise<CreatedToken>;
 }
 export interface ActionAdminTokens {
-  create(name: string, role: string, ttlMs: number | null, actor: string): Promise<{ readonly token: string; readonly view: AdminTokenView }>;
+  create(
+    name: string,
+    role: string,
+    ttlMs: number | null,
+    actor: string,
+  ): Promise<{ readonly token: string; readonly view: AdminTokenView }>;
   list(): Promise<readonly AdminTokenView[]>;
   revoke(name: string, actor: string, reason: string): Promise<AdminTokenRevocation>;
 }
@@ -76,7 +81,9 @@ export class OperatorActions {
   async approve(agentId: AgentId, actor: string, reason: string): Promise<AgentActionResult> {
     const agent = this.options.fleet.get(agentId);
     if (agent === undefined) return unknownAgent(agentId);
-    if (!(await this.options.quarantine.approve(agentId, actor, reason))) return { kind: 'refused', code: 'NOT_QUARANTINED', message: `agent ${agentId} is not quarantined` };
+    if (!(await this.options.quarantine.approve(agentId, actor, reason))) {
+      return { kind: 'refused', code: 'NOT_QUARANTINED', message: `agent ${agentId} is not quarantined` };
+    }
     return { kind: 'done', agent: this.options.fleet.get(agentId) ?? agent };
   }
 
@@ -97,9 +104,17 @@ export class OperatorActions {
     const outcome = await this.options.certificates.revoke(agentId, agent.certSerial, actor, reason, this.now());
     switch (outcome.kind) {
       case 'no-certificate':
-        return { kind: 'refused', code: 'NO_CERTIFICATE', message: `no certificate of ${agentId} is known (it never enrolled or connected)` };
+        return {
+          kind: 'refused',
+          code: 'NO_CERTIFICATE',
+          message: `no certificate of ${agentId} is known (it never enrolled or connected)`,
+        };
       case 'already-revoked':
-        return { kind: 'refused', code: 'ALREADY_REVOKED', message: `agent ${agentId} is already revoked (certificate ${outcome.serial}); it must enroll again with a new token` };
+        return {
+          kind: 'refused',
+          code: 'ALREADY_REVOKED',
+          message: `agent ${agentId} is already revoked (certificate ${outcome.serial}); it must enroll again with a new token`,
+        };
       case 'revoked':
         this.options.streams.recheckStreams(agentId);
         notify(() => this.options.hooks?.onAgentRevoked?.({ agentId, actor, serial: outcome.serial }));
@@ -112,13 +127,19 @@ export class OperatorActions {
   /** A one-time enrollment token bound to `agentId` (audited). Throws PkiError TOKEN_TTL_INVALID for a ttl out of bounds. */
   async createToken(agentId: AgentId, ttlMs: number, actor: string): Promise<CreatedToken> {
     const created = await this.options.enrollmentTokens.create(agentId, ttlMs);
-    await this.options.audit.appendAudit({ at: this.now(), actor, action: 'token.create', target: agentId, reason: '', details: { expiresAt: created.expiresAt.toISOString() } });
+    const details = { expiresAt: created.expiresAt.toISOString() };
+    await this.options.audit.appendAudit({ at: this.now(), actor, action: 'token.create', target: agentId, reason: '', details });
     notify(() => this.options.hooks?.onTokenCreated?.({ agentId, actor, expiresAt: created.expiresAt }));
     return created;
   }
 
   /** A named admin token (audited by AdminTokens). Throws AdminTokenError for a bad name, role or ttl, or a name in use. */
-  async createAdminToken(name: string, role: string, ttlMs: number | null, actor: string): Promise<{ readonly token: string; readonly view: AdminTokenView }> {
+  async createAdminToken(
+    name: string,
+    role: string,
+    ttlMs: number | null,
+    actor: string,
+  ): Promise<{ readonly token: string; readonly view: AdminTokenView }> {
     const created = await this.options.adminTokens.create(name, role, ttlMs, actor);
     notify(() => this.options.hooks?.onAdminTokenCreated?.({ name, actor, view: created.view }));
     return created;

@@ -54,7 +54,12 @@ export function publishedHooks(options: PublishedHooksOptions): ReconcileHooks {
             desired:
               d === undefined
                 ? null
-                : { commit: (d.baseline ? null : options.rollout.desiredCommit(a.id)) ?? d.commit, digest: d.digest, generation: d.generation, baseline: d.baseline },
+                : {
+                    commit: (d.baseline ? null : options.rollout.desiredCommit(a.id)) ?? d.commit,
+                    digest: d.digest,
+                    generation: d.generation,
+                    baseline: d.baseline,
+                  },
           };
         }),
       );

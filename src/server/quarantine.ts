@@ -21,7 +21,12 @@ export type QuarantineCause =
   | { readonly kind: 'manual'; readonly reason: string };
 
 export interface QuarantineHooks {
-  onQuarantined?(event: { readonly agentId: AgentId; readonly actor: string; readonly cause: QuarantineCause; readonly message: string }): void;
+  onQuarantined?(event: {
+    readonly agentId: AgentId;
+    readonly actor: string;
+    readonly cause: QuarantineCause;
+    readonly message: string;
+  }): void;
   onApproved?(event: { readonly agentId: AgentId; readonly actor: string; readonly reason: string }): void;
   /** A drift check or a republish failed (the store was unavailable); logged by the server. */
   onError?(err: unknown, what: string): void;
@@ -120,7 +125,8 @@ export class QuarantineController {
     if (!changed) return false;
     this.knownIssued.delete(agentId);
     this.emit(() => this.options.hooks.onQuarantined?.({ agentId, actor, cause, message }));
-    this.options.alerts?.post({ kind: 'agent-quarantined', agent: agentId, commit: this.options.servingCommit(), actor, message, at: now.toISOString() });
+    const commit = this.options.servingCommit();
+    this.options.alerts?.post({ kind: 'agent-quarantined', agent: agentId, commit, actor, message, at: now.toISOString() });
     await this.republish();
     return true;
   }
@@ -128,7 +134,8 @@ export class QuarantineController {
   /** Lets the agent rejoin: it gets its desired bundle again in a new generation. False when it was not quarantined. */
   async approve(agentId: AgentId, actor: string, reason: string): Promise<boolean> {
     const now = this.options.now();
-    const changed = await this.options.fleet.approve(agentId, { at: now, actor, action: 'agent.approve', target: agentId, reason, details: null });
+    const entry = { at: now, actor, action: 'agent.approve', target: agentId, reason, details: null };
+    const changed = await this.options.fleet.approve(agentId, entry);
     if (!changed) return false;
     this.emit(() => this.options.hooks.onApproved?.({ agentId, actor, reason }));
     await this.republish();
@@ -153,7 +160,8 @@ export class QuarantineController {
     const done: AgentId[] = [];
     for (const agent of this.options.fleet.silentAgents(afterMs)) {
       try {
-        if (await this.quarantine(agent.id, 'system', { kind: 'stale', digest: agent.desired.digest, since: agent.since, afterMs })) done.push(agent.id);
+        const cause: QuarantineCause = { kind: 'stale', digest: agent.desired.digest, since: agent.since, afterMs };
+        if (await this.quarantine(agent.id, 'system', cause)) done.push(agent.id);
       } catch (err) {
         this.emit(() => this.options.hooks.onError?.(err, 'quarantine a stale agent'));
       }
@@ -180,7 +188,9 @@ export class QuarantineController {
         await this.quarantine(agentId, 'system', { kind: 'ack-mismatch', digest: ack.digest, sent: delivery.digest });
         return;
       }
-      if (!(await this.issued(agentId, ack.digest))) await this.quarantine(agentId, 'system', { kind: 'foreign-digest', digest: ack.digest });
+      if (!(await this.issued(agentId, ack.digest))) {
+        await this.quarantine(agentId, 'system', { kind: 'foreign-digest', digest: ack.digest });
+      }
     } catch (err) {
       this.emit(() => this.options.hooks.onError?.(err, 'check an ack'));
     }
@@ -220,7 +230,10 @@ function describe(agentId: AgentId, cause: QuarantineCause): string {
     case 'ack-mismatch':
       return `agent ${agentId} acked APPLIED for ${cause.digest}, but was sent ${cause.sent}`;
     case 'stale':
-      return `agent ${agentId} left ${cause.digest} unanswered since ${cause.since.toISOString()}, longer than rollout.quarantineStaleAfter (${formatDuration(cause.afterMs)})`;
+      return (
+        `agent ${agentId} left ${cause.digest} unanswered since ${cause.since.toISOString()}, ` +
+        `longer than rollout.quarantineStaleAfter (${formatDuration(cause.afterMs)})`
+      );
     case 'manual':
       return `agent ${agentId} quarantined by an operator: ${cause.reason}`;
     default: {

@@ -388,7 +388,11 @@ export class Reconciler {
     const signed =
       desired.length === 0
         ? null
-        : this.options.signer.signGeneration({ generation, commit, agents: desired.map((d) => ({ agentId: d.agentId, digest: d.digest })) });
+        : this.options.signer.signGeneration({
+            generation,
+            commit,
+            agents: desired.map((d) => ({ agentId: d.agentId, digest: d.digest })),
+          });
     const seenAt = this.seenAt(commit) ?? null;
     await this.options.store.save({ accepted: commit, generation, seenAt });
     this.anchor = commit;
@@ -426,7 +430,9 @@ export class Reconciler {
       'Ready',
       serving === undefined ? 'False' : 'True',
       serving === undefined ? 'NoAcceptedCommit' : 'ServingPrevious',
-      serving === undefined ? `commit ${commit} refused (${code}); nothing accepted yet` : `commit ${commit} refused (${code}); still serving ${serving}`,
+      serving === undefined
+        ? `commit ${commit} refused (${code}); nothing accepted yet`
+        : `commit ${commit} refused (${code}); still serving ${serving}`,
     );
     this.emit(() => this.options.hooks.onRefused?.(refusal));
     return { kind: 'refused', refusal };

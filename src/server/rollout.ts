@@ -1,7 +1,14 @@
 import type { Compilation } from '../compile/index.js';
 import { isAgentId } from '../domain/agent-id.js';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
-import { SINGLE_WRITER, type AuditEntry, type CoherentCache, type DeliveryStore, type RolloutStore, type StoredAck } from '../fleet/index.js';
+import {
+  SINGLE_WRITER,
+  type AuditEntry,
+  type CoherentCache,
+  type DeliveryStore,
+  type RolloutStore,
+  type StoredAck,
+} from '../fleet/index.js';
 import {
   RolloutController,
   rolloutCommitOf,
@@ -94,7 +101,8 @@ export class RolloutService implements CoherentCache {
     };
     this.history = history;
     const applied: AppliedHistory = { appliedDigests: (id) => (this.history.get(id) ?? EMPTY) as ReadonlySet<Digest> };
-    this.controller = document === null ? new RolloutController({ history: applied }) : RolloutController.fromJSON(document, { history: applied });
+    this.controller =
+      document === null ? new RolloutController({ history: applied }) : RolloutController.fromJSON(document, { history: applied });
   }
 
   /**
@@ -321,7 +329,9 @@ export class RolloutService implements CoherentCache {
           wave: event.wave,
           rejected: event.rejected,
           connected: event.connected,
-          message: `rollout of ${event.commit} halted in wave ${event.wave}: ${event.rejected} of ${event.connected} connected agents rejected it (maxNackRatio ${event.maxNackRatio})`,
+          message:
+            `rollout of ${event.commit} halted in wave ${event.wave}: ` +
+            `${event.rejected} of ${event.connected} connected agents rejected it (maxNackRatio ${event.maxNackRatio})`,
           at: event.at,
         });
       }
@@ -370,7 +380,9 @@ function documentAgents(document: unknown): AgentId[] {
   if (typeof document !== 'object' || document === null) return [];
   const agents = (document as { agents?: unknown }).agents;
   if (!Array.isArray(agents)) return [];
-  return agents.flatMap((a: unknown) => (typeof a === 'object' && a !== null && isAgentId((a as { id?: unknown }).id) ? [(a as { id: AgentId }).id] : []));
+  return agents.flatMap((a: unknown) =>
+    typeof a === 'object' && a !== null && isAgentId((a as { id?: unknown }).id) ? [(a as { id: AgentId }).id] : [],
+  );
 }
 
 /** Every commit the document may tell an agent to run: the rollout's, its previous, and each agent's base. */

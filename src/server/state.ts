@@ -49,7 +49,11 @@ export class FileStateStore implements StateStore {
       throw new ServerError({ code: 'STATE_INVALID', message: `cannot read ${this.path}: ${errorMessage(err)}`, cause: err });
     }
     const invalid = (why: string, cause?: unknown): ServerError =>
-      new ServerError({ code: 'STATE_INVALID', message: `${this.path}: ${why}; restore it from a backup (deleting it forgets the rollback anchor)`, cause });
+      new ServerError({
+        code: 'STATE_INVALID',
+        message: `${this.path}: ${why}; restore it from a backup (deleting it forgets the rollback anchor)`,
+        cause,
+      });
     let doc: unknown;
     try {
       doc = JSON.parse(text);
@@ -60,7 +64,9 @@ export class FileStateStore implements StateStore {
     const { version, accepted, generation, seenAt } = doc as Record<string, unknown>;
     if (version !== 1) throw invalid(`unsupported version ${JSON.stringify(version)}`);
     if (accepted !== null && !isCommitSha(accepted)) throw invalid('accepted is not a commit id or null');
-    if (typeof generation !== 'number' || !Number.isSafeInteger(generation) || generation < 0) throw invalid('generation is not a non-negative integer');
+    if (typeof generation !== 'number' || !Number.isSafeInteger(generation) || generation < 0) {
+      throw invalid('generation is not a non-negative integer');
+    }
     const seen = typeof seenAt === 'string' ? new Date(seenAt) : null;
     if (seenAt !== undefined && seenAt !== null && (seen === null || Number.isNaN(seen.getTime()))) throw invalid('seenAt is not a time');
     return Object.freeze({ accepted, generation, seenAt: seen });
@@ -94,7 +100,8 @@ export class FleetStateStore implements StateStore {
   }
 
   async save(state: PersistedState): Promise<void> {
-    await this.store.saveAccepted({ accepted: state.accepted, generation: state.generation, ...(state.seenAt === null ? {} : { seenAt: state.seenAt }) });
+    const seenAt = state.seenAt === null ? {} : { seenAt: state.seenAt };
+    await this.store.saveAccepted({ accepted: state.accepted, generation: state.generation, ...seenAt });
   }
 }
 
@@ -103,12 +110,17 @@ export class FleetStateStore implements StateStore {
  * store holds nothing yet, and the file is renamed to `state.json.imported` afterwards so it
  * is neither imported again nor mistaken for live state. Returns what was imported, or null.
  */
-export async function importStateJson(dataDir: string, store: Pick<ServerStateStore, 'serverState' | 'saveAccepted'>): Promise<PersistedState | null> {
+export async function importStateJson(
+  dataDir: string,
+  store: Pick<ServerStateStore, 'serverState' | 'saveAccepted'>,
+): Promise<PersistedState | null> {
   const file = FileStateStore.inDataDir(dataDir);
   const legacy = await file.load();
   if (legacy.accepted === null && legacy.generation === 0) return null;
   const current = await store.serverState();
-  if (current.accepted === null && current.generation === 0) await store.saveAccepted({ accepted: legacy.accepted, generation: legacy.generation });
+  if (current.accepted === null && current.generation === 0) {
+    await store.saveAccepted({ accepted: legacy.accepted, generation: legacy.generation });
+  }
   await rename(file.path, `${file.path}.imported`);
   return current.accepted === null && current.generation === 0 ? legacy : null;
 }
