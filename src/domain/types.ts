@@ -1,9 +1,10 @@
 /**
- * A commit's git object id: 40 lowercase hex (64 in a sha256 repository); `isCommitSha` /
- * `parseCommitSha` (`domain/agent-id.ts`) check it. Not branded yet: agents echo commits back
- * unchecked on the wire (acks, hello); see docs/architecture.md, "Conventions".
+ * A commit's git object id: 40 lowercase hex (64 in a sha256 repository). Branded: made only
+ * by `isCommitSha` / `parseCommitSha` (`domain/agent-id.ts`) where commits come in (git reads,
+ * the commit object parser, state files, the signed statement, the commits agents echo on the
+ * wire); see docs/architecture.md, "Conventions".
  */
-export type CommitSha = string;
+export type CommitSha = string & { readonly __brand: 'CommitSha' };
 
 /**
  * A DNS-label agent id from the inventory (e.g. `edge-1`). Branded: made only by

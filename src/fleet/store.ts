@@ -168,7 +168,13 @@ export interface Version {
   readonly generation: number;
 }
 
-export interface ActiveVersion extends Version {
+export interface ActiveVersion extends Omit<Version, 'commit'> {
+  /**
+   * The commit of the bundle it runs: the one the server issued with that digest, else the
+   * agent's (checked) claim; `''` when there is neither (a file without the agent's state, a
+   * digest the server never issued: drift).
+   */
+  readonly commit: CommitSha | '';
   /** When the agent first reported running it. */
   readonly at: Date;
 }
@@ -220,7 +226,7 @@ export interface StoredSend extends SendRecord {
  */
 export interface AckRecord {
   readonly agentId: AgentId;
-  readonly commit: string;
+  readonly commit: CommitSha;
   readonly digest: string;
   readonly generation: number;
   readonly nonce: string;

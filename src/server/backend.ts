@@ -1,4 +1,4 @@
-import type { AgentId } from '../domain/types.js';
+import type { AgentId, CommitSha } from '../domain/types.js';
 import type { EnrollmentCa, EnrollmentTokens } from '../pki/index.js';
 import type {
   AckOutcome,
@@ -71,7 +71,7 @@ export interface ServerBackendOptions {
    * one commit, but an agent held back by the rollout runs an older commit's bundle under it:
    * the fleet's ACTIVE commit comes from here, so it names the same commit as DESIRED when synced.
    */
-  readonly commitOfDigest?: (agentId: AgentId, digest: string) => string | null;
+  readonly commitOfDigest?: (agentId: AgentId, digest: string) => CommitSha | null;
   /**
    * Judges what an agent reports (drift detection) before it is sent anything: a promise
    * holds the agent's first delivery (stream or poll) until it settles; `undefined` when the
@@ -236,7 +236,7 @@ export class ServerBackend implements DistributionBackend {
     };
   }
 
-  private commitOf(agentId: AgentId, digest: string): string | null {
+  private commitOf(agentId: AgentId, digest: string): CommitSha | null {
     try {
       return this.options.commitOfDigest(agentId, digest);
     } catch {

@@ -17,7 +17,7 @@ import { notify } from '../lib/index.js';
 import { SINGLE_WRITER, type CoherentCache } from '../fleet/index.js';
 
 export interface AckInput {
-  readonly commit: string;
+  readonly commit: CommitSha;
   readonly digest: string;
   readonly generation: number;
   readonly nonce?: string;
@@ -60,7 +60,7 @@ export interface LiveFleet extends CoherentCache {
    * commit — an agent held back by the rollout runs an older commit's bundle. The ack itself is
    * stored as the agent sent it.
    */
-  recordAck(agentId: AgentId, ack: AckInput, at: Date, outcome?: 'recorded' | 'stale', activeCommit?: string): void;
+  recordAck(agentId: AgentId, ack: AckInput, at: Date, outcome?: 'recorded' | 'stale', activeCommit?: CommitSha): void;
   recordSeen(agentId: AgentId, at: Date, certificate?: { readonly notAfter: Date; readonly serial?: string }): void;
   setConnected(agentId: AgentId, connected: boolean, at: Date): void;
   get(agentId: AgentId): AgentStatus | undefined;
@@ -309,7 +309,7 @@ export class FleetCache implements LiveFleet {
     this.write('record a send', (store) => store.recordSend({ agentId, commit, digest, generation, nonce, at }, patch));
   }
 
-  recordAck(agentId: AgentId, ack: AckInput, at: Date, outcome: 'recorded' | 'stale' = 'recorded', activeCommit?: string): void {
+  recordAck(agentId: AgentId, ack: AckInput, at: Date, outcome: 'recorded' | 'stale' = 'recorded', activeCommit?: CommitSha): void {
     const record = this.record(agentId);
     this.contact(record, at);
     record.lastSeen = at;

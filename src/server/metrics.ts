@@ -1,5 +1,5 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { AgentId } from '../domain/types.js';
+import type { AgentId, CommitSha } from '../domain/types.js';
 import { AGENT_STATES, type AgentState, type AgentStatus } from '../fleet/index.js';
 import type { RolloutState, RolloutStatus } from '../rollout/index.js';
 import type { TransportHooks, UnauthorizedReason } from '../transport/index.js';
@@ -22,7 +22,7 @@ export interface ServerMetricsOptions {
    * When the server first saw a commit it accepted in an earlier run (convergence after a
    * restart is measured from there); undefined: unknown, that commit's convergence is not observed.
    */
-  readonly acceptedAt?: (commit: string) => Date | undefined;
+  readonly acceptedAt?: (commit: CommitSha) => Date | undefined;
   /** An agent with no stream that has not been seen this long is out of contact. Default: the fleet's 2 minutes. */
   readonly disconnectedAfterMs?: number;
   /** Waves beyond this many are summed under `wave="_other"` in `meshcfg_rollout_wave_agents`. Default 20. */
@@ -51,6 +51,7 @@ const UNAUTHORIZED_REASONS: Readonly<Record<UnauthorizedReason, true>> = {
   'expired-token': true,
   'reused-token': true,
   'bad-csr': true,
+  'malformed-commit': true,
 };
 const ADMIN_UNAUTHORIZED_REASONS: Readonly<Record<AdminUnauthorizedReason, true>> = {
   'missing-token': true,
@@ -116,7 +117,7 @@ export class ServerMetrics {
   private readonly convergence: Histogram;
   private readonly now: () => Date;
   private readonly fleet: Pick<LiveFleet, 'list'>;
-  private readonly acceptedAt: (commit: string) => Date | undefined;
+  private readonly acceptedAt: (commit: CommitSha) => Date | undefined;
   private converging: Converging | null = null;
 
   constructor(options: ServerMetricsOptions) {
@@ -150,7 +151,9 @@ export class ServerMetrics {
     this.generation = new Gauge({ name: 'meshcfg_generation', help: 'The generation being served (0 before any).', registers });
     this.convergence = new Histogram({
       name: 'meshcfg_convergence_seconds',
-      help: 'From a commit being accepted to an agent’s APPLIED ack of its bundle at that commit being recorded; agents of later rollout waves converge later.',
+      help:
+        'From a commit being accepted to an agent’s APPLIED ack of its bundle at that commit being recorded; ' +
+        'agents of later rollout waves converge later.',
       buckets: CONVERGENCE_BUCKETS,
       registers,
     });
@@ -324,7 +327,7 @@ export class ServerMetrics {
    */
   private track(
     reason: 'commit' | 'restore',
-    commit: string,
+    commit: CommitSha,
     agents: ReadonlyArray<{ readonly id: AgentId; readonly bundle: { readonly digest: string } }>,
   ): void {
     const acceptedAt = reason === 'commit' ? this.now() : this.acceptedAt(commit);

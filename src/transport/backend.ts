@@ -31,13 +31,18 @@ export interface Delivery {
 
 /** What an agent says it runs (hello, fetch). Digest of the file on disk, so drift shows. */
 export interface ActiveReport {
-  readonly commit: string;
+  /**
+   * Checked at the transport boundary (`parseCommitSha`); `''` when the agent names no commit
+   * (the proto default: it runs a file without the state that says which, e.g. a hand-placed one).
+   */
+  readonly commit: CommitSha | '';
   readonly digest: string;
   readonly generation: number;
 }
 
 export interface AckReport {
-  readonly commit: string;
+  /** The delivery's commit, echoed; checked at the transport boundary (`parseCommitSha`). */
+  readonly commit: CommitSha;
   readonly digest: string;
   readonly generation: number;
   readonly nonce: string;
@@ -66,7 +71,9 @@ export type UnauthorizedReason =
   | 'bad-token'
   | 'expired-token'
   | 'reused-token'
-  | 'bad-csr';
+  | 'bad-csr'
+  /** A hello, ack, fetch or report whose commit is not a full lowercase hex object id (INVALID_ARGUMENT). */
+  | 'malformed-commit';
 
 export type Authorization = { readonly ok: true } | { readonly ok: false; readonly reason: UnauthorizedReason; readonly message: string };
 

@@ -297,8 +297,10 @@ class Handlers {
     this.unary(call, callback, 'Distribution.Fetch', (identity) => {
       const mismatch = checkEchoedAgentId(identity, call.request.agent_id, 'fetch');
       if (mismatch !== undefined) return { refusal: mismatch };
+      const active = activeReport(call.request.active);
+      if (!active.ok) return { refusal: { ...active.refusal, agentId: identity.agentId } };
       const { backend } = this.options;
-      const judged = backend.reportActive(identity, activeReport(call.request.active));
+      const judged = backend.reportActive(identity, active.value);
       // Answered only once the report is judged: a drifting agent's first answer is the baseline.
       const answer = (): { value: FetchResponseMsg } | { error: Error } => {
         const desired = backend.desired(identity.agentId);
@@ -317,8 +319,9 @@ class Handlers {
       if (mismatch !== undefined) return { refusal: mismatch };
       const report = ackReport(call.request);
       if (report === undefined) return { error: grpcError(Status.INVALID_ARGUMENT, 'ack status must be APPLIED or REJECTED') };
+      if (!report.ok) return { refusal: { ...report.refusal, agentId: identity.agentId } };
       // `stale` (an answer to a superseded delivery) is not the agent's error: OK either way.
-      this.options.backend.ack(identity, report);
+      this.options.backend.ack(identity, report.value);
       return { value: {} };
     });
   }

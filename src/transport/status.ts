@@ -18,7 +18,8 @@ export interface UnauthorizedRefusal {
 
 /**
  * UNAUTHENTICATED when the caller did not prove who it is (no or bad credentials);
- * PERMISSION_DENIED when it did and is still refused; INVALID_ARGUMENT for a bad CSR.
+ * PERMISSION_DENIED when it did and is still refused; INVALID_ARGUMENT for a bad CSR or a
+ * malformed commit echo.
  */
 export function statusOfReason(reason: UnauthorizedReason): Status {
   switch (reason) {
@@ -36,6 +37,7 @@ export function statusOfReason(reason: UnauthorizedReason): Status {
     case 'identity-mismatch':
       return Status.PERMISSION_DENIED;
     case 'bad-csr':
+    case 'malformed-commit':
       return Status.INVALID_ARGUMENT;
     default: {
       const never: never = reason;

@@ -191,9 +191,14 @@ export class AgentStream {
       this.close(this.context.refuse(mismatch));
       return;
     }
+    const active = activeReport(hello.active);
+    if (!active.ok) {
+      this.close(this.context.refuse({ ...active.refusal, agentId: this.identity.agentId }));
+      return;
+    }
     clearTimeout(this.helloTimer);
     const { backend } = this.context;
-    const judged = backend.reportActive(this.identity, activeReport(hello.active));
+    const judged = backend.reportActive(this.identity, active.value);
     this.state = 'open';
     this.context.opened(this);
     this.armExpiry();
@@ -238,8 +243,12 @@ export class AgentStream {
       this.close(grpcError(Status.INVALID_ARGUMENT, 'ack status must be APPLIED or REJECTED'));
       return;
     }
+    if (!report.ok) {
+      this.close(this.context.refuse({ ...report.refusal, agentId: this.identity.agentId }));
+      return;
+    }
     // A stale outcome (an answer to a superseded delivery) is the backend's to ignore; the stream goes on.
-    this.context.backend.ack(this.identity, report);
+    this.context.backend.ack(this.identity, report.value);
   }
 
   /**

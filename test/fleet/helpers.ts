@@ -43,7 +43,7 @@ export function send(overrides: Partial<SendRecord> = {}): SendRecord {
 }
 
 export function ack(overrides: Partial<AckRecord> = {}): AckRecord {
-  return { agentId: aid('edge-1'), commit: COMMIT_A, digest: DIGEST_A, generation: 1, nonce: 'n1', status: 'APPLIED', error: '', at: at(1_000), ...overrides };
+  return { agentId: aid('edge-1'), commit: cid(COMMIT_A), digest: DIGEST_A, generation: 1, nonce: 'n1', status: 'APPLIED', error: '', at: at(1_000), ...overrides };
 }
 
 export function auditEntry(overrides: Partial<AuditEntry> = {}): AuditEntry {

@@ -115,7 +115,7 @@ describe('fleet state, drift and quarantine (startServer with fleet.db)', () => 
         assert.ok(baseline, 'the example config has a baseline');
         const own = (backend.desired(aid('edge-1')) as Delivery).digest;
 
-        backend.reportActive(identity, { commit: fixture.first, digest: FOREIGN, generation: 1 });
+        backend.reportActive(identity, { commit: cid(fixture.first), digest: FOREIGN, generation: 1 });
         const quarantined = await eventually('the baseline delivery', () => {
           const d = backend.desired(aid('edge-1'));
           return d?.baseline === true ? d : undefined;

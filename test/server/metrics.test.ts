@@ -73,6 +73,7 @@ describe('ServerMetrics', () => {
           'reason="expired-token"',
           'reason="reused-token"',
           'reason="bad-csr"',
+          'reason="malformed-commit"',
         ],
         meshcfg_admin_unauthorized_requests_total: ['reason="missing-token"', 'reason="bad-token"', 'reason="revoked-token"', 'reason="expired-token"', 'reason="forbidden-role"'],
       };

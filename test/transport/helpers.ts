@@ -329,7 +329,7 @@ export function hello(agentId = '', active?: { commit: string; digest: string; g
   return { hello: { agent_id: agentId, agent_version: 'test', active: active ?? null } };
 }
 
-export function ackOf(bundle: NonNullable<ServerMessageMsg['bundle']>, extra: Partial<{ status: string; agent_id: string; error: string }> = {}): AgentMessageMsg {
+export function ackOf(bundle: NonNullable<ServerMessageMsg['bundle']>, extra: Partial<{ commit: string; status: string; agent_id: string; error: string }> = {}): AgentMessageMsg {
   return {
     ack: {
       commit: bundle.commit,

@@ -86,6 +86,20 @@ describe('GrpcServer › authentication and polling', () => {
     });
   });
 
+  describe('Distribution.Fetch with a malformed active commit', () => {
+    it('refuses it with INVALID_ARGUMENT, counted as malformed-commit, and reports nothing', async () => {
+      backend.current.set(aid('edge-1'), delivery(aid('edge-1')));
+      const request = { if_none_match: '', agent_id: 'edge-1', active: { commit: 'not-a-commit', digest: `sha256:${'1'.repeat(64)}`, generation: 1 } };
+      const err = await unaryError(connect(edge1), 'Fetch', request);
+      assert.equal(err.code, status.INVALID_ARGUMENT);
+      assert.deepEqual(
+        recorder.unauthorized.map((u) => [u.reason, u.agentId]),
+        [['malformed-commit', 'edge-1']],
+      );
+      assert.equal(backend.callsOf('reportActive').length, 0);
+    });
+  });
+
   describe('Distribution.Report', () => {
     const ack = (extra: object = {}) => ({
       commit: 'c'.repeat(40),
@@ -118,6 +132,16 @@ describe('GrpcServer › authentication and polling', () => {
       const err = await unaryError(connect(edge1), 'Report', ack({ status: 'ACK_STATUS_UNSPECIFIED' }));
       assert.equal(err.code, status.INVALID_ARGUMENT);
       assert.equal(backend.callsOf('ack').length, 0);
+    });
+
+    it('refuses an ack with a malformed commit with INVALID_ARGUMENT, counted as malformed-commit', async () => {
+      const err = await unaryError(connect(edge1), 'Report', ack({ commit: 'C'.repeat(40) }));
+      assert.equal(err.code, status.INVALID_ARGUMENT);
+      assert.equal(backend.callsOf('ack').length, 0);
+      assert.deepEqual(
+        recorder.unauthorized.map((u) => [u.reason, u.agentId]),
+        [['malformed-commit', 'edge-1']],
+      );
     });
 
     it('refuses an ack naming another agent with PERMISSION_DENIED', async () => {

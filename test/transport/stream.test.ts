@@ -143,6 +143,51 @@ describe('GrpcServer › Distribution.Stream', () => {
     });
   });
 
+  describe('when a hello or an ack echoes a commit that is not a full lowercase hex id', () => {
+    const DIGEST = `sha256:${'0'.repeat(64)}`;
+
+    for (const [what, commit] of [
+      ['an upper-case one', 'A'.repeat(40)],
+      ['an abbreviated one', 'a'.repeat(7)],
+      ['one too long', 'a'.repeat(41)],
+    ] as const) {
+      it(`refuses a hello naming ${what} with INVALID_ARGUMENT, counted as malformed-commit, and reports nothing`, async () => {
+        const stream = openStream(connect());
+        stream.call.write(hello('edge-1', { commit, digest: DIGEST, generation: 1 }));
+        assert.equal((await stream.ended).code, status.INVALID_ARGUMENT);
+        assert.deepEqual(
+          recorder.unauthorized.map((u) => [u.reason, u.agentId]),
+          [['malformed-commit', 'edge-1']],
+        );
+        assert.equal(backend.callsOf('reportActive').length, 0);
+        assert.equal(backend.watcherCount(aid('edge-1')), 0);
+      });
+    }
+
+    it('keeps accepting a hello whose active names no commit (a file without the agent state)', async () => {
+      const stream = openStream(connect());
+      stream.call.write(hello('edge-1', { commit: '', digest: DIGEST, generation: 0 }));
+      await eventually(() => backend.callsOf('reportActive').length === 1, 'reportActive');
+      assert.deepEqual(backend.callsOf('reportActive')[0]?.active, { commit: '', digest: DIGEST, generation: 0 });
+      assert.deepEqual(recorder.unauthorized, []);
+      stream.call.cancel();
+    });
+
+    it('refuses an ack with a malformed commit with INVALID_ARGUMENT, counted, and records nothing', async () => {
+      backend.current.set(aid('edge-1'), delivery(aid('edge-1')));
+      const stream = openStream(connect());
+      stream.call.write(hello('edge-1'));
+      const m1 = await stream.nth(1);
+      stream.call.write(ackOf(m1.bundle!, { commit: '' }));
+      assert.equal((await stream.ended).code, status.INVALID_ARGUMENT);
+      assert.equal(backend.callsOf('ack').length, 0);
+      assert.deepEqual(
+        recorder.unauthorized.map((u) => [u.reason, u.agentId]),
+        [['malformed-commit', 'edge-1']],
+      );
+    });
+  });
+
   describe('when a message names another agent', () => {
     it('refuses a hello for another identity with PERMISSION_DENIED, counted and logged', async () => {
       const stream = openStream(connect());

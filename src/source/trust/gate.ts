@@ -132,8 +132,8 @@ export class TrustGate {
 
   /** Call after checkFastForward: the last accepted commit is then an ancestor, so readable. */
   private async checkNotBeforeAccepted({ sha, fields }: ReadCommit, lastAccepted: CommitSha | undefined): Promise<void> {
-    if (lastAccepted === undefined || lastAccepted.toLowerCase() === sha || fields.parents.includes(lastAccepted.toLowerCase())) return;
-    const accepted = await readCommit(this.options.reader, lastAccepted.toLowerCase(), this.options.objectFormat);
+    if (lastAccepted === undefined || lastAccepted === sha || fields.parents.includes(lastAccepted)) return;
+    const accepted = await readCommit(this.options.reader, lastAccepted, this.options.objectFormat);
     if (fields.committedAt.getTime() < accepted.fields.committedAt.getTime()) {
       refuse(
         'NON_MONOTONIC_DATE',
@@ -143,7 +143,7 @@ export class TrustGate {
   }
 
   private async checkFastForward(sha: CommitSha, lastAccepted: CommitSha | undefined): Promise<void> {
-    if (lastAccepted === undefined || lastAccepted.toLowerCase() === sha) return;
+    if (lastAccepted === undefined || lastAccepted === sha) return;
     if (await this.options.reader.isDescendant(sha, lastAccepted)) return;
     refuse(
       'NOT_FAST_FORWARD',
@@ -184,7 +184,7 @@ interface ReadCommit {
 async function readCommit(reader: CommitReader, sha: CommitSha, objectFormat: ObjectFormat): Promise<ReadCommit> {
   const raw = await reader.readCommitObject(sha);
   const id = commitObjectId(raw, objectFormat);
-  if (id !== sha.toLowerCase()) refuse('MALFORMED_COMMIT', `the object read for it hashes to ${id}`);
+  if (id !== sha) refuse('MALFORMED_COMMIT', `the object read for it hashes to ${id}`);
   const { payload, signature } = splitCommitSignature(raw, objectFormat);
   const fields = parseCommitFields(payload, objectFormat);
   return { sha: id, payload, signature, fields };
