@@ -28,15 +28,11 @@ import {
   revisionConflict,
 } from '../records.js';
 import {
-  ADMIN_ROLES,
-  AGENT_STATES,
   type AcceptedState,
   type AckRecord,
-  type AdminRole,
   type AdminTokenRecord,
   type AgentPatch,
   type AgentRecord,
-  type AgentState,
   type AgentUpdate,
   type AuditEntry,
   type CurrentCertificate,
@@ -55,6 +51,8 @@ import {
   type StoredRollout,
   type StoredSend,
 } from '../store.js';
+import { agentOf, adminTokenOf, ackOf, parseJson, sendOf, type AckRow, type AdminTokenRow, type AgentRow, type AuditRow, type SendRow, type TokenRow } from '../rows.js';
+import { checkSchemaVersion } from '../schema.js';
 import { MIGRATIONS } from './migrations.js';
 
 export interface SqliteFleetStoreOptions extends FleetStoreOptions {
@@ -71,68 +69,6 @@ export interface SqliteFleetStoreOptions extends FleetStoreOptions {
 }
 
 type Bind = Database.BindValue;
-
-// Row types name ids by their domain types: the store writes only `AgentId` (branded) and
-// `CommitSha` values (its methods accept nothing else), so what it reads back is one of them.
-interface AgentRow {
-  id: AgentId;
-  desired_commit: CommitSha | null;
-  desired_digest: string | null;
-  desired_generation: number | null;
-  active_commit: CommitSha | null;
-  active_digest: string | null;
-  active_generation: number | null;
-  active_at: number | null;
-  state: string;
-  cert_serial: string | null;
-  cert_expiry: number | null;
-  last_seen: number | null;
-  quarantine_since: number | null;
-  quarantine_reason: string | null;
-  quarantine_by: string | null;
-}
-
-interface SendRow {
-  id: number;
-  agent_id: AgentId;
-  commit_sha: CommitSha;
-  digest: string;
-  generation: number;
-  nonce: string;
-  at: number;
-}
-
-interface AckRow extends SendRow {
-  status: string;
-  error: string;
-}
-
-interface AuditRow {
-  id: number;
-  at: number;
-  actor: string;
-  action: string;
-  target: string;
-  reason: string;
-  details: string;
-}
-
-interface AdminTokenRow {
-  name: string;
-  role: string;
-  hash: Buffer;
-  created_at: number;
-  created_by: string;
-  expires_at: number | null;
-  revoked_at: number | null;
-}
-
-interface TokenRow {
-  hash: Buffer;
-  agent_id: AgentId;
-  expires_at: number;
-  used_at: number | null;
-}
 
 /** Every statement the store runs, prepared once per connection. */
 function prepare(db: Database) {
@@ -639,12 +575,7 @@ function migrate(db: Database, path: string, migrations: readonly string[]): voi
   const record = db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)');
   const version = (): number => current.get()?.version ?? 0;
   const found = version();
-  if (found > migrations.length) {
-    throw new StoreError({
-      code: 'SCHEMA_TOO_NEW',
-      message: `${path} has schema version ${found}, but this meshcfg knows versions up to ${migrations.length}: it was written by a newer meshcfg; run that version (downgrading would lose state)`,
-    });
-  }
+  checkSchemaVersion(found, migrations.length, path);
   for (let target = found + 1; target <= migrations.length; target += 1) {
     const sql = migrations[target - 1] ?? '';
     try {
@@ -688,71 +619,4 @@ function translate(err: unknown, context: string): unknown {
   if (code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE') return new StoreError({ code: 'CONFLICT', message, cause: err });
   if (code.startsWith('SQLITE_CONSTRAINT')) return new StoreError({ code: 'INVALID_RECORD', message, cause: err });
   return new StoreError({ code: 'STORE_UNAVAILABLE', message, cause: err });
-}
-
-function parseJson(text: string, what: string): Record<string, unknown> {
-  try {
-    return JSON.parse(text) as Record<string, unknown>;
-  } catch (cause) {
-    throw new StoreError({ code: 'CORRUPT', message: `${what} is not JSON`, cause });
-  }
-}
-
-function date(ms: number | null): Date | null {
-  return ms === null ? null : new Date(ms);
-}
-
-function agentOf(row: AgentRow): AgentRecord {
-  if (!(AGENT_STATES as readonly string[]).includes(row.state)) throw new StoreError({ code: 'CORRUPT', message: `agent ${row.id} has an unknown state ${row.state}` });
-  return Object.freeze({
-    id: row.id,
-    desired:
-      row.desired_commit === null || row.desired_digest === null || row.desired_generation === null
-        ? null
-        : Object.freeze({ commit: row.desired_commit, digest: row.desired_digest, generation: row.desired_generation }),
-    active:
-      row.active_commit === null || row.active_digest === null || row.active_generation === null || row.active_at === null
-        ? null
-        : Object.freeze({ commit: row.active_commit, digest: row.active_digest, generation: row.active_generation, at: new Date(row.active_at) }),
-    state: row.state as AgentState,
-    certSerial: row.cert_serial,
-    certExpiry: date(row.cert_expiry),
-    lastSeen: date(row.last_seen),
-    quarantine:
-      row.quarantine_since === null || row.quarantine_by === null
-        ? null
-        : Object.freeze({ since: new Date(row.quarantine_since), reason: row.quarantine_reason ?? '', by: row.quarantine_by }),
-  });
-}
-
-function adminTokenOf(row: AdminTokenRow): AdminTokenRecord {
-  if (!(ADMIN_ROLES as readonly string[]).includes(row.role)) throw new StoreError({ code: 'CORRUPT', message: `admin token ${row.name} has an unknown role ${row.role}` });
-  return Object.freeze({
-    name: row.name,
-    role: row.role as AdminRole,
-    hash: Buffer.from(row.hash),
-    createdAt: new Date(row.created_at),
-    createdBy: row.created_by,
-    expiresAt: date(row.expires_at),
-    revokedAt: date(row.revoked_at),
-  });
-}
-
-function sendOf(row: SendRow): StoredSend {
-  return Object.freeze({ id: row.id, agentId: row.agent_id, commit: row.commit_sha, digest: row.digest, generation: row.generation, nonce: row.nonce, at: new Date(row.at) });
-}
-
-function ackOf(row: AckRow): StoredAck {
-  if (row.status !== 'APPLIED' && row.status !== 'REJECTED') throw new StoreError({ code: 'CORRUPT', message: `ack ${row.id} has an unknown status ${row.status}` });
-  return Object.freeze({
-    id: row.id,
-    agentId: row.agent_id,
-    commit: row.commit_sha,
-    digest: row.digest,
-    generation: row.generation,
-    nonce: row.nonce,
-    status: row.status,
-    error: row.error,
-    at: new Date(row.at),
-  });
 }
