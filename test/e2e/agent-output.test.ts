@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
-import { tempDir } from '../helpers/git.js';
+import { before, describe, it } from 'node:test';
 import { MeshcfgProcess, waitFor } from '../helpers/process.js';
-import { type AgentView, CONFIG_FILES, Deployment, rolloutMeshcfg, sha256File, type RolloutView } from './harness.js';
+import { type AgentView, CONFIG_FILES, Deployment, rolloutMeshcfg, sha256File, type RolloutView, useDeployment } from './harness.js';
 
 /**
  * An agent that cannot write its config file, end to end with real processes (issue 7, item 8):
@@ -12,17 +11,17 @@ import { type AgentView, CONFIG_FILES, Deployment, rolloutMeshcfg, sha256File, t
  * answered REJECTED, so the canary wave halts visibly instead of stalling on PENDING.
  */
 describe('an agent that cannot write its output, end to end', { timeout: 300_000 }, () => {
-  const tmp = tempDir('meshcfg-e2e-output-');
-  const outDir = join(tmp.path, 'edge-1-out');
+  const telemetry = (accessLog: boolean, metrics: boolean): Record<string, string> => ({
+    'config/base/10-telemetry.yaml': `telemetry: { accessLog: ${accessLog}, metrics: ${metrics} }\n`,
+  });
+  const suite = useDeployment('meshcfg-e2e-output-', { ...CONFIG_FILES, 'meshcfg.yaml': rolloutMeshcfg(), ...telemetry(true, true) });
+  const outDir = join(suite.root, 'edge-1-out');
   const out = join(outDir, 'edge-1.json');
   let d: Deployment;
   let first: string;
   let canary: MeshcfgProcess;
 
   const rollout = async (): Promise<RolloutView> => (await d.admin<RolloutView>('/api/v1/rollout')).body;
-  const telemetry = (accessLog: boolean, metrics: boolean): Record<string, string> => ({
-    'config/base/10-telemetry.yaml': `telemetry: { accessLog: ${accessLog}, metrics: ${metrics} }\n`,
-  });
   /** edge-1 writes to `out`, not to the harness's agentFile. */
   const canarySynced = (commit: string): Promise<AgentView> =>
     waitFor(`edge-1 to be SYNCED on ${commit.slice(0, 12)}`, async () => {
@@ -38,18 +37,12 @@ describe('an agent that cannot write its output, end to end', { timeout: 300_000
       .map((line) => JSON.parse(line) as Record<string, unknown>);
 
   before(async () => {
-    ({ deployment: d, first } = await Deployment.create(tmp.path, { ...CONFIG_FILES, 'meshcfg.yaml': rolloutMeshcfg(), ...telemetry(true, true) }));
-    await d.startServer();
+    ({ deployment: d, first } = suite);
     for (const id of ['edge-1', 'edge-2']) assert.equal((await d.enroll(id)).code, 0);
   });
 
-  after(async () => {
-    await d?.stopAll();
-    tmp.cleanup();
-  });
-
   it('refuses to start with OUTPUT_INVALID and exit 2 when the directory of --out does not exist', async () => {
-    const missing = join(tmp.path, 'missing', 'edge-1.json');
+    const missing = join(suite.root, 'missing', 'edge-1.json');
     const agent = new MeshcfgProcess(['agent', '--server', d.grpcAddress, '--dir', d.agentDir('edge-1'), '--out', missing]);
     const exited = await Promise.race([agent.exited, new Promise<'running'>((resolve) => setTimeout(() => resolve('running'), 15_000))]);
     if (exited === 'running') {

@@ -2,13 +2,12 @@ import assert from 'node:assert/strict';
 import type { ServiceError } from '@grpc/grpc-js';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { openDataDir } from '../../src/pki/index.js';
 import { meshcfg } from '../helpers/cli.js';
-import { tempDir } from '../helpers/git.js';
 import { waitFor } from '../helpers/process.js';
 import { forgeCsr, rsaKey } from '../pki/helpers.js';
-import { callAs, CONFIG_FILES, credentialsIn, Deployment, sha256File } from './harness.js';
+import { callAs, CONFIG_FILES, credentialsIn, Deployment, sha256File, useDeployment } from './harness.js';
 import { aid } from '../helpers/ids.js';
 
 /**
@@ -16,18 +15,12 @@ import { aid } from '../helpers/ids.js';
  * `meshcfg serve` process, real `meshcfg enroll` and `meshcfg agent` processes, real mTLS.
  */
 describe('distribution end to end', { timeout: 240_000 }, () => {
-  const tmp = tempDir('meshcfg-e2e-');
+  const suite = useDeployment('meshcfg-e2e-', CONFIG_FILES);
   let d: Deployment;
   let first: string;
 
-  before(async () => {
-    ({ deployment: d, first } = await Deployment.create(tmp.path, CONFIG_FILES));
-    await d.startServer();
-  });
-
-  after(async () => {
-    await d?.stopAll();
-    tmp.cleanup();
+  before(() => {
+    ({ deployment: d, first } = suite);
   });
 
   it('delivers the accepted commit to an enrolled agent, which acks exactly it', async () => {
@@ -73,7 +66,7 @@ describe('distribution end to end', { timeout: 240_000 }, () => {
 
   describe('enrollment refusals', () => {
     it('refuses a server whose key does not match the pin, writing nothing', async () => {
-      const dir = join(tmp.path, 'wrong-pin');
+      const dir = join(suite.root, 'wrong-pin');
       const run = await d.enroll('edge-2', { pin: `sha256/${Buffer.alloc(32, 7).toString('base64')}`, dir });
       assert.notEqual(run.code, 0);
       assert.match(run.stderr, /pin/i);
@@ -86,18 +79,18 @@ describe('distribution end to end', { timeout: 240_000 }, () => {
         expired: await d.metric('meshcfg_unauthorized_attempts_total', 'reason="expired-token"'),
         reused: await d.metric('meshcfg_unauthorized_attempts_total', 'reason="reused-token"'),
       };
-      const bad = await d.enroll('edge-2', { token: 'mcet_not-a-real-token', dir: join(tmp.path, 'bad-token') });
+      const bad = await d.enroll('edge-2', { token: 'mcet_not-a-real-token', dir: join(suite.root, 'bad-token') });
       assert.notEqual(bad.code, 0);
-      assert.equal(existsSync(join(tmp.path, 'bad-token')), false);
+      assert.equal(existsSync(join(suite.root, 'bad-token')), false);
 
       const short = await d.token('edge-2', '1s');
       await new Promise((r) => setTimeout(r, 1_500));
-      const expired = await d.enroll('edge-2', { token: short, dir: join(tmp.path, 'expired-token') });
+      const expired = await d.enroll('edge-2', { token: short, dir: join(suite.root, 'expired-token') });
       assert.notEqual(expired.code, 0);
 
       const once = await d.token('edge-2');
       assert.equal((await d.enroll('edge-2', { token: once })).code, 0);
-      const reused = await d.enroll('edge-2', { token: once, dir: join(tmp.path, 'reused-token') });
+      const reused = await d.enroll('edge-2', { token: once, dir: join(suite.root, 'reused-token') });
       assert.notEqual(reused.code, 0);
 
       assert.equal(await d.metric('meshcfg_unauthorized_attempts_total', 'reason="bad-token"'), before.bad + 1);
@@ -117,7 +110,7 @@ describe('distribution end to end', { timeout: 240_000 }, () => {
     }
 
     it('refuses a certificate from another CA at the handshake, counting it', async () => {
-      const foreign = await openDataDir({ dataDir: join(tmp.path, 'foreign'), trustDomain: 'example.org', serverNames: ['localhost'] });
+      const foreign = await openDataDir({ dataDir: join(suite.root, 'foreign'), trustDomain: 'example.org', serverNames: ['localhost'] });
       const key = rsaKey();
       const cert = foreign.ca.issueAgentCertificate({ csrPem: forgeCsr(key), agentId: aid('edge-1') });
       const before = await d.metric('meshcfg_tls_handshakes_total', 'result="failed"');
@@ -145,7 +138,7 @@ describe('distribution end to end', { timeout: 240_000 }, () => {
   });
 
   it('rolls the file back when the reload command fails, reports REJECTED, and the rollout keeps it on its previous config', async () => {
-    const marker = join(tmp.path, 'edge-2-reload-fails');
+    const marker = join(suite.root, 'edge-2-reload-fails');
     d.startAgent('edge-2', ['--exec', `test ! -e ${marker}`]);
     const head = d.work.head();
     await d.waitSynced('edge-2', head);
@@ -193,7 +186,7 @@ describe('distribution end to end', { timeout: 240_000 }, () => {
   });
 
   it('creates enrollment tokens from the CLI only with the admin token', async () => {
-    const run = await meshcfg('token', 'create', 'edge-4', '--admin', d.adminUrl, '--admin-token-file', join(tmp.path, 'allowed_signers'));
+    const run = await meshcfg('token', 'create', 'edge-4', '--admin', d.adminUrl, '--admin-token-file', join(suite.root, 'allowed_signers'));
     assert.equal(run.code, 2);
     assert.match(run.stderr, /401|unauthori[sz]ed/i);
   });

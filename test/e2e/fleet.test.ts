@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { SqliteFleetStore } from '../../src/fleet/index.js';
-import { tempDir } from '../helpers/git.js';
 import { waitFor } from '../helpers/process.js';
-import { CONFIG_FILES, Deployment, INVENTORY, sha256File, type AgentView } from './harness.js';
+import { CONFIG_FILES, Deployment, INVENTORY, sha256File, type AgentView, useDeployment } from './harness.js';
 import { aid } from '../helpers/ids.js';
 
 /**
@@ -13,21 +12,15 @@ import { aid } from '../helpers/ids.js';
  * `meshcfg approve` → desired on disk; and fleet.db surviving `kill -9` of the server.
  */
 describe('fleet state end to end', { timeout: 240_000 }, () => {
-  const tmp = tempDir('meshcfg-e2e-fleet-');
+  const suite = useDeployment('meshcfg-e2e-fleet-', CONFIG_FILES);
   let d: Deployment;
   let first: string;
 
   before(async () => {
-    ({ deployment: d, first } = await Deployment.create(tmp.path, CONFIG_FILES));
-    await d.startServer();
+    ({ deployment: d, first } = suite);
     assert.equal((await d.enroll('edge-1')).code, 0);
     d.startAgent('edge-1');
     await d.waitSynced('edge-1', first);
-  });
-
-  after(async () => {
-    await d?.stopAll();
-    tmp.cleanup();
   });
 
   it('quarantines an agent whose file was edited by hand, puts the baseline on disk, and approval restores its bundle', async () => {

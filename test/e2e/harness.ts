@@ -4,7 +4,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DistributionClient, EnrollmentClient } from '../../src/transport/proto.js';
 import { meshcfg, type Run } from '../helpers/cli.js';
-import { GitRepo, makeSshSigner, type SshSigner, writeAllowedSigners } from '../helpers/git.js';
+import { after, before } from 'node:test';
+import { GitRepo, makeSshSigner, type SshSigner, tempDir, writeAllowedSigners } from '../helpers/git.js';
 import { startGitHttpServer, type GitHttpServer } from '../helpers/http-git-server.js';
 import { freePort, MeshcfgProcess, waitFor } from '../helpers/process.js';
 
@@ -318,4 +319,46 @@ export function callAs<Res>(
       },
     );
   });
+}
+
+/** What `useDeployment` gives a suite. `deployment` and `first` exist once its `before` ran. */
+export interface DeploymentSuite {
+  /** The suite's temporary directory (removed after the suite). */
+  readonly root: string;
+  readonly deployment: Deployment;
+  /** The first (signed, accepted) commit. */
+  readonly first: string;
+}
+
+/**
+ * The set-up every end-to-end suite shares, registered as the suite's first hooks: a temporary
+ * directory, the signed repository served over smart HTTP, `configure` (server.yaml extras and
+ * the like), the real server started; after the suite every process stopped and the directory
+ * removed. A suite's own `before` runs after this one.
+ */
+export function useDeployment(prefix: string, files: Readonly<Record<string, string>>, configure?: (d: Deployment) => void): DeploymentSuite {
+  const tmp = tempDir(prefix);
+  let created: { deployment: Deployment; first: string } | undefined;
+  before(async () => {
+    created = await Deployment.create(tmp.path, files);
+    configure?.(created.deployment);
+    await created.deployment.startServer();
+  });
+  after(async () => {
+    await created?.deployment.stopAll();
+    tmp.cleanup();
+  });
+  const ready = (): { deployment: Deployment; first: string } => {
+    if (created === undefined) throw new Error('useDeployment: read the deployment inside a test or a later hook');
+    return created;
+  };
+  return {
+    root: tmp.path,
+    get deployment() {
+      return ready().deployment;
+    },
+    get first() {
+      return ready().first;
+    },
+  };
 }

@@ -1,11 +1,10 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import type { EnrollResponseMsg } from '../../src/transport/proto.js';
-import { tempDir } from '../helpers/git.js';
 import { waitFor } from '../helpers/process.js';
 import { forgeCsr, rsaKey } from '../pki/helpers.js';
-import { type AgentCredentials, callAs, CONFIG_FILES, credentialsIn, Deployment, sha256File } from './harness.js';
+import { type AgentCredentials, callAs, CONFIG_FILES, credentialsIn, Deployment, sha256File, useDeployment } from './harness.js';
 
 const PERMISSION_DENIED = 7;
 const UNAUTHORIZED = 'meshcfg_unauthorized_attempts_total';
@@ -33,18 +32,12 @@ async function renewCode(d: Deployment, agent: AgentCredentials): Promise<number
  * replaces, and enrolling with a new token brings a revoked agent back.
  */
 describe('agent identity end to end', { timeout: 240_000 }, () => {
-  const tmp = tempDir('meshcfg-e2e-identity-');
+  const suite = useDeployment('meshcfg-e2e-identity-', CONFIG_FILES);
   let d: Deployment;
   let first: string;
 
-  before(async () => {
-    ({ deployment: d, first } = await Deployment.create(tmp.path, CONFIG_FILES));
-    await d.startServer();
-  });
-
-  after(async () => {
-    await d?.stopAll();
-    tmp.cleanup();
+  before(() => {
+    ({ deployment: d, first } = suite);
   });
 
   it('refuses, after `meshcfg revoke`, every certificate of an agent renewed twice (e3 → r1 → r2), for Fetch and Renew, until it enrolls with a new token', async () => {
@@ -107,19 +100,12 @@ describe('agent identity end to end', { timeout: 240_000 }, () => {
  * certificate it replaced is refused from then on.
  */
 describe('certificate renewal end to end', { timeout: 180_000 }, () => {
-  const tmp = tempDir('meshcfg-e2e-renewal-');
+  const suite = useDeployment('meshcfg-e2e-renewal-', CONFIG_FILES, (deployment) => deployment.extraConfig.push('enrollment: { certificateTtl: 1m }'));
   let d: Deployment;
   let first: string;
 
-  before(async () => {
-    ({ deployment: d, first } = await Deployment.create(tmp.path, CONFIG_FILES));
-    d.extraConfig.push('enrollment: { certificateTtl: 1m }');
-    await d.startServer();
-  });
-
-  after(async () => {
-    await d?.stopAll();
-    tmp.cleanup();
+  before(() => {
+    ({ deployment: d, first } = suite);
   });
 
   it('renews a 1-minute certificate, keeps streaming on the new one, and the old one is refused', async () => {
