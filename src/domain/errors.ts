@@ -79,8 +79,6 @@ export const PKI_ERROR_CODES = [
   'TOKEN_USED',
   /** A token lifetime that is not positive or exceeds the configured maximum. */
   'TOKEN_TTL_INVALID',
-  /** A token store file that does not parse. */
-  'TOKEN_STORE_INVALID',
   /** The data directory is incomplete in a way a restart cannot repair, or has unsafe permissions. */
   'DATA_DIR_INVALID',
 ] as const;

@@ -32,8 +32,6 @@ export interface DataDirPaths {
   /** ECDSA P-256 key that signs bundles (PKCS#8 PEM). */
   readonly signingKey: string;
   readonly adminToken: string;
-  /** Where a `FileTokenStore` keeps enrollment token hashes. */
-  readonly enrollmentTokens: string;
 }
 
 export function dataDirPaths(dataDir: string): DataDirPaths {
@@ -45,7 +43,6 @@ export function dataDirPaths(dataDir: string): DataDirPaths {
     serverKey: join(dataDir, 'server.key'),
     signingKey: join(dataDir, 'signing-key.pem'),
     adminToken: join(dataDir, 'admin-token'),
-    enrollmentTokens: join(dataDir, 'enrollment-tokens.json'),
   };
 }
 

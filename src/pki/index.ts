@@ -30,8 +30,6 @@ export { matchesAnyPin, parsePin, spkiPin } from './pin.js';
 export type { Pin } from './pin.js';
 export { EnrollmentTokens, ENROLLMENT_TOKEN_PREFIX, hashToken } from './tokens.js';
 export type { CreatedToken, EnrollmentTokensOptions, TokenRecord, TokenStore } from './tokens.js';
-export { FileTokenStore } from './file-token-store.js';
-export type { FileTokenStoreOptions } from './file-token-store.js';
 export { dataDirPaths, openDataDir, readServerPin } from './data-dir.js';
 export type { DataDir, DataDirChange, DataDirOptions, DataDirPaths } from './data-dir.js';
 export { readSecretFile, SECRET_FILE_MODE } from './secret-file.js';

@@ -1,10 +1,7 @@
 import assert from 'node:assert/strict';
-import { readFileSync, statSync, writeFileSync, chmodSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, beforeEach, describe, it } from 'node:test';
 import { PkiError, type PkiErrorCode } from '../../src/domain/errors.js';
-import { FileTokenStore } from '../../src/pki/file-token-store.js';
-import { EnrollmentTokens, hashToken, type TokenRecord, type TokenStore } from '../../src/pki/tokens.js';
+import { EnrollmentTokens, type TokenRecord, type TokenStore } from '../../src/pki/tokens.js';
 import { tempDir } from '../helpers/git.js';
 import { fixedClock } from './helpers.js';
 import { aid } from '../helpers/ids.js';
@@ -36,7 +33,6 @@ class MemoryTokenStore implements TokenStore {
 
 const stores: Array<[string, (dir: string, now: () => Date) => Promise<TokenStore>]> = [
   ['an in-memory store', async () => new MemoryTokenStore()],
-  ['the file store', (dir, now) => FileTokenStore.open(join(dir, 'tokens.json'), { now })],
 ];
 
 for (const [storeName, openStore] of stores) {
@@ -122,67 +118,3 @@ for (const [storeName, openStore] of stores) {
     });
   });
 }
-
-describe('FileTokenStore', () => {
-  const tmp = tempDir('meshcfg-token-file-');
-  after(() => tmp.cleanup());
-  let n = 0;
-  const freshPath = (): string => join(tmp.path, `tokens-${n++}.json`);
-
-  it('survives reopening: a token created before works once after, a spent one stays spent', async () => {
-    const path = freshPath();
-    const first = new EnrollmentTokens({ store: await FileTokenStore.open(path) });
-    const live = await first.create(aid('edge-1'), HOUR);
-    const spent = await first.create(aid('edge-2'), HOUR);
-    await first.consume(spent.token);
-
-    const second = new EnrollmentTokens({ store: await FileTokenStore.open(path) });
-    assert.equal(await second.consume(live.token), 'edge-1');
-    await assert.rejects(second.consume(spent.token), pkiCode('TOKEN_USED'));
-
-    const third = new EnrollmentTokens({ store: await FileTokenStore.open(path) });
-    await assert.rejects(third.consume(live.token), pkiCode('TOKEN_USED'));
-  });
-
-  it('writes the file 0600 with only hashes, never the token', async () => {
-    const path = freshPath();
-    const tokens = new EnrollmentTokens({ store: await FileTokenStore.open(path) });
-    const { token } = await tokens.create(aid('edge-1'), HOUR);
-    await tokens.consume(token);
-    assert.equal(statSync(path).mode & 0o777, 0o600);
-    const text = readFileSync(path, 'utf8');
-    assert.ok(!text.includes(token) && !text.includes(token.slice(5)), 'the token is not in the file');
-    assert.ok(text.includes(hashToken(token).toString('hex')));
-  });
-
-  it('drops records that expired longer ago than the retention when it next writes', async () => {
-    const path = freshPath();
-    const clock = fixedClock(T0);
-    const tokens = new EnrollmentTokens({ store: await FileTokenStore.open(path, { now: clock.now, retentionMs: HOUR }), now: clock.now });
-    const old = await tokens.create(aid('edge-1'), HOUR);
-    clock.advance(3 * HOUR);
-    await tokens.create(aid('edge-2'), HOUR);
-    assert.equal((JSON.parse(readFileSync(path, 'utf8')) as { tokens: unknown[] }).tokens.length, 1);
-    await assert.rejects(tokens.consume(old.token), pkiCode('TOKEN_UNKNOWN'));
-  });
-
-  it('refuses a store file others can read with DATA_DIR_INVALID', async () => {
-    const path = freshPath();
-    writeFileSync(path, '{"version":1,"tokens":[]}');
-    chmodSync(path, 0o644);
-    await assert.rejects(FileTokenStore.open(path), pkiCode('DATA_DIR_INVALID'));
-  });
-
-  for (const [name, text] of [
-    ['not JSON', '{'],
-    ['another version', '{"version":2,"tokens":[]}'],
-    ['a bad hash', '{"version":1,"tokens":[{"hash":"xyz","agentId":"a","expiresAt":"2030-01-01T00:00:00Z"}]}'],
-    ['a bad date', `{"version":1,"tokens":[{"hash":"${'a'.repeat(64)}","agentId":"a","expiresAt":"soon"}]}`],
-  ]) {
-    it(`refuses a store file with ${name} with TOKEN_STORE_INVALID`, async () => {
-      const path = freshPath();
-      writeFileSync(path, text ?? '', { mode: 0o600 });
-      await assert.rejects(FileTokenStore.open(path), pkiCode('TOKEN_STORE_INVALID'));
-    });
-  }
-});
