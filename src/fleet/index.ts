@@ -1,5 +1,6 @@
 export { StoreError } from './errors.js';
 export type { StoreErrorCode } from './errors.js';
+export type { FleetChange, FleetChangeEvent, FleetChangeFeed } from './changes.js';
 export { MemoryFleetStore } from './memory.js';
 export { READ_THROUGH, SINGLE_WRITER } from './coherence.js';
 export type { CacheCoherence, CoherentCache } from './coherence.js';

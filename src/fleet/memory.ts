@@ -55,6 +55,8 @@ import type {
  * copied in and out as the database would, so a caller mutating its objects changes nothing.
  */
 export class MemoryFleetStore implements FleetStore {
+  /** Only this process writes it: no change feed. */
+  readonly changes = null;
   readonly tokens: TokenStore;
   private closed = false;
   private state: { accepted: CommitSha | null; generation: number; seenAt: number | null; refusal: string | null } = {

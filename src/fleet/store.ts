@@ -1,5 +1,6 @@
 import type { AckStatus, AgentId, CommitSha, Violation } from '../domain/types.js';
 import type { TokenStore } from '../pki/index.js';
+import type { FleetChangeFeed } from './changes.js';
 
 export type { AckStatus };
 
@@ -20,6 +21,11 @@ export type { AckStatus };
  * - Values read back are fresh, frozen copies; Dates have millisecond precision.
  */
 export interface FleetStore extends ServerStateStore, AgentStore, DeliveryStore, RolloutStore, CredentialStore, AuditStore {
+  /**
+   * Changes committed by every process sharing this store (see changes.ts); null for a store
+   * only this process writes (SQLite, memory), whose in-memory views are single-writer.
+   */
+  readonly changes: FleetChangeFeed | null;
   /** Releases the store (SQLite: checkpoints and closes the file); later calls fail with CLOSED. Idempotent. */
   close(): Promise<void>;
 }

@@ -160,6 +160,8 @@ export class SqliteFleetStore implements FleetStore {
   /** The schema version this code writes. */
   static readonly SCHEMA_VERSION = MIGRATIONS.length;
 
+  /** Only this process writes it: no change feed. */
+  readonly changes = null;
   readonly tokens: TokenStore;
   private readonly statements: Statements;
   private readonly options: Required<Omit<SqliteFleetStoreOptions, 'migrations'>>;
