@@ -4,8 +4,8 @@ export type { FleetChange, FleetChangeEvent, FleetChangeFeed } from './changes.j
 export { MemoryFleetStore } from './memory.js';
 export { READ_THROUGH, SINGLE_WRITER } from './coherence.js';
 export type { CacheCoherence, CoherentCache } from './coherence.js';
-export { defaultFleetStoreConfig, openFleetStore } from './open.js';
-export type { FleetStoreConfig } from './open.js';
+export { defaultFleetStoreConfig, describeFleetStore, openFleetStore } from './open.js';
+export type { FleetStoreConfig, OpenFleetStoreOptions } from './open.js';
 export { PostgresFleetStore } from './postgres/store.js';
 export type { PostgresFleetStoreOptions, PostgresStoreEvent } from './postgres/store.js';
 export type { PostgresChangeFeed, PostgresChangeFeedStats, PostgresFeedEvent } from './postgres/feed.js';
