@@ -1,4 +1,4 @@
-import { defaultFleetStoreConfig, openFleetStore, type FleetStore } from '../fleet/index.js';
+import { defaultFleetStoreConfig, describeFleetStore, openFleetStore, type FleetStore, type FleetStoreConfig } from '../fleet/index.js';
 import { openDataDir, type DataDir } from '../pki/index.js';
 import { BundleSigner } from '../signing/index.js';
 import { loadAllowedSigners, type AllowedSigners } from '../source/trust/index.js';
@@ -9,6 +9,9 @@ import * as log from './logging.js';
 import { DEFAULT_ACK_TIMEOUT_MS } from './published.js';
 import { SnapshotCache } from './snapshot.js';
 import { FleetStateStore, importStateJson, type PersistedState } from './state.js';
+
+/** How long shutdown waits for fleet writes queued behind an unreachable store before dropping them. */
+const FLUSH_AT_SHUTDOWN_MS = 10_000;
 
 /** What the server keeps and signs with, opened before any part that reads it. */
 export interface OpenedState {
@@ -40,12 +43,23 @@ export async function openState({ config, options, logger, now, cleanups }: Wiri
   });
   log.dataDirLog(logger, dataDir.changes);
   const allowedSigners = await loadAllowedSigners(config.trust.allowedSigners);
-  const fleetStore = await openFleetStore(defaultFleetStoreConfig(config.dataDir), { now });
+  const storeConfig = fleetStoreConfig(config);
+  const fleetStore = await openFleetStore(storeConfig, { now, onPostgresEvent: log.postgresEventLog(logger) });
   cleanups.push(() => fleetStore.close()); // pushed first: closed last
+  logger.info(
+    {
+      event: 'fleet-store',
+      backend: storeConfig.kind,
+      where: describeFleetStore(storeConfig),
+      ...(config.state.kind === 'postgres' ? { from: config.state.from } : {}),
+    },
+    `fleet state: ${describeFleetStore(storeConfig)}`,
+  );
+  // An older meshcfg's state.json is imported into whichever store this is (once: it is renamed).
   const imported = await importStateJson(config.dataDir, fleetStore);
   if (imported !== null) {
     const fields = { event: 'state-imported', commit: imported.accepted, generation: imported.generation };
-    logger.info(fields, 'state.json imported into fleet.db (renamed to state.json.imported)');
+    logger.info(fields, `state.json imported into the fleet store (${storeConfig.kind}; renamed to state.json.imported)`);
   }
   const stateStore = new FleetStateStore(fleetStore);
   const state = await stateStore.load();
@@ -62,11 +76,19 @@ export async function openState({ config, options, logger, now, cleanups }: Wiri
     now,
     ackTimeoutMs: DEFAULT_ACK_TIMEOUT_MS,
     onStoreError: log.storeErrorLog(logger),
+    onStoreRecovered: (retried) =>
+      logger.info({ event: 'fleet-store-recovered', retried }, `fleet store: reachable again; ${retried} delayed writes recorded in order`),
     ...disconnectedAfter(options),
   });
-  cleanups.push(() => fleet.flush());
+  // Waits for the writes still queued; gives up (logging each dropped one) when the store stays out of reach.
+  cleanups.push(() => fleet.flush({ timeoutMs: FLUSH_AT_SHUTDOWN_MS }));
   const certificates = await AgentCertificates.load(fleetStore, { now, hooks: log.certificateLogHooks(logger) });
   return { dataDir, allowedSigners, fleetStore, stateStore, state, signer, snapshots, fleet, certificates };
+}
+
+/** server.yaml `state` (and MESHCFG_POSTGRES_URL) as the fleet store to open: SQLite in the data dir unless PostgreSQL is named. */
+export function fleetStoreConfig(config: Pick<WiringContext['config'], 'dataDir' | 'state'>): FleetStoreConfig {
+  return config.state.kind === 'postgres' ? { kind: 'postgres', url: config.state.url } : defaultFleetStoreConfig(config.dataDir);
 }
 
 /** `disconnectedAfterMs` when the caller set it: the fleet cache and the metrics judge DISCONNECTED alike. */
