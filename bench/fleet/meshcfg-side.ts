@@ -22,6 +22,8 @@ interface LogEvent {
   readonly head?: string;
   readonly generation?: number;
   readonly reason?: string;
+  /** `fetch` events: how long the fetch took. */
+  readonly ms?: number;
 }
 
 /**
@@ -50,6 +52,17 @@ function baseConfig(): string {
   ].join('\n');
 }
 
+/** The fleet benchmark's repository: `agentIds` in three zones, one ~4 KiB document each. */
+export function fleetFiles(agentIds: readonly string[]): Map<string, string> {
+  const zones = ['public', 'internal', 'edge'];
+  return new Map([
+    ['meshcfg.yaml', 'trustDomain: example.org\npolicy:\n  secureZones: [pci]\n'],
+    ['inventory/fleet.yaml', `agents:\n${agentIds.map((id, i) => `  - { id: ${id}, labels: { zone: ${zones[i % 3]} } }`).join('\n')}\n`],
+    ['config/base/00.yaml', baseConfig()],
+    ['config/base/10.yaml', 'telemetry: { accessLog: false, metrics: true }\n'],
+  ]);
+}
+
 export class MeshcfgSide {
   readonly dataDir: string;
   private readonly repo: GitRepo;
@@ -70,18 +83,16 @@ export class MeshcfgSide {
     this.ports = options.ports;
   }
 
-  /** Builds the repository (inventory of `agentIds`) and the server config under `dir`. */
-  static async create(dir: string, agentIds: readonly string[]): Promise<MeshcfgSide> {
+  /**
+   * Builds the repository (`files`: path → content; default the fleet benchmark's, an inventory
+   * of `agentIds` with ~4 KiB bundles) and the server config under `dir`.
+   */
+  static async create(dir: string, agentIds: readonly string[], options: { readonly files?: ReadonlyMap<string, string>; readonly trustDomain?: string } = {}): Promise<MeshcfgSide> {
+    const trustDomain = options.trustDomain ?? 'example.org';
     const signer = makeSshSigner(dir, 'bench@example.org');
     const allowed = writeAllowedSigners(join(dir, 'allowed_signers'), [{ signer }]);
     const repo = GitRepo.init(join(dir, 'work'));
-    const zones = ['public', 'internal', 'edge'];
-    repo.write({
-      'meshcfg.yaml': 'trustDomain: example.org\npolicy:\n  secureZones: [pci]\n',
-      'inventory/fleet.yaml': `agents:\n${agentIds.map((id, i) => `  - { id: ${id}, labels: { zone: ${zones[i % 3]} } }`).join('\n')}\n`,
-      'config/base/00.yaml': baseConfig(),
-      'config/base/10.yaml': 'telemetry: { accessLog: false, metrics: true }\n',
-    });
+    repo.write(Object.fromEntries(options.files ?? fleetFiles(agentIds)));
     repo.commit('fleet', signer);
     repo.git('clone', '-q', '--bare', repo.dir, join(dir, 'served', 'config.git'));
     repo.git('remote', 'add', 'origin', join(dir, 'served', 'config.git'));
@@ -90,7 +101,7 @@ export class MeshcfgSide {
     const config = join(dir, 'server.yaml');
     writeFileSync(
       config,
-      `trustDomain: example.org\nrepo: { url: "${http.url('config.git')}", branch: main, pollInterval: ${POLL_INTERVAL} }\n` +
+      `trustDomain: ${trustDomain}\nrepo: { url: "${http.url('config.git')}", branch: main, pollInterval: ${POLL_INTERVAL} }\n` +
         `trust: { allowedSigners: "${allowed}" }\nlisten: { grpc: "127.0.0.1:${ports.grpc}", admin: "127.0.0.1:${ports.admin}" }\n` +
         `dataDir: ${join(dir, 'data')}\ntls: { serverNames: [localhost, 127.0.0.1] }\n`,
     );
@@ -149,10 +160,13 @@ export class MeshcfgSide {
     return `${this.server?.stdout.slice(-3000) ?? ''}${this.server?.stderr.slice(-3000) ?? ''}`;
   }
 
-  /** A new signed commit that changes every agent's bundle, pushed to the served repository. */
-  pushChange(): string {
+  /**
+   * A new signed commit pushed to the served repository: `files` written, or by default a change
+   * of the fleet benchmark's telemetry file that changes every agent's bundle.
+   */
+  pushChange(files?: Readonly<Record<string, string>>): string {
     this.changes += 1;
-    this.repo.write({ 'config/base/10.yaml': `telemetry: { accessLog: ${this.changes % 2 === 1}, metrics: true }\n# change ${this.changes}\n` });
+    this.repo.write(files ?? { 'config/base/10.yaml': `telemetry: { accessLog: ${this.changes % 2 === 1}, metrics: true }\n# change ${this.changes}\n` });
     const sha = this.repo.commit(`change ${this.changes}`, this.signer);
     this.repo.git('push', '-q', 'origin', 'HEAD:main');
     return sha;
@@ -163,6 +177,11 @@ export class MeshcfgSide {
     const event = await waitFor(`meshcfg to publish ${commit.slice(0, 12)}`, () => this.events.find((e) => e.event === 'published' && e.commit === commit), timeoutMs, 20);
     const head = this.events.find((e) => e.event === 'fetch' && e.head === commit);
     return { at: event.time, generation: event.generation ?? 0, headSeenAt: head?.time };
+  }
+
+  /** How long the server's fetch of `commit` took (its `fetch` event), ms; NaN when not logged. */
+  fetchMs(commit: string): number {
+    return this.events.find((e) => e.event === 'fetch' && e.head === commit)?.ms ?? NaN;
   }
 
   /** The generation the running server publishes now (its last `published` event). */
