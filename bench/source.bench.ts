@@ -65,7 +65,7 @@ async function main(): Promise<void> {
     }
     const out = (label: string, values: number[]): string => {
       const s = spread(values);
-      return `${label.padEnd(44)}${s.median.toFixed(0)} ms  [${s.min.toFixed(0)}–${s.max.toFixed(0)}]\n`;
+      return `${label.padEnd(50)}${s.median.toFixed(0)} ms  [${s.min.toFixed(0)}–${s.max.toFixed(0)}]\n`;
     };
     let text = `\nmeshcfg source — ${files.size} files, ${AGENTS} agents, smart HTTP (git http-backend), ${rounds} commit(s) of each kind; median [range]\n\n`;
     for (const kind of ['one overlay', 'a base file']) {
