@@ -52,6 +52,8 @@ interface SideDriver {
   ackTimes(key: string): Promise<number[]>;
   resetLoopDelay(): Promise<void>;
   loopDelayMaxMs(): Promise<number>;
+  /** What the server logged about failed handshakes and refusals this round. */
+  serverFailures(): Record<string, number>;
 }
 
 class Harness {
@@ -98,11 +100,14 @@ class Harness {
 
     log(`${label}: connecting ${n} agents (${mode})`);
     const cpu0 = cpuMs(pid);
+    const generatorCpu = (): number => this.pool.pids.reduce((sum, p) => sum + cpuMs(p), 0);
+    const generator0 = generatorCpu();
     const t0 = performance.now();
     this.pool.connect();
     const initial = side.initialKey();
     const connect = await this.waitFleet(`${label} connect`, (r) => r.connected >= n && (r.acked.get(initial) ?? 0) >= n, this.options.connectTimeoutMs);
     const connectMs = performance.now() - t0;
+    const generatorConnectCpu = generatorCpu() - generator0;
     if (!connect.ok) incomplete.push(`${label}: only ${connect.report.connected}/${n} connected within ${this.options.connectTimeoutMs} ms (${describeErrors(connect.report)})`);
     // Let the initial acks land and the heap settle before reading RSS.
     await sleep(1_500);
@@ -145,6 +150,7 @@ class Harness {
       log(`${label}: ${polls} not-modified polls, ${cpuPerPollMs.toFixed(3)} ms CPU each`);
     }
 
+    const serverFailures = side.serverFailures();
     await this.pool.disconnect();
     await side.stop();
     return {
@@ -152,12 +158,14 @@ class Harness {
       convergence,
       rssPerAgentKiB: (connectedRss - idleRss) / n,
       cpuPerConnectMs: connectCpu / n,
+      generatorCpuPerConnectMs: generatorConnectCpu / n,
       cpuPerRolloutMs: rolloutCpu,
       loopDelayMaxMs,
       prepareMs: rollout.prepareMs,
       cpuPerPollMs,
       reconnects: converge.report.reconnects,
       errors: Object.fromEntries(converge.report.errors),
+      serverFailures,
       medianBundleBytes: percentile([...converge.report.bundleSizes].sort((a, b) => a - b), 50),
     };
   }
@@ -247,6 +255,7 @@ async function main(): Promise<number> {
       ackTimes: async (key) => meshcfg.ackTimes(Number(key)),
       resetLoopDelay: async () => void (await meshcfg.loopDelayMaxMs()),
       loopDelayMaxMs: () => meshcfg.loopDelayMaxMs(),
+      serverFailures: () => meshcfg.serverFailures(),
     };
     await harness.setupWorkers(workerSetups({ ...common, target: 'meshcfg', address: meshcfg.address }));
     for (let r = 1; r <= options.rounds; r++) meshcfgRounds.push(await harness.round(meshcfgDriver, r));
@@ -280,6 +289,7 @@ async function main(): Promise<number> {
       ackTimes: async (key) => [...(await floor.report(Number(key))).echoes],
       resetLoopDelay: async () => floor.send({ type: 'reset-loop-delay' }),
       loopDelayMaxMs: async () => (await floor.report(-1)).loopDelayMaxMs,
+      serverFailures: () => ({}),
     };
     for (let r = 1; r <= options.rounds; r++) floorRounds.push(await harness.round(floorDriver, r));
 

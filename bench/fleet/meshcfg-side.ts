@@ -24,7 +24,12 @@ interface LogEvent {
   readonly reason?: string;
   /** `fetch` events: how long the fetch took. */
   readonly ms?: number;
+  /** `tls-handshake-failed` events. */
+  readonly detail?: string;
 }
+
+/** Server-side refusals and failed handshakes: why agents' connections failed, as the server saw it. */
+const FAILURE_EVENTS = ['tls-handshake-failed', 'unauthorized'];
 
 /**
  * ~4 KiB per agent bundle (the issue's target payload): a realistic document — mTLS, a few
@@ -73,6 +78,7 @@ export class MeshcfgSide {
   private server: MeshcfgProcess | undefined;
   private events: LogEvent[] = [];
   private changes = 0;
+  private failures = new Map<string, number>();
 
   private constructor(options: { dataDir: string; repo: GitRepo; signer: SshSigner; http: GitHttpServer; config: string; ports: { grpc: number; admin: number } }) {
     this.dataDir = options.dataDir;
@@ -121,6 +127,7 @@ export class MeshcfgSide {
   /** Starts `meshcfg serve` and resolves once /readyz answers 200 (a commit is published). */
   async start(timeoutMs: number): Promise<void> {
     this.events = [];
+    this.failures = new Map();
     const server = new MeshcfgProcess(['serve', '--config', this.config]);
     this.server = server;
     let partial = '';
@@ -129,6 +136,13 @@ export class MeshcfgSide {
       partial = lines.pop() ?? '';
       for (const line of lines) {
         // Only the few events the benchmark reads are parsed; per-agent lines are skipped cheaply.
+        const failure = FAILURE_EVENTS.find((kind) => line.includes(`"event":"${kind}"`));
+        if (failure !== undefined) {
+          const event = JSON.parse(line) as LogEvent;
+          const key = `${failure} ${event.detail ?? event.reason ?? ''}`.trim();
+          this.failures.set(key, (this.failures.get(key) ?? 0) + 1);
+          continue;
+        }
         if (!line.includes('"event":"published"') && !line.includes('"event":"fetch"') && !line.includes('"event":"commit-refused"')) continue;
         try {
           this.events.push(JSON.parse(line) as LogEvent);
@@ -177,6 +191,11 @@ export class MeshcfgSide {
     const event = await waitFor(`meshcfg to publish ${commit.slice(0, 12)}`, () => this.events.find((e) => e.event === 'published' && e.commit === commit), timeoutMs, 20);
     const head = this.events.find((e) => e.event === 'fetch' && e.head === commit);
     return { at: event.time, generation: event.generation ?? 0, headSeenAt: head?.time };
+  }
+
+  /** Failed TLS handshakes (by detail) and refused agents (by reason) the server logged since it started. */
+  serverFailures(): Record<string, number> {
+    return Object.fromEntries(this.failures);
   }
 
   /** How long the server's fetch of `commit` took (its `fetch` event), ms; NaN when not logged. */

@@ -9,6 +9,8 @@ export interface RoundFigures {
   readonly convergence: readonly number[];
   readonly rssPerAgentKiB: number;
   readonly cpuPerConnectMs: number;
+  /** The load generator's CPU (all its processes) per connect: when it nears the server's, the generator bounds the connect phase. */
+  readonly generatorCpuPerConnectMs: number;
   readonly cpuPerRolloutMs: number;
   readonly loopDelayMaxMs: number;
   /** meshcfg: the server saw the new head → it published (verify, compile, sign). 0 for the floor. */
@@ -16,6 +18,8 @@ export interface RoundFigures {
   readonly cpuPerPollMs: number | undefined;
   readonly reconnects: number;
   readonly errors: Readonly<Record<string, number>>;
+  /** meshcfg: failed TLS handshakes and refusals from the server's log. */
+  readonly serverFailures: Readonly<Record<string, number>>;
   readonly medianBundleBytes: number;
 }
 
@@ -30,6 +34,7 @@ interface SideSummary {
   readonly max: Spread;
   readonly rssPerAgentKiB: Spread;
   readonly cpuPerConnectMs: Spread;
+  readonly generatorCpuPerConnectMs: Spread;
   readonly cpuPerRolloutMs: Spread;
   readonly loopDelayMaxMs: Spread;
   readonly prepareMs: Spread;
@@ -47,6 +52,7 @@ function summarize(rounds: readonly RoundFigures[]): SideSummary {
     max: of((r) => percentile(r.convergence, 100)),
     rssPerAgentKiB: of((r) => r.rssPerAgentKiB),
     cpuPerConnectMs: of((r) => r.cpuPerConnectMs),
+    generatorCpuPerConnectMs: of((r) => r.generatorCpuPerConnectMs),
     cpuPerRolloutMs: of((r) => r.cpuPerRolloutMs),
     loopDelayMaxMs: of((r) => r.loopDelayMaxMs),
     prepareMs: of((r) => r.prepareMs),
@@ -113,6 +119,7 @@ export function printTable(
   row('convergence max (ms)', (s) => s.max, 0);
   row('server RSS per connected agent (KiB)', (s) => s.rssPerAgentKiB, 1);
   row('server CPU per connect (ms)', (s) => s.cpuPerConnectMs, 2);
+  row('load generator CPU per connect (ms)', (s) => s.generatorCpuPerConnectMs, 2, false);
   row('server CPU per rollout (ms)', (s) => s.cpuPerRolloutMs, 0);
   row('longest event-loop stall in rollout (ms)', (s) => s.loopDelayMaxMs, 0);
   row('new head seen → published (ms)', (s) => s.prepareMs, 0, false);
@@ -132,6 +139,9 @@ export function printTable(
   for (const round of [...context.meshcfg.map((x) => ['meshcfg', x] as const), ...context.floor.map((x) => ['floor', x] as const)]) {
     for (const [k, v] of Object.entries(round[1].errors)) errors.set(`${round[0]}: ${k}`, (errors.get(`${round[0]}: ${k}`) ?? 0) + v);
   }
+  const failures = new Map<string, number>();
+  for (const round of context.meshcfg) for (const [k, v] of Object.entries(round.serverFailures)) failures.set(k, (failures.get(k) ?? 0) + v);
+  if (failures.size > 0) out += `\nmeshcfg server log, failed handshakes and refusals (all rounds):\n${[...failures].map(([k, v]) => `  ${v}× ${k}`).join('\n')}\n`;
   if (errors.size > 0) out += `\nstream errors and failed polls (all rounds):\n${[...errors].map(([k, v]) => `  ${v}× ${k}`).join('\n')}\n`;
   process.stdout.write(out);
 }
