@@ -244,7 +244,7 @@ async function main(): Promise<number> {
         return meshcfg.pid;
       },
       address: meshcfg.address,
-      start: () => meshcfg.start(options.startTimeoutMs),
+      start: () => meshcfg.start(options.startTimeoutMs, options.cpuProfileDir === undefined ? {} : { cpuProfileDir: options.cpuProfileDir }),
       stop: () => meshcfg.stop(),
       initialKey: () => String(meshcfg.currentGeneration() ?? ''),
       rollout: async () => {

@@ -125,10 +125,11 @@ export class MeshcfgSide {
   }
 
   /** Starts `meshcfg serve` and resolves once /readyz answers 200 (a commit is published). */
-  async start(timeoutMs: number): Promise<void> {
+  async start(timeoutMs: number, options: { readonly cpuProfileDir?: string } = {}): Promise<void> {
     this.events = [];
     this.failures = new Map();
-    const server = new MeshcfgProcess(['serve', '--config', this.config]);
+    const env = options.cpuProfileDir === undefined ? {} : { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${options.cpuProfileDir}` };
+    const server = new MeshcfgProcess(['serve', '--config', this.config], env);
     this.server = server;
     let partial = '';
     server.child.stdout?.on('data', (chunk: string) => {

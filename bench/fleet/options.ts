@@ -14,6 +14,7 @@ meshcfg at fleet scale, side by side with a bare grpc-js floor (same TLS, same l
   --key-pool K          RSA keys shared by the agents' certificates (default 8)
   --connect-timeout MS  per round (default max(120000, 30 × N))
   --converge-timeout MS per round (default max(120000, 20 × N))
+  --cpu-prof DIR        run meshcfg serve with node --cpu-prof, profiles into DIR (one per round)
   --keep                keep the work directory (repository, data dir, server log)
   --help                this text
 
@@ -34,6 +35,7 @@ export interface Options {
   readonly convergeTimeoutMs: number;
   readonly startTimeoutMs: number;
   readonly keep: boolean;
+  readonly cpuProfileDir: string | undefined;
 }
 
 export type ParsedOptions = { readonly kind: 'run'; readonly options: Options } | { readonly kind: 'help' } | { readonly kind: 'invalid'; readonly message: string };
@@ -55,7 +57,7 @@ export function parseOptions(argv: readonly string[]): ParsedOptions {
     if (value === undefined) return { kind: 'invalid', message: `--${name} needs a value` };
     values.set(name, value);
   }
-  const known = ['agents', 'rounds', 'mode', 'json', 'workers', 'poll-interval', 'poll-window', 'key-pool', 'connect-timeout', 'converge-timeout'];
+  const known = ['cpu-prof', 'agents', 'rounds', 'mode', 'json', 'workers', 'poll-interval', 'poll-window', 'key-pool', 'connect-timeout', 'converge-timeout'];
   for (const name of values.keys()) if (!known.includes(name)) return { kind: 'invalid', message: `unknown option --${name}` };
   const int = (name: string, fallback: number, min: number): number | string => {
     const text = values.get(name);
@@ -88,6 +90,7 @@ export function parseOptions(argv: readonly string[]): ParsedOptions {
       workers: Math.min(r.workers, agents),
       startTimeoutMs: Math.max(60_000, 20 * agents),
       keep: flags.has('keep'),
+      cpuProfileDir: values.get('cpu-prof'),
     },
   };
 }
