@@ -14,7 +14,7 @@ import { waitFor } from '../../test/helpers/process.js';
 import { issueFleetCertificates } from './certs.js';
 import { FloorSide } from './floor-side.js';
 import { MeshcfgSide } from './meshcfg-side.js';
-import { cpuMs, rssKiB } from './procstat.js';
+import { cpuMs, listenOverflows, rssKiB } from './procstat.js';
 import type { Mode, Target, WorkerSetup } from './protocol.js';
 import { type Options, parseOptions, USAGE } from './options.js';
 import { buildResult, printTable, type RoundFigures } from './report.js';
@@ -102,12 +102,14 @@ class Harness {
     const cpu0 = cpuMs(pid);
     const generatorCpu = (): number => this.pool.pids.reduce((sum, p) => sum + cpuMs(p), 0);
     const generator0 = generatorCpu();
+    const overflows0 = listenOverflows();
     const t0 = performance.now();
     this.pool.connect();
     const initial = side.initialKey();
     const connect = await this.waitFleet(`${label} connect`, (r) => r.connected >= n && (r.acked.get(initial) ?? 0) >= n, this.options.connectTimeoutMs);
     const connectMs = performance.now() - t0;
     const generatorConnectCpu = generatorCpu() - generator0;
+    const overflows = listenOverflows() - overflows0;
     if (!connect.ok) incomplete.push(`${label}: only ${connect.report.connected}/${n} connected within ${this.options.connectTimeoutMs} ms (${describeErrors(connect.report)})`);
     // Let the initial acks land and the heap settle before reading RSS.
     await sleep(1_500);
@@ -159,6 +161,7 @@ class Harness {
       rssPerAgentKiB: (connectedRss - idleRss) / n,
       cpuPerConnectMs: connectCpu / n,
       generatorCpuPerConnectMs: generatorConnectCpu / n,
+      listenOverflows: overflows,
       cpuPerRolloutMs: rolloutCpu,
       loopDelayMaxMs,
       prepareMs: rollout.prepareMs,
