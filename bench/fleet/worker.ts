@@ -52,7 +52,9 @@ function failureKey(err: unknown): string {
   const agentError = fromGrpcError(err, 'stream');
   const detail = (err as Partial<ServiceError>).details ?? (err instanceof Error ? err.message : String(err));
   const grpcCode = (err as Partial<ServiceError>).code;
-  return `${agentError.code}${grpcCode === undefined ? '' : ` (${GrpcStatus[grpcCode] ?? grpcCode})`}: ${detail.slice(0, 80)}`;
+  // grpc-js puts timestamps into some details: drop them so equal failures count under one key.
+  const stable = detail.replace(/\s*\(?\d{4}-\d\d-\d\dT[\d:.]+Z\)?/g, '').replace(/ Resolution note:.*$/, '').replace('Last error: Error: ', 'Last error: ');
+  return `${agentError.code}${grpcCode === undefined ? '' : ` (${GrpcStatus[grpcCode] ?? grpcCode})`}: ${stable.slice(0, 80)}`;
 }
 
 /** One simulated agent: connect, hello, verify, ack; reconnect with backoff until stopped. */
