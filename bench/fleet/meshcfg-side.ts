@@ -7,6 +7,7 @@
 import Database from 'better-sqlite3';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { GitRepo, makeSshSigner, type SshSigner, writeAllowedSigners } from '../../test/helpers/git.js';
 import { type GitHttpServer, startGitHttpServer } from '../../test/helpers/http-git-server.js';
 import { freePort, MeshcfgProcess, waitFor } from '../../test/helpers/process.js';
@@ -128,7 +129,11 @@ export class MeshcfgSide {
   async start(timeoutMs: number, options: { readonly cpuProfileDir?: string } = {}): Promise<void> {
     this.events = [];
     this.failures = new Map();
-    const env = options.cpuProfileDir === undefined ? {} : { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${options.cpuProfileDir}` };
+    // node refuses --cpu-prof in NODE_OPTIONS: a preload profiles through the inspector instead.
+    const env =
+      options.cpuProfileDir === undefined
+        ? {}
+        : { NODE_OPTIONS: `--import ${fileURLToPath(new URL('./cpu-profile-preload.mjs', import.meta.url))}`, MESHCFG_BENCH_CPU_PROF_DIR: options.cpuProfileDir };
     const server = new MeshcfgProcess(['serve', '--config', this.config], env);
     this.server = server;
     let partial = '';
