@@ -5,7 +5,8 @@
  * same run, driven by the same load generator. See bench/fleet/README.md and the README's
  * "Performance" section for what each figure means.
  */
-import { writeFileSync } from 'node:fs';
+import { createPublicKey } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateRsaKeyPair } from '../../src/pki/ca.js';
 import { readServerPin } from '../../src/pki/data-dir.js';
@@ -232,10 +233,8 @@ async function main(): Promise<number> {
     const issuedAt = performance.now();
     const files = await issueFleetCertificates({ dataDir: meshcfg.dataDir, agentIds: ids, keys, outDir: tmp.path, shards: workers });
     log(`issued ${n} agent certificates in ${((performance.now() - issuedAt) / 1000).toFixed(1)} s (node:crypto signer, ${options.keyPool} RSA keys shared)`);
-    const { readFileSync } = await import('node:fs');
     const caPem = meshcfg.readCaPem();
     const pin = await readServerPin(meshcfg.dataDir);
-    const { createPublicKey } = await import('node:crypto');
     const signingKeyPem = createPublicKey(readFileSync(join(meshcfg.dataDir, 'signing-key.pem'), 'utf8')).export({ type: 'spki', format: 'pem' }).toString();
     const common = { mode: options.mode, caPem, pin, signingKeyPem, keys: keys.map((k) => k.privateKeyPem), files, pollIntervalMs: options.pollIntervalMs };
 
