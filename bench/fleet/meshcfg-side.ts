@@ -12,6 +12,9 @@ import { GitRepo, makeSshSigner, type SshSigner, writeAllowedSigners } from '../
 import { type GitHttpServer, startGitHttpServer } from '../../test/helpers/http-git-server.js';
 import { freePort, MeshcfgProcess, waitFor } from '../../test/helpers/process.js';
 
+/** `tls.serverNames` of the benchmark's server. */
+export const SERVER_NAMES = ['localhost', '127.0.0.1'] as const;
+
 /** Repository poll interval: short so rounds start quickly; it is not part of any figure. */
 const POLL_INTERVAL = '200ms';
 
@@ -110,7 +113,7 @@ export class MeshcfgSide {
       config,
       `trustDomain: ${trustDomain}\nrepo: { url: "${http.url('config.git')}", branch: main, pollInterval: ${POLL_INTERVAL} }\n` +
         `trust: { allowedSigners: "${allowed}" }\nlisten: { grpc: "127.0.0.1:${ports.grpc}", admin: "127.0.0.1:${ports.admin}" }\n` +
-        `dataDir: ${join(dir, 'data')}\ntls: { serverNames: [localhost, 127.0.0.1] }\n`,
+        `dataDir: ${join(dir, 'data')}\ntls: { serverNames: [${SERVER_NAMES.join(', ')}] }\n`,
     );
     return new MeshcfgSide({ dataDir: join(dir, 'data'), repo, signer, http, config, ports });
   }
