@@ -118,6 +118,7 @@ class Harness {
     await sleep(1_500);
     const connectCpu = Math.max(0, cpuMs(pid) - cpu0 - idleCpuRate * (performance.now() - t0));
     const connectedRss = rssKiB(pid);
+    const connectedCount = Math.max(1, Math.min(n, connect.report.connected));
     log(`${label}: ${connect.report.connected} connected in ${connectMs.toFixed(0)} ms; ${describeErrors(connect.report)}`);
 
     // One rollout: from the server starting it to the server holding every agent's ack.
@@ -161,9 +162,10 @@ class Harness {
     return {
       connectMs,
       convergence,
-      rssPerAgentKiB: (connectedRss - idleRss) / n,
-      cpuPerConnectMs: connectCpu / n,
-      generatorCpuPerConnectMs: generatorConnectCpu / n,
+      // Per agent actually connected: a round that timed out with part of the fleet still counts right.
+      rssPerAgentKiB: (connectedRss - idleRss) / connectedCount,
+      cpuPerConnectMs: connectCpu / connectedCount,
+      generatorCpuPerConnectMs: generatorConnectCpu / connectedCount,
       listenOverflows: overflows,
       cpuPerRolloutMs: rolloutCpu,
       loopDelayMaxMs,
