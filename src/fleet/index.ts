@@ -8,7 +8,7 @@ export { defaultFleetStoreConfig, openFleetStore } from './open.js';
 export type { FleetStoreConfig } from './open.js';
 export { SqliteFleetStore } from './sqlite/store.js';
 export type { SqliteFleetStoreOptions } from './sqlite/store.js';
-export { ADMIN_ROLES, AGENT_STATES, CURRENT_CERTIFICATE_KINDS, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './store.js';
+export { ADMIN_ROLES, AGENT_STATES, CURRENT_CERTIFICATE_KINDS, DEFAULT_PAGE_SIZE, GENERATIONS_KEPT, MAX_PAGE_SIZE } from './store.js';
 export type {
   AcceptedState,
   AdminRole,
@@ -29,6 +29,9 @@ export type {
   DeliveryStore,
   FleetStore,
   FleetStoreOptions,
+  GenerationAgent,
+  GenerationRecord,
+  GenerationStore,
   PageRequest,
   Quarantine,
   RefusalRecord,
