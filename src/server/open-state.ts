@@ -40,8 +40,9 @@ export async function openState({ config, options, logger, now, cleanups }: Wiri
   });
   log.dataDirLog(logger, dataDir.changes);
   const allowedSigners = await loadAllowedSigners(config.trust.allowedSigners);
-  const fleetStore = await openFleetStore(defaultFleetStoreConfig(config.dataDir), { now });
-  cleanups.push(() => fleetStore.close()); // pushed first: closed last
+  const given = options.fleetStore;
+  const fleetStore = given ?? (await openFleetStore(defaultFleetStoreConfig(config.dataDir), { now }));
+  cleanups.push(() => (given === undefined ? fleetStore.close() : undefined)); // pushed first: closed last
   const imported = await importStateJson(config.dataDir, fleetStore);
   if (imported !== null) {
     const fields = { event: 'state-imported', commit: imported.accepted, generation: imported.generation };

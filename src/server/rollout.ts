@@ -386,7 +386,7 @@ export class RolloutService implements CoherentCache {
     if (want === null) return null;
     const agent = this.compilation(want.commit)?.get(agentId);
     if (agent === undefined || agent.bundle.digest !== want.digest) return null;
-    return { agentId, digest: agent.bundle.digest, bytes: agent.bundle.bytes, baseline: false };
+    return { agentId, digest: agent.bundle.digest, bytes: agent.bundle.bytes, baseline: false, commit: want.commit };
   }
 
   private rememberApplied(agentId: AgentId, digest: string): void {

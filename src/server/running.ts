@@ -44,6 +44,11 @@ export interface StartServerOptions {
    * (`SoleLeadership`), right for a store no other process writes (SQLite).
    */
   readonly leadership?: Leadership;
+  /**
+   * A fleet store opened by the caller instead of `<dataDir>/fleet.db` (replicas in one test
+   * process sharing one store); the server does not close it.
+   */
+  readonly fleetStore?: FleetStore;
 }
 
 /** A started server. Everything an end-to-end test needs to talk to it. */

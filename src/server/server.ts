@@ -8,7 +8,7 @@ import * as log from './logging.js';
 import { openState } from './open-state.js';
 import { buildProducer } from './producer.js';
 import { SoleLeadership } from './leadership.js';
-import { runWhileLeading } from './replica.js';
+import { runWhileLeading, startReplicaSync } from './replica.js';
 import type { SourceStatus } from '../source/index.js';
 import type { RunningServer, StartServerOptions } from './running.js';
 
@@ -62,7 +62,14 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     cleanups.every(options.staleCheckMs ?? 5_000, () => quarantine.sweepStale());
     const intervalMs = config.repo.pollIntervalMs;
     const poll = { intervalMs, nextDelayMs: (status: SourceStatus) => pollDelay(intervalMs, status) };
-    cleanups.push(runWhileLeading(leadership, { source, rollout, reconciler, poll }, logger));
+    const republish = (): Promise<unknown> => link.republish();
+    const compile = producer.compileAccepted;
+    const replicaParts = { store: fleetStore, leadership, reconciler, compile, signer: dataDir, logger, streams: transport, republish };
+    const sync = startReplicaSync(replicaParts, { fleet, certificates, rollout });
+    cleanups.push(() => sync?.stop());
+    const highestGeneration = async (): Promise<number> => (await fleetStore.serverState()).generation;
+    const catchUp = (): Promise<void> => sync?.catchUp() ?? Promise.resolve();
+    cleanups.push(runWhileLeading(leadership, { source, rollout, reconciler, poll, highestGeneration, catchUp }, logger));
     const grpcAddress = formatListenAddress({ host: config.listen.grpc.host, port: grpc.port });
     const adminUrl = `${admin.protocol}://${formatListenAddress({ host: config.listen.admin.host, port: admin.port })}`;
     const adminTokenPath = dataDir.paths.adminToken;

@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict';
+import { cpSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { AdvisoryLockLeadership } from '../../src/server/leadership.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
+import { SqliteFleetStore } from '../../src/fleet/index.js';
+import { aid } from '../helpers/ids.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
+import { shareStore, type SharedStore } from '../helpers/shared-store.js';
 import { configFor, fakeTransport, makeFixture, silentLogger, type Fixture } from './helpers.js';
 
 async function until(condition: () => boolean, ms: number, what: string): Promise<void> {
@@ -37,7 +41,7 @@ describe('a server alone on its store (SQLite)', () => {
     const probe = await readyz(server);
     assert.equal(probe.status, 200);
     assert.deepEqual(probe.body.replica, { id: server.leadership.replica, leader: true });
-    const token = (await import('node:fs')).readFileSync(server.adminTokenPath, 'utf8').trim();
+    const token = readFileSync(server.adminTokenPath, 'utf8').trim();
     const source = (await (await fetch(`${server.adminUrl}/api/v1/source`, { headers: { authorization: `Bearer ${token}` } })).json()) as {
       replica: { id: string; leader: boolean };
     };
@@ -88,5 +92,127 @@ describe('two servers electing a leader on one PostgreSQL database', () => {
     await until(() => b.leadership.isLeader(), 5_000, 'b to take over');
     await until(() => b.reconciler.status().head === fixture.first, 10_000, 'the new leader to poll');
     assert.deepEqual((await readyz(b)).body.replica, { id: 'replica-b', leader: true });
+  });
+});
+
+describe('replicas sharing one fleet store (in one process, with its change feed)', () => {
+  let db: TestDatabase;
+  let fixture: Fixture;
+  let shared: SharedStore;
+  const servers: RunningServer[] = [];
+  const transports = new Map<RunningServer, ReturnType<typeof fakeTransport>>();
+  before(async () => {
+    db = await createTestDatabase();
+  });
+  after(async () => {
+    await db.drop();
+  });
+  beforeEach(async () => {
+    fixture = makeFixture();
+    shared = shareStore(await SqliteFleetStore.open(join(fixture.root, 'shared-fleet.db')));
+  });
+  afterEach(async () => {
+    for (const server of servers.splice(0)) await server.close();
+    await shared.store.close();
+    fixture.cleanup();
+  });
+
+  /** A replica with its own data directory holding copies of the first one's keys and token. */
+  const start = async (name: string): Promise<RunningServer> => {
+    const dataDir = join(fixture.root, name);
+    if (servers.length > 0) cpSync(servers[0]!.config.dataDir, dataDir, { recursive: true, filter: (src) => !src.includes('repo') });
+    const transport = fakeTransport();
+    const server = await startServer(
+      { ...configFor(fixture), dataDir },
+      {
+        logger: silentLogger,
+        transport: transport.start,
+        fleetStore: shared.store,
+        leadership: new AdvisoryLockLeadership({ connectionString: db.url, replica: name, retryMs: 200, checkMs: 200, checkTimeoutMs: 500 }),
+      },
+    );
+    servers.push(server);
+    transports.set(server, transport);
+    return server;
+  };
+  const delivery = (server: RunningServer, id: string) => server.reconciler.served()?.snapshot.deliveries.get(aid(id));
+  const admin = async (server: RunningServer, path: string, body?: unknown): Promise<Response> =>
+    fetch(`${server.adminUrl}${path}`, {
+      method: body === undefined ? 'GET' : 'POST',
+      headers: {
+        authorization: `Bearer ${readFileSync(server.adminTokenPath, 'utf8').trim()}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+
+  it('the follower serves the generation the leader signed, byte for byte, and numbers continue after a takeover', async () => {
+    const a = await start('replica-a');
+    await until(() => a.leadership.isLeader() && a.ready(), 10_000, 'a to lead and serve');
+    const b = await start('replica-b');
+    await until(() => b.ready(), 10_000, 'b to serve the stored generation');
+    assert.equal(b.leadership.isLeader(), false);
+    const [fromA, fromB] = [delivery(a, 'edge-3'), delivery(b, 'edge-3')];
+    assert.ok(fromA !== undefined && fromB !== undefined);
+    assert.equal(fromB.generation, fromA.generation);
+    assert.equal(fromB.signature, fromA.signature, 'the same signed statement and proof');
+    assert.deepEqual(Buffer.from(fromB.bytes), Buffer.from(fromA.bytes));
+    assert.equal(b.reconciler.status().generation, a.reconciler.status().generation);
+
+    const generation = fromA.generation;
+    await a.close();
+    servers.splice(servers.indexOf(a), 1);
+    await until(() => b.leadership.isLeader(), 5_000, 'b to take over');
+    // The new leader signs on from the highest generation anyone signed, never below it.
+    const result = await b.reconciler.republish();
+    assert.equal(result?.kind, 'accepted');
+    assert.ok((delivery(b, 'edge-3')?.generation ?? 0) > generation);
+  });
+
+  it('an approval made through the follower releases an agent for the leader, and the follower serves the result', async () => {
+    const a = await start('replica-a');
+    await until(() => a.leadership.isLeader() && a.ready(), 10_000, 'a to lead and serve');
+    const b = await start('replica-b');
+    await until(() => b.ready(), 10_000, 'b to serve');
+
+    assert.equal((await admin(a, '/api/v1/agents/edge-3/quarantine', { reason: 'suspicious' })).status, 200);
+    await until(() => delivery(a, 'edge-3')?.baseline === true, 5_000, 'the leader to put edge-3 on the baseline');
+    await until(() => delivery(b, 'edge-3')?.baseline === true, 5_000, 'the follower to serve the baseline too');
+
+    assert.equal((await admin(b, '/api/v1/agents/edge-3/approve', { reason: 'checked' })).status, 200);
+    await until(() => delivery(a, 'edge-3')?.baseline === false, 5_000, 'the leader to give edge-3 its own bundle again');
+    await until(() => delivery(b, 'edge-3')?.baseline === false, 5_000, 'the follower to serve it');
+    assert.equal(delivery(b, 'edge-3')?.signature, delivery(a, 'edge-3')?.signature);
+    const audit = (await (await admin(a, '/api/v1/audit')).json()) as { entries?: Array<{ action: string }> } | Array<{ action: string }>;
+    const actions = (Array.isArray(audit) ? audit : (audit.entries ?? [])).map((e) => e.action);
+    assert.ok(actions.includes('agent.approve') && actions.includes('agent.quarantine'), JSON.stringify(actions));
+  });
+
+  it('a revocation made on one replica ends the agent’s streams on the other', async () => {
+    const a = await start('replica-a');
+    await until(() => a.leadership.isLeader() && a.ready(), 10_000, 'a to lead and serve');
+    const b = await start('replica-b');
+    await until(() => b.ready(), 10_000, 'b to serve');
+    await shared.store.setCurrentCertificate({ agentId: aid('edge-2'), serial: 'abcd01', kind: 'enroll', at: new Date() });
+    await until(() => transports.get(b)!.rechecked().includes('edge-2'), 5_000, 'b to learn of the new certificate');
+    const before = transports.get(b)!.rechecked().length;
+    assert.equal((await admin(a, '/api/v1/agents/edge-2/revoke', { reason: 'stolen laptop' })).status, 200);
+    await until(() => transports.get(b)!.rechecked().length > before, 5_000, 'b to check edge-2’s streams again');
+  });
+
+  it('a rollout command given to the follower changes the leader’s rollout', async () => {
+    const a = await start('replica-a');
+    await until(() => a.leadership.isLeader() && a.ready(), 10_000, 'a to lead and serve');
+    const b = await start('replica-b');
+    await until(() => b.ready(), 10_000, 'b to serve');
+    assert.equal((await admin(b, '/api/v1/rollout/pause', { reason: 'freeze' })).status, 200);
+    // The leader learns of the pause from the change feed: a resume through it is not refused (NOT_PAUSED).
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal((await admin(a, '/api/v1/rollout/resume', { reason: 'thaw' })).status, 200);
+    assert.equal((await admin(b, '/api/v1/rollout/resume', { reason: 'again' })).status, 409, 'the follower acts on the leader’s document');
+    const stored = await shared.store.loadRollout();
+    assert.equal((stored?.document as { paused: boolean }).paused, false);
+    const actions = (await shared.store.listAudit()).map((e) => e.action);
+    assert.deepEqual(actions.filter((x) => x.startsWith('rollout.')), ['rollout.resume', 'rollout.pause']);
   });
 });
