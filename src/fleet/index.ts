@@ -4,8 +4,12 @@ export type { FleetChange, FleetChangeEvent, FleetChangeFeed } from './changes.j
 export { MemoryFleetStore } from './memory.js';
 export { notified, READ_THROUGH, SINGLE_WRITER } from './coherence.js';
 export type { CacheCoherence, CoherentCache, NotifiedCoherence } from './coherence.js';
-export { defaultFleetStoreConfig, openFleetStore } from './open.js';
-export type { FleetStoreConfig } from './open.js';
+export { defaultFleetStoreConfig, describeFleetStore, openFleetStore } from './open.js';
+export type { FleetStoreConfig, OpenFleetStoreOptions } from './open.js';
+export { PostgresFleetStore } from './postgres/store.js';
+export type { PostgresFleetStoreOptions, PostgresStoreEvent } from './postgres/store.js';
+export type { PostgresChangeFeed, PostgresChangeFeedStats, PostgresFeedEvent } from './postgres/feed.js';
+export { redactUrl } from './postgres/connection.js';
 export { SqliteFleetStore } from './sqlite/store.js';
 export type { SqliteFleetStoreOptions } from './sqlite/store.js';
 export { ADMIN_ROLES, AGENT_STATES, CURRENT_CERTIFICATE_KINDS, DEFAULT_PAGE_SIZE, GENERATIONS_KEPT, MAX_PAGE_SIZE } from './store.js';

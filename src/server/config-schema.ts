@@ -51,6 +51,7 @@ export const serverConfigSchema: JsonObject = section(
     enrollment: section({ certificateTtl: duration }),
     bundles: section({ ttl: duration }),
     alerts: section({ webhook: text }),
+    state: section({ postgres: { ...text, description: 'expected a PostgreSQL URL (postgres://user@host:5432/database)' } }),
     adminTls: {
       if: { type: 'object' },
       then: section({ cert: text, key: text }, ['cert', 'key']),

@@ -50,7 +50,24 @@ export interface ServerConfig {
   readonly alerts: { readonly webhook: string | null };
   /** TLS for the admin API; `off` (plain HTTP, the default, meant for loopback). */
   readonly adminTls: AdminTlsConfig;
+  /** Where the fleet state lives: SQLite in the data dir (the default) or a shared PostgreSQL. */
+  readonly state: StateConfig;
 }
+
+/**
+ * `state` in server.yaml and `MESHCFG_POSTGRES_URL`: SQLite at `<dataDir>/fleet.db` unless a
+ * PostgreSQL URL is given. The environment wins over the file, so the password need not sit
+ * in a file (a Kubernetes Secret, a systemd credential). `url` may carry the password: log it
+ * only through `redactUrl`.
+ */
+export type StateConfig =
+  | { readonly kind: 'sqlite' }
+  | { readonly kind: 'postgres'; readonly url: string; readonly from: 'server.yaml' | typeof POSTGRES_URL_ENV };
+
+/** The environment variable that names the PostgreSQL fleet store (and wins over `state.postgres`). */
+export const POSTGRES_URL_ENV = 'MESHCFG_POSTGRES_URL';
+
+const POSTGRES_PROTOCOLS = ['postgres:', 'postgresql:'] as const;
 
 /**
  * `adminTls` in server.yaml: absent (plain HTTP), `server` (the server's own certificate from
@@ -75,8 +92,13 @@ const MIN_BUNDLE_TTL_MS = 60_000;
 const MIN_POLL_INTERVAL_MS = 100;
 const MAX_CONFIG_BYTES = 64 * 1024;
 
+export interface ConfigOptions {
+  /** The environment `MESHCFG_POSTGRES_URL` is read from. Default `process.env`. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+}
+
 /** Reads and validates server.yaml. Throws ServerError CONFIG_INVALID naming the file and key. */
-export async function loadServerConfig(path: string): Promise<ServerConfig> {
+export async function loadServerConfig(path: string, options: ConfigOptions = {}): Promise<ServerConfig> {
   const file = resolve(path);
   let text: string;
   try {
@@ -90,7 +112,7 @@ export async function loadServerConfig(path: string): Promise<ServerConfig> {
   if (doc.errors.length > 0) {
     throw new ServerError({ code: 'CONFIG_INVALID', message: `${file}: not valid YAML: ${doc.errors[0]?.message ?? ''}` });
   }
-  return parseServerConfig(doc.toJS({ maxAliasCount: 10 }) as unknown, { baseDir: dirname(file), source: file });
+  return parseServerConfig(doc.toJS({ maxAliasCount: 10 }) as unknown, { baseDir: dirname(file), source: file, ...options });
 }
 
 /**
@@ -98,7 +120,7 @@ export async function loadServerConfig(path: string): Promise<ServerConfig> {
  * what a schema cannot say (durations, addresses, URL schemes). Unknown keys are errors (a
  * typo must not silently fall back to a default); so is every missing required key.
  */
-export function parseServerConfig(doc: unknown, { baseDir, source = null }: { baseDir: string; source?: string | null }): ServerConfig {
+export function parseServerConfig(doc: unknown, { baseDir, source = null, env = process.env }: { baseDir: string; source?: string | null } & ConfigOptions): ServerConfig {
   const where = source ?? 'server config';
   const fail = (key: string, why: string): never => {
     throw new ServerError({ code: 'CONFIG_INVALID', message: `${where}: ${key}: ${why}` });
@@ -139,6 +161,8 @@ export function parseServerConfig(doc: unknown, { baseDir, source = null }: { ba
         ? Object.freeze({ kind: 'server' })
         : Object.freeze({ kind: 'files', cert: resolvePath(baseDir, root.adminTls.cert), key: resolvePath(baseDir, root.adminTls.key) });
 
+  const state = stateConfig(root.state?.postgres, env[POSTGRES_URL_ENV], fail);
+
   return Object.freeze({
     source,
     trustDomain,
@@ -151,7 +175,18 @@ export function parseServerConfig(doc: unknown, { baseDir, source = null }: { ba
     bundles: Object.freeze({ ttlMs }),
     alerts: Object.freeze({ webhook }),
     adminTls,
+    state,
   });
+}
+
+/** The environment's URL if set (non-blank), else the file's, else SQLite. URLs are checked, never echoed (they may hold a password). */
+function stateConfig(fromFile: string | undefined, fromEnv: string | undefined, fail: Fail): StateConfig {
+  const env = fromEnv?.trim();
+  if (env !== undefined && env !== '') {
+    return Object.freeze({ kind: 'postgres', url: checkUrl(env, POSTGRES_URL_ENV, POSTGRES_PROTOCOLS, fail), from: POSTGRES_URL_ENV });
+  }
+  if (fromFile !== undefined) return Object.freeze({ kind: 'postgres', url: checkUrl(fromFile, 'state.postgres', POSTGRES_PROTOCOLS, fail), from: 'server.yaml' });
+  return Object.freeze({ kind: 'sqlite' });
 }
 
 /** Loopback only: 127.0.0.0/8, ::1 (also IPv4-mapped) and `localhost`. `0.0.0.0` and `::` are every interface. */
@@ -192,6 +227,7 @@ interface ServerYaml {
   readonly bundles?: { readonly ttl?: string };
   readonly alerts?: { readonly webhook?: string };
   readonly adminTls?: false | 'server' | { readonly cert: string; readonly key: string };
+  readonly state?: { readonly postgres?: string };
 }
 
 let validateShape: ValidateFunction<ServerYaml> | undefined;

@@ -1,8 +1,8 @@
 /** The server core: config, the producer loop, the snapshot cache, fleet state, the backend, and their composition. */
 export { startServer, pollDelay } from './server.js';
 export type { RunningServer, StartServerOptions, StartTransport, TransportHandle } from './server.js';
-export { CONFIG_DEFAULTS, formatListenAddress, loadServerConfig, parseServerConfig } from './config.js';
-export type { ListenAddress, ServerConfig } from './config.js';
+export { CONFIG_DEFAULTS, POSTGRES_URL_ENV, formatListenAddress, loadServerConfig, parseServerConfig } from './config.js';
+export type { ConfigOptions, ListenAddress, ServerConfig, StateConfig } from './config.js';
 export { ServerError } from './errors.js';
 export type { ServerErrorCode } from './errors.js';
 export { parseDuration, formatDuration } from '../domain/duration.js';

@@ -11,7 +11,8 @@ import type { ServerConfig } from './config.js';
 import type { OperatorActionHooks } from './operator-actions.js';
 import type { QuarantineHooks } from './quarantine.js';
 import type { RolloutServiceHooks } from './rollout.js';
-import { errnoCode } from '../lib/index.js';
+import { assertNever, errnoCode } from '../lib/index.js';
+import type { PostgresStoreEvent } from '../fleet/index.js';
 
 /**
  * Log lines for the server's events, as hooks. Contract: nothing here logs a token, a key, a
@@ -142,6 +143,28 @@ export function dataDirLog(logger: Logger, changes: readonly DataDirChange[]): v
 /** A failed write-through of a cache to the fleet store. */
 export function storeErrorLog(logger: Logger): (err: unknown, what: string) => void {
   return (err, what) => logger.error({ event: 'fleet-store-failed', what, err }, `fleet store: cannot ${what}`);
+}
+
+/** Connection trouble of the PostgreSQL fleet store's pool and change feed (never with the password). */
+export function postgresEventLog(logger: Logger): (event: PostgresStoreEvent) => void {
+  return (event) => {
+    switch (event.kind) {
+      case 'pool-error':
+        logger.warn({ event: 'fleet-store-connection-lost', err: event.error }, 'fleet store: a PostgreSQL connection failed; the next call opens a new one');
+        return;
+      case 'feed-disconnected':
+        logger.warn({ event: 'fleet-feed-disconnected', err: event.error, retryInMs: event.retryInMs }, `fleet store: the change feed lost PostgreSQL; retrying in ${event.retryInMs} ms`);
+        return;
+      case 'feed-listening':
+        if (event.reconnects > 0) logger.info({ event: 'fleet-feed-listening', reconnects: event.reconnects }, 'fleet store: the change feed listens again (resync)');
+        return;
+      case 'feed-malformed':
+        logger.warn({ event: 'fleet-feed-malformed', malformed: event.malformed }, 'fleet store: ignored a notification that is not a fleet change');
+        return;
+      default:
+        assertNever(event);
+    }
+  };
 }
 
 export function certificateLogHooks(logger: Logger): AgentCertificatesHooks {

@@ -1,4 +1,4 @@
-import { defaultFleetStoreConfig, openFleetStore, type FleetStore } from '../fleet/index.js';
+import { defaultFleetStoreConfig, describeFleetStore, openFleetStore, type FleetStore, type FleetStoreConfig } from '../fleet/index.js';
 import { openDataDir, type DataDir } from '../pki/index.js';
 import { BundleSigner } from '../signing/index.js';
 import { loadAllowedSigners, type AllowedSigners } from '../source/trust/index.js';
@@ -40,13 +40,19 @@ export async function openState({ config, options, logger, now, cleanups }: Wiri
   });
   log.dataDirLog(logger, dataDir.changes);
   const allowedSigners = await loadAllowedSigners(config.trust.allowedSigners);
+  const storeConfig = fleetStoreConfig(config);
   const given = options.fleetStore;
-  const fleetStore = given ?? (await openFleetStore(defaultFleetStoreConfig(config.dataDir), { now }));
+  const fleetStore = given ?? (await openFleetStore(storeConfig, { now, onPostgresEvent: log.postgresEventLog(logger) }));
   cleanups.push(() => (given === undefined ? fleetStore.close() : undefined)); // pushed first: closed last
+  logger.info(
+    { event: 'fleet-store', backend: storeConfig.kind, where: describeFleetStore(storeConfig), ...(config.state.kind === 'postgres' ? { from: config.state.from } : {}) },
+    `fleet state: ${describeFleetStore(storeConfig)}`,
+  );
+  // An older meshcfg's state.json is imported into whichever store this is (once: it is renamed).
   const imported = await importStateJson(config.dataDir, fleetStore);
   if (imported !== null) {
     const fields = { event: 'state-imported', commit: imported.accepted, generation: imported.generation };
-    logger.info(fields, 'state.json imported into fleet.db (renamed to state.json.imported)');
+    logger.info(fields, `state.json imported into the fleet store (${storeConfig.kind}; renamed to state.json.imported)`);
   }
   const stateStore = new FleetStateStore(fleetStore);
   const state = await stateStore.load();
@@ -68,6 +74,11 @@ export async function openState({ config, options, logger, now, cleanups }: Wiri
   cleanups.push(() => fleet.flush());
   const certificates = await AgentCertificates.load(fleetStore, { now, hooks: log.certificateLogHooks(logger) });
   return { dataDir, allowedSigners, fleetStore, stateStore, state, signer, snapshots, fleet, certificates };
+}
+
+/** server.yaml `state` (and MESHCFG_POSTGRES_URL) as the fleet store to open: SQLite in the data dir unless PostgreSQL is named. */
+export function fleetStoreConfig(config: Pick<WiringContext['config'], 'dataDir' | 'state'>): FleetStoreConfig {
+  return config.state.kind === 'postgres' ? { kind: 'postgres', url: config.state.url } : defaultFleetStoreConfig(config.dataDir);
 }
 
 /** `disconnectedAfterMs` when the caller set it: the fleet cache and the metrics judge DISCONNECTED alike. */

@@ -13,6 +13,7 @@ import { PublishedInventory, publishedHooks } from './published.js';
 import { QuarantineController } from './quarantine.js';
 import { Reconciler, type AcceptedCompiler, type ReconcileHooks } from './reconcile.js';
 import type { Compilation } from '../compile/index.js';
+import type { Leadership } from './leadership.js';
 import type { CommitSha } from '../domain/types.js';
 import { RolloutService } from './rollout.js';
 import { serverTrust } from './trust.js';
@@ -42,7 +43,7 @@ export interface ServerProducer {
  * Shutdown steps pushed: source, alerting, unauthorized alerts, rollout (before the store
  * closes: the last acks are saved), reconciler.
  */
-export async function buildProducer(context: WiringContext, opened: OpenedState): Promise<ServerProducer> {
+export async function buildProducer(context: WiringContext, opened: OpenedState, leadership: Pick<Leadership, 'kind'>): Promise<ServerProducer> {
   const { config, options, logger, now, cleanups } = context;
   const { dataDir, fleetStore, fleet, snapshots } = opened;
   const link = new ReconcilerLink();
@@ -135,7 +136,7 @@ export async function buildProducer(context: WiringContext, opened: OpenedState)
   cleanups.push(() => reconciler.stop());
   const { state } = opened;
   // An elected replica signs nothing before it leads: it serves the leader's stored generation.
-  if (state.accepted !== null && options.leadership?.kind !== 'elected') {
+  if (state.accepted !== null && leadership.kind !== 'elected') {
     const fields = { event: 'restore', commit: state.accepted, generation: state.generation };
     logger.info(fields, 'republishing the accepted commit of the previous run');
     await reconciler.restore();

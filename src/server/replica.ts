@@ -4,7 +4,9 @@ import { errorMessage } from '../domain/errors.js';
 import type { CoherentCache, FleetChangeEvent, FleetChangeFeed, FleetStore, GenerationStore } from '../fleet/index.js';
 import { restoreGeneration } from '../signing/index.js';
 import type { PollOptions } from '../source/index.js';
-import type { Leadership, LeadershipHooks } from './leadership.js';
+import { assertNever } from '../lib/index.js';
+import type { ServerConfig } from './config.js';
+import { AdvisoryLockLeadership, SoleLeadership, type Leadership, type LeadershipHooks } from './leadership.js';
 import type { AcceptedCompiler, GenerationRestorer, Reconciler } from './reconcile.js';
 
 /** The loops only the leader runs, as the server's parts offer them. */
@@ -240,6 +242,21 @@ export function startReplicaSync(
   sync.start();
   void sync.catchUp();
   return sync;
+}
+
+/**
+ * The election a configuration asks for: replicas sharing PostgreSQL contend for the advisory
+ * lock in that database; a store only this process writes (SQLite) makes it the sole leader.
+ */
+export function chooseLeadership(config: Pick<ServerConfig, 'state'>, logger: Logger): Leadership {
+  switch (config.state.kind) {
+    case 'postgres':
+      return new AdvisoryLockLeadership({ connectionString: config.state.url, hooks: leadershipLogHooks(logger) });
+    case 'sqlite':
+      return new SoleLeadership();
+    default:
+      return assertNever(config.state);
+  }
 }
 
 /** Log lines for the election (never the connection string: it may hold a password). */

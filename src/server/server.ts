@@ -7,8 +7,7 @@ import { CleanupStack, pollDelay, type WiringContext } from './lifecycle.js';
 import * as log from './logging.js';
 import { openState } from './open-state.js';
 import { buildProducer } from './producer.js';
-import { SoleLeadership } from './leadership.js';
-import { runWhileLeading, startReplicaSync } from './replica.js';
+import { chooseLeadership, runWhileLeading, startReplicaSync } from './replica.js';
 import type { SourceStatus } from '../source/index.js';
 import type { RunningServer, StartServerOptions } from './running.js';
 
@@ -32,11 +31,11 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   try {
     const opened = await openState(context);
     const { dataDir, fleetStore, fleet, certificates } = opened;
-    const producer = await buildProducer(context, opened);
+    const leadership = options.leadership ?? chooseLeadership(config, logger);
+    const producer = await buildProducer(context, opened, leadership);
     const { source, alerting, rollout, metrics, quarantine, reconciler, link, transport } = producer;
     const { enrollmentTokens, grpc } = await startDelivery(context, opened, producer);
     const ready = (): boolean => link.ready();
-    const leadership = options.leadership ?? new SoleLeadership();
     const admin = await startAdminApi({
       config,
       dataDir,

@@ -101,6 +101,9 @@ export class Deployment {
   /** More top-level lines for server.yaml (e.g. `enrollment: { certificateTtl: 1m }`), written by the next `startServer`. */
   readonly extraConfig: string[] = [];
 
+  /** Environment of the next `startServer` (e.g. `MESHCFG_POSTGRES_URL`), over the test's own. */
+  readonly serverEnv: Record<string, string> = {};
+
   writeConfig(): void {
     writeFileSync(
       this.configPath,
@@ -119,7 +122,7 @@ export class Deployment {
 
   async startServer(): Promise<void> {
     this.writeConfig();
-    this.server = new MeshcfgProcess(['serve', '--config', this.configPath]);
+    this.server = new MeshcfgProcess(['serve', '--config', this.configPath], this.serverEnv);
     await waitFor(
       'the server to be ready',
       async () => {

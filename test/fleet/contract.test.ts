@@ -10,7 +10,7 @@ import { aid, cid } from '../helpers/ids.js';
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
-for (const [name, openStore] of IMPLEMENTATIONS) {
+for (const [name, openStore, cleanUp] of IMPLEMENTATIONS) {
   describe(`FleetStore contract: ${name}`, () => {
     const tmp = tempDir('meshcfg-fleet-contract-');
     let now = T0;
@@ -21,7 +21,10 @@ for (const [name, openStore] of IMPLEMENTATIONS) {
       store = await openStore(tmp.path, { now: () => now });
     });
     afterEach(() => store.close());
-    after(() => tmp.cleanup());
+    after(async () => {
+      await cleanUp?.();
+      tmp.cleanup();
+    });
 
     describe('server state', () => {
       it('starts with no accepted commit, generation 0 and no refusal', async () => {

@@ -106,6 +106,41 @@ describe('server config', () => {
     assert.equal(config.trust.keyValidity, 'commit-time');
   });
 
+  describe('fleet state backend', () => {
+    const url = 'postgres://meshcfg:s3cret@db.example:5432/fleet';
+    const parse = (doc: Record<string, unknown>, env: Record<string, string | undefined> = {}) => parseServerConfig(doc, { baseDir: '/x', env });
+
+    it('is SQLite in the data dir with neither state.postgres nor MESHCFG_POSTGRES_URL', () => {
+      assert.deepEqual(parse(minimal()).state, { kind: 'sqlite' });
+      assert.deepEqual(parse(minimal(), { MESHCFG_POSTGRES_URL: '  ' }).state, { kind: 'sqlite' });
+    });
+
+    it('is PostgreSQL with state.postgres', () => {
+      assert.deepEqual(parse({ ...minimal(), state: { postgres: url } }).state, { kind: 'postgres', url, from: 'server.yaml' });
+      const other = 'postgresql://meshcfg@localhost/fleet?host=/var/run/postgresql';
+      assert.deepEqual(parse({ ...minimal(), state: { postgres: other } }).state, { kind: 'postgres', url: other, from: 'server.yaml' });
+    });
+
+    it('takes MESHCFG_POSTGRES_URL over state.postgres, so no password need sit in the file', () => {
+      const fromEnv = 'postgres://meshcfg:other@db2.example/fleet';
+      assert.deepEqual(parse({ ...minimal(), state: { postgres: url } }, { MESHCFG_POSTGRES_URL: fromEnv }).state, { kind: 'postgres', url: fromEnv, from: 'MESHCFG_POSTGRES_URL' });
+      assert.deepEqual(parse(minimal(), { MESHCFG_POSTGRES_URL: fromEnv }).state, { kind: 'postgres', url: fromEnv, from: 'MESHCFG_POSTGRES_URL' });
+    });
+
+    it('refuses a URL that is not postgres:// with CONFIG_INVALID naming where it came from, without echoing it', () => {
+      for (const [doc, env, key] of [
+        [{ ...minimal(), state: { postgres: 'mysql://u:s3cret@h/db' } }, {}, 'state.postgres'],
+        [minimal(), { MESHCFG_POSTGRES_URL: 'mysql://u:s3cret@h/db' }, 'MESHCFG_POSTGRES_URL'],
+        [minimal(), { MESHCFG_POSTGRES_URL: 'not a url s3cret' }, 'MESHCFG_POSTGRES_URL'],
+      ] as const) {
+        assert.throws(
+          () => parse(doc, env),
+          (err: unknown) => err instanceof ServerError && err.code === 'CONFIG_INVALID' && err.message.includes(key) && !err.message.includes('s3cret'),
+        );
+      }
+    });
+  });
+
   describe('refuses, naming the key,', () => {
     const cases: ReadonlyArray<readonly [string, () => unknown, string]> = [
       ['a missing trustDomain', () => ({ ...minimal(), trustDomain: undefined }), 'trustDomain'],
@@ -127,6 +162,8 @@ describe('server config', () => {
       ['an adminTls word other than server', () => ({ ...minimal(), adminTls: 'yes' }), 'adminTls'],
       ['an adminTls without key', () => ({ ...minimal(), adminTls: { cert: './a.crt' } }), 'adminTls.key'],
       ['an unknown adminTls key', () => ({ ...minimal(), adminTls: { cert: './a.crt', key: './a.key', ca: './ca' } }), 'adminTls.ca'],
+      ['an unknown state key', () => ({ ...minimal(), state: { sqlite: './fleet.db' } }), 'state.sqlite'],
+      ['an empty state.postgres', () => ({ ...minimal(), state: { postgres: 5432 } }), 'state.postgres'],
     ];
     for (const [what, doc, key] of cases) {
       it(`${what} (${key})`, () => refused(doc(), key));

@@ -1,0 +1,736 @@
+import pg from 'pg';
+import type { AgentId, CommitSha } from '../../domain/types.js';
+import type { TokenRecord, TokenStore } from '../../pki/index.js';
+import type { FleetChange } from '../changes.js';
+import { StoreError } from '../errors.js';
+import {
+  DEFAULT_TOKEN_RETENTION_MS,
+  adminTokenLive,
+  adminTokenTaken,
+  checkAccepted,
+  checkAdminToken,
+  checkAck,
+  checkAgentId,
+  checkAudit,
+  checkCurrentCertificate,
+  checkDate,
+  checkPatch,
+  checkRefusal,
+  checkRevocation,
+  checkSend,
+  checkToken,
+  duplicateToken,
+  generationConflict,
+  jsonText,
+  checkGenerationRecord,
+  generationOf,
+  generationTaken,
+  pageOf,
+  refusalText,
+  reviveRefusal,
+  revisionConflict,
+} from '../records.js';
+import { agentOf, adminTokenOf, ackOf, parseJson, sendOf, type AckRow, type AdminTokenRow, type AgentRow, type AuditRow, type SendRow, type TokenRow } from '../rows.js';
+import { checkSchemaVersion } from '../schema.js';
+import type {
+  AcceptedState,
+  AckRecord,
+  AdminTokenRecord,
+  AgentPatch,
+  AgentRecord,
+  AgentUpdate,
+  AuditEntry,
+  CurrentCertificate,
+  CurrentCertificateKind,
+  FleetStore,
+  FleetStoreOptions,
+  GenerationRecord,
+  PageRequest,
+  RefusalRecord,
+  RevocationRecord,
+  RolloutDocument,
+  SaveRolloutOptions,
+  SendRecord,
+  ServerState,
+  StoredAck,
+  StoredAuditEntry,
+  StoredRollout,
+  StoredSend,
+} from '../store.js';
+import { GENERATIONS_KEPT } from '../store.js';
+import { checkPostgresUrl, clientConfig, isConnectionFailure, redactUrl, translate, type ConnectionSettings } from './connection.js';
+import { PostgresChangeFeed, changePayloads, FLEET_CHANNEL, type PostgresFeedEvent } from './feed.js';
+import { MIGRATION_LOCK, MIGRATIONS } from './migrations.js';
+
+/** What the backend reports for logs and metrics (never with the password). */
+export type PostgresStoreEvent =
+  /** An idle pooled connection failed (PostgreSQL restarted, the network dropped); the pool replaces it on the next call. */
+  | { readonly kind: 'pool-error'; readonly error: StoreError }
+  | PostgresFeedEvent;
+
+export interface PostgresFleetStoreOptions extends FleetStoreOptions {
+  /** Connections in the pool. Default 10. */
+  readonly poolSize?: number;
+  /** How long to wait for a connection before STORE_UNAVAILABLE. Default 5 s. */
+  readonly connectTimeoutMs?: number;
+  /** How long one statement may take before STORE_UNAVAILABLE. Default 30 s. */
+  readonly queryTimeoutMs?: number;
+  /** The change feed's reconnect backoff, first and longest delay. Default 100 ms and 5 s. */
+  readonly feedBackoffMs?: { readonly min: number; readonly max: number };
+  /** How often the change feed checks its connection is alive (a silent network loss sends no error). Default 10 s. */
+  readonly feedHeartbeatMs?: number;
+  /** Observes connection trouble (for logs and metrics). */
+  readonly onEvent?: (event: PostgresStoreEvent) => void;
+  /** @internal Tests only: the migration list to run instead of the real one. */
+  readonly migrations?: readonly string[];
+}
+
+type Queryable = Pick<pg.PoolClient, 'query'>;
+
+/** Collects the changes a transaction makes; they are sent with pg_notify just before COMMIT. */
+class Changes {
+  readonly list: FleetChange[] = [];
+  private readonly agentIds = new Set<AgentId>();
+  private allAgents = false;
+
+  add(change: FleetChange): void {
+    if (change.kind === 'agents') {
+      if (change.ids === 'all') this.allAgents = true;
+      else for (const id of change.ids) this.agentIds.add(id);
+      return;
+    }
+    if (!this.list.some((c) => c.kind === change.kind)) this.list.push(change);
+    else if (change.kind === 'rollout') {
+      // Several saves in one transaction cannot happen today; keep the last revision if they do.
+      const index = this.list.findIndex((c) => c.kind === 'rollout');
+      this.list[index] = change;
+    }
+  }
+
+  agents(ids: Iterable<AgentId>): void {
+    for (const id of ids) this.agentIds.add(id);
+  }
+
+  all(): readonly FleetChange[] {
+    const agents: FleetChange[] = this.allAgents ? [{ kind: 'agents', ids: 'all' }] : this.agentIds.size > 0 ? [{ kind: 'agents', ids: [...this.agentIds] }] : [];
+    return [...agents, ...this.list];
+  }
+}
+
+const UPSERT_AGENT = `
+  INSERT INTO agents AS a (id, desired_commit, desired_digest, desired_generation,
+    active_commit, active_digest, active_generation, active_at, state,
+    cert_serial, cert_expiry, last_seen, quarantine_since, quarantine_reason, quarantine_by)
+  VALUES ($1::text, $3::text, $4::text, $5::bigint,
+    $7::text, $8::text, $9::bigint, $10::bigint, coalesce($12::text, 'DISCONNECTED'),
+    $14::text, $16::bigint, $18::bigint, $20::bigint, $21::text, $22::text)
+  ON CONFLICT (id) DO UPDATE SET
+    desired_commit     = CASE WHEN $2::boolean THEN excluded.desired_commit ELSE a.desired_commit END,
+    desired_digest     = CASE WHEN $2::boolean THEN excluded.desired_digest ELSE a.desired_digest END,
+    desired_generation = CASE WHEN $2::boolean THEN excluded.desired_generation ELSE a.desired_generation END,
+    active_commit      = CASE WHEN $6::boolean THEN excluded.active_commit ELSE a.active_commit END,
+    active_digest      = CASE WHEN $6::boolean THEN excluded.active_digest ELSE a.active_digest END,
+    active_generation  = CASE WHEN $6::boolean THEN excluded.active_generation ELSE a.active_generation END,
+    active_at          = CASE WHEN $6::boolean THEN excluded.active_at ELSE a.active_at END,
+    state              = CASE WHEN $11::boolean THEN excluded.state ELSE a.state END,
+    cert_serial        = CASE WHEN $13::boolean THEN excluded.cert_serial ELSE a.cert_serial END,
+    cert_expiry        = CASE WHEN $15::boolean THEN excluded.cert_expiry ELSE a.cert_expiry END,
+    last_seen          = CASE WHEN $17::boolean THEN excluded.last_seen ELSE a.last_seen END,
+    quarantine_since   = CASE WHEN $19::boolean THEN excluded.quarantine_since ELSE a.quarantine_since END,
+    quarantine_reason  = CASE WHEN $19::boolean THEN excluded.quarantine_reason ELSE a.quarantine_reason END,
+    quarantine_by      = CASE WHEN $19::boolean THEN excluded.quarantine_by ELSE a.quarantine_by END
+  RETURNING *`;
+
+/**
+ * The shared FleetStore: PostgreSQL through a `pg.Pool`, for several server replicas.
+ *
+ * Contract, beyond the FleetStore one: every write is one transaction on one pooled
+ * connection (BEGIN … COMMIT, ROLLBACK on any error), and tells every process sharing the
+ * database what it changed with `pg_notify` inside that transaction, so a notification is
+ * delivered only if the write commits (`changes` is the listening side). Compare-and-set
+ * writes never read-then-write without a lock: the condition sits in the UPDATE's WHERE clause
+ * (generation, rollout revision, token claim) or the row is locked with SELECT … FOR UPDATE
+ * (admin token names), so they hold across processes, not only across this pool. Reads that
+ * are one statement run outside an explicit transaction (a statement is its own snapshot).
+ * A lost connection, a refused one, a timeout: STORE_UNAVAILABLE, the pool retries on the
+ * next call (nothing is cached here, so PostgreSQL coming back is all it takes).
+ */
+export class PostgresFleetStore implements FleetStore {
+  /** The schema version this code writes. */
+  static readonly SCHEMA_VERSION = MIGRATIONS.length;
+
+  readonly changes: PostgresChangeFeed;
+  readonly tokens: TokenStore;
+  /** The URL with the password replaced by `***`, for logs. */
+  readonly redactedUrl: string;
+  private readonly options: Required<Omit<PostgresFleetStoreOptions, 'migrations' | 'onEvent'>> & Pick<PostgresFleetStoreOptions, 'onEvent'>;
+  private closed = false;
+
+  private constructor(
+    private readonly url: string,
+    private readonly pool: pg.Pool,
+    options: PostgresFleetStoreOptions,
+    settings: ConnectionSettings,
+  ) {
+    this.options = {
+      now: options.now ?? (() => new Date()),
+      tokenRetentionMs: options.tokenRetentionMs ?? DEFAULT_TOKEN_RETENTION_MS,
+      poolSize: options.poolSize ?? 10,
+      connectTimeoutMs: settings.connectTimeoutMs,
+      queryTimeoutMs: settings.queryTimeoutMs,
+      feedBackoffMs: options.feedBackoffMs ?? { min: 100, max: 5_000 },
+      feedHeartbeatMs: options.feedHeartbeatMs ?? 10_000,
+      onEvent: options.onEvent,
+    };
+    this.redactedUrl = redactUrl(url);
+    this.tokens = new PostgresTokens(this);
+    this.changes = new PostgresChangeFeed(settings, {
+      backoffMs: this.options.feedBackoffMs,
+      heartbeatMs: this.options.feedHeartbeatMs,
+      ...(options.onEvent === undefined ? {} : { onEvent: options.onEvent }),
+    });
+  }
+
+  /**
+   * Connects to `url` and brings the schema up to date (under an advisory lock, so replicas
+   * starting at once apply each migration once). Refuses with SCHEMA_TOO_NEW a database a
+   * newer meshcfg migrated, with STORE_UNAVAILABLE one it cannot reach or log in to (the
+   * message names the URL without its password).
+   */
+  static async open(url: string, options: PostgresFleetStoreOptions = {}): Promise<PostgresFleetStore> {
+    checkPostgresUrl(url);
+    const settings: ConnectionSettings = { url, connectTimeoutMs: options.connectTimeoutMs ?? 5_000, queryTimeoutMs: options.queryTimeoutMs ?? 30_000 };
+    const pool = new pg.Pool({ ...clientConfig(settings), max: options.poolSize ?? 10 });
+    // An idle client that loses its connection emits 'error' on the pool: unhandled, that
+    // would crash the process. The pool drops the client; the next call opens a new one.
+    pool.on('error', (err) => options.onEvent?.({ kind: 'pool-error', error: translate(err, `a pooled connection to ${redactUrl(url)} failed`, url) as StoreError }));
+    // A checked-out client's connection can fail between two statements too.
+    pool.on('connect', (client) => client.on('error', () => undefined));
+    try {
+      await migrate(pool, url, options.migrations ?? MIGRATIONS);
+    } catch (err) {
+      await pool.end().catch(() => undefined);
+      throw translate(err, `cannot open the fleet store at ${redactUrl(url)}`, url);
+    }
+    return new PostgresFleetStore(url, pool, options, settings);
+  }
+
+  /** The versions recorded in schema_migrations, ascending. */
+  async schemaVersions(): Promise<readonly number[]> {
+    const rows = await this.read<{ version: number }>('read the schema version', 'SELECT version FROM schema_migrations ORDER BY version');
+    return rows.map((r) => r.version);
+  }
+
+  async serverState(): Promise<ServerState> {
+    const [row] = await this.read<{ accepted: CommitSha | null; generation: number; refusal: string | null; accepted_seen_at: number | null }>(
+      'read the server state',
+      'SELECT accepted, generation, refusal, accepted_seen_at FROM server_state WHERE id = 1',
+    );
+    if (row === undefined) throw new StoreError({ code: 'CORRUPT', message: `${this.redactedUrl}: the server_state row is missing` });
+    return Object.freeze({
+      accepted: row.accepted,
+      generation: row.generation,
+      ...(row.accepted_seen_at === null ? {} : { seenAt: new Date(row.accepted_seen_at) }),
+      lastRefusal: row.refusal === null ? null : reviveRefusal(parseJson(row.refusal, 'the last refusal')),
+    });
+  }
+
+  async saveAccepted(state: AcceptedState): Promise<void> {
+    checkAccepted(state);
+    await this.write('save the accepted commit', async (c, changes) => {
+      // Compare-and-set in one statement: the row lock makes a concurrent save wait, and the
+      // WHERE clause is re-checked against the row it committed.
+      const updated = await c.query('UPDATE server_state SET accepted = $1, generation = $2, accepted_seen_at = $3 WHERE id = 1 AND generation <= $2', [
+        state.accepted,
+        state.generation,
+        state.seenAt?.getTime() ?? null,
+      ]);
+      if (updated.rowCount === 0) {
+        const stored = await c.query<{ generation: number }>('SELECT generation FROM server_state WHERE id = 1');
+        throw generationConflict(state.generation, stored.rows[0]?.generation ?? 0);
+      }
+      changes.add({ kind: 'server-state' });
+    });
+  }
+
+  async saveRefusal(refusal: RefusalRecord | null): Promise<void> {
+    if (refusal !== null) checkRefusal(refusal);
+    await this.write('save the refusal', async (c, changes) => {
+      await c.query('UPDATE server_state SET refusal = $1 WHERE id = 1', [refusal === null ? null : refusalText(refusal)]);
+      changes.add({ kind: 'server-state' });
+    });
+  }
+
+  async getAgent(id: AgentId): Promise<AgentRecord | undefined> {
+    const [row] = await this.read<AgentRow>('read an agent', 'SELECT * FROM agents WHERE id = $1', [id]);
+    return row === undefined ? undefined : agentOf(row);
+  }
+
+  async listAgents(): Promise<readonly AgentRecord[]> {
+    return Object.freeze((await this.read<AgentRow>('list agents', 'SELECT * FROM agents ORDER BY id')).map(agentOf));
+  }
+
+  async updateAgent(id: AgentId, patch: AgentPatch, audit?: AuditEntry): Promise<AgentRecord> {
+    checkAgentId(id);
+    checkPatch(patch);
+    const details = audit === undefined ? undefined : checkAudit(audit);
+    return this.write('update an agent', async (c, changes) => {
+      const row = await upsert(c, id, patch);
+      if (audit !== undefined && details !== undefined) await insertAudit(c, changes, audit, details);
+      changes.agents([id]);
+      return agentOf(row);
+    });
+  }
+
+  async updateAgents(updates: readonly AgentUpdate[]): Promise<void> {
+    for (const { id, patch } of updates) {
+      checkAgentId(id);
+      checkPatch(patch);
+    }
+    if (updates.length === 0) return this.run('update agents', async () => undefined);
+    await this.write('update agents', async (c, changes) => {
+      for (const { id, patch } of updates) await upsert(c, id, patch);
+      changes.agents(updates.map((u) => u.id));
+    });
+  }
+
+  async removeAgents(ids: readonly AgentId[]): Promise<number> {
+    if (ids.length === 0) return this.run('remove agents', async () => 0);
+    return this.write('remove agents', async (c, changes) => {
+      const deleted = await c.query<{ id: AgentId }>('DELETE FROM agents WHERE id = ANY($1::text[]) RETURNING id', [[...new Set(ids)]]);
+      changes.agents(deleted.rows.map((r) => r.id));
+      return deleted.rowCount ?? 0;
+    });
+  }
+
+  async recordSend(send: SendRecord, agent?: AgentPatch): Promise<number> {
+    checkSend(send);
+    if (agent !== undefined) checkPatch(agent);
+    return this.write('record a send', async (c, changes) => {
+      const inserted = await c.query<{ id: number }>('INSERT INTO sends (agent_id, commit_sha, digest, generation, nonce, at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id', [
+        send.agentId,
+        send.commit,
+        send.digest,
+        send.generation,
+        send.nonce,
+        send.at.getTime(),
+      ]);
+      if (agent !== undefined) await upsert(c, send.agentId, agent);
+      changes.agents([send.agentId]);
+      return idOf(inserted.rows[0]);
+    });
+  }
+
+  async recordAck(ack: AckRecord, agent?: AgentPatch): Promise<number> {
+    checkAck(ack);
+    if (agent !== undefined) checkPatch(agent);
+    return this.write('record an ack', async (c, changes) => {
+      const inserted = await c.query<{ id: number }>(
+        'INSERT INTO acks (agent_id, commit_sha, digest, generation, nonce, status, error, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id',
+        [ack.agentId, ack.commit, ack.digest, ack.generation, ack.nonce, ack.status, ack.error, ack.at.getTime()],
+      );
+      if (agent !== undefined) await upsert(c, ack.agentId, agent);
+      changes.agents([ack.agentId]);
+      return idOf(inserted.rows[0]);
+    });
+  }
+
+  async lastSend(agentId: AgentId): Promise<StoredSend | null> {
+    const [row] = await this.read<SendRow>('read the last send', 'SELECT * FROM sends WHERE agent_id = $1 ORDER BY id DESC LIMIT 1', [agentId]);
+    return row === undefined ? null : sendOf(row);
+  }
+
+  async listAcks(agentId: AgentId, page?: PageRequest): Promise<readonly StoredAck[]> {
+    const { limit, beforeId } = pageOf(page);
+    return Object.freeze((await this.read<AckRow>('list acks', 'SELECT * FROM acks WHERE agent_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3', [agentId, beforeId, limit])).map(ackOf));
+  }
+
+  async digestsApplied(agentId: AgentId): Promise<ReadonlySet<string>> {
+    const rows = await this.read<{ digest: string }>('read applied digests', "SELECT DISTINCT digest FROM acks WHERE agent_id = $1 AND status = 'APPLIED'", [agentId]);
+    return new Set(rows.map((r) => r.digest));
+  }
+
+  async wasIssued(agentId: AgentId, digest: string): Promise<boolean> {
+    const [row] = await this.read<{ issued: boolean }>('look up a send', 'SELECT EXISTS (SELECT 1 FROM sends WHERE agent_id = $1 AND digest = $2) AS issued', [agentId, digest]);
+    return row?.issued === true;
+  }
+
+  async saveGeneration(record: GenerationRecord): Promise<void> {
+    const texts = checkGenerationRecord(record);
+    // No change of its own: the leader's saveAccepted right after it announces `server-state`.
+    await this.write('save a signed generation', async (c) => {
+      const inserted = await c.query(
+        'INSERT INTO generations (generation, commit_sha, statement, bundle, agents, at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (generation) DO NOTHING',
+        [record.generation, record.commit, texts.statement, texts.bundle, texts.agents, texts.at],
+      );
+      if (inserted.rowCount !== 1) throw generationTaken(record.generation);
+      await c.query('DELETE FROM generations WHERE generation NOT IN (SELECT generation FROM generations ORDER BY generation DESC LIMIT $1)', [GENERATIONS_KEPT]);
+    });
+  }
+
+  async latestGeneration(): Promise<GenerationRecord | null> {
+    const [row] = await this.read<{ generation: number; commit_sha: CommitSha; statement: string; bundle: string; agents: string; at: number }>(
+      'load the newest signed generation',
+      'SELECT * FROM generations ORDER BY generation DESC LIMIT 1',
+    );
+    if (row === undefined) return null;
+    return generationOf({
+      generation: row.generation,
+      commit: row.commit_sha,
+      statement: parseJson(row.statement, 'a generation statement'),
+      bundle: parseJson(row.bundle, 'a generation bundle'),
+      agents: JSON.parse(row.agents) as unknown,
+      at: row.at,
+    });
+  }
+
+  async loadRollout(): Promise<StoredRollout | null> {
+    const [row] = await this.read<{ commit_sha: CommitSha; document: string; at: number; revision: number }>(
+      'load the rollout',
+      'SELECT commit_sha, document, at, revision FROM rollout WHERE id = 1',
+    );
+    if (row === undefined) return null;
+    return Object.freeze({ commit: row.commit_sha, document: parseJson(row.document, 'the rollout document'), at: new Date(row.at), revision: row.revision });
+  }
+
+  async saveRollout(rollout: RolloutDocument, options: SaveRolloutOptions = {}): Promise<number> {
+    if (typeof rollout.commit !== 'string' || rollout.commit === '') throw new StoreError({ code: 'INVALID_RECORD', message: 'rollout.commit must be a non-empty string' });
+    const at = checkDate(rollout.at, 'rollout.at');
+    const text = jsonText(rollout.document, 'rollout.document');
+    const details = options.audit === undefined ? undefined : checkAudit(options.audit);
+    const values = [rollout.commit, text, at];
+    return this.write('save the rollout', async (c, changes) => {
+      // Each form is one statement whose condition PostgreSQL checks under the row lock (or
+      // the primary key, for the first save), so two replicas saving against the same
+      // revision cannot both win.
+      let saved: pg.QueryResult<{ revision: number }>;
+      if (options.ifRevision === undefined) {
+        saved = await c.query(
+          `INSERT INTO rollout AS r (id, commit_sha, document, at, revision) VALUES (1, $1, $2, $3, 1)
+           ON CONFLICT (id) DO UPDATE SET commit_sha = excluded.commit_sha, document = excluded.document, at = excluded.at, revision = r.revision + 1
+           RETURNING revision`,
+          values,
+        );
+      } else if (options.ifRevision === null) {
+        saved = await c.query('INSERT INTO rollout (id, commit_sha, document, at, revision) VALUES (1, $1, $2, $3, 1) ON CONFLICT (id) DO NOTHING RETURNING revision', values);
+      } else {
+        saved = await c.query('UPDATE rollout SET commit_sha = $1, document = $2, at = $3, revision = revision + 1 WHERE id = 1 AND revision = $4 RETURNING revision', [
+          ...values,
+          options.ifRevision,
+        ]);
+      }
+      const revision = saved.rows[0]?.revision;
+      if (revision === undefined) {
+        const stored = await c.query<{ revision: number }>('SELECT revision FROM rollout WHERE id = 1');
+        throw revisionConflict(options.ifRevision ?? null, stored.rows[0]?.revision ?? null);
+      }
+      if (options.audit !== undefined && details !== undefined) await insertAudit(c, changes, options.audit, details);
+      changes.add({ kind: 'rollout', revision });
+      return revision;
+    });
+  }
+
+  async revoke(revocation: RevocationRecord, audit?: AuditEntry): Promise<boolean> {
+    checkRevocation(revocation);
+    const details = audit === undefined ? undefined : checkAudit(audit);
+    return this.write('revoke a certificate', async (c, changes) => {
+      const inserted = await c.query('INSERT INTO revocations (serial, agent_id, at, revoked_by) VALUES ($1, $2, $3, $4) ON CONFLICT (serial) DO NOTHING', [
+        revocation.serial,
+        revocation.agentId,
+        revocation.at.getTime(),
+        revocation.by,
+      ]);
+      if (audit !== undefined && details !== undefined) await insertAudit(c, changes, audit, details);
+      if (inserted.rowCount === 1) changes.add({ kind: 'credentials' });
+      return inserted.rowCount === 1;
+    });
+  }
+
+  async isRevoked(serial: string): Promise<boolean> {
+    const [row] = await this.read<{ revoked: boolean }>('look up a revocation', 'SELECT EXISTS (SELECT 1 FROM revocations WHERE serial = $1) AS revoked', [serial]);
+    return row?.revoked === true;
+  }
+
+  async listRevocations(): Promise<readonly RevocationRecord[]> {
+    const rows = await this.read<{ serial: string; agent_id: AgentId; at: number; revoked_by: string }>('list revocations', 'SELECT * FROM revocations ORDER BY at, serial');
+    return Object.freeze(rows.map((r) => Object.freeze({ serial: r.serial, agentId: r.agent_id, at: new Date(r.at), by: r.revoked_by })));
+  }
+
+  async insertAdminToken(record: AdminTokenRecord, audit?: AuditEntry): Promise<void> {
+    checkAdminToken(record);
+    const details = audit === undefined ? undefined : checkAudit(audit);
+    await this.write('insert an admin token', async (c, changes) => {
+      // The row lock makes a concurrent insert of the same name wait; when neither finds a row,
+      // the primary key refuses the second (23505: CONFLICT, below).
+      const existing = await c.query<AdminTokenRow>('SELECT * FROM admin_tokens WHERE name = $1 FOR UPDATE', [record.name]);
+      const row = existing.rows[0];
+      if (row !== undefined) {
+        if (adminTokenLive(adminTokenOf(row), record.createdAt)) throw adminTokenTaken(record.name);
+        await c.query('DELETE FROM admin_tokens WHERE name = $1', [record.name]);
+      }
+      try {
+        await c.query('INSERT INTO admin_tokens (name, role, hash, created_at, created_by, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7)', [
+          record.name,
+          record.role,
+          record.hash,
+          record.createdAt.getTime(),
+          record.createdBy,
+          record.expiresAt?.getTime() ?? null,
+          record.revokedAt?.getTime() ?? null,
+        ]);
+      } catch (err) {
+        if (err instanceof pg.DatabaseError && err.code === '23505') throw adminTokenTaken(record.name);
+        throw err;
+      }
+      if (audit !== undefined && details !== undefined) await insertAudit(c, changes, audit, details);
+      changes.add({ kind: 'credentials' });
+    });
+  }
+
+  async adminTokenByHash(hash: Buffer): Promise<AdminTokenRecord | undefined> {
+    const [row] = await this.read<AdminTokenRow>('look up an admin token', 'SELECT * FROM admin_tokens WHERE hash = $1', [hash]);
+    return row === undefined ? undefined : adminTokenOf(row);
+  }
+
+  async listAdminTokens(): Promise<readonly AdminTokenRecord[]> {
+    return Object.freeze((await this.read<AdminTokenRow>('list admin tokens', 'SELECT * FROM admin_tokens ORDER BY name')).map(adminTokenOf));
+  }
+
+  async revokeAdminToken(name: string, at: Date, audit?: AuditEntry): Promise<boolean> {
+    const ms = checkDate(at, 'revokedAt');
+    const details = audit === undefined ? undefined : checkAudit(audit);
+    return this.write('revoke an admin token', async (c, changes) => {
+      const updated = await c.query('UPDATE admin_tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL', [ms, name]);
+      if (updated.rowCount !== 1) return false;
+      if (audit !== undefined && details !== undefined) await insertAudit(c, changes, audit, details);
+      changes.add({ kind: 'credentials' });
+      return true;
+    });
+  }
+
+  async setCurrentCertificate(record: CurrentCertificate): Promise<void> {
+    checkCurrentCertificate(record);
+    await this.write('record a current certificate', async (c, changes) => {
+      await c.query(
+        `INSERT INTO agent_certificates (agent_id, serial, kind, at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (agent_id) DO UPDATE SET serial = excluded.serial, kind = excluded.kind, at = excluded.at`,
+        [record.agentId, record.serial, record.kind, record.at.getTime()],
+      );
+      changes.add({ kind: 'credentials' });
+    });
+  }
+
+  async listCurrentCertificates(): Promise<readonly CurrentCertificate[]> {
+    const rows = await this.read<{ agent_id: AgentId; serial: string; kind: string; at: number }>('list current certificates', 'SELECT * FROM agent_certificates ORDER BY agent_id');
+    return Object.freeze(rows.map((r) => Object.freeze({ agentId: r.agent_id, serial: r.serial, kind: r.kind as CurrentCertificateKind, at: new Date(r.at) })));
+  }
+
+  async appendAudit(entry: AuditEntry): Promise<number> {
+    const details = checkAudit(entry);
+    return this.write('append to the audit log', (c, changes) => insertAudit(c, changes, entry, details));
+  }
+
+  async listAudit(page?: PageRequest): Promise<readonly StoredAuditEntry[]> {
+    const { limit, beforeId } = pageOf(page);
+    const rows = await this.read<AuditRow>('list the audit log', 'SELECT * FROM audit WHERE id < $1 ORDER BY id DESC LIMIT $2', [beforeId, limit]);
+    return Object.freeze(
+      rows.map((r) => Object.freeze({ id: r.id, at: new Date(r.at), actor: r.actor, action: r.action, target: r.target, reason: r.reason, details: parseJson(r.details, 'audit details') })),
+    );
+  }
+
+  /** Ends the change feed and the pool (waiting for the calls in flight). Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.changes.close();
+    await this.pool.end();
+  }
+
+  /** @internal For PostgresTokens. */
+  async tokenInsert(record: TokenRecord): Promise<void> {
+    checkToken(record);
+    const horizon = this.options.now().getTime() - this.options.tokenRetentionMs;
+    await this.write('insert a token', async (c, changes) => {
+      await c.query('DELETE FROM tokens WHERE expires_at <= $1', [horizon]);
+      const inserted = await c.query('INSERT INTO tokens (hash, agent_id, expires_at, used_at) VALUES ($1, $2, $3, $4) ON CONFLICT (hash) DO NOTHING', [
+        record.hash,
+        record.agentId,
+        record.expiresAt.getTime(),
+        record.usedAt?.getTime() ?? null,
+      ]);
+      if (inserted.rowCount !== 1) throw duplicateToken();
+      changes.add({ kind: 'credentials' });
+    });
+  }
+
+  /** @internal For PostgresTokens. */
+  async tokenClaim(hash: Buffer, at: Date): Promise<TokenRecord | undefined> {
+    const ms = checkDate(at, 'claim time');
+    return this.write('claim a token', async (c, changes) => {
+      // FOR UPDATE: a second claimant waits for this transaction and then reads the row as it
+      // committed (used), so exactly one claim sees it unused.
+      const found = await c.query<TokenRow>('SELECT * FROM tokens WHERE hash = $1 FOR UPDATE', [hash]);
+      const row = found.rows[0];
+      if (row === undefined) return undefined;
+      const claimed = await c.query('UPDATE tokens SET used_at = $1 WHERE hash = $2 AND used_at IS NULL AND expires_at > $1', [ms, hash]);
+      if (claimed.rowCount === 1) changes.add({ kind: 'credentials' });
+      return Object.freeze({
+        hash: Buffer.from(row.hash),
+        agentId: row.agent_id,
+        expiresAt: new Date(row.expires_at),
+        ...(row.used_at === null ? {} : { usedAt: new Date(row.used_at) }),
+      });
+    });
+  }
+
+  /** One statement outside an explicit transaction. */
+  private read<R extends pg.QueryResultRow>(what: string, sql: string, params: unknown[] = []): Promise<R[]> {
+    return this.run(what, async () => (await this.pool.query<R>(sql, params)).rows);
+  }
+
+  /**
+   * One transaction on one pooled connection: BEGIN, `body`, a pg_notify per change it made,
+   * COMMIT; ROLLBACK on any error. A connection that failed is discarded, not returned to the pool.
+   */
+  private write<T>(what: string, body: (client: Queryable, changes: Changes) => Promise<T>): Promise<T> {
+    return this.run(what, async () => {
+      const client = await this.pool.connect();
+      let failure: unknown;
+      try {
+        await client.query('BEGIN');
+        const changes = new Changes();
+        const result = await body(client, changes);
+        for (const payload of changePayloads(changes.all())) await client.query('SELECT pg_notify($1, $2)', [FLEET_CHANNEL, payload]);
+        await client.query('COMMIT');
+        return result;
+      } catch (err) {
+        failure = err;
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw err;
+      } finally {
+        client.release(failure !== undefined && isConnectionFailure(failure));
+      }
+    });
+  }
+
+  private async run<T>(what: string, body: () => Promise<T>): Promise<T> {
+    if (this.closed) throw new StoreError({ code: 'CLOSED', message: `cannot ${what}: the fleet store is closed` });
+    try {
+      return await body();
+    } catch (err) {
+      throw translate(err, `cannot ${what} in PostgreSQL at ${this.redactedUrl}`, this.url);
+    }
+  }
+}
+
+/** The PKI's view: the same pool and transactions as the rest of the store. */
+class PostgresTokens implements TokenStore {
+  constructor(private readonly store: PostgresFleetStore) {}
+
+  insert(record: TokenRecord): Promise<void> {
+    return this.store.tokenInsert(record);
+  }
+
+  claim(hash: Buffer, at: Date): Promise<TokenRecord | undefined> {
+    return this.store.tokenClaim(hash, at);
+  }
+}
+
+function idOf(row: { id: number } | undefined): number {
+  if (row === undefined || !Number.isSafeInteger(row.id)) throw new StoreError({ code: 'CORRUPT', message: 'an insert returned no id' });
+  return row.id;
+}
+
+/** Call only inside a write transaction. */
+async function upsert(c: Queryable, id: AgentId, patch: AgentPatch): Promise<AgentRow> {
+  const { desired, active, state, certSerial, certExpiry, lastSeen, quarantine } = patch;
+  const params = [
+    id,
+    desired !== undefined,
+    desired?.commit ?? null,
+    desired?.digest ?? null,
+    desired?.generation ?? null,
+    active !== undefined,
+    active?.commit ?? null,
+    active?.digest ?? null,
+    active?.generation ?? null,
+    active?.at.getTime() ?? null,
+    state !== undefined,
+    state ?? null,
+    certSerial !== undefined,
+    certSerial ?? null,
+    certExpiry !== undefined,
+    certExpiry?.getTime() ?? null,
+    lastSeen !== undefined,
+    lastSeen?.getTime() ?? null,
+    quarantine !== undefined,
+    quarantine?.since.getTime() ?? null,
+    quarantine?.reason ?? null,
+    quarantine?.by ?? null,
+  ];
+  const result = await c.query<AgentRow>(UPSERT_AGENT, params);
+  const row = result.rows[0];
+  if (row === undefined) throw new StoreError({ code: 'CORRUPT', message: `upserting agent ${id} returned no row` });
+  return row;
+}
+
+async function insertAudit(c: Queryable, changes: Changes, entry: AuditEntry, details: string): Promise<number> {
+  const inserted = await c.query<{ id: number }>('INSERT INTO audit (at, actor, action, target, reason, details) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id', [
+    entry.at.getTime(),
+    entry.actor,
+    entry.action,
+    entry.target,
+    entry.reason,
+    details,
+  ]);
+  changes.add({ kind: 'audit' });
+  return idOf(inserted.rows[0]);
+}
+
+/**
+ * Applies the migrations the database has not run. Each runs in its own transaction holding
+ * `pg_advisory_xact_lock(MIGRATION_LOCK)` and re-reads the version inside it, so replicas
+ * starting at once on an empty database apply each migration exactly once (the others wait
+ * for the lock, then find it applied). The lock is released by COMMIT or ROLLBACK.
+ */
+async function migrate(pool: pg.Pool, url: string, migrations: readonly string[]): Promise<void> {
+  const client = await pool.connect();
+  let failure: unknown;
+  const inLockedTransaction = async <T>(body: () => Promise<T>): Promise<T> => {
+    await client.query('BEGIN');
+    try {
+      await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [MIGRATION_LOCK]);
+      const result = await body();
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  };
+  const version = async (): Promise<number> => (await client.query<{ version: number | null }>('SELECT max(version) AS version FROM schema_migrations')).rows[0]?.version ?? 0;
+  try {
+    const found = await inLockedTransaction(async () => {
+      await client.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)');
+      return version();
+    });
+    checkSchemaVersion(found, migrations.length, `the PostgreSQL database at ${redactUrl(url)}`);
+    for (let target = found + 1; target <= migrations.length; target += 1) {
+      const sql = migrations[target - 1] ?? '';
+      try {
+        await inLockedTransaction(async () => {
+          if ((await version()) >= target) return;
+          await client.query(sql);
+          await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [target, Date.now()]);
+        });
+      } catch (err) {
+        throw translate(err, `${redactUrl(url)}: migration ${target} failed and was rolled back`, url);
+      }
+    }
+  } catch (err) {
+    failure = err;
+    throw err;
+  } finally {
+    client.release(failure !== undefined && isConnectionFailure(failure));
+  }
+}
