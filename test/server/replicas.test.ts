@@ -5,6 +5,7 @@ import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { AdvisoryLockLeadership } from '../../src/server/leadership.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import { SqliteFleetStore } from '../../src/fleet/index.js';
+import { openDataDir } from '../../src/pki/index.js';
 import { aid } from '../helpers/ids.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { shareStore, type SharedStore } from '../helpers/shared-store.js';
@@ -214,5 +215,52 @@ describe('replicas sharing one fleet store (in one process, with its change feed
     assert.equal((stored?.document as { paused: boolean }).paused, false);
     const actions = (await shared.store.listAudit()).map((e) => e.action);
     assert.deepEqual(actions.filter((x) => x.startsWith('rollout.')), ['rollout.resume', 'rollout.pause']);
+  });
+});
+
+describe('replicas on one PostgreSQL fleet store (state.postgres, in one process)', () => {
+  let db: TestDatabase;
+  let fixture: Fixture;
+  const servers: RunningServer[] = [];
+  beforeEach(async () => {
+    db = await createTestDatabase();
+    fixture = makeFixture();
+  });
+  afterEach(async () => {
+    for (const server of servers.splice(0)) await server.close();
+    fixture.cleanup();
+    await db.drop();
+  });
+
+  const start = async (name: string): Promise<RunningServer> => {
+    const dataDir = join(fixture.root, name);
+    if (servers.length > 0) cpSync(servers[0]!.config.dataDir, dataDir, { recursive: true });
+    const config = { ...configFor(fixture), dataDir, state: { kind: 'postgres' as const, url: db.url, from: 'server.yaml' as const } };
+    const server = await startServer(config, { logger: silentLogger, transport: fakeTransport().start });
+    servers.push(server);
+    return server;
+  };
+
+  it('two replicas started at the same moment on an empty database: one leads, both serve the same signed bytes', async () => {
+    // Key material is shared: the second data directory is a copy of the first.
+    const config = configFor(fixture);
+    await openDataDir({ dataDir: join(fixture.root, 'replica-a'), trustDomain: config.trustDomain, serverNames: config.tls.serverNames, agentCertTtlMs: config.enrollment.certificateTtlMs });
+    cpSync(join(fixture.root, 'replica-a'), join(fixture.root, 'replica-b'), { recursive: true });
+    const [a, b] = await Promise.all([start('replica-a'), start('replica-b')]);
+    await until(() => a.ready() && b.ready(), 15_000, 'both to serve');
+    assert.equal([a, b].filter((s) => s.leadership.isLeader()).length, 1);
+    const leader = a.leadership.isLeader() ? a : b;
+    const follower = leader === a ? b : a;
+    const id = aid('edge-1');
+    await until(
+      () => follower.reconciler.served()?.snapshot.generation === leader.reconciler.served()?.snapshot.generation,
+      5_000,
+      'the follower to serve the leader’s newest generation',
+    );
+    const [l, f] = [leader.reconciler.served()?.snapshot.deliveries.get(id), follower.reconciler.served()?.snapshot.deliveries.get(id)];
+    assert.equal(f?.signature, l?.signature);
+    assert.deepEqual(Buffer.from(f?.bytes ?? []), Buffer.from(l?.bytes ?? []));
+    const stored = await leader.fleetStore.latestGeneration();
+    assert.equal(stored?.generation, l?.generation);
   });
 });
