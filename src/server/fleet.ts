@@ -284,6 +284,22 @@ export class FleetCache implements LiveFleet {
   }
 
   /**
+   * Presence for other replicas sharing the store: `lastSeen` of every agent with an open stream
+   * here, written in one batch. Called periodically (well within the disconnected timeout), so
+   * the leader counts agents connected to any replica as connected.
+   */
+  touchConnected(at: Date): void {
+    const updates: Array<{ id: AgentId; patch: AgentPatch }> = [];
+    for (const record of this.agents.values()) {
+      if (!record.connected) continue;
+      record.lastSeen = at;
+      record.lastSeenWritten = at.getTime();
+      updates.push({ id: record.id, patch: { lastSeen: at } });
+    }
+    if (updates.length > 0) this.write('record presence', (store) => store.updateAgents(updates));
+  }
+
+  /**
    * Calls `listener` with the agents whose quarantine another replica set or lifted (seen by
    * `refresh`): the leader republishes, so an approval made anywhere releases the agent.
    */
@@ -418,6 +434,8 @@ export class FleetCache implements LiveFleet {
 
   setConnected(agentId: AgentId, connected: boolean, at: Date): void {
     const record = this.record(agentId);
+    // A stream opening is written at once: other replicas learn from it that the agent is in contact.
+    if (connected && !record.connected) record.lastSeenWritten = 0;
     if (connected) this.contact(record, at);
     record.connected = connected;
     record.lastSeen = at;

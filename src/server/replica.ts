@@ -120,7 +120,15 @@ export class ReplicaSync {
     this.unsubscribe ??= this.options.changes.subscribe((event) => this.note(event));
   }
 
+  private readonly stops: Array<() => void> = [];
+
+  /** Runs `step` when the sync stops (timers that belong to it). */
+  onStop(step: () => void): void {
+    this.stops.push(step);
+  }
+
   async stop(): Promise<void> {
+    for (const step of this.stops.splice(0)) step();
     this.unsubscribe?.();
     this.unsubscribe = null;
     clearTimeout(this.timer);
@@ -203,6 +211,9 @@ export class ReplicaSync {
   }
 }
 
+/** How often a replica writes `lastSeen` of its connected agents (well within the 2-minute disconnected timeout). */
+const PRESENCE_MS = 30_000;
+
 /**
  * The change-feed side of a replica, started when the store has a feed (shared PostgreSQL);
  * null for a store only this process writes. A follower serves the stored generation at once.
@@ -221,7 +232,7 @@ export function startReplicaSync(
     readonly republish: () => Promise<unknown>;
   },
   caches: {
-    readonly fleet: CoherentCache & { onQuarantineChanged(listener: (ids: readonly AgentId[]) => void): unknown };
+    readonly fleet: CoherentCache & { onQuarantineChanged(listener: (ids: readonly AgentId[]) => void): unknown; touchConnected(at: Date): void };
     readonly certificates: CoherentCache & { onStandingChanged(listener: (ids: readonly AgentId[]) => void): unknown };
     readonly rollout: CoherentCache;
   },
@@ -230,6 +241,8 @@ export function startReplicaSync(
   if (changes === null) return null;
   const { signingPublicKeyPem } = parts.signer;
   caches.certificates.onStandingChanged((ids) => ids.forEach((id) => parts.streams.recheckStreams(id)));
+  const presence = setInterval(() => caches.fleet.touchConnected(new Date()), PRESENCE_MS);
+  presence.unref();
   caches.fleet.onQuarantineChanged(() => {
     if (parts.leadership.isLeader()) void parts.republish();
   });
@@ -240,6 +253,7 @@ export function startReplicaSync(
     restore: (input) => restoreGeneration(input, signingPublicKeyPem),
   });
   sync.start();
+  sync.onStop(() => clearInterval(presence));
   void sync.catchUp();
   return sync;
 }

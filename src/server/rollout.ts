@@ -60,6 +60,12 @@ export interface RolloutServiceOptions {
   readonly reconnectGraceMs?: number;
   /** At restore, how many of each agent's newest acks are looked at for ones the saved document missed. Default 20. */
   readonly replayAcks?: number;
+  /**
+   * Whether the agent is in contact with any replica (its stream here, or a recent `lastSeen`
+   * another replica wrote). The leader counts such agents as connected when the store reports
+   * them changed. Default: never (a single server learns connections from its own backend).
+   */
+  readonly present?: (agentId: AgentId) => boolean;
 }
 
 /**
@@ -95,7 +101,8 @@ export class RolloutService implements CoherentCache {
         return;
     }
   });
-  private readonly options: Required<Omit<RolloutServiceOptions, 'alerts' | 'hooks' | 'reconnectGraceMs' | 'replayAcks'>> & {
+  private readonly options: Required<Omit<RolloutServiceOptions, 'alerts' | 'hooks' | 'reconnectGraceMs' | 'replayAcks' | 'present'>> & {
+    readonly present: (agentId: AgentId) => boolean;
     readonly alerts: AlertSink | null;
     readonly hooks: RolloutServiceHooks;
   };
@@ -122,6 +129,7 @@ export class RolloutService implements CoherentCache {
     this.options = {
       now: () => new Date(),
       tickMs: 1_000,
+      present: () => false,
       ...options,
       alerts: options.alerts ?? null,
       hooks: options.hooks ?? {},
@@ -316,6 +324,9 @@ export class RolloutService implements CoherentCache {
   async refreshAgents(ids: readonly AgentId[]): Promise<void> {
     if (!this.leading || this.detached) return;
     for (const agentId of ids) {
+      const now = this.options.now();
+      const disconnected = this.controller.agentStatus(agentId, now).state === 'DISCONNECTED';
+      if (disconnected && this.options.present(agentId)) this.apply(this.controller.onConnect(agentId, now));
       const cursor = this.ackCursor.get(agentId);
       const acks = await this.options.store.listAcks(agentId, { limit: cursor === undefined ? 1 : DEFAULT_REPLAY_ACKS });
       const fresh = acks.filter((ack) => cursor === undefined || ack.id > cursor).reverse();
