@@ -317,12 +317,14 @@ export class RolloutService implements CoherentCache {
   }
 
   /**
-   * The `notified` refresh for agents (the leader's): acks another replica recorded for these
+   * The `notified` refresh for agents: acks another replica recorded for these
    * agents count for the rollout's gates as if this replica had received them. An agent that
    * acked is connected somewhere. Own acks come back too and change nothing the second time.
    */
   async refreshAgents(ids: readonly AgentId[]): Promise<void> {
-    if (!this.leading || this.detached) return;
+    // A follower feeds them too, so its status reads like the leader's between two saves of the
+    // leader's document (which it then reloads); it saves, republishes and alerts nothing.
+    if (this.detached) return;
     for (const agentId of ids) {
       const now = this.options.now();
       const disconnected = this.controller.agentStatus(agentId, now).state === 'DISCONNECTED';
@@ -436,7 +438,7 @@ export class RolloutService implements CoherentCache {
   private apply(changes: RolloutChanges, options: { readonly skipSave?: boolean } = {}): void {
     for (const event of changes.events) {
       this.emit(() => this.options.hooks.onEvent?.(event));
-      if (event.kind === 'rollout-halted') {
+      if (event.kind === 'rollout-halted' && this.leading) {
         this.options.alerts?.post({
           kind: 'rollout-halted',
           commit: event.commit,
