@@ -5,7 +5,7 @@ import { errorMessage, PkiError } from '../domain/errors.js';
 import { isAgentId } from '../domain/agent-id.js';
 import type { AgentId } from '../domain/types.js';
 import { parseDuration } from '../domain/duration.js';
-import type { AgentStatus, StoredAuditEntry } from '../fleet/index.js';
+import { isStoreUnavailable, type AgentStatus, type StoredAuditEntry } from '../fleet/index.js';
 import type { ActionRefusalCode, ActionResult, OperatorActionKind, RolloutStatus } from '../rollout/index.js';
 import type { Condition } from '../domain/condition.js';
 import { BodySchema, maxUtf16Length } from './bodies.js';
@@ -158,6 +158,8 @@ export const ADMIN_HTTP_ERROR_CODES = [
   'PAYLOAD_TOO_LARGE',
   /** An unexpected failure; the details go to the server log only. */
   'INTERNAL',
+  /** The fleet state store (PostgreSQL) is out of reach: nothing was changed; try again. */
+  'STORE_UNAVAILABLE',
 ] as const;
 
 export type AdminHttpErrorCode = (typeof ADMIN_HTTP_ERROR_CODES)[number];
@@ -184,6 +186,7 @@ export const HTTP_STATUS: Readonly<Record<AdminErrorCode, number>> = {
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   INTERNAL: 500,
+  STORE_UNAVAILABLE: 503,
   // Agent actions refused by the agent's current state.
   NOT_QUARANTINED: 409,
   ALREADY_QUARANTINED: 409,
@@ -317,6 +320,15 @@ class Handler {
     } catch (err) {
       if (err instanceof HttpError) {
         sendError(res, statusOf(err.code, err.named), err.code, err.message);
+      } else if (isStoreUnavailable(err)) {
+        // The store's message names no secret (URLs are redacted); it tells the operator what is down.
+        try {
+          this.options.hooks?.onError?.(err, { method, path });
+        } catch {
+          // Observers must not fail a request.
+        }
+        res.setHeader('retry-after', '5');
+        sendError(res, HTTP_STATUS.STORE_UNAVAILABLE, 'STORE_UNAVAILABLE', `the fleet state store is out of reach; nothing was changed, try again (${errorMessage(err)})`);
       } else {
         try {
           this.options.hooks?.onError?.(err, { method, path });

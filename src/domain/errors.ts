@@ -129,6 +129,8 @@ export const TRANSPORT_ERROR_CODES = [
   'LISTEN_FAILED',
   /** The server certificate, key or CA does not load into a TLS context. */
   'TLS_CONFIG_INVALID',
+  /** The server cannot answer now: what the call needs (its fleet state store) is out of reach. Agents get UNAVAILABLE and retry. */
+  'BACKEND_UNAVAILABLE',
 ] as const;
 
 export type TransportErrorCode = (typeof TRANSPORT_ERROR_CODES)[number];

@@ -25,3 +25,14 @@ export const STORE_ERROR_CODES = [
 export type StoreErrorCode = (typeof STORE_ERROR_CODES)[number];
 
 export class StoreError extends BaseError<StoreErrorCode> {}
+
+/**
+ * Is `err` (or an error in its `cause` chain) the store being out of reach? Such a failure is
+ * retried later; the admin API answers it 503 and the agent port UNAVAILABLE.
+ */
+export function isStoreUnavailable(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth += 1) {
+    if (e instanceof StoreError && e.code === 'STORE_UNAVAILABLE') return true;
+  }
+  return false;
+}

@@ -1,4 +1,4 @@
-export { StoreError } from './errors.js';
+export { StoreError, isStoreUnavailable } from './errors.js';
 export type { StoreErrorCode } from './errors.js';
 export type { FleetChange, FleetChangeEvent, FleetChangeFeed } from './changes.js';
 export { MemoryFleetStore } from './memory.js';

@@ -13,6 +13,21 @@ import type {
 import type { LiveFleet } from './fleet.js';
 import type { SnapshotCache } from './snapshot.js';
 import { notify } from '../lib/index.js';
+import { TransportError } from '../domain/errors.js';
+import { isStoreUnavailable } from '../fleet/index.js';
+
+/**
+ * Enrollment and renewal need the fleet store (the token, the current certificate): when it is
+ * out of reach the transport answers UNAVAILABLE (retryable), not INTERNAL.
+ */
+async function unavailableAsTransport<T>(step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (err) {
+    if (isStoreUnavailable(err)) throw new TransportError({ code: 'BACKEND_UNAVAILABLE', message: 'the fleet state store is out of reach', cause: err });
+    throw err;
+  }
+}
 
 /** Which agents exist: the inventory of the served commit. */
 export interface Inventory {
@@ -203,8 +218,10 @@ export class ServerBackend implements DistributionBackend {
    * (tokens are cheap; letting a token be probed repeatedly is not).
    */
   async enroll(token: string, csrPem: string): Promise<EnrollmentResult> {
-    const agentId = await this.options.tokens.consume(token, this.options.now());
-    return this.issue(agentId, csrPem, 'enroll');
+    return unavailableAsTransport(async () => {
+      const agentId = await this.options.tokens.consume(token, this.options.now());
+      return this.issue(agentId, csrPem, 'enroll');
+    });
   }
 
   /**
@@ -212,7 +229,7 @@ export class ServerBackend implements DistributionBackend {
    * replaces the caller's at once, so a second renewal with it is refused as replaced).
    */
   async renew(identity: AgentIdentity, csrPem: string): Promise<EnrollmentResult> {
-    return this.issue(identity.agentId, csrPem, 'renew');
+    return unavailableAsTransport(() => this.issue(identity.agentId, csrPem, 'renew'));
   }
 
   /** Agents with at least one open stream. */

@@ -14,7 +14,7 @@ import type {
   StoredSend,
 } from '../fleet/index.js';
 import { notify } from '../lib/index.js';
-import { notified, type CoherentCache } from '../fleet/index.js';
+import { notified, StoreError, isStoreUnavailable, type CoherentCache } from '../fleet/index.js';
 
 export interface AckInput {
   readonly commit: CommitSha;
@@ -81,8 +81,16 @@ export interface FleetCacheOptions {
    * one, the cache is all there is (tests, embedding).
    */
   readonly store?: FleetStore;
-  /** A write to the store failed (logged by the server). Must not throw. */
+  /**
+   * A write to the store failed (logged by the server). Must not throw. A write that failed
+   * because the store is out of reach (STORE_UNAVAILABLE) is reported once and kept: it is
+   * retried, and every later write waits behind it, until the store answers again.
+   */
   readonly onStoreError?: (err: unknown, what: string) => void;
+  /** The store answers again: `retried` writes that had waited for it reached it, in order. Must not throw. */
+  readonly onStoreRecovered?: (retried: number) => void;
+  /** Delay before retrying a write while the store is out of reach: first and longest. Default 100 ms and 5 s. */
+  readonly retryBackoffMs?: { readonly min: number; readonly max: number };
   /**
    * `lastSeen` alone (a poll, a hello with nothing new) is written at most this often per
    * agent: the admin view stays exact (it reads the cache), the file does not fsync per poll.
@@ -215,6 +223,15 @@ export function normalizeSerial(serial: string): string {
  * DISCONNECTED appear without an event); writes are queued on one chain in call order, so the
  * store sees events in the order they happened. With SQLite each write is durable before the
  * call that queued it returns (the store works synchronously); `flush()` waits for the chain.
+ *
+ * While the store is out of reach (PostgreSQL down: STORE_UNAVAILABLE) the write that failed is
+ * retried with backoff and the ones queued after it wait, so acks, sends and agent updates
+ * reach the store in order once it is back, and none is dropped (a write whose commit reached
+ * the store but whose answer was lost is written twice: acks and sends are evidence, a
+ * duplicate row is harmless). Meanwhile `quarantine` and `approve` are refused with
+ * STORE_UNAVAILABLE (and change nothing), rather than queued behind an outage: the operator
+ * retries. Only a shutdown that gives up on the store (`flush({ timeoutMs })`) drops the
+ * writes still waiting, and reports each.
  */
 export class FleetCache implements LiveFleet {
   /**
@@ -231,6 +248,15 @@ export class FleetCache implements LiveFleet {
   private readonly options: Required<Omit<FleetCacheOptions, 'store' | 'ackTimeoutMs'>> & { readonly store: FleetStore | null };
   private ackTimeoutMs: number;
   private chain: Promise<unknown> = Promise.resolve();
+  /** False from a write failing with STORE_UNAVAILABLE until a write succeeds again. */
+  private storeAvailable = true;
+  /** Writes queued and not yet done (waiting behind an outage included). */
+  private queued = 0;
+  /** Writes that failed with STORE_UNAVAILABLE and were kept, since the store last answered. */
+  private delayed = 0;
+  /** Set by a `flush` that timed out: writes still waiting are dropped (and reported), not retried. */
+  private givenUp = false;
+  private wakeRetry: (() => void) | null = null;
 
   constructor(options: FleetCacheOptions = {}) {
     this.options = {
@@ -238,6 +264,8 @@ export class FleetCache implements LiveFleet {
       disconnectedAfterMs: options.disconnectedAfterMs ?? DEFAULT_DISCONNECTED_AFTER_MS,
       store: options.store ?? null,
       onStoreError: options.onStoreError ?? (() => {}),
+      onStoreRecovered: options.onStoreRecovered ?? (() => {}),
+      retryBackoffMs: options.retryBackoffMs ?? { min: 100, max: 5_000 },
       lastSeenWriteMs: options.lastSeenWriteMs ?? 15_000,
     };
     this.ackTimeoutMs = options.ackTimeoutMs ?? 120_000;
@@ -308,9 +336,37 @@ export class FleetCache implements LiveFleet {
     return () => this.quarantineListeners.delete(listener);
   }
 
-  /** Waits until every queued write reached the store. Never rejects (failures went to onStoreError). */
-  async flush(): Promise<void> {
-    await this.chain;
+  /**
+   * Waits until every queued write reached the store. Never rejects (failures went to
+   * onStoreError). With `timeoutMs` (shutdown), gives up after it: writes still waiting for an
+   * unreachable store are dropped, each reported to onStoreError.
+   */
+  async flush(options: { readonly timeoutMs?: number } = {}): Promise<void> {
+    if (options.timeoutMs === undefined) {
+      await this.chain;
+      return;
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), options.timeoutMs);
+    });
+    const outcome = await Promise.race([this.chain.then(() => 'done' as const), timedOut]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') {
+      this.givenUp = true;
+      this.wakeRetry?.();
+      await this.chain;
+    }
+  }
+
+  /** Is the store answering? False from a write failing with STORE_UNAVAILABLE until one succeeds. */
+  get storeReachable(): boolean {
+    return this.storeAvailable;
+  }
+
+  /** Writes queued for the store and not yet done (those waiting for it to come back included). */
+  get pendingWrites(): number {
+    return this.queued;
   }
 
   setAckTimeout(ms: number): void {
@@ -450,7 +506,12 @@ export class FleetCache implements LiveFleet {
     const record = this.record(agentId);
     if (record.quarantine !== null) return false;
     record.quarantine = quarantine;
-    await this.writeAgentNow(record, { quarantine, state: 'QUARANTINED' }, audit);
+    try {
+      await this.writeAgentNow(record, { quarantine, state: 'QUARANTINED' }, audit);
+    } catch (err) {
+      record.quarantine = null; // not recorded: not done
+      throw err;
+    }
     return true;
   }
 
@@ -458,8 +519,14 @@ export class FleetCache implements LiveFleet {
   async approve(agentId: AgentId, audit: AuditEntry): Promise<boolean> {
     const record = this.agents.get(agentId);
     if (record?.quarantine == null) return false;
+    const quarantine = record.quarantine;
     record.quarantine = null;
-    await this.writeAgentNow(record, { quarantine: null, state: this.baseState(record) }, audit);
+    try {
+      await this.writeAgentNow(record, { quarantine: null, state: this.baseState(record) }, audit);
+    } catch (err) {
+      record.quarantine = quarantine; // not recorded: not done
+      throw err;
+    }
     return true;
   }
 
@@ -633,9 +700,15 @@ export class FleetCache implements LiveFleet {
     this.write(what, (store) => store.updateAgent(id, { ...patch, state: patch.state ?? this.baseState(record) }));
   }
 
+  /** An operator's write: in order with the others, but refused (not queued) while the store is out of reach. */
   private writeAgentNow(record: Record_, patch: AgentPatch, audit: AuditEntry): Promise<void> {
     const store = this.options.store;
     if (store === null) return Promise.resolve();
+    if (!this.storeAvailable) {
+      return Promise.reject(
+        new StoreError({ code: 'STORE_UNAVAILABLE', message: `the fleet store is out of reach (${this.queued} writes waiting for it); nothing was changed, try again` }),
+      );
+    }
     const id = record.id;
     const run = this.chain.then(() => store.updateAgent(id, patch, audit));
     this.chain = run.catch(() => {});
@@ -645,9 +718,61 @@ export class FleetCache implements LiveFleet {
   private write(what: string, step: (store: FleetStore) => Promise<unknown>): void {
     const store = this.options.store;
     if (store === null) return;
-    this.chain = this.chain.then(() => step(store)).catch((err: unknown) => {
-      // Observers must not break the write chain.
-      notify(() => this.options.onStoreError(err, what));
+    this.queued += 1;
+    this.chain = this.chain
+      .then(() => this.persist(what, () => step(store)))
+      .finally(() => {
+        this.queued -= 1;
+      });
+  }
+
+  /**
+   * Runs one write; while it fails with STORE_UNAVAILABLE, waits and runs it again (the chain
+   * holds every later write behind it, so order is kept). Never rejects: other failures, and
+   * writes dropped by a shutdown that gave up, go to onStoreError.
+   */
+  private async persist(what: string, step: () => Promise<unknown>): Promise<void> {
+    for (let attempt = 0; ; attempt += 1) {
+      if (this.givenUp && !this.storeAvailable) {
+        notify(() => this.options.onStoreError(new StoreError({ code: 'STORE_UNAVAILABLE', message: 'dropped at shutdown: the fleet store was out of reach' }), what));
+        return;
+      }
+      try {
+        await step();
+        if (!this.storeAvailable) {
+          const retried = this.delayed;
+          this.storeAvailable = true;
+          this.delayed = 0;
+          notify(() => this.options.onStoreRecovered(retried));
+        }
+        return;
+      } catch (err) {
+        if (!isStoreUnavailable(err)) {
+          // Observers must not break the write chain.
+          notify(() => this.options.onStoreError(err, what));
+          return;
+        }
+        if (attempt === 0) {
+          this.delayed += 1;
+          // Reported once per outage (the writes behind this one have not run yet).
+          if (this.storeAvailable) notify(() => this.options.onStoreError(err, `${what} (kept: retried, with every later write, until the store is back)`));
+        }
+        this.storeAvailable = false;
+        await this.pause(Math.min(this.options.retryBackoffMs.max, this.options.retryBackoffMs.min * 2 ** attempt));
+      }
+    }
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wakeRetry = done;
+    }).finally(() => {
+      this.wakeRetry = null;
     });
   }
 }

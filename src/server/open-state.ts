@@ -10,6 +10,9 @@ import { DEFAULT_ACK_TIMEOUT_MS } from './published.js';
 import { SnapshotCache } from './snapshot.js';
 import { FleetStateStore, importStateJson, type PersistedState } from './state.js';
 
+/** How long shutdown waits for fleet writes queued behind an unreachable store before dropping them. */
+const FLUSH_AT_SHUTDOWN_MS = 10_000;
+
 /** What the server keeps and signs with, opened before any part that reads it. */
 export interface OpenedState {
   readonly dataDir: DataDir;
@@ -69,9 +72,12 @@ export async function openState({ config, options, logger, now, cleanups }: Wiri
     now,
     ackTimeoutMs: DEFAULT_ACK_TIMEOUT_MS,
     onStoreError: log.storeErrorLog(logger),
+    onStoreRecovered: (retried) =>
+      logger.info({ event: 'fleet-store-recovered', retried }, `fleet store: reachable again; ${retried} delayed writes recorded in order`),
     ...disconnectedAfter(options),
   });
-  cleanups.push(() => fleet.flush());
+  // Waits for the writes still queued; gives up (logging each dropped one) when the store stays out of reach.
+  cleanups.push(() => fleet.flush({ timeoutMs: FLUSH_AT_SHUTDOWN_MS }));
   const certificates = await AgentCertificates.load(fleetStore, { now, hooks: log.certificateLogHooks(logger) });
   return { dataDir, allowedSigners, fleetStore, stateStore, state, signer, snapshots, fleet, certificates };
 }

@@ -361,6 +361,11 @@ class Handlers {
       this.options.logger.warn({ event: 'enrollment-failed', code: err.code, method: where.method, peer: where.peer }, err.message);
       return grpcError(Status.FAILED_PRECONDITION, `enrollment cannot be completed (${err.code})`);
     }
+    if (err instanceof TransportError && err.code === 'BACKEND_UNAVAILABLE') {
+      // The token or certificate cannot be checked or recorded now: retryable.
+      this.options.logger.warn({ event: 'enrollment-failed', code: err.code, method: where.method, peer: where.peer }, `${where.method} refused: ${err.message}`);
+      return grpcError(Status.UNAVAILABLE, `${where.method} is unavailable: the server cannot reach its fleet state (${err.code}); try again`);
+    }
     this.failed(err, where, 'the request');
     return grpcError(Status.INTERNAL, 'internal error');
   }
