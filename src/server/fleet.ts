@@ -292,13 +292,22 @@ export class FleetCache implements LiveFleet {
   async refresh(ids: readonly AgentId[] | 'all'): Promise<void> {
     const store = this.options.store;
     if (store === null) return;
+    // This process's own writes first: the store must not be read older than this cache.
+    await this.chain;
     const agents = ids === 'all' ? await store.listAgents() : await Promise.all(ids.map((id) => store.getAgent(id)));
     const flipped: AgentId[] = [];
     for (const agent of agents) {
       if (agent === undefined) continue;
-      const [send, acks] = await Promise.all([store.lastSend(agent.id), store.listAcks(agent.id, { limit: RESTORED_ACKS })]);
       const local = this.agents.get(agent.id);
       const wasQuarantined = local?.quarantine != null;
+      if (local?.connected === true) {
+        // Its stream is here: what it runs, its sends and acks are this process's own writes.
+        // Another replica can only have quarantined or approved it.
+        local.quarantine = agent.quarantine;
+        if (wasQuarantined !== (local.quarantine !== null)) flipped.push(agent.id);
+        continue;
+      }
+      const [send, acks] = await Promise.all([store.lastSend(agent.id), store.listAcks(agent.id, { limit: RESTORED_ACKS })]);
       const lastSeen = later(local?.lastSeen ?? null, agent.lastSeen);
       const desired = local?.desired ?? agent.desired;
       const keptSend = local?.lastSend != null && (send === null || local.lastSend.at.getTime() > send.at.getTime()) ? local.lastSend : undefined;

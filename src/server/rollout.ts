@@ -66,6 +66,8 @@ export interface RolloutServiceOptions {
    * them changed. Default: never (a single server learns connections from its own backend).
    */
   readonly present?: (agentId: AgentId) => boolean;
+  /** Whether the agent's stream is on this replica (its acks reach the rollout through `backendHooks`). Default: never. */
+  readonly local?: (agentId: AgentId) => boolean;
 }
 
 /**
@@ -101,8 +103,9 @@ export class RolloutService implements CoherentCache {
         return;
     }
   });
-  private readonly options: Required<Omit<RolloutServiceOptions, 'alerts' | 'hooks' | 'reconnectGraceMs' | 'replayAcks' | 'present'>> & {
+  private readonly options: Required<Omit<RolloutServiceOptions, 'alerts' | 'hooks' | 'reconnectGraceMs' | 'replayAcks' | 'present' | 'local'>> & {
     readonly present: (agentId: AgentId) => boolean;
+    readonly local: (agentId: AgentId) => boolean;
     readonly alerts: AlertSink | null;
     readonly hooks: RolloutServiceHooks;
   };
@@ -130,6 +133,7 @@ export class RolloutService implements CoherentCache {
       now: () => new Date(),
       tickMs: 1_000,
       present: () => false,
+      local: () => false,
       ...options,
       alerts: options.alerts ?? null,
       hooks: options.hooks ?? {},
@@ -326,6 +330,7 @@ export class RolloutService implements CoherentCache {
     // leader's document (which it then reloads); it saves, republishes and alerts nothing.
     if (this.detached) return;
     for (const agentId of ids) {
+      if (this.options.local(agentId)) continue;
       const now = this.options.now();
       const disconnected = this.controller.agentStatus(agentId, now).state === 'DISCONNECTED';
       if (disconnected && this.options.present(agentId)) this.apply(this.controller.onConnect(agentId, now));
