@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { createConnection, createServer, type AddressInfo, type Socket } from 'node:net';
 import pg from 'pg';
 import { AdvisoryLockLeadership, SoleLeadership, type StepDownReason } from '../../src/server/leadership.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
@@ -117,5 +118,76 @@ describe('AdvisoryLockLeadership (replicas sharing PostgreSQL)', () => {
       assert.equal(lonely.isLeader(), false);
       await lonely.stop();
     });
+  });
+});
+
+/** A TCP relay that can freeze: it stops forwarding but keeps both sockets open (a hung network, not a closed one). */
+async function freezableRelay(targetPort: number): Promise<{ port: number; freeze(): void; close(): Promise<void> }> {
+  const sockets = new Set<Socket>();
+  let frozen = false;
+  const server = createServer((inbound) => {
+    const outbound = createConnection({ port: targetPort, host: '127.0.0.1' });
+    for (const socket of [inbound, outbound]) {
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+    }
+    inbound.on('data', (chunk: Buffer) => (frozen ? undefined : outbound.write(chunk)));
+    outbound.on('data', (chunk: Buffer) => (frozen ? undefined : inbound.write(chunk)));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    freeze: () => {
+      frozen = true;
+    },
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+describe('AdvisoryLockLeadership when the leader’s network hangs (nothing closed)', () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await createTestDatabase();
+  });
+  after(async () => {
+    await db.drop();
+  });
+
+  it('steps down with check-failed within a check and its timeout; PostgreSQL ends the idle session and another takes over', async () => {
+    const relay = await freezableRelay(Number(new URL(db.url).port || 5432));
+    const viaRelay = new URL(db.url);
+    viaRelay.port = String(relay.port);
+    const deposed: StepDownReason[] = [];
+    const a = new AdvisoryLockLeadership({
+      connectionString: viaRelay.toString(),
+      replica: 'hung',
+      retryMs: 200,
+      checkMs: 200,
+      checkTimeoutMs: 300,
+      sessionTimeoutMs: 1_500,
+      hooks: { onDeposed: ({ reason }) => deposed.push(reason) },
+    });
+    const b = candidate(db, 'healthy');
+    try {
+      a.start();
+      await until(() => a.isLeader(), 5_000, 'the relayed candidate to lead');
+      b.start();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      assert.equal(b.isLeader(), false);
+
+      const frozenAt = Date.now();
+      relay.freeze();
+      await until(() => !a.isLeader(), 1_500, 'the cut-off leader to step down');
+      assert.deepEqual(deposed, ['check-failed']);
+      // PostgreSQL still has the session (it saw no close): b leads once it ends the idle session.
+      await until(() => b.isLeader(), 6_000, 'the healthy candidate to take over');
+      assert.ok(Date.now() - frozenAt >= 1_000, 'not before PostgreSQL released the lock');
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+      await relay.close();
+    }
   });
 });
