@@ -120,7 +120,10 @@ export async function loadServerConfig(path: string, options: ConfigOptions = {}
  * what a schema cannot say (durations, addresses, URL schemes). Unknown keys are errors (a
  * typo must not silently fall back to a default); so is every missing required key.
  */
-export function parseServerConfig(doc: unknown, { baseDir, source = null, env = process.env }: { baseDir: string; source?: string | null } & ConfigOptions): ServerConfig {
+export function parseServerConfig(
+  doc: unknown,
+  { baseDir, source = null, env = process.env }: { baseDir: string; source?: string | null } & ConfigOptions,
+): ServerConfig {
   const where = source ?? 'server config';
   const fail = (key: string, why: string): never => {
     throw new ServerError({ code: 'CONFIG_INVALID', message: `${where}: ${key}: ${why}` });
@@ -185,7 +188,9 @@ function stateConfig(fromFile: string | undefined, fromEnv: string | undefined, 
   if (env !== undefined && env !== '') {
     return Object.freeze({ kind: 'postgres', url: checkUrl(env, POSTGRES_URL_ENV, POSTGRES_PROTOCOLS, fail), from: POSTGRES_URL_ENV });
   }
-  if (fromFile !== undefined) return Object.freeze({ kind: 'postgres', url: checkUrl(fromFile, 'state.postgres', POSTGRES_PROTOCOLS, fail), from: 'server.yaml' });
+  if (fromFile !== undefined) {
+    return Object.freeze({ kind: 'postgres', url: checkUrl(fromFile, 'state.postgres', POSTGRES_PROTOCOLS, fail), from: 'server.yaml' });
+  }
   return Object.freeze({ kind: 'sqlite' });
 }
 

@@ -715,7 +715,10 @@ export class FleetCache implements LiveFleet {
     if (store === null) return Promise.resolve();
     if (!this.storeAvailable) {
       return Promise.reject(
-        new StoreError({ code: 'STORE_UNAVAILABLE', message: `the fleet store is out of reach (${this.queued} writes waiting for it); nothing was changed, try again` }),
+        new StoreError({
+          code: 'STORE_UNAVAILABLE',
+          message: `the fleet store is out of reach (${this.queued} writes waiting for it); nothing was changed, try again`,
+        }),
       );
     }
     const id = record.id;
@@ -743,7 +746,8 @@ export class FleetCache implements LiveFleet {
   private async persist(what: string, step: () => Promise<unknown>): Promise<void> {
     for (let attempt = 0; ; attempt += 1) {
       if (this.givenUp && !this.storeAvailable) {
-        notify(() => this.options.onStoreError(new StoreError({ code: 'STORE_UNAVAILABLE', message: 'dropped at shutdown: the fleet store was out of reach' }), what));
+        const dropped = new StoreError({ code: 'STORE_UNAVAILABLE', message: 'dropped at shutdown: the fleet store was out of reach' });
+        notify(() => this.options.onStoreError(dropped, what));
         return;
       }
       try {

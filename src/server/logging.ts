@@ -153,10 +153,15 @@ export function postgresEventLog(logger: Logger): (event: PostgresStoreEvent) =>
         logger.warn({ event: 'fleet-store-connection-lost', err: event.error }, 'fleet store: a PostgreSQL connection failed; the next call opens a new one');
         return;
       case 'feed-disconnected':
-        logger.warn({ event: 'fleet-feed-disconnected', err: event.error, retryInMs: event.retryInMs }, `fleet store: the change feed lost PostgreSQL; retrying in ${event.retryInMs} ms`);
+        logger.warn(
+          { event: 'fleet-feed-disconnected', err: event.error, retryInMs: event.retryInMs },
+          `fleet store: the change feed lost PostgreSQL; retrying in ${event.retryInMs} ms`,
+        );
         return;
       case 'feed-listening':
-        if (event.reconnects > 0) logger.info({ event: 'fleet-feed-listening', reconnects: event.reconnects }, 'fleet store: the change feed listens again (resync)');
+        if (event.reconnects > 0) {
+          logger.info({ event: 'fleet-feed-listening', reconnects: event.reconnects }, 'fleet store: the change feed listens again (resync)');
+        }
         return;
       case 'feed-malformed':
         logger.warn({ event: 'fleet-feed-malformed', malformed: event.malformed }, 'fleet store: ignored a notification that is not a fleet change');

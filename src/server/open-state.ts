@@ -48,7 +48,12 @@ export async function openState({ config, options, logger, now, cleanups }: Wiri
   const fleetStore = given ?? (await openFleetStore(storeConfig, { now, onPostgresEvent: log.postgresEventLog(logger) }));
   cleanups.push(() => (given === undefined ? fleetStore.close() : undefined)); // pushed first: closed last
   logger.info(
-    { event: 'fleet-store', backend: storeConfig.kind, where: describeFleetStore(storeConfig), ...(config.state.kind === 'postgres' ? { from: config.state.from } : {}) },
+    {
+      event: 'fleet-store',
+      backend: storeConfig.kind,
+      where: describeFleetStore(storeConfig),
+      ...(config.state.kind === 'postgres' ? { from: config.state.from } : {}),
+    },
     `fleet state: ${describeFleetStore(storeConfig)}`,
   );
   // An older meshcfg's state.json is imported into whichever store this is (once: it is renamed).

@@ -4,7 +4,7 @@ import { dirname, join, posix } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { agentDirPaths } from '../../src/agent/dir.js';
-import { parseServerConfig, type ServerConfig } from '../../src/server/config.js';
+import { POSTGRES_URL_ENV, parseServerConfig, type ServerConfig } from '../../src/server/config.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
 import { configFor, makeFixture, silentLogger, type Fixture } from '../server/helpers.js';
 import { cliFlags, cliHelp, meshcfgInvocations, readRepoFile, ROOT } from './helpers.js';
@@ -240,5 +240,130 @@ describe('deploy/kubernetes/agent-example', () => {
       assert.equal(c['securityContext']['readOnlyRootFilesystem'], true, c['name']);
       assert.equal(c['securityContext']['allowPrivilegeEscalation'], false, c['name']);
     }
+  });
+});
+
+const isObject = (v: unknown): v is Doc => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isNamedList = (v: unknown): v is Doc[] => Array.isArray(v) && v.every((x) => isObject(x) && typeof x['name'] === 'string');
+
+/**
+ * Kustomize's strategic-merge patch, as far as the HA patch uses it: mappings merge key by
+ * key, lists of named items (containers, env, volumes) merge by `name`, `null` deletes a key,
+ * anything else replaces. (`kubectl kustomize deploy/kubernetes-ha` renders the same; the
+ * tests do not need kubectl.)
+ */
+function strategicMerge(base: Doc, patch: Doc): Doc {
+  const out: Doc = { ...base };
+  for (const [key, value] of Object.entries(patch)) {
+    const current = out[key];
+    if (value === null) delete out[key];
+    else if (isNamedList(value) && isNamedList(current)) {
+      const merged = current.map((item) => {
+        const p = value.find((v) => v['name'] === item['name']);
+        return p === undefined ? item : strategicMerge(item, p);
+      });
+      for (const p of value) if (!current.some((item) => item['name'] === p['name'])) merged.push(p);
+      out[key] = merged;
+    } else if (isObject(value) && isObject(current)) out[key] = strategicMerge(current, value);
+    else out[key] = value;
+  }
+  return out;
+}
+
+describe('deploy/kubernetes-ha (three replicas on PostgreSQL)', () => {
+  const HA = 'deploy/kubernetes-ha';
+  const base = [...loadManifests(KUBE).values()].flat();
+  const files = loadManifests(HA);
+  const kustomization = find(files.get('kustomization.yaml')!, 'Kustomization');
+  const patches = (kustomization['patches'] as Doc[]).map((p) => files.get(p['path'] as string)![0]!);
+  const deleted = patches.filter((p) => p['$patch'] === 'delete');
+  // The overlay as kustomize renders it: the base's resources, patched, without the deleted ones, plus the overlay's own.
+  const all: Doc[] = [
+    ...base
+      .filter((d) => d['kind'] !== 'Kustomization')
+      .filter((d) => !deleted.some((p) => p['kind'] === d['kind'] && p['metadata']['name'] === d['metadata']['name']))
+      .map((d) => patches.filter((p) => p['$patch'] === undefined && p['kind'] === d['kind'] && p['metadata']['name'] === d['metadata']['name']).reduce(strategicMerge, d)),
+    ...(kustomization['resources'] as string[]).filter((r) => r.endsWith('.yaml')).flatMap((r) => files.get(r)!),
+  ];
+  const deployment = find(all, 'Deployment', 'meshcfg');
+  const pod = deployment['spec']['template']['spec'];
+  const server = pod['containers'].find((c: Doc) => c['name'] === 'meshcfg') as Doc;
+  const copyKeys = pod['initContainers'].find((c: Doc) => c['name'] === 'copy-keys') as Doc;
+  const mount = (c: Doc, volume: string): Doc => c['volumeMounts'].find((m: Doc) => m['name'] === volume);
+
+  it('builds on the single-replica manifests, and uses every file of its directory', () => {
+    assert.deepEqual(kustomization['resources'], ['../kubernetes', 'secrets.yaml']);
+    assert.equal(kustomization['namespace'], find(base, 'Kustomization')['namespace']);
+    const used = [...kustomization['resources'], ...(kustomization['patches'] as Doc[]).map((p) => p['path'])];
+    assert.deepEqual([...files.keys()].filter((n) => n !== 'kustomization.yaml').sort(), used.filter((r: string) => r.endsWith('.yaml')).sort());
+    for (const patch of patches) assert.ok(base.some((d) => d['kind'] === patch['kind'] && d['metadata']['name'] === patch['metadata']['name']), `${patch['kind']} ${patch['metadata']['name']} is in the base`);
+  });
+
+  it('runs 3 replicas, at most one per node, with rolling updates', () => {
+    assert.equal(deployment['spec']['replicas'], 3);
+    assert.equal(deployment['spec']['strategy']['type'], 'RollingUpdate');
+    const [term] = pod['affinity']['podAntiAffinity']['requiredDuringSchedulingIgnoredDuringExecution'] as Doc[];
+    assert.equal(term!['topologyKey'], 'kubernetes.io/hostname');
+    assert.deepEqual(term!['labelSelector']['matchLabels'], deployment['spec']['template']['metadata']['labels']);
+    assert.ok(find(all, 'PodDisruptionBudget')['spec']['maxUnavailable'] < 3);
+  });
+
+  it('gives the server the PostgreSQL URL from a Secret, in the variable the config parser reads, and the real parser takes it', () => {
+    const env = (server['env'] as Doc[]).find((e) => e['name'] === POSTGRES_URL_ENV);
+    assert.ok(env, `the server container sets ${POSTGRES_URL_ENV}`);
+    const ref = env['valueFrom']['secretKeyRef'];
+    const url = find(all, 'Secret', ref['name'])['stringData'][ref['key']] as string;
+    const template = find(all, 'ConfigMap', 'meshcfg-server')['data']['server.yaml'] as string;
+    const repo = find(all, 'Secret', 'meshcfg-repo')['stringData']['url'] as string;
+    const doc = parseAllDocuments(template.replace('__REPO_URL__', () => JSON.stringify(repo)))[0]!.toJS() as unknown;
+    const config = parseServerConfig(doc, { baseDir: '/', source: 'server.yaml', env: { [POSTGRES_URL_ENV]: url } });
+    assert.deepEqual(config.state, { kind: 'postgres', url, from: POSTGRES_URL_ENV });
+  });
+
+  it('keeps no fleet state on a volume: the data dir is a per-pod emptyDir and the PersistentVolumeClaim is gone', () => {
+    const data = pod['volumes'].find((v: Doc) => v['name'] === 'data') as Doc;
+    assert.ok(data['emptyDir'] !== undefined);
+    assert.equal(data['persistentVolumeClaim'], undefined);
+    assert.equal(all.filter((d) => d['kind'] === 'PersistentVolumeClaim').length, 0);
+  });
+
+  describe('the key material, from one Secret', () => {
+    let fixture: Fixture;
+    let running: RunningServer;
+    let created: string[];
+    before(async () => {
+      fixture = makeFixture();
+      running = await startServer(configFor(fixture), { logger: silentLogger });
+      created = readdirSync(fixture.dataDir).sort();
+    });
+    after(async () => {
+      await running.close();
+      fixture.cleanup();
+    });
+
+    it('copy-keys copies every file a first start puts in the data dir except the SQLite store, into the data dir server.yaml names', () => {
+      const script = copyKeys['command'].join(' ') as string;
+      const names = JSON.parse(/for \(const name of (\[[^\]]*\])/.exec(script)![1]!.replaceAll("'", '"')) as string[];
+      assert.deepEqual([...names].sort(), created.filter((n) => !/^fleet\.db(-wal|-shm)?$/.test(n)));
+      const template = find(all, 'ConfigMap', 'meshcfg-server')['data']['server.yaml'] as string;
+      const dataDir = /dataDir: (\S+)/.exec(template)![1]!;
+      assert.ok(script.includes(`const dir = '${dataDir}'`));
+      assert.ok(dataDir.startsWith(`${mount(copyKeys, 'data')['mountPath']}/`));
+      assert.equal(mount(copyKeys, 'data')['mountPath'], mount(server, 'data')['mountPath'], 'the server reads what the init container wrote');
+      assert.ok(script.includes(`'${mount(copyKeys, 'keys')['mountPath']}/'`));
+      const keys = pod['volumes'].find((v: Doc) => v['name'] === 'keys') as Doc;
+      assert.equal(keys['secret']['secretName'], 'meshcfg-keys');
+      assert.ok(!all.some((d) => d['kind'] === 'Secret' && d['metadata']['name'] === 'meshcfg-keys'), 'the keys Secret is created by hand, never applied from git');
+    });
+
+    it('every container is the pinned image and hardened', () => {
+      const { version } = JSON.parse(readRepoFile('package.json')) as { version: string };
+      for (const c of podContainers(deployment)) {
+        assert.equal(c['image'], `meshcfg:${version}`, c['name']);
+        assert.equal(c['securityContext']['readOnlyRootFilesystem'], true, c['name']);
+        assert.equal(c['securityContext']['allowPrivilegeEscalation'], false, c['name']);
+        assert.deepEqual(c['securityContext']['capabilities']['drop'], ['ALL'], c['name']);
+      }
+    });
   });
 });

@@ -11,7 +11,7 @@ export interface TcpProxy {
   readonly open: number;
   /** Destroys every proxied connection (both sides) and stops listening: connects are refused. */
   cut(): Promise<void>;
-  /** Listens again on the same port. */
+  /** Listens again on the same port (nothing when it listens already). */
   restore(): Promise<void>;
   close(): Promise<void>;
 }
@@ -23,6 +23,10 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
 
   const listen = (): Promise<void> =>
     new Promise((resolve, reject) => {
+      if (server !== null) {
+        resolve();
+        return;
+      }
       const s = createServer((inbound) => {
         const outbound = createConnection({ port: targetPort, host: targetHost });
         for (const socket of [inbound, outbound]) {

@@ -28,6 +28,8 @@ describe('FleetCache while its store is out of reach', () => {
     store = await PostgresFleetStore.open(url.toString(), { connectTimeoutMs: 1_000 });
   });
   after(async () => {
+    // Restored first, so a cache still retrying (a test that failed mid-outage) can finish.
+    await proxy?.restore();
     await store?.close();
     await proxy?.close();
     await db?.drop();

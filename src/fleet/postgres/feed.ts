@@ -147,7 +147,8 @@ export class PostgresChangeFeed implements FleetChangeFeed {
 
   private async connect(): Promise<void> {
     if (this.closed) return;
-    const client = new pg.Client(clientConfig(this.settings));
+    // A heartbeat that does not answer within its own period means the connection is gone.
+    const client = new pg.Client(clientConfig({ ...this.settings, queryTimeoutMs: Math.min(this.settings.queryTimeoutMs, this.options.heartbeatMs) }));
     this.client = client;
     let lost = false;
     const onLost = (err: unknown): void => {

@@ -289,7 +289,9 @@ export class PostgresFleetStore implements FleetStore {
     }
     if (updates.length === 0) return this.run('update agents', async () => undefined);
     await this.write('update agents', async (c, changes) => {
-      for (const { id, patch } of updates) await upsert(c, id, patch);
+      // A publish patches the whole fleet the same way: one statement per run of same-shaped
+      // patches (ids unique within a run, so the runs in order equal the updates in order).
+      for (const run of runsOf(updates)) await upsertMany(c, run);
       changes.agents(updates.map((u) => u.id));
     });
   }
@@ -672,6 +674,76 @@ async function upsert(c: Queryable, id: AgentId, patch: AgentPatch): Promise<Age
   const row = result.rows[0];
   if (row === undefined) throw new StoreError({ code: 'CORRUPT', message: `upserting agent ${id} returned no row` });
   return row;
+}
+
+/** The columns each patch field sets, in `agents`. */
+const PATCH_COLUMNS: ReadonlyArray<readonly [keyof AgentPatch, readonly string[]]> = [
+  ['desired', ['desired_commit', 'desired_digest', 'desired_generation']],
+  ['active', ['active_commit', 'active_digest', 'active_generation', 'active_at']],
+  ['state', ['state']],
+  ['certSerial', ['cert_serial']],
+  ['certExpiry', ['cert_expiry']],
+  ['lastSeen', ['last_seen']],
+  ['quarantine', ['quarantine_since', 'quarantine_reason', 'quarantine_by']],
+];
+
+const RECORD_COLUMNS =
+  'id text, desired_commit text, desired_digest text, desired_generation bigint, active_commit text, active_digest text, active_generation bigint, active_at bigint, ' +
+  'state text, cert_serial text, cert_expiry bigint, last_seen bigint, quarantine_since bigint, quarantine_reason text, quarantine_by text';
+
+/** At most this many agents per statement (one JSON parameter). */
+const MAX_RUN = 5_000;
+
+/** Consecutive updates with the same patch fields and distinct ids (one statement may not touch a row twice). */
+function* runsOf(updates: readonly AgentUpdate[]): Generator<readonly AgentUpdate[]> {
+  let run: AgentUpdate[] = [];
+  let shape = '';
+  let ids = new Set<AgentId>();
+  for (const update of updates) {
+    const next = PATCH_COLUMNS.map(([field]) => (update.patch[field] === undefined ? '0' : '1')).join('');
+    if (run.length > 0 && (next !== shape || ids.has(update.id) || run.length >= MAX_RUN)) {
+      yield run;
+      run = [];
+      ids = new Set();
+    }
+    shape = next;
+    run.push(update);
+    ids.add(update.id);
+  }
+  if (run.length > 0) yield run;
+}
+
+/** Upserts a run (same patch fields, distinct ids) in one statement, with the same effect as `upsert` of each in turn. */
+async function upsertMany(c: Queryable, run: readonly AgentUpdate[]): Promise<void> {
+  const first = run[0];
+  if (first === undefined) return;
+  const set = PATCH_COLUMNS.filter(([field]) => first.patch[field] !== undefined).flatMap(([, columns]) => columns);
+  const rows = run.map(({ id, patch: { desired, active, state, certSerial, certExpiry, lastSeen, quarantine } }) => ({
+    id,
+    desired_commit: desired?.commit ?? null,
+    desired_digest: desired?.digest ?? null,
+    desired_generation: desired?.generation ?? null,
+    active_commit: active?.commit ?? null,
+    active_digest: active?.digest ?? null,
+    active_generation: active?.generation ?? null,
+    active_at: active?.at.getTime() ?? null,
+    state: state ?? null,
+    cert_serial: certSerial ?? null,
+    cert_expiry: certExpiry?.getTime() ?? null,
+    last_seen: lastSeen?.getTime() ?? null,
+    quarantine_since: quarantine?.since.getTime() ?? null,
+    quarantine_reason: quarantine?.reason ?? null,
+    quarantine_by: quarantine?.by ?? null,
+  }));
+  await c.query(
+    `INSERT INTO agents (id, desired_commit, desired_digest, desired_generation, active_commit, active_digest, active_generation, active_at, state,
+       cert_serial, cert_expiry, last_seen, quarantine_since, quarantine_reason, quarantine_by)
+     SELECT r.id, r.desired_commit, r.desired_digest, r.desired_generation, r.active_commit, r.active_digest, r.active_generation, r.active_at,
+       coalesce(r.state, 'DISCONNECTED'), r.cert_serial, r.cert_expiry, r.last_seen, r.quarantine_since, r.quarantine_reason, r.quarantine_by
+     FROM jsonb_to_recordset($1::jsonb) AS r(${RECORD_COLUMNS})
+     ON CONFLICT (id) DO ${set.length === 0 ? 'NOTHING' : `UPDATE SET ${set.map((column) => `${column} = excluded.${column}`).join(', ')}`}`,
+    [JSON.stringify(rows)],
+  );
 }
 
 async function insertAudit(c: Queryable, changes: Changes, entry: AuditEntry, details: string): Promise<number> {
