@@ -111,6 +111,8 @@ export class ReplicaSync {
   private timer: NodeJS.Timeout | undefined;
   private chain: Promise<void> = Promise.resolve();
   private unsubscribe: (() => void) | null = null;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryMs = 0;
 
   constructor(private readonly options: ReplicaSyncOptions) {
     this.coalesceMs = options.coalesceMs ?? 20;
@@ -131,6 +133,7 @@ export class ReplicaSync {
     for (const step of this.stops.splice(0)) step();
     this.unsubscribe?.();
     this.unsubscribe = null;
+    clearTimeout(this.retryTimer);
     clearTimeout(this.timer);
     this.timer = undefined;
     await this.chain;
@@ -195,21 +198,36 @@ export class ReplicaSync {
 
   private async adoptLatest(): Promise<void> {
     if (this.options.leadership.isLeader()) return;
+    let failed = false;
     try {
       const record = await this.options.store.latestGeneration();
       if (record === null) return;
       const result = await this.options.reconciler.adopt(record, this.options.compile, this.options.restore);
       if (result.kind === 'failed') {
+        failed = true;
         this.options.logger.error(
           { event: 'generation-not-served', generation: record.generation, commit: record.commit, err: errorMessage(result.error) },
           'cannot serve the generation the leader signed; still serving the previous one',
         );
       }
     } catch (err) {
+      failed = true;
       this.options.logger.warn({ event: 'generation-load-failed', err: errorMessage(err) }, 'could not load the newest signed generation');
+    }
+    // The leader may sign nothing more for a while: a follower that could not serve its newest
+    // generation (a fetch that failed, the store away) tries again by itself, backing off.
+    this.retryMs = failed ? Math.min(MAX_ADOPT_RETRY_MS, this.retryMs === 0 ? FIRST_ADOPT_RETRY_MS : this.retryMs * 2) : 0;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (failed && this.unsubscribe !== null) {
+      this.retryTimer = setTimeout(() => void this.catchUp(), this.retryMs);
+      this.retryTimer.unref();
     }
   }
 }
+
+const FIRST_ADOPT_RETRY_MS = 1_000;
+const MAX_ADOPT_RETRY_MS = 30_000;
 
 /** How often a replica writes `lastSeen` of its connected agents (well within the 2-minute disconnected timeout). */
 const PRESENCE_MS = 30_000;
@@ -253,7 +271,10 @@ export function startReplicaSync(
     restore: (input) => restoreGeneration(input, signingPublicKeyPem),
   });
   sync.start();
-  sync.onStop(() => clearInterval(presence));
+  // A safety net beside the feed: the newest generation is looked at every 30 s anyway.
+  const safetyNet = setInterval(() => void sync.catchUp(), PRESENCE_MS);
+  safetyNet.unref();
+  sync.onStop(() => (clearInterval(presence), clearInterval(safetyNet)));
   void sync.catchUp();
   return sync;
 }

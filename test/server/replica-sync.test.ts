@@ -15,12 +15,15 @@ describe('ReplicaSync (the change feed into a replica’s caches)', () => {
   let leader: boolean;
   const refreshed: FleetChangeEvent[] = [];
   const adopted: number[] = [];
+  /** How many adoptions fail before they succeed. */
+  let failures = 0;
 
   beforeEach(() => {
     shared = shareStore(new MemoryFleetStore());
     leader = false;
     refreshed.length = 0;
     adopted.length = 0;
+    failures = 0;
     const cache = { coherence: notified(['agents', 'rollout'], async (event) => void refreshed.push(event)) };
     sync = new ReplicaSync({
       changes: shared.store.changes!,
@@ -28,6 +31,10 @@ describe('ReplicaSync (the change feed into a replica’s caches)', () => {
       leadership: { isLeader: () => leader },
       reconciler: {
         adopt: async (record: GenerationRecord): Promise<ReconcileResult> => {
+          if (failures > 0) {
+            failures -= 1;
+            return { kind: 'failed', commit: record.commit, error: new Error('the commit is not fetched yet') };
+          }
           adopted.push(record.generation);
           return { kind: 'accepted', commit: record.commit, generation: record.generation };
         },
@@ -90,5 +97,23 @@ describe('ReplicaSync (the change feed into a replica’s caches)', () => {
     await shared.store.saveAccepted({ accepted: cid('b'.repeat(40)), generation: 3 });
     await sync.settled();
     assert.deepEqual(adopted, [2], 'the leader signed it: nothing to adopt');
+  });
+
+  it('a follower that could not serve the newest generation tries again by itself', async () => {
+    failures = 1;
+    await shared.store.saveGeneration({
+      generation: 1,
+      commit: cid('b'.repeat(40)),
+      statement: {},
+      bundle: {},
+      agents: [{ agentId: aid('edge-1'), digest: DIGEST, commit: cid('b'.repeat(40)), baseline: false }],
+      at: new Date(),
+    });
+    await shared.store.saveAccepted({ accepted: cid('b'.repeat(40)), generation: 1 });
+    await sync.settled();
+    assert.deepEqual(adopted, []);
+    const deadline = Date.now() + 3_000;
+    while (adopted.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.deepEqual(adopted, [1], 'adopted on the retry, with no new change');
   });
 });
