@@ -1,7 +1,7 @@
 import { inventoryShrink, type Compilation } from '../compile/index.js';
 import type { VerifiedCommit, VerifiedTree } from '../domain/commit.js';
 import { CompileError, errorMessage, SigningError, SourceError, TRUST_ERROR_CODES, TrustError } from '../domain/errors.js';
-import type { CommitSha, Digest, Violation } from '../domain/types.js';
+import type { AgentId, CommitSha, Digest, Violation } from '../domain/types.js';
 import type { GenerationRecord } from '../fleet/index.js';
 import type { GenerationInput, SignedGeneration, StoredGenerationInput } from '../signing/index.js';
 import type { FetchEvent } from '../source/index.js';
@@ -163,6 +163,8 @@ export class Reconciler {
   private readonly firstSeen = new Map<CommitSha, Date>();
   private generation: number;
   private current: Accepted | null = null;
+  /** Per agent, the digest and commit of its (non-baseline) bundle in the served generation. */
+  private bundleCommits = new Map<AgentId, { readonly digest: string; readonly commit: CommitSha }>();
   private refused: Refusal | null = null;
   private head: CommitSha | null = null;
   private latestQueued: CommitSha | null = null;
@@ -298,7 +300,7 @@ export class Reconciler {
         this.generation = Math.max(this.generation, record.generation);
         this.anchor = record.commit;
         const snapshot = buildSnapshot({ generation: record.generation, commit: record.commit, desired, signed: desired.length === 0 ? null : signed });
-        this.show(compilation, snapshot, signed, 'follow');
+        this.show(compilation, snapshot, signed, 'follow', desired);
         return { kind: 'accepted', commit: record.commit, generation: record.generation };
       } catch (err) {
         return this.fail(record.commit, err);
@@ -348,6 +350,16 @@ export class Reconciler {
       refused: this.refused,
       conditions: this.conditions.list(),
     };
+  }
+
+  /**
+   * The commit whose bundle the served generation gives this agent, when it has this digest:
+   * the answer for an ack or a hello naming it (two commits may compile to the same bytes; the
+   * one served is the one the agent runs). Null when the served generation gives it other bytes.
+   */
+  bundleCommit(agentId: AgentId, digest: string): CommitSha | null {
+    const served = this.bundleCommits.get(agentId);
+    return served !== undefined && served.digest === digest ? served.commit : null;
   }
 
   /** The compilation being served (its inventory is the set of known agents), or null. */
@@ -492,13 +504,14 @@ export class Reconciler {
     await this.options.store.save({ accepted: commit, generation, seenAt });
     this.anchor = commit;
     this.anchorSeenAt = seenAt;
-    this.show(compilation, buildSnapshot({ generation, commit, desired, signed }), signed, reason);
+    this.show(compilation, buildSnapshot({ generation, commit, desired, signed }), signed, reason, desired);
     return generation;
   }
 
   /** Makes a signed snapshot the served one, tells the snapshot cache and the observers. */
-  private show(compilation: Compilation, snapshot: Snapshot, signed: SignedGeneration | null, reason: PublishReason): void {
+  private show(compilation: Compilation, snapshot: Snapshot, signed: SignedGeneration | null, reason: PublishReason, desired: readonly DesiredBundle[]): void {
     const commit = compilation.commit.sha;
+    this.bundleCommits = new Map(desired.filter((d) => !d.baseline).map((d) => [d.agentId, { digest: d.digest, commit: d.commit ?? commit }]));
     const generation = snapshot.generation;
     let refreshAt: number | null = null;
     if (signed !== null) {
