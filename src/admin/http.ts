@@ -30,6 +30,14 @@ export interface SourceView {
   readonly conditions: readonly Condition[];
   /** Skipped symlinks and submodules of the served commit (never followed; they block nothing). */
   readonly warnings: ReadonlyArray<{ readonly kind: 'symlink' | 'submodule'; readonly path: string; readonly message: string }>;
+  /** This server process: its replica id, and whether it leads the repository tracker and the rollout. */
+  readonly replica: ReplicaInfo;
+}
+
+/** One server replica as `/readyz` and `GET /api/v1/source` show it. */
+export interface ReplicaInfo {
+  readonly id: string;
+  readonly leader: boolean;
 }
 
 /** An alert as `GET /api/v1/alerts` shows it: the webhook's JSON plus the ring's `id`. */
@@ -86,6 +94,8 @@ export interface AdminApi {
   revokeAdminToken(name: string, actor: string, reason: string): Promise<AdminTokenRevocation>;
   /** Ready: a commit is accepted and gRPC listens. */
   ready(): boolean;
+  /** This replica's id and whether it leads (every replica serves; one leads). */
+  replica(): ReplicaInfo;
   metrics(): Promise<{ readonly contentType: string; readonly body: string }>;
 }
 
@@ -339,7 +349,7 @@ class Handler {
       case '/readyz': {
         allow(method, 'GET');
         const ready = api.ready();
-        return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not-ready' });
+        return sendJson(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not-ready', replica: { ...api.replica() } });
       }
       case '/metrics': {
         allow(method, 'GET');
@@ -662,6 +672,7 @@ export function sourceJson(source: SourceView): Json {
         : { commit: source.refused.commit, code: source.refused.code, message: source.refused.message, at: source.refused.at.toISOString() },
     conditions: source.conditions.map((c) => ({ ...c })),
     warnings: source.warnings.map((w) => ({ ...w })),
+    replica: { id: source.replica.id, leader: source.replica.leader },
   };
 }
 

@@ -2,8 +2,8 @@ export { StoreError, isStoreUnavailable } from './errors.js';
 export type { StoreErrorCode } from './errors.js';
 export type { FleetChange, FleetChangeEvent, FleetChangeFeed } from './changes.js';
 export { MemoryFleetStore } from './memory.js';
-export { READ_THROUGH, SINGLE_WRITER } from './coherence.js';
-export type { CacheCoherence, CoherentCache } from './coherence.js';
+export { notified, READ_THROUGH, SINGLE_WRITER } from './coherence.js';
+export type { CacheCoherence, CoherentCache, NotifiedCoherence } from './coherence.js';
 export { defaultFleetStoreConfig, describeFleetStore, openFleetStore } from './open.js';
 export type { FleetStoreConfig, OpenFleetStoreOptions } from './open.js';
 export { PostgresFleetStore } from './postgres/store.js';
@@ -12,7 +12,7 @@ export type { PostgresChangeFeed, PostgresChangeFeedStats, PostgresFeedEvent } f
 export { redactUrl } from './postgres/connection.js';
 export { SqliteFleetStore } from './sqlite/store.js';
 export type { SqliteFleetStoreOptions } from './sqlite/store.js';
-export { ADMIN_ROLES, AGENT_STATES, CURRENT_CERTIFICATE_KINDS, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './store.js';
+export { ADMIN_ROLES, AGENT_STATES, CURRENT_CERTIFICATE_KINDS, DEFAULT_PAGE_SIZE, GENERATIONS_KEPT, MAX_PAGE_SIZE } from './store.js';
 export type {
   AcceptedState,
   AdminRole,
@@ -33,6 +33,9 @@ export type {
   DeliveryStore,
   FleetStore,
   FleetStoreOptions,
+  GenerationAgent,
+  GenerationRecord,
+  GenerationStore,
   PageRequest,
   Quarantine,
   RefusalRecord,

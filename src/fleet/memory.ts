@@ -24,6 +24,9 @@ import {
   refusalText,
   reviveRefusal,
   revisionConflict,
+  checkGenerationRecord,
+  generationOf,
+  generationTaken,
 } from './records.js';
 import type {
   AcceptedState,
@@ -36,6 +39,7 @@ import type {
   CurrentCertificate,
   FleetStore,
   FleetStoreOptions,
+  GenerationRecord,
   PageRequest,
   RefusalRecord,
   RevocationRecord,
@@ -48,6 +52,7 @@ import type {
   StoredRollout,
   StoredSend,
 } from './store.js';
+import { GENERATIONS_KEPT } from './store.js';
 
 /**
  * A FleetStore in memory, for pure tests of the server. Behaves as the SQLite store does
@@ -69,6 +74,8 @@ export class MemoryFleetStore implements FleetStore {
   private readonly sends: StoredSend[] = [];
   private readonly acks: StoredAck[] = [];
   private rollout: { commit: CommitSha; text: string; at: Date; revision: number } | null = null;
+  /** generation → the record's JSON texts (copies, as a database would keep them). */
+  private readonly generations = new Map<number, { commit: CommitSha; statement: string; bundle: string; agents: string; at: number }>();
   private readonly revocations = new Map<string, RevocationRecord>();
   private readonly adminTokens = new Map<string, AdminTokenRecord>();
   private readonly certificates = new Map<AgentId, CurrentCertificate>();
@@ -189,6 +196,30 @@ export class MemoryFleetStore implements FleetStore {
   async wasIssued(agentId: AgentId, digest: string): Promise<boolean> {
     this.assertOpen();
     return this.sends.some((s) => s.agentId === agentId && s.digest === digest);
+  }
+
+  async saveGeneration(record: GenerationRecord): Promise<void> {
+    this.assertOpen();
+    const texts = checkGenerationRecord(record);
+    if (this.generations.has(record.generation)) throw generationTaken(record.generation);
+    this.generations.set(record.generation, { commit: record.commit, ...texts });
+    const kept = [...this.generations.keys()].sort((a, b) => b - a).slice(GENERATIONS_KEPT);
+    for (const generation of kept) this.generations.delete(generation);
+  }
+
+  async latestGeneration(): Promise<GenerationRecord | null> {
+    this.assertOpen();
+    const newest = Math.max(...this.generations.keys());
+    const row = this.generations.get(newest);
+    if (row === undefined) return null;
+    return generationOf({
+      generation: newest,
+      commit: row.commit,
+      statement: JSON.parse(row.statement) as unknown,
+      bundle: JSON.parse(row.bundle) as unknown,
+      agents: JSON.parse(row.agents) as unknown,
+      at: row.at,
+    });
   }
 
   async loadRollout(): Promise<StoredRollout | null> {

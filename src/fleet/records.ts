@@ -1,4 +1,5 @@
 import { isCommitSha } from '../domain/agent-id.js';
+import type { CommitSha } from '../domain/types.js';
 import type { TokenRecord } from '../pki/index.js';
 import { StoreError } from './errors.js';
 import {
@@ -13,6 +14,8 @@ import {
   type AgentPatch,
   type AuditEntry,
   type CurrentCertificate,
+  type GenerationAgent,
+  type GenerationRecord,
   type PageRequest,
   type RefusalRecord,
   type RevocationRecord,
@@ -187,6 +190,33 @@ export function duplicateToken(): StoreError {
 
 export function generationConflict(asked: number, stored: number): StoreError {
   return new StoreError({ code: 'CONFLICT', message: `generation ${asked} is below the stored generation ${stored}; generations never go down` });
+}
+
+/** Checks a signed generation and returns its JSON texts (statement, bundle, agents). */
+export function checkGenerationRecord(record: GenerationRecord): { readonly statement: string; readonly bundle: string; readonly agents: string; readonly at: number } {
+  checkGeneration(record.generation, 'generation');
+  if (record.generation === 0) throw invalid('generation must be at least 1');
+  checkNonEmpty(record.commit, 'generation commit');
+  const at = checkDate(record.at, 'generation at');
+  if (!Array.isArray(record.agents)) throw invalid('generation agents must be an array');
+  for (const agent of record.agents) {
+    checkAgentId(agent.agentId);
+    checkNonEmpty(agent.digest, 'generation agent digest');
+    checkNonEmpty(agent.commit, 'generation agent commit');
+    if (typeof agent.baseline !== 'boolean') throw invalid('generation agent baseline must be a boolean');
+  }
+  const agents = record.agents.map((a) => ({ agentId: a.agentId, digest: a.digest, commit: a.commit, baseline: a.baseline }));
+  return { statement: jsonText(record.statement, 'generation statement'), bundle: jsonText(record.bundle, 'generation bundle'), agents: jsonText(agents, 'generation agents'), at };
+}
+
+export function generationTaken(generation: number): StoreError {
+  return new StoreError({ code: 'CONFLICT', message: `generation ${generation} is stored already; a generation is never signed twice` });
+}
+
+/** A stored generation read back (frozen). */
+export function generationOf(row: { generation: number; commit: CommitSha; statement: unknown; bundle: unknown; agents: unknown; at: number }): GenerationRecord {
+  const agents = (row.agents as GenerationAgent[]).map((a) => Object.freeze({ ...a }));
+  return Object.freeze({ generation: row.generation, commit: row.commit, statement: row.statement, bundle: row.bundle, agents: Object.freeze(agents), at: new Date(row.at) });
 }
 
 export function revisionConflict(asked: number | null, stored: number | null): StoreError {

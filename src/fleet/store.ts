@@ -20,7 +20,7 @@ export type { AckStatus };
  * - Sends, acks and audit entries are append-only; nothing here deletes them.
  * - Values read back are fresh, frozen copies; Dates have millisecond precision.
  */
-export interface FleetStore extends ServerStateStore, AgentStore, DeliveryStore, RolloutStore, CredentialStore, AuditStore {
+export interface FleetStore extends ServerStateStore, GenerationStore, AgentStore, DeliveryStore, RolloutStore, CredentialStore, AuditStore {
   /**
    * Changes committed by every process sharing this store (see changes.ts); null for a store
    * only this process writes (SQLite, memory), whose in-memory views are single-writer.
@@ -46,6 +46,23 @@ export interface ServerStateStore {
   saveAccepted(state: AcceptedState): Promise<void>;
   /** The last commit refused (null clears it). Independent of the accepted commit. */
   saveRefusal(refusal: RefusalRecord | null): Promise<void>;
+}
+
+/**
+ * Signed generations as the leader signed them, so every replica serves the same bytes: ECDSA
+ * signatures are randomized, so a replica that signed its own would serve other bytes (and two
+ * signatures under one generation number). Followers load the newest and compile its commits
+ * themselves (compilation is deterministic); only the signature and the tree's leaves are stored.
+ */
+export interface GenerationStore {
+  /**
+   * Records a signed generation; the leader saves it before publishing it and before
+   * `saveAccepted` names its number. CONFLICT when that generation is stored already (a number
+   * is never signed twice). Only the newest `GENERATIONS_KEPT` are kept.
+   */
+  saveGeneration(record: GenerationRecord): Promise<void>;
+  /** The newest stored generation, or null before the first. */
+  latestGeneration(): Promise<GenerationRecord | null>;
 }
 
 /** The agents of the fleet. */
@@ -167,6 +184,32 @@ export interface RefusalRecord {
 export interface ServerState extends AcceptedState {
   readonly lastRefusal: RefusalRecord | null;
 }
+
+/** One agent's leaf in a signed generation, and where its bundle's bytes come from. */
+export interface GenerationAgent {
+  readonly agentId: AgentId;
+  readonly digest: string;
+  /** The commit whose compilation holds the bundle (an agent held back by the rollout runs an older one). */
+  readonly commit: CommitSha;
+  /** The bundle is that commit's baseline (quarantine), not the agent's own. */
+  readonly baseline: boolean;
+}
+
+export interface GenerationRecord {
+  readonly generation: number;
+  /** The commit the statement names (the served one). */
+  readonly commit: CommitSha;
+  /** The signed statement as signed (JSON; the DSSE payload in `bundle` is its canonical bytes). */
+  readonly statement: unknown;
+  /** The Sigstore bundle JSON every agent of the generation receives. */
+  readonly bundle: unknown;
+  /** Every leaf, ordered by agent id (the Merkle tree is rebuilt from them). */
+  readonly agents: readonly GenerationAgent[];
+  readonly at: Date;
+}
+
+/** How many signed generations the store keeps (a follower only ever needs the newest). */
+export const GENERATIONS_KEPT = 8;
 
 export interface Version {
   readonly commit: CommitSha;

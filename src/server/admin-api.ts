@@ -8,6 +8,7 @@ import type { RolloutStatus } from '../rollout/index.js';
 import { describeSkipped } from '../source/index.js';
 import { loadAdminTls, warnBeyondLoopback } from './admin-tls.js';
 import type { ServerConfig } from './config.js';
+import type { ReplicaInfo } from '../admin/index.js';
 import { adminLogHooks, operatorActionLogHooks } from './logging.js';
 import { OperatorActions, type OperatorActionsOptions } from './operator-actions.js';
 import type { Reconciler } from './reconcile.js';
@@ -26,6 +27,8 @@ export interface ServerAdminApiOptions {
   readonly branch: string;
   readonly rollout: { status(): RolloutStatus };
   readonly ready: () => boolean;
+  /** This replica's id and whether it leads. */
+  readonly replica: () => ReplicaInfo;
   readonly metrics: { text(): Promise<{ readonly contentType: string; readonly body: string }> };
 }
 
@@ -90,6 +93,7 @@ export class ServerAdminApi implements AdminApi {
       refused: s.refused,
       conditions: s.conditions,
       warnings,
+      replica: this.options.replica(),
     };
   }
 
@@ -115,6 +119,10 @@ export class ServerAdminApi implements AdminApi {
 
   ready(): boolean {
     return this.options.ready();
+  }
+
+  replica(): ReplicaInfo {
+    return this.options.replica();
   }
 
   metrics(): ReturnType<AdminApi['metrics']> {

@@ -1,5 +1,5 @@
 import type { AgentId } from '../domain/types.js';
-import { SINGLE_WRITER, type CoherentCache, type CredentialStore } from '../fleet/index.js';
+import { notified, type CoherentCache, type CredentialStore } from '../fleet/index.js';
 import type { AgentIdentity } from '../transport/index.js';
 import type { CertificateRegistry, CertificateStanding } from './backend.js';
 import { normalizeSerial } from './fleet.js';
@@ -30,8 +30,16 @@ export type RevokeOutcome =
  * message, synchronously). Loaded once at start; this process is the only writer.
  */
 export class AgentCertificates implements CertificateRegistry, CoherentCache {
-  /** Single writer today: a revocation or enrollment by another replica is seen after a restart. */
-  readonly coherence = SINGLE_WRITER;
+  /**
+   * Notified: revocations and current certificates are reloaded when another replica changed
+   * credentials; agents whose standing changed are reported (their open streams are checked
+   * again, so a revocation made anywhere ends the agent's streams everywhere).
+   */
+  readonly coherence = notified(['credentials'], async () => {
+    const changed = await this.reload();
+    if (changed.length > 0) for (const listener of [...this.listeners]) notify(() => listener(changed));
+  });
+  private readonly listeners = new Set<(agentIds: readonly AgentId[]) => void>();
   private constructor(
     private readonly store: Store,
     /** agent → serial of its current certificate (normalized). */
@@ -48,6 +56,25 @@ export class AgentCertificates implements CertificateRegistry, CoherentCache {
     const revoked = new Set((await store.listRevocations()).map((r) => normalizeSerial(r.serial)));
     const currents = new Map((await store.listCurrentCertificates()).map((c) => [c.agentId, normalizeSerial(c.serial)] as const));
     return new AgentCertificates(store, currents, revoked, options.hooks ?? {}, options.now ?? (() => new Date()));
+  }
+
+  /** Calls `listener` with the agents whose current certificate or revocation another replica changed. */
+  onStandingChanged(listener: (agentIds: readonly AgentId[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Re-reads revocations and current certificates; returns the agents whose standing changed. Idempotent. */
+  async reload(): Promise<AgentId[]> {
+    const revoked = new Set((await this.store.listRevocations()).map((r) => normalizeSerial(r.serial)));
+    const currents = new Map((await this.store.listCurrentCertificates()).map((c) => [c.agentId, normalizeSerial(c.serial)] as const));
+    const changed = new Set<AgentId>();
+    for (const [agentId, serial] of currents) {
+      if (this.currents.get(agentId) !== serial || revoked.has(serial) !== this.revoked.has(serial)) changed.add(agentId);
+      this.currents.set(agentId, serial);
+    }
+    for (const serial of revoked) this.revoked.add(serial);
+    return [...changed];
   }
 
   /**

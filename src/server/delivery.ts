@@ -41,7 +41,8 @@ export async function startDelivery(context: WiringContext, opened: OpenedState,
       rollout.backendHooks,
       replacedCertificateStreams(transport, options.replacedStreamGraceMs ?? 10_000),
     ),
-    commitOfDigest: (agentId, digest) => rollout.commitOf(agentId, digest),
+    // What the served generation says first: a follower's rollout view may lag the leader's.
+    commitOfDigest: (agentId, digest) => producer.link.bundleCommit(agentId, digest) ?? rollout.commitOf(agentId, digest),
     driftCheck: (agentId, active) => quarantine.checkActive(agentId, active),
     now,
   });

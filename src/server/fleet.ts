@@ -14,7 +14,7 @@ import type {
   StoredSend,
 } from '../fleet/index.js';
 import { notify } from '../lib/index.js';
-import { SINGLE_WRITER, StoreError, isStoreUnavailable, type CoherentCache } from '../fleet/index.js';
+import { notified, StoreError, isStoreUnavailable, type CoherentCache } from '../fleet/index.js';
 
 export interface AckInput {
   readonly commit: CommitSha;
@@ -206,6 +206,12 @@ function trackRejection(record: Record_, ack: Pick<AckInput, 'commit' | 'digest'
   }
 }
 
+function later(a: Date | null, b: Date | null): Date | null {
+  if (a === null) return b;
+  if (b === null) return a;
+  return a.getTime() >= b.getTime() ? a : b;
+}
+
 /** Serials as the CA writes them: lower-case hex without leading zero bytes. node:crypto prints upper case. */
 export function normalizeSerial(serial: string): string {
   return serial.toLowerCase().replace(/^(?:00)+(?=[0-9a-f])/, '');
@@ -228,8 +234,16 @@ export function normalizeSerial(serial: string): string {
  * writes still waiting, and reports each.
  */
 export class FleetCache implements LiveFleet {
-  /** Single writer today: loaded at start, then only this process changes the agents it holds. */
-  readonly coherence = SINGLE_WRITER;
+  /**
+   * Notified: agents another replica changed (what they run, their acks, quarantine,
+   * certificate, last seen) are re-read from the store. With a store only this process writes,
+   * nothing notifies and this is the only writer.
+   */
+  readonly coherence = notified(['agents'], async (event) => {
+    if (event.kind === 'agents') await this.refresh(event.ids);
+    else if (event.kind === 'resync') await this.refresh('all');
+  });
+  private readonly quarantineListeners = new Set<(ids: readonly AgentId[]) => void>();
   private readonly agents = new Map<AgentId, Record_>();
   private readonly options: Required<Omit<FleetCacheOptions, 'store' | 'ackTimeoutMs'>> & { readonly store: FleetStore | null };
   private ackTimeoutMs: number;
@@ -268,6 +282,67 @@ export class FleetCache implements LiveFleet {
       cache.restore(agent, send, acks);
     }
     return cache;
+  }
+
+  /**
+   * Re-reads agents from the store after another replica wrote them: what they run, their last
+   * send and acks, quarantine and certificate; `lastSeen` never goes back. What this process
+   * decided (inventory, labels, desired version, open streams) stays. Idempotent.
+   */
+  async refresh(ids: readonly AgentId[] | 'all'): Promise<void> {
+    const store = this.options.store;
+    if (store === null) return;
+    // This process's own writes first: the store must not be read older than this cache.
+    await this.chain;
+    const agents = ids === 'all' ? await store.listAgents() : await Promise.all(ids.map((id) => store.getAgent(id)));
+    const flipped: AgentId[] = [];
+    for (const agent of agents) {
+      if (agent === undefined) continue;
+      const local = this.agents.get(agent.id);
+      const wasQuarantined = local?.quarantine != null;
+      if (local?.connected === true) {
+        // Its stream is here: what it runs, its sends and acks are this process's own writes.
+        // Another replica can only have quarantined or approved it.
+        local.quarantine = agent.quarantine;
+        if (wasQuarantined !== (local.quarantine !== null)) flipped.push(agent.id);
+        continue;
+      }
+      const [send, acks] = await Promise.all([store.lastSend(agent.id), store.listAcks(agent.id, { limit: RESTORED_ACKS })]);
+      const lastSeen = later(local?.lastSeen ?? null, agent.lastSeen);
+      const desired = local?.desired ?? agent.desired;
+      const keptSend = local?.lastSend != null && (send === null || local.lastSend.at.getTime() > send.at.getTime()) ? local.lastSend : undefined;
+      this.restore({ ...agent, lastSeen, desired }, send, acks);
+      const record = this.record(agent.id);
+      if (keptSend !== undefined) record.lastSend = keptSend;
+      if (local !== undefined) record.desired = local.desired ?? record.desired;
+      if (wasQuarantined !== (record.quarantine !== null)) flipped.push(agent.id);
+    }
+    if (flipped.length > 0) for (const listener of [...this.quarantineListeners]) notify(() => listener(flipped));
+  }
+
+  /**
+   * Presence for other replicas sharing the store: `lastSeen` of every agent with an open stream
+   * here, written in one batch. Called periodically (well within the disconnected timeout), so
+   * the leader counts agents connected to any replica as connected.
+   */
+  touchConnected(at: Date): void {
+    const updates: Array<{ id: AgentId; patch: AgentPatch }> = [];
+    for (const record of this.agents.values()) {
+      if (!record.connected) continue;
+      record.lastSeen = at;
+      record.lastSeenWritten = at.getTime();
+      updates.push({ id: record.id, patch: { lastSeen: at } });
+    }
+    if (updates.length > 0) this.write('record presence', (store) => store.updateAgents(updates));
+  }
+
+  /**
+   * Calls `listener` with the agents whose quarantine another replica set or lifted (seen by
+   * `refresh`): the leader republishes, so an approval made anywhere releases the agent.
+   */
+  onQuarantineChanged(listener: (ids: readonly AgentId[]) => void): () => void {
+    this.quarantineListeners.add(listener);
+    return () => this.quarantineListeners.delete(listener);
   }
 
   /**
@@ -424,6 +499,8 @@ export class FleetCache implements LiveFleet {
 
   setConnected(agentId: AgentId, connected: boolean, at: Date): void {
     const record = this.record(agentId);
+    // A stream opening is written at once: other replicas learn from it that the agent is in contact.
+    if (connected && !record.connected) record.lastSeenWritten = 0;
     if (connected) this.contact(record, at);
     record.connected = connected;
     record.lastSeen = at;

@@ -40,6 +40,11 @@ export class ReconcilerLink {
     return this.target?.served() != null;
   }
 
+  /** See `Reconciler.bundleCommit`; null before binding. */
+  bundleCommit(agentId: AgentId, digest: string): CommitSha | null {
+    return this.target?.bundleCommit(agentId, digest) ?? null;
+  }
+
   status(): ReconcileStatus | null {
     return this.target?.status() ?? null;
   }

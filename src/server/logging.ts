@@ -50,6 +50,9 @@ export function reconcileLogHooks(logger: Logger): ReconcileHooks {
         case 'fleet':
           logger.info(fields, 'republished for a quarantine or an approval');
           return;
+        case 'follow':
+          logger.info(fields, 'serving the generation the leading replica signed');
+          return;
         default: {
           const never: never = reason;
           throw new Error(`unexpected reason ${String(never)}`);

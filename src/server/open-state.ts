@@ -44,8 +44,9 @@ export async function openState({ config, options, logger, now, cleanups }: Wiri
   log.dataDirLog(logger, dataDir.changes);
   const allowedSigners = await loadAllowedSigners(config.trust.allowedSigners);
   const storeConfig = fleetStoreConfig(config);
-  const fleetStore = await openFleetStore(storeConfig, { now, onPostgresEvent: log.postgresEventLog(logger) });
-  cleanups.push(() => fleetStore.close()); // pushed first: closed last
+  const given = options.fleetStore;
+  const fleetStore = given ?? (await openFleetStore(storeConfig, { now, onPostgresEvent: log.postgresEventLog(logger) }));
+  cleanups.push(() => (given === undefined ? fleetStore.close() : undefined)); // pushed first: closed last
   logger.info(
     {
       event: 'fleet-store',

@@ -11,7 +11,10 @@ import { ServerMetrics } from './metrics.js';
 import { disconnectedAfter, type OpenedState } from './open-state.js';
 import { PublishedInventory, publishedHooks } from './published.js';
 import { QuarantineController } from './quarantine.js';
-import { Reconciler, type ReconcileHooks } from './reconcile.js';
+import { Reconciler, type AcceptedCompiler, type ReconcileHooks } from './reconcile.js';
+import type { Compilation } from '../compile/index.js';
+import type { Leadership } from './leadership.js';
+import type { CommitSha } from '../domain/types.js';
 import { RolloutService } from './rollout.js';
 import { serverTrust } from './trust.js';
 
@@ -29,6 +32,8 @@ export interface ServerProducer {
   readonly metrics: ServerMetrics;
   readonly quarantine: QuarantineController;
   readonly reconciler: Reconciler;
+  /** Verifies (as accepted: no fast-forward rule), reads and compiles a commit, fetching once when it is not here yet. */
+  readonly compileAccepted: AcceptedCompiler;
 }
 
 /**
@@ -38,7 +43,7 @@ export interface ServerProducer {
  * Shutdown steps pushed: source, alerting, unauthorized alerts, rollout (before the store
  * closes: the last acks are saved), reconciler.
  */
-export async function buildProducer(context: WiringContext, opened: OpenedState): Promise<ServerProducer> {
+export async function buildProducer(context: WiringContext, opened: OpenedState, leadership: Pick<Leadership, 'kind'>): Promise<ServerProducer> {
   const { config, options, logger, now, cleanups } = context;
   const { dataDir, fleetStore, fleet, snapshots } = opened;
   const link = new ReconcilerLink();
@@ -70,10 +75,15 @@ export async function buildProducer(context: WiringContext, opened: OpenedState)
   const unauthorizedAlerts = new UnauthorizedAlerts({ sink: alerting.sink, now, ...(windowMs === undefined ? {} : { windowMs }) });
   cleanups.push(() => unauthorizedAlerts.close());
   const compiler = new Compiler();
+  const compileHere = async (commit: CommitSha): Promise<Compilation> => compiler.compile(await source.readTree(await reverify(commit)));
+  // A follower learns of commits from the leader's generations: fetch when one is not here yet.
+  const compileAccepted: AcceptedCompiler = (commit) => compileHere(commit).catch(async () => (await source.fetch(), compileHere(commit)));
   const rollout = await RolloutService.load({
     store: fleetStore,
     knownAgents: () => fleet.list().map((a) => a.id),
-    compile: async (commit) => compiler.compile(await source.readTree(await reverify(commit))),
+    compile: compileAccepted,
+    present: (id) => fleet.get(id)?.state !== undefined && fleet.get(id)?.state !== 'DISCONNECTED',
+    local: (id) => fleet.get(id)?.connected === true,
     republish: () => link.republish(),
     alerts: alerting.sink,
     now,
@@ -120,15 +130,18 @@ export async function buildProducer(context: WiringContext, opened: OpenedState)
       refusedCommitAlerts(alerting.sink),
     ),
     policy: quarantine.policy(options.policy ?? rollout.policy),
+    // Replicas sharing the store: every signed generation is kept there for the others to serve.
+    generations: fleetStore.changes === null ? null : fleetStore,
     ...(options.refreshCheckMs === undefined ? {} : { refreshCheckMs: options.refreshCheckMs }),
   });
   link.bind(reconciler);
   cleanups.push(() => reconciler.stop());
   const { state } = opened;
-  if (state.accepted !== null) {
+  // An elected replica signs nothing before it leads: it serves the leader's stored generation.
+  if (state.accepted !== null && leadership.kind !== 'elected') {
     const fields = { event: 'restore', commit: state.accepted, generation: state.generation };
     logger.info(fields, 'republishing the accepted commit of the previous run');
     await reconciler.restore();
   }
-  return { link, transport, inventory, source, alerting, unauthorizedAlerts, rollout, metrics, quarantine, reconciler };
+  return { link, transport, inventory, source, alerting, unauthorizedAlerts, rollout, metrics, quarantine, reconciler, compileAccepted };
 }

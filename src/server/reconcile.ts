@@ -1,12 +1,13 @@
 import { inventoryShrink, type Compilation } from '../compile/index.js';
 import type { VerifiedCommit, VerifiedTree } from '../domain/commit.js';
-import { CompileError, errorMessage, SourceError, TRUST_ERROR_CODES, TrustError } from '../domain/errors.js';
-import type { CommitSha, Violation } from '../domain/types.js';
-import type { GenerationInput, SignedGeneration } from '../signing/index.js';
+import { CompileError, errorMessage, SigningError, SourceError, TRUST_ERROR_CODES, TrustError } from '../domain/errors.js';
+import type { AgentId, CommitSha, Digest, Violation } from '../domain/types.js';
+import type { GenerationRecord } from '../fleet/index.js';
+import type { GenerationInput, SignedGeneration, StoredGenerationInput } from '../signing/index.js';
 import type { FetchEvent } from '../source/index.js';
 import type { VerifyOptions } from '../source/trust/index.js';
 import { Conditions, reasonOf, type Condition } from './conditions.js';
-import { buildSnapshot, latestCommitPolicy, type DesiredBundle, type DesiredStatePolicy, type Snapshot } from './snapshot.js';
+import { agentsById, buildSnapshot, latestCommitPolicy, type DesiredBundle, type DesiredStatePolicy, type Snapshot } from './snapshot.js';
 import type { PersistedState, StateStore } from './state.js';
 import { notify } from '../lib/index.js';
 
@@ -27,6 +28,14 @@ export interface GenerationSigner {
 export interface SnapshotSink {
   set(snapshot: Snapshot): void;
 }
+/** Where the leader keeps each signed generation for the other replicas (the fleet store). */
+export interface GenerationSink {
+  saveGeneration(record: GenerationRecord): Promise<void>;
+}
+/** Rebuilds a generation signed by another replica (checked against this server's signing key). */
+export type GenerationRestorer = (input: StoredGenerationInput) => SignedGeneration;
+/** Verifies (as an accepted commit: no fast-forward rule), reads and compiles a commit the leader accepted, fetching it when missing. */
+export type AcceptedCompiler = (commit: CommitSha) => Promise<Compilation>;
 
 /** Why a commit was refused: a trust verdict, or something about its content. All stall until a new commit. */
 export const REFUSAL_CODES = [
@@ -58,7 +67,9 @@ export type PublishReason =
   /** Same content, new generation: the previous statement reached half its lifetime. */
   | 'refresh'
   /** Same commit, new generation: the policy's answer changed for some agents (quarantine, approval). */
-  | 'fleet';
+  | 'fleet'
+  /** A follower serves the generation the leading replica signed and stored (same bytes). */
+  | 'follow';
 
 export interface PublishedEvent {
   readonly reason: PublishReason;
@@ -96,6 +107,8 @@ export interface ReconcilerOptions {
   /** Must match the signer's ttl: a generation is re-signed at half of it. */
   readonly bundleTtlMs: number;
   readonly policy?: DesiredStatePolicy;
+  /** Replicas sharing a store: each signed generation is saved here before it is published. */
+  readonly generations?: GenerationSink | null;
   readonly hooks?: ReconcileHooks;
   readonly now?: () => Date;
   /** How often `start()`'s timer checks whether a refresh is due. Default ttl/48, within 1 s – 60 s. */
@@ -138,7 +151,10 @@ const MAX_SEEN_COMMITS = 256;
  *   next fetch event.
  */
 export class Reconciler {
-  private readonly options: Required<Omit<ReconcilerOptions, 'initialState'>>;
+  private readonly options: Required<Omit<ReconcilerOptions, 'initialState' | 'generations'>>;
+  private readonly generations: GenerationSink | null;
+  /** Another replica leads: a fetched head is noted, never judged; generations come from `adopt`. */
+  private following = false;
   private readonly conditions: Conditions;
   private anchor: CommitSha | null;
   /** When the anchor was first seen (persisted with it); null for state of an older meshcfg. */
@@ -147,6 +163,8 @@ export class Reconciler {
   private readonly firstSeen = new Map<CommitSha, Date>();
   private generation: number;
   private current: Accepted | null = null;
+  /** Per agent, the digest and commit of its (non-baseline) bundle in the served generation. */
+  private bundleCommits = new Map<AgentId, { readonly digest: string; readonly commit: CommitSha }>();
   private refused: Refusal | null = null;
   private head: CommitSha | null = null;
   private latestQueued: CommitSha | null = null;
@@ -170,6 +188,7 @@ export class Reconciler {
       now: options.now ?? (() => new Date()),
       refreshCheckMs: options.refreshCheckMs ?? Math.min(60_000, Math.max(1_000, Math.floor(options.bundleTtlMs / 48))),
     };
+    this.generations = options.generations ?? null;
     this.anchor = options.initialState.accepted;
     this.anchorSeenAt = options.initialState.seenAt;
     this.generation = options.initialState.generation;
@@ -220,13 +239,80 @@ export class Reconciler {
     this.head = event.head.commit;
     this.noteSeen(event.head.commit);
     this.conditions.set('SourceFetched', 'True', 'Fetched', `head ${event.head.commit}`);
-    if (this.needsJudgement(event.head.commit)) void this.reconcile(event.head.commit);
+    if (!this.following && this.needsJudgement(event.head.commit)) void this.reconcile(event.head.commit);
   };
+
+  /**
+   * Another replica leads: from now on this one judges no head, signs nothing (no refresh, no
+   * republish) and serves what `adopt` is given. Synchronous: a judgement already queued still
+   * runs; callers stop polling too.
+   */
+  follow(): void {
+    this.following = true;
+  }
+
+  /**
+   * This replica leads: it signs again, continuing from the highest generation anyone signed
+   * (`highest`: the store's), so no number is signed twice.
+   */
+  lead(highest: number): Promise<void> {
+    return this.serialized(async () => {
+      this.generation = Math.max(this.generation, highest);
+      this.following = false;
+    });
+  }
+
+  /**
+   * A follower serves the generation the leader signed: it compiles the commits the record
+   * names itself (deterministic: the same bytes), checks each agent's digest against the
+   * signed leaves, and publishes the leader's signature unchanged. A record not newer than
+   * what is served changes nothing; one whose bytes cannot be rebuilt is not served (`failed`,
+   * reported through `onFailed`) and the previous generation stays.
+   */
+  adopt(record: GenerationRecord, compile: AcceptedCompiler, restore: GenerationRestorer): Promise<ReconcileResult> {
+    return this.serialized(async () => {
+      const served = this.current?.snapshot.generation ?? 0;
+      if (!this.following || record.generation <= served) return { kind: 'unchanged', commit: record.commit };
+      try {
+        const compilations = new Map<CommitSha, Compilation>();
+        for (const commit of new Set([record.commit, ...record.agents.map((a) => a.commit)])) compilations.set(commit, await compile(commit));
+        const desired: DesiredBundle[] = record.agents.map((a) => {
+          const compilation = compilations.get(a.commit);
+          const own = compilation === undefined ? undefined : agentsById(compilation).get(a.agentId)?.bundle;
+          const bundle = a.baseline ? compilation?.baseline : own;
+          if (bundle == null || bundle.digest !== a.digest) {
+            throw new SigningError({
+              code: 'INVALID_GENERATION',
+              message:
+                `generation ${record.generation}: ${a.agentId}'s bundle of ${a.commit} compiles to ` +
+                `${bundle?.digest ?? 'nothing'} here, the leader signed ${a.digest}`,
+            });
+          }
+          return { agentId: a.agentId, digest: bundle.digest, bytes: bundle.bytes, baseline: a.baseline, commit: a.commit };
+        });
+        const signed = restore({
+          generation: record.generation,
+          commit: record.commit,
+          bundle: record.bundle,
+          agents: record.agents.map((a) => ({ agentId: a.agentId, digest: a.digest as Digest })),
+        });
+        const compilation = compilations.get(record.commit) as Compilation;
+        this.generation = Math.max(this.generation, record.generation);
+        this.anchor = record.commit;
+        const snapshot = buildSnapshot({ generation: record.generation, commit: record.commit, desired, signed: desired.length === 0 ? null : signed });
+        this.show(compilation, snapshot, signed, 'follow', desired);
+        return { kind: 'accepted', commit: record.commit, generation: record.generation };
+      } catch (err) {
+        return this.fail(record.commit, err);
+      }
+    });
+  }
 
   /** Re-signs the served content under a new generation when half its lifetime has passed. */
   refreshIfDue(): Promise<boolean> {
     return this.serialized(async () => {
       const current = this.current;
+      if (this.following) return false;
       if (current === null || current.refreshAt === null || this.options.now().getTime() < current.refreshAt) return false;
       const result = await this.tryPublish(current.compilation, 'refresh');
       return result.kind === 'accepted';
@@ -238,7 +324,7 @@ export class Reconciler {
    * afresh (an agent was quarantined or approved). Null when nothing is served yet.
    */
   republish(): Promise<ReconcileResult | null> {
-    return this.serialized(async () => (this.current === null ? null : this.tryPublish(this.current.compilation, 'fleet')));
+    return this.serialized(async () => (this.current === null || this.following ? null : this.tryPublish(this.current.compilation, 'fleet')));
   }
 
   /** Starts the refresh timer. */
@@ -264,6 +350,16 @@ export class Reconciler {
       refused: this.refused,
       conditions: this.conditions.list(),
     };
+  }
+
+  /**
+   * The commit whose bundle the served generation gives this agent, when it has this digest:
+   * the answer for an ack or a hello naming it (two commits may compile to the same bytes; the
+   * one served is the one the agent runs). Null when the served generation gives it other bytes.
+   */
+  bundleCommit(agentId: AgentId, digest: string): CommitSha | null {
+    const served = this.bundleCommits.get(agentId);
+    return served !== undefined && served.digest === digest ? served.commit : null;
   }
 
   /** The compilation being served (its inventory is the set of known agents), or null. */
@@ -393,12 +489,30 @@ export class Reconciler {
             commit,
             agents: desired.map((d) => ({ agentId: d.agentId, digest: d.digest })),
           });
+    if (signed !== null && this.generations !== null) {
+      // Before the accepted state names it: a follower woken by that change finds it.
+      await this.generations.saveGeneration({
+        generation,
+        commit,
+        statement: signed.statement,
+        bundle: signed.bundle,
+        agents: desired.map((d) => ({ agentId: d.agentId, digest: d.digest, commit: d.commit ?? commit, baseline: d.baseline })),
+        at: this.options.now(),
+      });
+    }
     const seenAt = this.seenAt(commit) ?? null;
     await this.options.store.save({ accepted: commit, generation, seenAt });
     this.anchor = commit;
     this.anchorSeenAt = seenAt;
+    this.show(compilation, buildSnapshot({ generation, commit, desired, signed }), signed, reason, desired);
+    return generation;
+  }
 
-    const snapshot = buildSnapshot({ generation, commit, desired, signed });
+  /** Makes a signed snapshot the served one, tells the snapshot cache and the observers. */
+  private show(compilation: Compilation, snapshot: Snapshot, signed: SignedGeneration | null, reason: PublishReason, desired: readonly DesiredBundle[]): void {
+    const commit = compilation.commit.sha;
+    this.bundleCommits = new Map(desired.filter((d) => !d.baseline).map((d) => [d.agentId, { digest: d.digest, commit: d.commit ?? commit }]));
+    const generation = snapshot.generation;
     let refreshAt: number | null = null;
     if (signed !== null) {
       const issued = Date.parse(signed.statement.issuedAt);
@@ -406,13 +520,12 @@ export class Reconciler {
     }
     this.current = { compilation, snapshot, refreshAt };
     // A refusal describes a head newer than what is served; accepting a newer one ends it.
-    if (reason === 'commit' || reason === 'restore') this.refused = null;
+    if (reason === 'commit' || reason === 'restore' || reason === 'follow') this.refused = null;
     this.options.snapshots.set(snapshot);
 
     this.conditions.set('Compiled', 'True', 'Succeeded', `${compilation.agents.length} agents compiled from ${commit}`);
     this.conditions.set('Ready', 'True', 'Serving', `serving ${commit} as generation ${generation}`);
     this.emit(() => this.options.hooks.onPublished?.({ reason, snapshot, compilation }));
-    return generation;
   }
 
   private refuse(

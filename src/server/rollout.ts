@@ -2,12 +2,14 @@ import type { Compilation } from '../compile/index.js';
 import { isAgentId } from '../domain/agent-id.js';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
 import {
-  SINGLE_WRITER,
+  notified,
+  StoreError,
   type AuditEntry,
   type CoherentCache,
   type DeliveryStore,
   type RolloutStore,
   type StoredAck,
+  type StoredRollout,
 } from '../fleet/index.js';
 import {
   RolloutController,
@@ -58,6 +60,14 @@ export interface RolloutServiceOptions {
   readonly reconnectGraceMs?: number;
   /** At restore, how many of each agent's newest acks are looked at for ones the saved document missed. Default 20. */
   readonly replayAcks?: number;
+  /**
+   * Whether the agent is in contact with any replica (its stream here, or a recent `lastSeen`
+   * another replica wrote). The leader counts such agents as connected when the store reports
+   * them changed. Default: never (a single server learns connections from its own backend).
+   */
+  readonly present?: (agentId: AgentId) => boolean;
+  /** Whether the agent's stream is on this replica (its acks reach the rollout through `backendHooks`). Default: never. */
+  readonly local?: (agentId: AgentId) => boolean;
 }
 
 /**
@@ -73,16 +83,41 @@ export interface RolloutServiceOptions {
  */
 export class RolloutService implements CoherentCache {
   /**
-   * Single writer today: the controller's document is loaded at start and saved by this process
-   * alone; a save by another writer would be overwritten by the next save here.
+   * Notified: the document is saved compare-and-set on its revision, and reloaded when another
+   * replica saved a newer one (`rollout`); the leader also counts acks other replicas recorded
+   * (`agents`). With a store only this process writes, nothing notifies and this is the only writer.
    */
-  readonly coherence = SINGLE_WRITER;
-  private readonly options: Required<Omit<RolloutServiceOptions, 'alerts' | 'hooks' | 'reconnectGraceMs' | 'replayAcks'>> & {
+  readonly coherence = notified(['rollout', 'agents'], async (event) => {
+    switch (event.kind) {
+      case 'rollout':
+        if (this.revision === null || event.revision > this.revision) await this.reload();
+        return;
+      case 'agents':
+        await this.refreshAgents(event.ids === 'all' ? [...this.history.keys()] : event.ids);
+        return;
+      case 'resync':
+        await this.reload();
+        await this.refreshAgents([...this.history.keys()]);
+        return;
+      default:
+        return;
+    }
+  });
+  private readonly options: Required<Omit<RolloutServiceOptions, 'alerts' | 'hooks' | 'reconnectGraceMs' | 'replayAcks' | 'present' | 'local'>> & {
+    readonly present: (agentId: AgentId) => boolean;
+    readonly local: (agentId: AgentId) => boolean;
     readonly alerts: AlertSink | null;
     readonly hooks: RolloutServiceHooks;
   };
-  private readonly controller: RolloutController;
+  private controller: RolloutController;
+  /** The stored revision the controller's document continues (saves are compare-and-set on it). */
+  private revision: number | null;
+  /** False while another replica leads: no tick, no save and no republish here; the document is reloaded on changes. */
+  private leading = true;
   private readonly history: Map<AgentId, Set<string>>;
+  private readonly applied: AppliedHistory = { appliedDigests: (id) => (this.history.get(id) ?? EMPTY) as ReadonlySet<Digest> };
+  /** Per agent, the newest stored ack id fed to the controller from the store (acks recorded by other replicas). */
+  private readonly ackCursor = new Map<AgentId, number>();
   private readonly compilations = new Map<CommitSha, Compilation>();
   private readonly lastActive = new Map<AgentId, string>();
   private queuedRepublish: Promise<unknown> | null = null;
@@ -91,18 +126,21 @@ export class RolloutService implements CoherentCache {
   /** Set by `detach`: the server is shutting down, and streams closing are not agents leaving. */
   private detached = false;
 
-  private constructor(options: RolloutServiceOptions, history: Map<AgentId, Set<string>>, document: unknown) {
+  private constructor(options: RolloutServiceOptions, history: Map<AgentId, Set<string>>, stored: StoredRollout | null) {
+    const document = stored?.document ?? null;
+    this.revision = stored?.revision ?? null;
     this.options = {
       now: () => new Date(),
       tickMs: 1_000,
+      present: () => false,
+      local: () => false,
       ...options,
       alerts: options.alerts ?? null,
       hooks: options.hooks ?? {},
     };
     this.history = history;
-    const applied: AppliedHistory = { appliedDigests: (id) => (this.history.get(id) ?? EMPTY) as ReadonlySet<Digest> };
     this.controller =
-      document === null ? new RolloutController({ history: applied }) : RolloutController.fromJSON(document, { history: applied });
+      document === null ? new RolloutController({ history: this.applied }) : RolloutController.fromJSON(document, { history: this.applied });
   }
 
   /**
@@ -117,7 +155,7 @@ export class RolloutService implements CoherentCache {
     for (const id of documentAgents(stored?.document)) agents.add(id);
     const history = new Map<AgentId, Set<string>>();
     for (const id of agents) history.set(id, new Set(await options.store.digestsApplied(id)));
-    const service = new RolloutService(options, history, stored?.document ?? null);
+    const service = new RolloutService(options, history, stored);
     // Nobody is connected to a fresh process: agents count again when they hello (with what they run).
     service.controller.restoreDisconnected(service.options.now(), options.reconnectGraceMs ?? DEFAULT_RECONNECT_GRACE_MS);
     for (const commit of referencedCommits(service.controller.toJSON())) {
@@ -212,21 +250,103 @@ export class RolloutService implements CoherentCache {
 
   /** An operator action; when done, it is audited (same transaction as the saved document) before this resolves. */
   async act(action: OperatorAction): Promise<ActionResult> {
-    const now = this.options.now();
-    const result = this.controller.act(action, now);
-    if (result.kind === 'refused') return result;
-    const commit = this.controller.status(now).commit ?? '';
-    const audit = {
-      at: now,
-      actor: action.actor,
-      action: `rollout.${action.kind}`,
-      target: commit,
-      reason: action.reason ?? '',
-      details: null,
-    };
-    this.apply(result, { skipSave: true });
-    await this.save(audit);
-    return result;
+    // A follower acts on the leader's latest document; a save that lost the compare-and-set
+    // to another replica's is taken again on the document that won.
+    for (let attempt = 1; ; attempt += 1) {
+      if (!this.leading || attempt > 1) await this.reload();
+      const now = this.options.now();
+      const result = this.controller.act(action, now);
+      if (result.kind === 'refused') return result;
+      const commit = this.controller.status(now).commit ?? '';
+      const audit = {
+        at: now,
+        actor: action.actor,
+        action: `rollout.${action.kind}`,
+        target: commit,
+        reason: action.reason ?? '',
+        details: null,
+      };
+      this.apply(result, { skipSave: true });
+      try {
+        await this.save(audit);
+        return result;
+      } catch (err) {
+        if (!(err instanceof StoreError && err.code === 'CONFLICT') || attempt >= MAX_ACT_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  /**
+   * Another replica leads: no tick, save or republish here from this call on (the leader's
+   * document is the one that counts; `reload` follows it). Operator actions still work (`act`).
+   */
+  follow(): void {
+    this.leading = false;
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** This replica now leads: it continues from the stored document (the previous leader's), then ticks. */
+  async lead(): Promise<void> {
+    await this.settled();
+    await this.reload();
+    this.leading = true;
+    this.start();
+    // What the previous leader decided last may not be published yet.
+    void this.republish();
+  }
+
+  /**
+   * The `notified` refresh for the rollout document: when the stored revision is newer than the
+   * one held (the previous leader's, or an operator's action taken through another replica),
+   * continues from it and feeds the acks recorded since its save. Cheap when nothing changed;
+   * the leader republishes what the new document decides.
+   */
+  async reload(): Promise<void> {
+    const stored = await this.options.store.loadRollout();
+    if (stored === null || (this.revision !== null && stored.revision <= this.revision)) return;
+    this.controller = RolloutController.fromJSON(stored.document, { history: this.applied });
+    this.revision = stored.revision;
+    for (const commit of referencedCommits(this.controller.toJSON())) {
+      if (this.compilations.has(commit)) continue;
+      try {
+        this.compilations.set(commit, await this.options.compile(commit));
+      } catch (err) {
+        this.emitError(err, `recompile ${commit}`);
+      }
+    }
+    this.prune();
+    await this.replayAcks(documentAgents(stored.document), stored.at, DEFAULT_REPLAY_ACKS);
+    if (this.leading) void this.republish();
+  }
+
+  /**
+   * The `notified` refresh for agents: acks another replica recorded for these
+   * agents count for the rollout's gates as if this replica had received them. An agent that
+   * acked is connected somewhere. Own acks come back too and change nothing the second time.
+   */
+  async refreshAgents(ids: readonly AgentId[]): Promise<void> {
+    // A follower feeds them too, so its status reads like the leader's between two saves of the
+    // leader's document (which it then reloads); it saves, republishes and alerts nothing.
+    if (this.detached) return;
+    for (const agentId of ids) {
+      if (this.options.local(agentId)) continue;
+      const now = this.options.now();
+      const disconnected = this.controller.agentStatus(agentId, now).state === 'DISCONNECTED';
+      if (disconnected && this.options.present(agentId)) this.apply(this.controller.onConnect(agentId, now));
+      const cursor = this.ackCursor.get(agentId);
+      const acks = await this.options.store.listAcks(agentId, { limit: cursor === undefined ? 1 : DEFAULT_REPLAY_ACKS });
+      const fresh = acks.filter((ack) => cursor === undefined || ack.id > cursor).reverse();
+      for (const ack of fresh) {
+        this.ackCursor.set(agentId, ack.id);
+        const commit = this.commitOfDigest(agentId, ack.digest);
+        if (commit === null) continue;
+        if (ack.status === 'APPLIED') this.rememberApplied(agentId, ack.digest);
+        const now = this.options.now();
+        if (this.controller.agentStatus(agentId, now).state === 'DISCONNECTED') this.apply(this.controller.onConnect(agentId, now));
+        this.apply(this.controller.onAck(agentId, commit, ack.status, now));
+      }
+    }
   }
 
   /** Moves time-based transitions on (bakes, windows). The timer calls it; tests may too. */
@@ -264,7 +384,8 @@ export class RolloutService implements CoherentCache {
     clearInterval(this.timer);
     this.timer = undefined;
     await this.settled();
-    await this.save();
+    // A follower's document is the leader's: it has nothing of its own to save.
+    if (this.leading) await this.save();
   }
 
   private prepare(compilation: Compilation): void {
@@ -283,7 +404,7 @@ export class RolloutService implements CoherentCache {
     if (want === null) return null;
     const agent = this.compilation(want.commit)?.get(agentId);
     if (agent === undefined || agent.bundle.digest !== want.digest) return null;
-    return { agentId, digest: agent.bundle.digest, bytes: agent.bundle.bytes, baseline: false };
+    return { agentId, digest: agent.bundle.digest, bytes: agent.bundle.bytes, baseline: false, commit: want.commit };
   }
 
   private rememberApplied(agentId: AgentId, digest: string): void {
@@ -322,7 +443,7 @@ export class RolloutService implements CoherentCache {
   private apply(changes: RolloutChanges, options: { readonly skipSave?: boolean } = {}): void {
     for (const event of changes.events) {
       this.emit(() => this.options.hooks.onEvent?.(event));
-      if (event.kind === 'rollout-halted') {
+      if (event.kind === 'rollout-halted' && this.leading) {
         this.options.alerts?.post({
           kind: 'rollout-halted',
           commit: event.commit,
@@ -336,6 +457,8 @@ export class RolloutService implements CoherentCache {
         });
       }
     }
+    // A follower decides nothing for the fleet: the leader saves and republishes.
+    if (!this.leading) return;
     if (changes.events.length > 0 && options.skipSave !== true) void this.save();
     if (changes.changed.length > 0) void this.republish();
   }
@@ -346,9 +469,15 @@ export class RolloutService implements CoherentCache {
       const document = this.controller.toJSON();
       const commit = document.rollout?.commit;
       if (commit === undefined) return;
-      await this.options.store.saveRollout({ commit, document, at: this.options.now() }, audit === undefined ? {} : { audit });
+      // Compare-and-set on the revision this document continues: a replica never overwrites a
+      // document it has not read (CONFLICT: reload and continue from the one that won).
+      const options = { ifRevision: this.revision, ...(audit === undefined ? {} : { audit }) };
+      this.revision = await this.options.store.saveRollout({ commit, document, at: this.options.now() }, options);
     });
-    this.saving = run.catch((err: unknown) => this.emitError(err, 'save the rollout'));
+    this.saving = run.catch((err: unknown) => {
+      if (err instanceof StoreError && err.code === 'CONFLICT' && audit === undefined) return this.reload();
+      this.emitError(err, 'save the rollout');
+    });
     return run;
   }
 
@@ -374,6 +503,8 @@ export class RolloutService implements CoherentCache {
 const EMPTY: ReadonlySet<string> = new Set();
 const DEFAULT_RECONNECT_GRACE_MS = 60_000;
 const DEFAULT_REPLAY_ACKS = 20;
+/** An operator action is tried at most this often when other replicas keep saving the document in between. */
+const MAX_ACT_ATTEMPTS = 3;
 
 /** The agent ids a stored document names (its shape is checked later, by the controller). */
 function documentAgents(document: unknown): AgentId[] {

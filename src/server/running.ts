@@ -4,6 +4,7 @@ import type { DataDir } from '../pki/index.js';
 import type { GrpcServerOptions } from '../transport/index.js';
 import type { ServerConfig } from './config.js';
 import type { FleetCache } from './fleet.js';
+import type { Leadership } from './leadership.js';
 import type { TransportHandle } from './links.js';
 import type { ServerMetrics } from './metrics.js';
 import type { QuarantineController } from './quarantine.js';
@@ -38,6 +39,16 @@ export interface StartServerOptions {
    * ended (the agent moves its stream onto the new certificate itself). Default 10 s.
    */
   readonly replacedStreamGraceMs?: number;
+  /**
+   * Who leads the repository tracker and the rollout controller. Default: this process alone
+   * (`SoleLeadership`), right for a store no other process writes (SQLite).
+   */
+  readonly leadership?: Leadership;
+  /**
+   * A fleet store opened by the caller instead of `<dataDir>/fleet.db` (replicas in one test
+   * process sharing one store); the server does not close it.
+   */
+  readonly fleetStore?: FleetStore;
 }
 
 /** A started server. Everything an end-to-end test needs to talk to it. */
@@ -61,6 +72,8 @@ export interface RunningServer {
   readonly quarantine: QuarantineController;
   readonly rollout: RolloutService;
   ready(): boolean;
+  /** Whether this replica leads (and its id). */
+  readonly leadership: Leadership;
   /** Fetches now and waits until the head is judged (instead of waiting for the poll). */
   syncNow(): Promise<ReconcileResult>;
   /** Graceful: stop polling, drain gRPC within `deadlineMs`, close the admin API, flush logs. Idempotent. */

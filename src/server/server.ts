@@ -7,6 +7,8 @@ import { CleanupStack, pollDelay, type WiringContext } from './lifecycle.js';
 import * as log from './logging.js';
 import { openState } from './open-state.js';
 import { buildProducer } from './producer.js';
+import { chooseLeadership, runWhileLeading, startReplicaSync } from './replica.js';
+import type { SourceStatus } from '../source/index.js';
 import type { RunningServer, StartServerOptions } from './running.js';
 
 export { pollDelay } from './lifecycle.js';
@@ -29,7 +31,8 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
   try {
     const opened = await openState(context);
     const { dataDir, fleetStore, fleet, certificates } = opened;
-    const producer = await buildProducer(context, opened);
+    const leadership = options.leadership ?? chooseLeadership(config, logger);
+    const producer = await buildProducer(context, opened, leadership);
     const { source, alerting, rollout, metrics, quarantine, reconciler, link, transport } = producer;
     const { enrollmentTokens, grpc } = await startDelivery(context, opened, producer);
     const ready = (): boolean => link.ready();
@@ -46,6 +49,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       branch: source.branch,
       rollout,
       ready,
+      replica: () => ({ id: leadership.replica, leader: leadership.isLeader() }),
       metrics,
       actions: { fleet, quarantine, certificates, streams: transport, enrollmentTokens, rollout },
       onRefused: (reason) => metrics.adminUnauthorizedRequest(reason),
@@ -55,11 +59,16 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const certAlerts = new CertExpiryAlerts({ sink: alerting.sink, agents: () => fleet.list(), certificateTtlMs, now });
     cleanups.every(options.certCheckMs ?? 60_000, () => certAlerts.check());
     cleanups.every(options.staleCheckMs ?? 5_000, () => quarantine.sweepStale());
-    reconciler.start();
-    rollout.start();
     const intervalMs = config.repo.pollIntervalMs;
-    source.start({ intervalMs, nextDelayMs: (status) => pollDelay(intervalMs, status) });
-    cleanups.push(() => source.stop());
+    const poll = { intervalMs, nextDelayMs: (status: SourceStatus) => pollDelay(intervalMs, status) };
+    const republish = (): Promise<unknown> => link.republish();
+    const compile = producer.compileAccepted;
+    const replicaParts = { store: fleetStore, leadership, reconciler, compile, signer: dataDir, logger, streams: transport, republish };
+    const sync = startReplicaSync(replicaParts, { fleet, certificates, rollout });
+    cleanups.push(() => sync?.stop());
+    const highestGeneration = async (): Promise<number> => (await fleetStore.serverState()).generation;
+    const catchUp = (): Promise<void> => sync?.catchUp() ?? Promise.resolve();
+    cleanups.push(runWhileLeading(leadership, { source, rollout, reconciler, poll, highestGeneration, catchUp }, logger));
     const grpcAddress = formatListenAddress({ host: config.listen.grpc.host, port: grpc.port });
     const adminUrl = `${admin.protocol}://${formatListenAddress({ host: config.listen.admin.host, port: admin.port })}`;
     const adminTokenPath = dataDir.paths.adminToken;
@@ -80,6 +89,7 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
       quarantine,
       rollout,
       ready,
+      leadership,
       syncNow: async () => reconciler.settle((await source.fetch()).head.commit),
       close: (deadlineMs = 5_000) => cleanups.close(deadlineMs, () => rollout.detach()),
     };

@@ -11,6 +11,12 @@ export interface DesiredBundle {
   readonly bytes: Uint8Array;
   /** True when this is the repository's baseline (quarantine), not the agent's own bundle. */
   readonly baseline: boolean;
+  /**
+   * The commit whose compilation holds these bytes, when not the generation's (an agent the
+   * rollout holds back runs an older commit's bundle). Stored with the signed generation, so
+   * another replica finds the same bytes.
+   */
+  readonly commit?: CommitSha;
 }
 
 /**

@@ -1,5 +1,5 @@
-export { BundleSigner, DEFAULT_TTL_MS, SignedGeneration } from './signer.js';
-export type { AgentAssignment, BundleSignerOptions, GenerationInput } from './signer.js';
+export { BundleSigner, DEFAULT_TTL_MS, restoreGeneration, SignedGeneration } from './signer.js';
+export type { AgentAssignment, BundleSignerOptions, GenerationInput, StoredGenerationInput } from './signer.js';
 export { BundleVerifier, DEFAULT_CLOCK_SKEW_MS, verifySignedBundle } from './verifier.js';
 export type { BundleVerifierOptions, RunningConfig, VerifiedDelivery, VerifyDeliveryInput } from './verifier.js';
 export { decodeDelivery, encodeDelivery, MAX_DELIVERY_BYTES } from './wire.js';

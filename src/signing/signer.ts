@@ -15,6 +15,7 @@ import {
   leafBytes,
   STATEMENT_PAYLOAD_TYPE,
   STATEMENT_TYPE,
+  parseStatement,
   statementBytes,
   type GenerationStatement,
 } from './statement.js';
@@ -204,6 +205,56 @@ export class SignedGeneration {
       proof: Object.freeze({ leafIndex, auditPath }),
     });
   }
+}
+
+/** A generation another process signed, as it was stored (the leader's `SignedGeneration`, taken apart). */
+export interface StoredGenerationInput {
+  readonly generation: number;
+  readonly commit: CommitSha;
+  /** The Sigstore bundle JSON as signed. */
+  readonly bundle: unknown;
+  /** Every leaf's agent and digest. */
+  readonly agents: readonly AgentAssignment[];
+}
+
+/**
+ * Rebuilds a generation signed elsewhere (by the leading replica) so this process hands out
+ * exactly its bytes: the bundle's signature is checked against `publicKey`, its statement must
+ * name this generation and commit, and the tree rebuilt from `agents` must have the signed
+ * root. Throws SigningError INVALID_GENERATION otherwise (a corrupt or foreign record is never
+ * served).
+ */
+export function restoreGeneration(input: StoredGenerationInput, publicKey: KeyInput): SignedGeneration {
+  const key = toPublicSigningKey(publicKey);
+  let bundle: SigstoreBundleJson;
+  try {
+    bundle = parseSigstoreBundleJson(input.bundle);
+  } catch (cause) {
+    throw new SigningError({ code: 'INVALID_GENERATION', message: 'the stored bundle is not a meshcfg Sigstore bundle', cause });
+  }
+  const envelope = bundle.dsseEnvelope;
+  const payload = Buffer.from(envelope.payload, 'base64');
+  const signature = Buffer.from(envelope.signatures[0].sig, 'base64');
+  if (envelope.payloadType !== STATEMENT_PAYLOAD_TYPE || !verify('sha256', preAuthEncoding(envelope.payloadType, payload), key, signature)) {
+    invalid(`the stored generation ${input.generation} is not signed by this server's signing key`);
+  }
+  const statement = Object.freeze(parseStatement(payload));
+  if (statement.generation !== input.generation || statement.commit !== input.commit) {
+    invalid(`the stored statement names generation ${statement.generation} of ${statement.commit}, not ${input.generation} of ${input.commit}`);
+  }
+  const agents = [...input.agents].sort((a, b) => (a.agentId < b.agentId ? -1 : a.agentId > b.agentId ? 1 : 0));
+  const index = new Map<AgentId, number>();
+  const leaves: Uint8Array[] = [];
+  for (const { agentId, digest } of agents) {
+    if (!isAgentId(agentId) || !isDigest(digest) || index.has(agentId)) invalid(`the stored leaf of ${String(agentId)} is not valid`);
+    index.set(agentId, leaves.length);
+    leaves.push(leafBytes({ agent: agentId, commit: statement.commit, digest, generation: statement.generation }));
+  }
+  const tree = new MerkleTree(leaves);
+  if (tree.size !== statement.treeSize || tree.root().toString('hex') !== statement.rootHash) {
+    invalid(`the stored leaves of generation ${input.generation} do not make its signed root`);
+  }
+  return new SignedGeneration(statement, deepFreeze(bundle as unknown as JsonValue) as unknown as SigstoreBundleJson, tree, agents, index);
 }
 
 /** DSSE v1 pre-authentication encoding: what the envelope signature covers (type and payload). */

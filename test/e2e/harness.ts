@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DistributionClient, EnrollmentClient } from '../../src/transport/proto.js';
 import { meshcfg, type Run } from '../helpers/cli.js';
@@ -247,6 +247,24 @@ export class Deployment {
     await Promise.all([...this.agents.values()].map((a) => a.stop()));
     await this.stopServer();
     await this.http?.close();
+  }
+
+  /**
+   * Another replica of this deployment's server under `<root>/<name>`: the same repository,
+   * trust policy, server.yaml extras and environment (so the same PostgreSQL), its own ports,
+   * and a copy of this one's data directory (CA, server key, signing key, admin token — "a data
+   * directory copied from the first replica is a valid start for the next one"). Start this
+   * deployment's server once first, so the data directory exists. Not started.
+   */
+  async replica(name: string): Promise<Deployment> {
+    const root = join(this.root, name);
+    const ports = { grpc: await freePort(), admin: await freePort() };
+    const replica = new Deployment(root, this.work, this.bareDir, this.repoUrl, this.signer, this.allowedSigners, ports);
+    replica.keyValidity = this.keyValidity;
+    replica.extraConfig.push(...this.extraConfig);
+    Object.assign(replica.serverEnv, this.serverEnv);
+    cpSync(this.dataDir, replica.dataDir, { recursive: true });
+    return replica;
   }
 }
 

@@ -301,6 +301,51 @@ for (const [name, openStore, cleanUp] of IMPLEMENTATIONS) {
       });
     });
 
+    describe('signed generations', () => {
+      const record = (generation: number, commit = cid(COMMIT_A)) => ({
+        generation,
+        commit,
+        statement: { _type: 'https://meshcfg.dev/statement/v1', generation, commit, rootHash: 'ab'.repeat(32) },
+        bundle: { mediaType: 'application/vnd.dev.sigstore.bundle.v0.3+json', dsseEnvelope: { payload: 'e30=', signatures: [{ sig: 'c2ln' }] } },
+        agents: [
+          { agentId: aid('edge-1'), digest: DIGEST_A, commit, baseline: false },
+          { agentId: aid('edge-2'), digest: DIGEST_B, commit: cid(COMMIT_B), baseline: true },
+        ],
+        at: at(generation),
+      });
+
+      it('has none before the first save', async () => {
+        assert.equal(await store.latestGeneration(), null);
+      });
+
+      it('gives back the newest generation as it was saved (statement, bundle and leaves)', async () => {
+        await store.saveGeneration(record(1));
+        await store.saveGeneration(record(2, cid(COMMIT_B)));
+        assert.deepEqual(await store.latestGeneration(), record(2, cid(COMMIT_B)));
+      });
+
+      it('refuses a generation stored already with CONFLICT (a number is never signed twice)', async () => {
+        await store.saveGeneration(record(3));
+        await assert.rejects(store.saveGeneration(record(3, cid(COMMIT_B))), storeCode('CONFLICT'));
+        assert.equal((await store.latestGeneration())?.commit, COMMIT_A);
+      });
+
+      it('keeps only the newest few', async () => {
+        for (let g = 1; g <= 12; g += 1) await store.saveGeneration(record(g));
+        assert.equal((await store.latestGeneration())?.generation, 12);
+        // The oldest were deleted: saving one of them again is no conflict.
+        await store.saveGeneration(record(1));
+        assert.equal((await store.latestGeneration())?.generation, 12);
+      });
+
+      it('refuses generation 0 and an agent id that is not one with INVALID_RECORD', async () => {
+        await assert.rejects(store.saveGeneration(record(0)), storeCode('INVALID_RECORD'));
+        const bad = { ...record(4), agents: [{ agentId: aid('edge-1'), digest: '', commit: cid(COMMIT_A), baseline: false }] };
+        await assert.rejects(store.saveGeneration(bad), storeCode('INVALID_RECORD'));
+        assert.equal(await store.latestGeneration(), null);
+      });
+    });
+
     describe('rollout progress', () => {
       const doc = { version: 1, commit: cid(COMMIT_A), waves: [{ name: 'canary', state: 'progressing', startedAt: T0.toISOString() }], halted: false };
 

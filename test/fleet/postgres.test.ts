@@ -60,7 +60,7 @@ describe('PostgresFleetStore', () => {
       const db = await freshDatabase();
       const stores = await Promise.all([PostgresFleetStore.open(db.url), PostgresFleetStore.open(db.url), PostgresFleetStore.open(db.url)]);
       try {
-        for (const store of stores) assert.deepEqual(await store.schemaVersions(), [MIGRATIONS.length]);
+        for (const store of stores) assert.deepEqual(await store.schemaVersions(), MIGRATIONS.map((_, i) => i + 1));
         const rows = await query<{ version: number }>(db.url, 'SELECT version FROM schema_migrations');
         assert.equal(rows.length, MIGRATIONS.length);
         assert.deepEqual(await stores[0]?.serverState(), { accepted: null, generation: 0, lastRefusal: null });
@@ -76,7 +76,7 @@ describe('PostgresFleetStore', () => {
       await first.close();
       const second = await PostgresFleetStore.open(db.url);
       assert.deepEqual(await second.serverState(), { accepted: COMMIT_A, generation: 4, seenAt: at(3), lastRefusal: null });
-      assert.deepEqual(await second.schemaVersions(), [1]);
+      assert.deepEqual(await second.schemaVersions(), MIGRATIONS.map((_, i) => i + 1));
       await second.close();
     });
 
@@ -93,7 +93,7 @@ describe('PostgresFleetStore', () => {
       await assert.rejects(PostgresFleetStore.open(db.url, { migrations: [...MIGRATIONS, 'CREATE TABLE extra (x INTEGER); SELECT no_such_function()'] }), storeCode('CORRUPT'));
       assert.deepEqual(
         (await query<{ version: number }>(db.url, 'SELECT version FROM schema_migrations ORDER BY version')).map((r) => r.version),
-        [1],
+        MIGRATIONS.map((_, i) => i + 1),
       );
       assert.equal((await query(db.url, "SELECT 1 FROM pg_tables WHERE tablename = 'extra'")).length, 0);
     });

@@ -122,6 +122,17 @@ export const MIGRATIONS: readonly string[] = Object.freeze([
     at          BIGINT NOT NULL
   );
   `,
+  // 2 (replicas): signed generations as the leader signed them (statement, Sigstore bundle, leaves), the newest few.
+  `
+  CREATE TABLE generations (
+    generation  BIGINT PRIMARY KEY CHECK (generation > 0),
+    commit_sha  TEXT NOT NULL,
+    statement   TEXT NOT NULL,
+    bundle      TEXT NOT NULL,
+    agents      TEXT NOT NULL,
+    at          BIGINT NOT NULL
+  );
+  `,
 ]);
 
 /**

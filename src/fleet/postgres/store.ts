@@ -22,6 +22,9 @@ import {
   duplicateToken,
   generationConflict,
   jsonText,
+  checkGenerationRecord,
+  generationOf,
+  generationTaken,
   pageOf,
   refusalText,
   reviveRefusal,
@@ -41,6 +44,7 @@ import type {
   CurrentCertificateKind,
   FleetStore,
   FleetStoreOptions,
+  GenerationRecord,
   PageRequest,
   RefusalRecord,
   RevocationRecord,
@@ -53,6 +57,7 @@ import type {
   StoredRollout,
   StoredSend,
 } from '../store.js';
+import { GENERATIONS_KEPT } from '../store.js';
 import { checkPostgresUrl, clientConfig, isConnectionFailure, redactUrl, translate, type ConnectionSettings } from './connection.js';
 import { PostgresChangeFeed, changePayloads, FLEET_CHANNEL, type PostgresFeedEvent } from './feed.js';
 import { MIGRATION_LOCK, MIGRATIONS } from './migrations.js';
@@ -350,6 +355,35 @@ export class PostgresFleetStore implements FleetStore {
   async wasIssued(agentId: AgentId, digest: string): Promise<boolean> {
     const [row] = await this.read<{ issued: boolean }>('look up a send', 'SELECT EXISTS (SELECT 1 FROM sends WHERE agent_id = $1 AND digest = $2) AS issued', [agentId, digest]);
     return row?.issued === true;
+  }
+
+  async saveGeneration(record: GenerationRecord): Promise<void> {
+    const texts = checkGenerationRecord(record);
+    // No change of its own: the leader's saveAccepted right after it announces `server-state`.
+    await this.write('save a signed generation', async (c) => {
+      const inserted = await c.query(
+        'INSERT INTO generations (generation, commit_sha, statement, bundle, agents, at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (generation) DO NOTHING',
+        [record.generation, record.commit, texts.statement, texts.bundle, texts.agents, texts.at],
+      );
+      if (inserted.rowCount !== 1) throw generationTaken(record.generation);
+      await c.query('DELETE FROM generations WHERE generation NOT IN (SELECT generation FROM generations ORDER BY generation DESC LIMIT $1)', [GENERATIONS_KEPT]);
+    });
+  }
+
+  async latestGeneration(): Promise<GenerationRecord | null> {
+    const [row] = await this.read<{ generation: number; commit_sha: CommitSha; statement: string; bundle: string; agents: string; at: number }>(
+      'load the newest signed generation',
+      'SELECT * FROM generations ORDER BY generation DESC LIMIT 1',
+    );
+    if (row === undefined) return null;
+    return generationOf({
+      generation: row.generation,
+      commit: row.commit_sha,
+      statement: parseJson(row.statement, 'a generation statement'),
+      bundle: parseJson(row.bundle, 'a generation bundle'),
+      agents: JSON.parse(row.agents) as unknown,
+      at: row.at,
+    });
   }
 
   async loadRollout(): Promise<StoredRollout | null> {

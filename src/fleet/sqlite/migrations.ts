@@ -133,4 +133,15 @@ export const MIGRATIONS: readonly string[] = Object.freeze([
   `
   ALTER TABLE server_state ADD COLUMN accepted_seen_at INTEGER;
   `,
+  // 5 (replicas): signed generations as the leader signed them (statement, Sigstore bundle, leaves), the newest few.
+  `
+  CREATE TABLE generations (
+    generation  INTEGER PRIMARY KEY CHECK (generation > 0),
+    commit_sha  TEXT NOT NULL,
+    statement   TEXT NOT NULL,
+    bundle      TEXT NOT NULL,
+    agents      TEXT NOT NULL,
+    at          INTEGER NOT NULL
+  ) STRICT;
+  `,
 ]);

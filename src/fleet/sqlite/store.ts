@@ -21,6 +21,9 @@ import {
   checkToken,
   duplicateToken,
   generationConflict,
+  checkGenerationRecord,
+  generationOf,
+  generationTaken,
   jsonText,
   pageOf,
   refusalText,
@@ -28,6 +31,7 @@ import {
   revisionConflict,
 } from '../records.js';
 import {
+  GENERATIONS_KEPT,
   type AcceptedState,
   type AckRecord,
   type AdminTokenRecord,
@@ -39,6 +43,7 @@ import {
   type CurrentCertificateKind,
   type FleetStore,
   type FleetStoreOptions,
+  type GenerationRecord,
   type PageRequest,
   type RefusalRecord,
   type RevocationRecord,
@@ -115,6 +120,11 @@ function prepare(db: Database) {
     digestsApplied: db.prepare<{ digest: string }>("SELECT DISTINCT digest FROM acks WHERE agent_id = ? AND status = 'APPLIED'"),
     wasIssued: db.prepare<{ issued: number }>('SELECT EXISTS (SELECT 1 FROM sends WHERE agent_id = ? AND digest = ?) AS issued'),
 
+    insertGeneration: db.prepare('INSERT INTO generations (generation, commit_sha, statement, bundle, agents, at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (generation) DO NOTHING'),
+    pruneGenerations: db.prepare(`DELETE FROM generations WHERE generation NOT IN (SELECT generation FROM generations ORDER BY generation DESC LIMIT ${GENERATIONS_KEPT})`),
+    latestGeneration: db.prepare<{ generation: number; commit_sha: CommitSha; statement: string; bundle: string; agents: string; at: number }>(
+      'SELECT * FROM generations ORDER BY generation DESC LIMIT 1',
+    ),
     loadRollout: db.prepare<{ commit_sha: CommitSha; document: string; at: number; revision: number }>('SELECT commit_sha, document, at, revision FROM rollout WHERE id = 1'),
     saveRollout: db.prepare(`
       INSERT INTO rollout (id, commit_sha, document, at, revision) VALUES (1, ?, ?, ?, ?)
@@ -338,6 +348,30 @@ export class SqliteFleetStore implements FleetStore {
 
   async wasIssued(agentId: AgentId, digest: string): Promise<boolean> {
     return this.run('look up a send', () => this.statements.wasIssued.get(agentId, digest)?.issued === 1);
+  }
+
+  async saveGeneration(record: GenerationRecord): Promise<void> {
+    const texts = checkGenerationRecord(record);
+    this.write('save a signed generation', () => {
+      const { changes } = this.statements.insertGeneration.run(record.generation, record.commit, texts.statement, texts.bundle, texts.agents, texts.at);
+      if (changes !== 1) throw generationTaken(record.generation);
+      this.statements.pruneGenerations.run();
+    });
+  }
+
+  async latestGeneration(): Promise<GenerationRecord | null> {
+    return this.run('load the newest signed generation', () => {
+      const row = this.statements.latestGeneration.get();
+      if (row === undefined) return null;
+      return generationOf({
+        generation: row.generation,
+        commit: row.commit_sha,
+        statement: parseJson(row.statement, 'a generation statement'),
+        bundle: parseJson(row.bundle, 'a generation bundle'),
+        agents: JSON.parse(row.agents) as unknown,
+        at: row.at,
+      });
+    });
   }
 
   async loadRollout(): Promise<StoredRollout | null> {
