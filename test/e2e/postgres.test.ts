@@ -60,6 +60,14 @@ describe('a server on PostgreSQL end to end', { timeout: 240_000 }, () => {
     const before = (await d.admin<SourceView>('/api/v1/source')).body;
     assert.equal(before.accepted, next);
 
+    // Acks reach the store through the fleet cache's write queue (batched, docs/architecture.md):
+    // the kill comes once the ack is durable, and the assertions below check it outlived the kill.
+    const probe = await PostgresFleetStore.open(db.url);
+    try {
+      await waitFor('the ack of edge-1 in PostgreSQL', async () => (await probe.listAcks(aid('edge-1'), { limit: 1 }))[0]?.digest === synced.desired?.digest);
+    } finally {
+      await probe.close();
+    }
     await d.killServer();
     await Promise.all([...d.agents.values()].map((a) => a.stop()));
 
