@@ -27,6 +27,7 @@ export type {
   CurrentCertificate,
   CurrentCertificateKind,
   DeliveryStore,
+  DeliveryWrite,
   FleetStore,
   FleetStoreOptions,
   PageRequest,

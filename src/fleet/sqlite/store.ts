@@ -10,6 +10,7 @@ import {
   checkAccepted,
   checkAdminToken,
   checkAck,
+  checkDeliveryWrite,
   checkAgentId,
   checkAudit,
   checkCurrentCertificate,
@@ -37,6 +38,7 @@ import {
   type AuditEntry,
   type CurrentCertificate,
   type CurrentCertificateKind,
+  type DeliveryWrite,
   type FleetStore,
   type FleetStoreOptions,
   type PageRequest,
@@ -317,6 +319,36 @@ export class SqliteFleetStore implements FleetStore {
       const { lastInsertRowid } = this.statements.insertAck.run(ack.agentId, ack.commit, ack.digest, ack.generation, ack.nonce, ack.status, ack.error, ack.at.getTime());
       if (agent !== undefined) this.upsert(ack.agentId, agent);
       return Number(lastInsertRowid);
+    });
+  }
+
+  async recordBatch(writes: readonly DeliveryWrite[]): Promise<void> {
+    for (const write of writes) checkDeliveryWrite(write);
+    if (writes.length === 0) return;
+    this.write('record a batch of sends and acks', () => {
+      for (const write of writes) {
+        switch (write.kind) {
+          case 'send': {
+            const { agentId, commit, digest, generation, nonce, at } = write.send;
+            this.statements.insertSend.run(agentId, commit, digest, generation, nonce, at.getTime());
+            if (write.agent !== undefined) this.upsert(agentId, write.agent);
+            break;
+          }
+          case 'ack': {
+            const { agentId, commit, digest, generation, nonce, status, error, at } = write.ack;
+            this.statements.insertAck.run(agentId, commit, digest, generation, nonce, status, error, at.getTime());
+            if (write.agent !== undefined) this.upsert(agentId, write.agent);
+            break;
+          }
+          case 'agent':
+            this.upsert(write.id, write.patch);
+            break;
+          default: {
+            const never: never = write;
+            throw new Error(`unexpected batch entry ${String(never)}`);
+          }
+        }
+      }
     });
   }
 
