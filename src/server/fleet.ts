@@ -6,6 +6,7 @@ import type {
   AgentState,
   AgentStatus,
   AuditEntry,
+  DeliveryWrite,
   DesiredVersion,
   FleetStore,
   LastRejection,
@@ -14,7 +15,7 @@ import type {
   StoredSend,
 } from '../fleet/index.js';
 import { notify } from '../lib/index.js';
-import { SINGLE_WRITER, type CoherentCache } from '../fleet/index.js';
+import { SINGLE_WRITER, StoreError, type CoherentCache } from '../fleet/index.js';
 
 export interface AckInput {
   readonly commit: CommitSha;
@@ -134,6 +135,13 @@ export const DEFAULT_DISCONNECTED_AFTER_MS = 120_000;
 /** How many of an agent's newest acks a restart reads to find its last rejection. */
 const RESTORED_ACKS = 20;
 
+/**
+ * Sends, acks and agent updates queued in one event-loop turn go to the store in one
+ * `recordBatch` (one transaction, one fsync with SQLite); a turn with more is cut into
+ * batches of this many, so one transaction never holds the event loop for long.
+ */
+export const MAX_WRITE_BATCH = 500;
+
 /** How many served commits each agent's record keeps the order of (the oldest are forgotten first). */
 const SERVED_COMMITS_KEPT = 32;
 
@@ -206,9 +214,16 @@ export function normalizeSerial(serial: string): string {
 /**
  * Fleet state in memory, written through to the persistent FleetStore (src/fleet) when one is
  * given. Reads are synchronous and derive each agent's state at read time (so STALE and
- * DISCONNECTED appear without an event); writes are queued on one chain in call order, so the
- * store sees events in the order they happened. With SQLite each write is durable before the
- * call that queued it returns (the store works synchronously); `flush()` waits for the chain.
+ * DISCONNECTED appear without an event).
+ *
+ * Writes go to the store in call order, so it sees events in the order they happened. Sends,
+ * acks and agent updates (the per-agent traffic: thousands per rollout) are queued and written
+ * at the end of the event-loop turn as one `recordBatch` — one transaction for every ack that
+ * arrived in that turn, instead of one fsync each. Other writes (publishing desired versions,
+ * quarantine and approve with their audit entry) first hand the queue over, then follow it on
+ * the same chain. `flush()` resolves once everything queued before it is durable: callers that
+ * read the store back (the drift check's `wasIssued`) or must not lose a write (shutdown) wait
+ * for it.
  */
 export class FleetCache implements LiveFleet {
   /** Single writer today: loaded at start, then only this process changes the agents it holds. */
@@ -217,6 +232,9 @@ export class FleetCache implements LiveFleet {
   private readonly options: Required<Omit<FleetCacheOptions, 'store' | 'ackTimeoutMs'>> & { readonly store: FleetStore | null };
   private ackTimeoutMs: number;
   private chain: Promise<unknown> = Promise.resolve();
+  /** Writes of this turn not yet handed to the chain, in call order. */
+  private queued: Array<{ readonly what: string; readonly write: DeliveryWrite }> = [];
+  private batchScheduled = false;
 
   constructor(options: FleetCacheOptions = {}) {
     this.options = {
@@ -244,6 +262,7 @@ export class FleetCache implements LiveFleet {
 
   /** Waits until every queued write reached the store. Never rejects (failures went to onStoreError). */
   async flush(): Promise<void> {
+    this.cutBatch();
     await this.chain;
   }
 
@@ -304,9 +323,8 @@ export class FleetCache implements LiveFleet {
     if (record.lastSend?.nonce === send.nonce) return;
     record.lastSend = { digest: send.digest, nonce: send.nonce, at };
     noteServed(record, send.commit, send.generation);
-    const patch: AgentPatch = { state: this.baseState(record) };
     const { commit, digest, generation, nonce } = send;
-    this.write('record a send', (store) => store.recordSend({ agentId, commit, digest, generation, nonce, at }, patch));
+    this.enqueue('record a send', { kind: 'send', send: { agentId, commit, digest, generation, nonce, at }, agent: { state: this.baseState(record) } });
   }
 
   recordAck(agentId: AgentId, ack: AckInput, at: Date, outcome: 'recorded' | 'stale' = 'recorded', activeCommit?: CommitSha): void {
@@ -339,12 +357,11 @@ export class FleetCache implements LiveFleet {
       outcome === 'recorded' && ack.status === 'APPLIED'
         ? { active: record.active, lastSeen: at, state: this.baseState(record) }
         : { lastSeen: at, state: this.baseState(record) };
-    this.write('record an ack', (store) =>
-      store.recordAck(
-        { agentId, commit: ack.commit, digest: ack.digest, generation: ack.generation, nonce: ack.nonce ?? '', status: ack.status, error: ack.error, at },
-        patch,
-      ),
-    );
+    this.enqueue('record an ack', {
+      kind: 'ack',
+      ack: { agentId, commit: ack.commit, digest: ack.digest, generation: ack.generation, nonce: ack.nonce ?? '', status: ack.status, error: ack.error, at },
+      agent: patch,
+    });
   }
 
   recordSeen(agentId: AgentId, at: Date, certificate?: { readonly notAfter: Date; readonly serial?: string }): void {
@@ -561,25 +578,77 @@ export class FleetCache implements LiveFleet {
   }
 
   private writeAgent(record: Record_, patch: AgentPatch, what: string): void {
-    const id = record.id;
-    this.write(what, (store) => store.updateAgent(id, { ...patch, state: patch.state ?? this.baseState(record) }));
+    this.enqueue(what, { kind: 'agent', id: record.id, patch: { ...patch, state: patch.state ?? this.baseState(record) } });
   }
 
   private writeAgentNow(record: Record_, patch: AgentPatch, audit: AuditEntry): Promise<void> {
     const store = this.options.store;
     if (store === null) return Promise.resolve();
+    this.cutBatch();
     const id = record.id;
     const run = this.chain.then(() => store.updateAgent(id, patch, audit));
     this.chain = run.catch(() => {});
     return run.then(() => undefined);
   }
 
+  /** A write that is not batched: it follows whatever this turn queued before it. */
   private write(what: string, step: (store: FleetStore) => Promise<unknown>): void {
     const store = this.options.store;
     if (store === null) return;
-    this.chain = this.chain.then(() => step(store)).catch((err: unknown) => {
-      // Observers must not break the write chain.
-      notify(() => this.options.onStoreError(err, what));
-    });
+    this.cutBatch();
+    this.chain = this.chain.then(() => step(store)).catch((err: unknown) => this.storeFailed(err, what));
+  }
+
+  private enqueue(what: string, write: DeliveryWrite): void {
+    if (this.options.store === null) return;
+    this.queued.push({ what, write });
+    if (this.queued.length >= MAX_WRITE_BATCH) this.cutBatch();
+    else if (!this.batchScheduled) {
+      this.batchScheduled = true;
+      // After this turn's I/O callbacks: every ack read from the sockets in this turn joins the batch.
+      setImmediate(() => {
+        this.batchScheduled = false;
+        this.cutBatch();
+      });
+    }
+  }
+
+  /** Hands the queued writes to the chain as one batch. */
+  private cutBatch(): void {
+    const store = this.options.store;
+    if (store === null || this.queued.length === 0) return;
+    const batch = this.queued;
+    this.queued = [];
+    this.chain = this.chain.then(() => this.writeBatch(store, batch));
+  }
+
+  /**
+   * One transaction for the batch. An invalid entry refuses the whole of it (INVALID_RECORD):
+   * then each entry is written on its own, so only the bad one is lost (and reported, as before
+   * batching). Any other failure (the store closed, locked, the disk full) loses the batch and
+   * is reported once per kind of write in it. Never rejects.
+   */
+  private async writeBatch(store: FleetStore, batch: ReadonlyArray<{ readonly what: string; readonly write: DeliveryWrite }>): Promise<void> {
+    try {
+      await store.recordBatch(batch.map((q) => q.write));
+      return;
+    } catch (err) {
+      if (!(err instanceof StoreError && err.code === 'INVALID_RECORD') || batch.length === 1) {
+        for (const what of new Set(batch.map((q) => q.what))) this.storeFailed(err, what);
+        return;
+      }
+    }
+    for (const { what, write } of batch) {
+      try {
+        await store.recordBatch([write]);
+      } catch (err) {
+        this.storeFailed(err, what);
+      }
+    }
+  }
+
+  private storeFailed(err: unknown, what: string): void {
+    // Observers must not break the write chain.
+    notify(() => this.options.onStoreError(err, what));
   }
 }
