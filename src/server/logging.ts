@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../domain/errors.js';
 import { describeSkipped, redactUrl, type FetchEvent } from '../source/index.js';
-import type { TransportHooks } from '../transport/index.js';
+import type { ConnectFailure, TransportHooks } from '../transport/index.js';
 import type { BackendHooks } from './backend.js';
 import type { ReconcileHooks } from './reconcile.js';
 import type { AdminRefusalReason, AdminServerOptions } from '../admin/index.js';
@@ -116,10 +116,41 @@ export function backendLogHooks(logger: Logger): BackendHooks {
   };
 }
 
+/** How often, at most, connection failures are summarised in the log. */
+export const CONNECT_FAILURE_LOG_WINDOW_MS = 10_000;
+
+/**
+ * Connection failures come in storms (thousands of agents reconnecting at once): one line per
+ * failure would flood the log exactly when it is read. The first failure after a quiet window
+ * is logged at once; the following ones are counted by reason and summarised in one line per
+ * window (`connect-failures`, with `counts` and `windowMs`). Each single failure is at debug.
+ */
+export function connectFailureLog(logger: Logger, windowMs = CONNECT_FAILURE_LOG_WINDOW_MS): Pick<TransportHooks, 'onConnectFailed'> {
+  let counts = new Map<ConnectFailure, number>();
+  let timer: NodeJS.Timeout | undefined;
+  const summarise = (): void => {
+    timer = undefined;
+    if (counts.size === 0) return;
+    const total = [...counts.values()].reduce((a, b) => a + b, 0);
+    logger.warn({ event: 'connect-failures', counts: Object.fromEntries(counts), total, windowMs }, `${total} connections failed before becoming agent streams`);
+    counts = new Map();
+    timer = setTimeout(summarise, windowMs);
+    timer.unref();
+  };
+  return {
+    onConnectFailed: (reason, detail) => {
+      logger.debug({ event: 'connect-failed', reason, detail }, 'a connection failed before becoming an agent stream');
+      counts.set(reason, (counts.get(reason) ?? 0) + 1);
+      if (timer === undefined) summarise();
+    },
+  };
+}
+
 export function transportLogHooks(logger: Logger): TransportHooks {
   return {
+    ...connectFailureLog(logger),
     onHandshake: (result, detail) => {
-      if (result === 'failed') logger.info({ event: 'tls-handshake-failed', detail }, 'TLS handshake failed');
+      if (result === 'failed') logger.debug({ event: 'tls-handshake-failed', detail }, 'TLS handshake failed');
     },
     onUnauthorized: (reason, detail) =>
       logger.warn(

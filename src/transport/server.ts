@@ -51,8 +51,14 @@ export interface GrpcServerOptions {
   readonly maxSendMessageBytes?: number;
   /** A stream that says no hello by then is ended. Default 30 s. */
   readonly helloTimeoutMs?: number;
-  /** A TLS handshake not finished by then is dropped. Default 10 s. */
+  /** A TLS handshake not finished by then (counted from its start) is dropped. Default 10 s. */
   readonly handshakeTimeoutMs?: number;
+  /** TLS handshakes in progress at once; further connections wait for a slot (tls-listener.ts). Default 128. */
+  readonly maxConcurrentHandshakes?: number;
+  /** Connections waiting for a handshake slot at most; beyond, a new one is closed (overloaded). Default 20,000. */
+  readonly maxQueuedHandshakes?: number;
+  /** A connection that waited this long for a handshake slot is closed (queue-timeout). Default 30 s. */
+  readonly handshakeQueueTimeoutMs?: number;
   /** Clock for certificate expiry checks (tests). */
   readonly now?: () => Date;
 }
@@ -65,6 +71,9 @@ const DEFAULTS = {
   maxSendMessageBytes: 8 * 1024 * 1024,
   helloTimeoutMs: 30_000,
   handshakeTimeoutMs: 10_000,
+  maxConcurrentHandshakes: 128,
+  maxQueuedHandshakes: 20_000,
+  handshakeQueueTimeoutMs: 30_000,
   now: (): Date => new Date(),
 };
 
@@ -115,6 +124,9 @@ export class GrpcServer {
       maxSendMessageBytes: options.maxSendMessageBytes ?? DEFAULTS.maxSendMessageBytes,
       helloTimeoutMs: options.helloTimeoutMs ?? DEFAULTS.helloTimeoutMs,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs,
+      maxConcurrentHandshakes: Math.max(1, options.maxConcurrentHandshakes ?? DEFAULTS.maxConcurrentHandshakes),
+      maxQueuedHandshakes: Math.max(0, options.maxQueuedHandshakes ?? DEFAULTS.maxQueuedHandshakes),
+      handshakeQueueTimeoutMs: options.handshakeQueueTimeoutMs ?? DEFAULTS.handshakeQueueTimeoutMs,
       now: options.now ?? DEFAULTS.now,
       hooks: safeHooks(options.hooks ?? {}, options.logger),
       logger: options.logger ?? { info: () => undefined, warn: () => undefined },
@@ -146,6 +158,9 @@ export class GrpcServer {
         material: resolved,
         trustDomain: resolved.trustDomain,
         handshakeTimeoutMs: resolved.handshakeTimeoutMs,
+        maxConcurrentHandshakes: resolved.maxConcurrentHandshakes,
+        maxQueuedHandshakes: resolved.maxQueuedHandshakes,
+        handshakeQueueTimeoutMs: resolved.handshakeQueueTimeoutMs,
         hooks: resolved.hooks,
         onRefused: (refusal, remoteAddress) => handlers.refuse(refusal, { method: 'TLS handshake', peer: remoteAddress ?? 'unknown' }),
         inject: (socket) => injector.injectConnection(socket),
@@ -166,6 +181,11 @@ export class GrpcServer {
   /** New certificate, key and CA for new connections; open ones keep theirs. Throws TLS_CONFIG_INVALID and keeps the old ones. */
   updateCertificates(pem: TlsMaterial): void {
     this.listener.updateCertificates(pem);
+  }
+
+  /** TLS handshakes in progress and connections waiting for a handshake slot. */
+  get handshakes(): { readonly inProgress: number; readonly queued: number } {
+    return this.listener.handshakes;
   }
 
   /** Agent streams that said hello and are open now. */
@@ -273,6 +293,7 @@ class Handlers {
       reauthorize: (identity) => this.authorize(identity),
       refuse: (refusal) => this.refuse(refusal, where),
       failed: (err, what) => this.failed(err, where, what),
+      helloTimedOut: () => this.options.hooks.onConnectFailed?.('hello-timeout', 'DEADLINE_EXCEEDED'),
       opened: (s) => {
         const agentId = s.identity.agentId;
         this.openPerAgent.set(agentId, (this.openPerAgent.get(agentId) ?? 0) + 1);
@@ -462,6 +483,7 @@ function safeHooks(hooks: TransportHooks, logger: TransportLogger | undefined): 
     };
   return {
     onHandshake: guard('onHandshake', hooks.onHandshake),
+    onConnectFailed: guard('onConnectFailed', hooks.onConnectFailed),
     onUnauthorized: guard('onUnauthorized', hooks.onUnauthorized),
     onStream: guard('onStream', hooks.onStream),
   };
