@@ -99,17 +99,20 @@ export function backendLogHooks(logger: Logger): BackendHooks {
     onAck: ({ agentId, ack, outcome }) => {
       const { commit, digest, generation, status } = ack;
       const fields = { event: 'ack', agentId, commit, digest, generation, status, outcome: outcome.kind };
+      // Per agent and per rollout: at debug (10,000 lines a commit at info); rollout events and
+      // metrics say how a rollout goes. A rejection needs a human: warn.
       if (outcome.kind === 'stale') logger.debug(fields, 'stale ack ignored');
       else if (ack.status === 'REJECTED') logger.warn({ ...fields, error: ack.error }, 'agent rejected its bundle');
-      else logger.info(fields, 'agent applied its bundle');
+      else logger.debug(fields, 'agent applied its bundle');
     },
     onCertificateIssued: ({ agentId, kind, notAfter, serialNumber }) =>
       logger.info(
         { event: 'certificate-issued', agentId, kind, serialNumber, notAfter: notAfter.toISOString() },
         `agent certificate issued (${kind})`,
       ),
+    // Per agent, and a whole fleet reconnects at once after a restart: at debug.
     onConnection: ({ agentId, connected }) =>
-      logger.info(
+      logger.debug(
         { event: connected ? 'agent-connected' : 'agent-disconnected', agentId },
         connected ? 'agent connected' : 'agent disconnected',
       ),
