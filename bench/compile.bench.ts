@@ -17,129 +17,16 @@
 import { createHash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 
-import { stringify } from 'yaml';
-
 import { Compiler } from '../src/compile/index.js';
 import { parseYaml } from '../src/compile/yaml.js';
 import type { Compilation } from '../src/compile/index.js';
 import type { RepoFile, VerifiedCommit, VerifiedTree } from '../src/domain/commit.js';
-import type { JsonValue } from '../src/domain/types.js';
+
+import { generateFleetFiles } from './fixtures/fleet-files.js';
 
 const AGENTS = 10_000;
-const OVERLAYS = 500;
 const AGENT_FILES = 300;
 const INVENTORY_FILES = 20;
-
-const ZONES = ['eu-1a', 'eu-1b', 'us-1a', 'us-1b', 'ap-1a', 'edge', 'pci-eu', 'pci-us'] as const;
-const SECURE_ZONES = ['pci-eu', 'pci-us'];
-const ENVS = ['prod', 'staging', 'dev'] as const;
-const RINGS = ['0', '1', '2', '3'] as const;
-const SERVICES = Array.from({ length: 60 }, (_, i) => `svc-${String(i).padStart(2, '0')}`);
-
-/** Deterministic PRNG (mulberry32): the same fleet on every run and machine. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function pick<T>(rand: () => number, items: readonly T[]): T {
-  return items[Math.floor(rand() * items.length)] as T;
-}
-
-function route(service: string, index: number, timeoutMs: number): JsonValue {
-  const perTry = Math.floor(timeoutMs / 4);
-  return {
-    name: `${service}-r${index}`,
-    destination: `${service}-dep${index}.svc.cluster.local:${8000 + index}`,
-    protocol: index % 2 === 0 ? 'grpc' : 'http2',
-    timeoutMs,
-    retries: { attempts: 2, perTryTimeoutMs: perTry },
-    headers: { 'x-service': service },
-  };
-}
-
-function generateFiles(): Map<string, string> {
-  const rand = random(42);
-  const files = new Map<string, string>();
-  const yaml = (value: JsonValue): string => stringify(value);
-
-  files.set(
-    'meshcfg.yaml',
-    yaml({
-      trustDomain: 'mesh.example.org',
-      policy: { secureZones: SECURE_ZONES, allowedDestinations: ['**.svc.cluster.local:*'] },
-      rollout: {
-        waves: [
-          { name: 'canary', match: { ring: '0' } },
-          { name: 'early', percent: 10 },
-          { name: 'half', percent: 50 },
-          { name: 'rest', percent: 100 },
-        ],
-        successRatio: 0.95,
-        maxNackRatio: 0.05,
-      },
-    }),
-  );
-
-  const agentIds: string[] = [];
-  const perFile = AGENTS / INVENTORY_FILES;
-  for (let f = 0; f < INVENTORY_FILES; f++) {
-    const agents: JsonValue[] = [];
-    for (let i = 0; i < perFile; i++) {
-      const id = `agent-${String(f * perFile + i).padStart(5, '0')}`;
-      agentIds.push(id);
-      agents.push({
-        id,
-        labels: { zone: pick(rand, ZONES), env: pick(rand, ENVS), service: pick(rand, SERVICES), ring: pick(rand, RINGS) },
-      });
-    }
-    files.set(`inventory/${String(f).padStart(2, '0')}.yaml`, yaml({ agents }));
-  }
-
-  files.set('config/base/00-mtls.yaml', yaml({ mtls: { mode: 'STRICT', minTlsVersion: '1.2' } }));
-  files.set('config/base/10-identity.yaml', yaml({ identity: { trustDomain: 'mesh.example.org' } }));
-  files.set('config/base/20-telemetry.yaml', yaml({ telemetry: { accessLog: { enabled: true, format: 'json' }, metrics: { enabled: true, port: 9090 } } }));
-
-  const overlays: Array<[string, JsonValue]> = [];
-  for (const service of SERVICES) {
-    overlays.push([
-      `svc-${service}`,
-      { match: { service }, config: { routes: [0, 1, 2].map((i) => route(service, i, 1000 + 500 * i)), extensions: { service: { name: service } } } },
-    ]);
-  }
-  for (const zone of ZONES) {
-    overlays.push([`zone-${zone}`, { match: { zone }, config: { extensions: { zone: { name: zone, pci: SECURE_ZONES.includes(zone) } } } }]);
-  }
-  for (const env of ENVS) {
-    overlays.push([`env-${env}`, { match: { env }, config: { telemetry: { accessLog: { enabled: env !== 'dev' } } } }]);
-  }
-  for (const zone of ZONES) {
-    for (const env of ENVS) {
-      overlays.push([`zone-env-${zone}-${env}`, { match: { zone, env }, config: { extensions: { placement: `${zone}/${env}` } } }]);
-    }
-  }
-  for (const ring of RINGS) overlays.push([`ring-${ring}`, { match: { ring }, config: { extensions: { ring: Number(ring) } } }]);
-  for (let i = 0; overlays.length < OVERLAYS; i++) {
-    const service = pick(rand, SERVICES);
-    const envs = ENVS.filter(() => rand() < 0.6);
-    const match = envs.length > 1 ? { service, env: envs } : { service, env: pick(rand, ENVS) };
-    overlays.push([`tune-${String(i).padStart(3, '0')}`, { match, config: { routes: [route(service, 0, 2000 + 100 * (i % 20))], extensions: { tuned: i } } }]);
-  }
-  overlays.forEach(([name, doc], i) => files.set(`config/overlays/${String(i).padStart(3, '0')}-${name}.yaml`, yaml(doc)));
-
-  for (let i = 0; i < AGENT_FILES; i++) {
-    const id = agentIds[Math.floor((i * AGENTS) / AGENT_FILES)] as string;
-    files.set(`config/agents/${id}.yaml`, yaml({ extensions: { debug: { agent: id, verbose: i % 2 === 0 } } }));
-  }
-  files.set('baseline/00.yaml', yaml({ mtls: { mode: 'STRICT', minTlsVersion: '1.3' }, identity: { trustDomain: 'mesh.example.org' }, routes: [] }));
-  return files;
-}
 
 function toTree(files: ReadonlyMap<string, string>, sha: string): VerifiedTree {
   const repoFiles: RepoFile[] = [];
@@ -166,7 +53,7 @@ function time(run: () => Compilation): { ms: number; result: Compilation } {
 }
 
 function main(): void {
-  const files = generateFiles();
+  const files = generateFleetFiles();
   const only = process.env['BENCH_ONLY'];
   if (only === 'cold' || only === 'warm') {
     // For profiling one scenario: `BENCH_ONLY=warm node --cpu-prof --import tsx bench/compile.bench.ts`.

@@ -2,7 +2,7 @@ import { readFile, rm, stat } from 'node:fs/promises';
 import { type AgentErrorCode, errorMessage, SigningError, type SigningErrorCode } from '../domain/errors.js';
 import type { AgentId } from '../domain/types.js';
 import { isErrnoCode, writeFileAtomic } from '../lib/index.js';
-import type { BundleVerifier, VerifiedDelivery } from '../signing/index.js';
+import type { BundleVerifier, RunningConfig, VerifiedDelivery } from '../signing/index.js';
 import type { AckMsg, BundleMsg } from '../transport/index.js';
 import { type AgentLogger, silentLogger } from './logger.js';
 import type { Reloader } from './reload.js';
@@ -63,23 +63,14 @@ export async function applyBundle(bundle: IncomingBundle, context: ApplyContext)
   } catch (err) {
     return reject('STATE_INVALID', errorMessage(err), claimed);
   }
-  let verified: VerifiedDelivery;
-  try {
-    verified = context.verifier.verify({
-      delivery: bundle.signature,
-      bytes: bundle.bytes,
-      agentId: context.agentId,
-      current: current === null ? null : { generation: current.generation, digest: current.digest },
-    });
-  } catch (err) {
-    if (err instanceof SigningError) return reject(err.code, err.message, claimed);
-    throw err;
-  }
+  const checked = verifyIncoming(bundle, {
+    verifier: context.verifier,
+    agentId: context.agentId,
+    current: current === null ? null : { generation: current.generation, digest: current.digest },
+  });
+  if (checked.kind === 'refused') return reject(checked.code, checked.message, claimed);
+  const verified = checked.delivery;
   const labels = { commit: verified.commit, digest: verified.digest, generation: verified.generation };
-  // The unsigned labels must say what was verified: an ack names what the agent runs.
-  if (bundle.commit !== verified.commit || bundle.digest !== verified.digest || bundle.generation !== verified.generation) {
-    return reject('BUNDLE_MISMATCH', 'the bundle message names another commit, digest or generation than its signed delivery', claimed);
-  }
 
   const applied = (state: AppliedState, changed: boolean): ApplyResult => ({
     kind: 'applied',
@@ -126,6 +117,35 @@ export async function applyBundle(bundle: IncomingBundle, context: ApplyContext)
   } catch (err) {
     return reject('APPLY_FAILED', `${step} failed: ${errorMessage(err)}${await restored()}`, labels);
   }
+}
+
+export type VerifyIncomingResult =
+  | { readonly kind: 'verified'; readonly delivery: VerifiedDelivery }
+  | { readonly kind: 'refused'; readonly code: SigningErrorCode | 'BUNDLE_MISMATCH'; readonly message: string };
+
+/**
+ * Step 1 of {@link applyBundle} on its own: the signed delivery verified against the pinned key,
+ * this agent's id, the received bytes and the running config's generation floor (signature,
+ * identity, commit, digest, generation, expiry), then the message's unsigned labels checked
+ * against what was verified. Pure: no file is read or written. The fleet benchmark's load
+ * generator calls this so its simulated agents accept exactly what the reference agent accepts.
+ */
+export function verifyIncoming(
+  bundle: IncomingBundle,
+  context: Pick<ApplyContext, 'verifier' | 'agentId'> & { readonly current: RunningConfig | null },
+): VerifyIncomingResult {
+  let verified: VerifiedDelivery;
+  try {
+    verified = context.verifier.verify({ delivery: bundle.signature, bytes: bundle.bytes, agentId: context.agentId, current: context.current });
+  } catch (err) {
+    if (err instanceof SigningError) return { kind: 'refused', code: err.code, message: err.message };
+    throw err;
+  }
+  // The unsigned labels must say what was verified: an ack names what the agent runs.
+  if (bundle.commit !== verified.commit || bundle.digest !== verified.digest || bundle.generation !== verified.generation) {
+    return { kind: 'refused', code: 'BUNDLE_MISMATCH', message: 'the bundle message names another commit, digest or generation than its signed delivery' };
+  }
+  return { kind: 'verified', delivery: verified };
 }
 
 interface PreviousFile {

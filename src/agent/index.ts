@@ -1,7 +1,7 @@
 export { AGENT_VERSION, runAgent } from './agent.js';
 export type { AgentMode, AgentOptions } from './agent.js';
-export { activeConfig, applyBundle } from './apply.js';
-export type { ApplyContext, ApplyResult, IncomingBundle, RejectCode } from './apply.js';
+export { activeConfig, applyBundle, verifyIncoming } from './apply.js';
+export type { ApplyContext, ApplyResult, IncomingBundle, RejectCode, VerifyIncomingResult } from './apply.js';
 export { Backoff, sleep } from './backoff.js';
 export type { BackoffOptions } from './backoff.js';
 export { agentDirPaths, loadAgentIdentity, readAgentConfig } from './dir.js';

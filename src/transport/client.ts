@@ -222,8 +222,8 @@ export function fromGrpcError(err: unknown, what: string): AgentError {
 
 // ---- Typed clients ----
 
-/** Defaults for every channel the agent opens. */
-const CHANNEL_OPTIONS: ChannelOptions = {
+/** Defaults for every channel the agent opens (the fleet benchmark gives its floor clients the same). */
+export const CHANNEL_OPTIONS: ChannelOptions = {
   // A half-open connection (NAT timeout, server gone without FIN) is noticed within ~40 s.
   'grpc.keepalive_time_ms': 30_000,
   'grpc.keepalive_timeout_ms': 10_000,

@@ -103,6 +103,33 @@ describe('EnrollmentCa', () => {
     });
   });
 
+  describe("with signer 'node' (node:crypto signs forge's TBSCertificate)", () => {
+    it('issues the certificate the forge signer issues: same profile, a valid signature by the CA', () => {
+      const native = new EnrollmentCa(material, { now: clock.now, signer: 'node' });
+      const csrPem = forgeCsr(agentKey);
+      const fromForge = ca.issueAgentCertificate({ csrPem, agentId: aid('edge-1') });
+      const fromNode = native.issueAgentCertificate({ csrPem, agentId: aid('edge-1') });
+      const [a, b] = [new X509Certificate(fromForge.certPem), new X509Certificate(fromNode.certPem)];
+      assert.ok(b.verify(caCert.publicKey));
+      assert.ok(b.checkIssued(caCert));
+      for (const field of ['subject', 'issuer', 'subjectAltName', 'validFrom', 'validTo', 'ca', 'keyUsage'] as const) {
+        assert.deepEqual(b[field], a[field], field);
+      }
+      assert.ok(b.publicKey.equals(a.publicKey));
+      assert.notEqual(fromNode.serialNumber, fromForge.serialNumber);
+      // Everything but the serial (and so the signature) is the same DER.
+      const tbs = (pem: string, serial: string): string => {
+        const cert = forge.pki.certificateFromPem(pem);
+        assert.equal(cert.serialNumber, serial);
+        cert.serialNumber = '01';
+        const getTbs = (forge.pki as unknown as { getTBSCertificate(c: forge.pki.Certificate): forge.asn1.Asn1 }).getTBSCertificate;
+        return forge.asn1.toDer(getTbs(cert)).toHex();
+      };
+      assert.equal(tbs(fromNode.certPem, fromNode.serialNumber), tbs(fromForge.certPem, fromForge.serialNumber));
+      assert.equal(forge.pki.certificateFromPem(fromNode.certPem).siginfo.algorithmOid, forge.pki.oids['sha256WithRSAEncryption']);
+    });
+  });
+
   describe('issueAgentCertificate', () => {
     describe('given a valid CSR that asks for another identity', () => {
       let cert: X509Certificate;
