@@ -12,7 +12,7 @@ import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import { errorMessage, PkiError, TransportError } from '../domain/errors.js';
 import type { AgentId } from '../domain/types.js';
 import type { AgentIdentity, DistributionBackend, TransportHooks } from './backend.js';
-import { authenticatePeer, checkEchoedAgentId } from './identity.js';
+import { authenticatePeer, checkEchoedAgentId, PeerIdentities } from './identity.js';
 import { ackReport, activeReport, bundleMessage, enrollResponse } from './messages.js';
 import {
   distributionService,
@@ -255,10 +255,12 @@ class Handlers {
   private readonly streams: Set<AgentStream>;
   /** Open streams per agent: `disconnected` is reported when the last one closes. */
   private readonly openPerAgent = new Map<AgentId, number>();
+  private readonly identities: PeerIdentities;
 
   constructor(options: ResolvedOptions, streams: Set<AgentStream>) {
     this.options = options;
     this.streams = streams;
+    this.identities = new PeerIdentities(options.trustDomain);
   }
 
   /** Counts, logs and returns the status a refused call ends with. */
@@ -418,7 +420,7 @@ class Handlers {
   }
 
   private authenticate(call: { getAuthContext(): { sslPeerCertificate?: PeerCertificate } }): CallerCheck {
-    const auth = authenticatePeer(call.getAuthContext().sslPeerCertificate, this.options.trustDomain, this.options.now());
+    const auth = authenticatePeer(call.getAuthContext().sslPeerCertificate, this.options.trustDomain, this.options.now(), this.identities);
     if (!auth.ok) return { ok: false, refusal: auth };
     const refusal = this.authorize(auth.identity);
     return refusal === undefined ? { ok: true, identity: auth.identity } : { ok: false, refusal };
