@@ -296,6 +296,14 @@ export class MemoryFleetStore implements FleetStore {
     this.certificates.set(record.agentId, Object.freeze({ agentId: record.agentId, serial: record.serial, kind: record.kind, at: new Date(record.at) }));
   }
 
+  async setCurrentCertificates(records: readonly CurrentCertificate[]): Promise<void> {
+    this.assertOpen();
+    for (const record of records) checkCurrentCertificate(record);
+    for (const record of records) {
+      this.certificates.set(record.agentId, Object.freeze({ agentId: record.agentId, serial: record.serial, kind: record.kind, at: new Date(record.at) }));
+    }
+  }
+
   async listCurrentCertificates(): Promise<readonly CurrentCertificate[]> {
     this.assertOpen();
     return Object.freeze(

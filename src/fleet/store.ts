@@ -137,6 +137,12 @@ export interface CredentialStore {
    * replaced one is refused from then on.
    */
   setCurrentCertificate(record: CurrentCertificate): Promise<void>;
+  /**
+   * `setCurrentCertificate` for many agents in one transaction, in order (a later record for
+   * the same agent wins); all or nothing. For the certificates a reconnecting fleet presents
+   * after an upgrade (adopted), one fsync per batch instead of one per agent.
+   */
+  setCurrentCertificates(records: readonly CurrentCertificate[]): Promise<void>;
   /** Every agent's current certificate, ordered by agent id. */
   listCurrentCertificates(): Promise<readonly CurrentCertificate[]>;
 }

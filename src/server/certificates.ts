@@ -1,11 +1,11 @@
 import type { AgentId } from '../domain/types.js';
-import { SINGLE_WRITER, type CoherentCache, type CredentialStore } from '../fleet/index.js';
+import { SINGLE_WRITER, type CoherentCache, type CredentialStore, type CurrentCertificate } from '../fleet/index.js';
 import type { AgentIdentity } from '../transport/index.js';
 import type { CertificateRegistry, CertificateStanding } from './backend.js';
 import { normalizeSerial } from './fleet.js';
 import { notify } from '../lib/index.js';
 
-type Store = Pick<CredentialStore, 'revoke' | 'listRevocations' | 'setCurrentCertificate' | 'listCurrentCertificates'>;
+type Store = Pick<CredentialStore, 'revoke' | 'listRevocations' | 'setCurrentCertificate' | 'setCurrentCertificates' | 'listCurrentCertificates'>;
 
 export interface AgentCertificatesHooks {
   /** An agent with no recorded certificate (enrolled by an older meshcfg) connected: its certificate became current. */
@@ -32,6 +32,10 @@ export type RevokeOutcome =
 export class AgentCertificates implements CertificateRegistry, CoherentCache {
   /** Single writer today: a revocation or enrollment by another replica is seen after a restart. */
   readonly coherence = SINGLE_WRITER;
+  /** Adoptions of this event-loop turn, written together (a fleet reconnecting after an upgrade adopts thousands at once). */
+  private adoptions: CurrentCertificate[] = [];
+  private adopting: Promise<void> = Promise.resolve();
+
   private constructor(
     private readonly store: Store,
     /** agent → serial of its current certificate (normalized). */
@@ -89,6 +93,8 @@ export class AgentCertificates implements CertificateRegistry, CoherentCache {
     const previous = this.currents.get(agentId);
     this.currents.set(agentId, serial);
     try {
+      // A queued adoption of this agent's previous certificate must not land after this.
+      await this.flush();
       await this.store.setCurrentCertificate({ agentId, serial, kind, at });
     } catch (err) {
       if (this.currents.get(agentId) === serial) {
@@ -109,6 +115,7 @@ export class AgentCertificates implements CertificateRegistry, CoherentCache {
     const serial = recorded ?? (lastKnownSerial === null ? undefined : normalizeSerial(lastKnownSerial));
     if (serial === undefined) return { kind: 'no-certificate' };
     if (this.revoked.has(serial)) return { kind: 'already-revoked', serial };
+    await this.flush();
     if (recorded === undefined) {
       await this.store.setCurrentCertificate({ agentId, serial, kind: 'adopted', at });
       this.currents.set(agentId, serial);
@@ -121,12 +128,29 @@ export class AgentCertificates implements CertificateRegistry, CoherentCache {
     return { kind: 'revoked', serial };
   }
 
+  /** Resolves once every adoption made so far is recorded (or its failure reported). */
+  async flush(): Promise<void> {
+    this.writeAdoptions();
+    await this.adopting;
+  }
+
   private adopt(agentId: AgentId, serial: string): void {
     this.currents.set(agentId, serial);
     // Observers must not fail a call from an agent.
     notify(() => this.hooks.onAdopted?.({ agentId, serial }));
-    this.store.setCurrentCertificate({ agentId, serial, kind: 'adopted', at: this.now() }).catch((err: unknown) => {
-      notify(() => this.hooks.onStoreError?.(err, 'record an adopted certificate'));
-    });
+    this.adoptions.push({ agentId, serial, kind: 'adopted', at: this.now() });
+    if (this.adoptions.length === 1) setImmediate(() => this.writeAdoptions());
+  }
+
+  /** One transaction for the turn's adoptions, after the ones before it. */
+  private writeAdoptions(): void {
+    if (this.adoptions.length === 0) return;
+    const batch = this.adoptions;
+    this.adoptions = [];
+    this.adopting = this.adopting.then(() =>
+      this.store.setCurrentCertificates(batch).catch((err: unknown) => {
+        notify(() => this.hooks.onStoreError?.(err, 'record adopted certificates'));
+      }),
+    );
   }
 }

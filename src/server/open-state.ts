@@ -66,6 +66,7 @@ export async function openState({ config, options, logger, now, cleanups }: Wiri
   });
   cleanups.push(() => fleet.flush());
   const certificates = await AgentCertificates.load(fleetStore, { now, hooks: log.certificateLogHooks(logger) });
+  cleanups.push(() => certificates.flush());
   return { dataDir, allowedSigners, fleetStore, stateStore, state, signer, snapshots, fleet, certificates };
 }
 

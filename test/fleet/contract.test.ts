@@ -501,6 +501,28 @@ for (const [name, openStore] of IMPLEMENTATIONS) {
         assert.deepEqual(await store.listCurrentCertificates(), [{ agentId: 'edge-1', serial: '0c', kind: 'renew', at: at(3) }]);
       });
 
+      it('records many in one call, in order (the later record of an agent wins), all or nothing', async () => {
+        await store.setCurrentCertificates([
+          { agentId: aid('edge-1'), serial: '0a', kind: 'adopted', at: at(1) },
+          { agentId: aid('edge-2'), serial: '0b', kind: 'adopted', at: at(1) },
+          { agentId: aid('edge-1'), serial: '0c', kind: 'renew', at: at(2) },
+        ]);
+        await assert.rejects(
+          store.setCurrentCertificates([
+            { agentId: aid('edge-3'), serial: '0d', kind: 'adopted', at: at(3) },
+            { agentId: aid('edge-4'), serial: '', kind: 'adopted', at: at(3) },
+          ]),
+          storeCode('INVALID_RECORD'),
+        );
+        assert.deepEqual(
+          (await store.listCurrentCertificates()).map((c) => [c.agentId, c.serial, c.kind]),
+          [
+            ['edge-1', '0c', 'renew'],
+            ['edge-2', '0b', 'adopted'],
+          ],
+        );
+      });
+
       it('refuses an empty serial or an unknown kind with INVALID_RECORD', async () => {
         await assert.rejects(store.setCurrentCertificate({ agentId: aid('edge-1'), serial: '', kind: 'enroll', at: at(1) }), storeCode('INVALID_RECORD'));
         await assert.rejects(

@@ -471,6 +471,14 @@ export class SqliteFleetStore implements FleetStore {
     });
   }
 
+  async setCurrentCertificates(records: readonly CurrentCertificate[]): Promise<void> {
+    for (const record of records) checkCurrentCertificate(record);
+    if (records.length === 0) return;
+    this.write('record current certificates', () => {
+      for (const record of records) this.statements.setCurrentCertificate.run(record.agentId, record.serial, record.kind, record.at.getTime());
+    });
+  }
+
   async listCurrentCertificates(): Promise<readonly CurrentCertificate[]> {
     return this.run('list current certificates', () =>
       Object.freeze(
