@@ -92,7 +92,7 @@ export class GrpcServer {
   private readonly injector: ConnectionInjector;
   private readonly listener: TlsListener;
   private readonly health: HealthImplementation;
-  private readonly streams: Set<AgentStream>;
+  private readonly streams: StreamRegistry;
   private shuttingDown: Promise<void> | undefined;
 
   private constructor(parts: {
@@ -101,7 +101,7 @@ export class GrpcServer {
     injector: ConnectionInjector;
     listener: TlsListener;
     health: HealthImplementation;
-    streams: Set<AgentStream>;
+    streams: StreamRegistry;
   }) {
     this.options = parts.options;
     this.grpc = parts.grpc;
@@ -133,7 +133,7 @@ export class GrpcServer {
     };
     const { host, port } = parseAddress(resolved.address);
     const grpc = new Server(channelOptions(resolved));
-    const streams = new Set<AgentStream>();
+    const streams = new StreamRegistry();
     const handlers = new Handlers(resolved, streams);
     grpc.addService(distributionService, {
       Stream: (call: AgentStreamCall) => handlers.stream(call),
@@ -202,8 +202,7 @@ export class GrpcServer {
    */
   recheckStreams(agentId: AgentId): number {
     let ended = 0;
-    for (const stream of [...this.streams]) {
-      if (stream.identity.agentId !== agentId) continue;
+    for (const stream of this.streams.ofAgent(agentId)) {
       try {
         if (stream.recheck()) ended += 1;
       } catch (err) {
@@ -227,7 +226,7 @@ export class GrpcServer {
     this.setServing(false);
     const closed = this.listener.close();
     const graceful = new Promise<void>((resolve) => this.grpc.tryShutdown(() => resolve()));
-    for (const stream of [...this.streams]) stream.close(grpcError(Status.UNAVAILABLE, 'server is shutting down'));
+    for (const stream of this.streams.snapshot()) stream.close(grpcError(Status.UNAVAILABLE, 'server is shutting down'));
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'deadline'>((resolve) => {
       timer = setTimeout(() => resolve('deadline'), deadlineMs);
@@ -244,6 +243,44 @@ export class GrpcServer {
   }
 }
 
+/** Every agent stream, and an index by agent: re-checking one agent's streams must not scan the fleet's. */
+class StreamRegistry {
+  private readonly all = new Set<AgentStream>();
+  private readonly byAgent = new Map<AgentId, Set<AgentStream>>();
+
+  add(stream: AgentStream): void {
+    this.all.add(stream);
+    const agentId = stream.identity.agentId;
+    let set = this.byAgent.get(agentId);
+    if (set === undefined) {
+      set = new Set();
+      this.byAgent.set(agentId, set);
+    }
+    set.add(stream);
+  }
+
+  delete(stream: AgentStream): void {
+    this.all.delete(stream);
+    const agentId = stream.identity.agentId;
+    const set = this.byAgent.get(agentId);
+    set?.delete(stream);
+    if (set?.size === 0) this.byAgent.delete(agentId);
+  }
+
+  /** A copy: closing a stream while iterating deletes it. */
+  ofAgent(agentId: AgentId): AgentStream[] {
+    return [...(this.byAgent.get(agentId) ?? [])];
+  }
+
+  snapshot(): AgentStream[] {
+    return [...this.all];
+  }
+
+  [Symbol.iterator](): Iterator<AgentStream> {
+    return this.all[Symbol.iterator]();
+  }
+}
+
 /** What a unary handler's body decides: an answer, a refusal of the caller, or a gRPC error. */
 type UnaryResult<Res> = { value: Res } | { refusal: UnauthorizedRefusal } | { error: Error };
 
@@ -252,12 +289,12 @@ type CallerCheck = { readonly ok: true; readonly identity: AgentIdentity } | { r
 /** The RPC implementations, separate from the lifecycle above. */
 class Handlers {
   private readonly options: ResolvedOptions;
-  private readonly streams: Set<AgentStream>;
+  private readonly streams: StreamRegistry;
   /** Open streams per agent: `disconnected` is reported when the last one closes. */
   private readonly openPerAgent = new Map<AgentId, number>();
   private readonly identities: PeerIdentities;
 
-  constructor(options: ResolvedOptions, streams: Set<AgentStream>) {
+  constructor(options: ResolvedOptions, streams: StreamRegistry) {
     this.options = options;
     this.streams = streams;
     this.identities = new PeerIdentities(options.trustDomain);
