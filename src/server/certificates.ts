@@ -14,6 +14,9 @@ export interface AgentCertificatesHooks {
   onStoreError?(err: unknown, what: string): void;
 }
 
+/** Adoptions are recorded together this long after the first of a batch. */
+const ADOPTION_WINDOW_MS = 20;
+
 export type RevokeOutcome =
   | { readonly kind: 'revoked'; readonly serial: string }
   | { readonly kind: 'already-revoked'; readonly serial: string }
@@ -32,7 +35,7 @@ export type RevokeOutcome =
 export class AgentCertificates implements CertificateRegistry, CoherentCache {
   /** Single writer today: a revocation or enrollment by another replica is seen after a restart. */
   readonly coherence = SINGLE_WRITER;
-  /** Adoptions of this event-loop turn, written together (a fleet reconnecting after an upgrade adopts thousands at once). */
+  /** Adoptions of the current window, written together (a fleet reconnecting after an upgrade adopts thousands at once). */
   private adoptions: CurrentCertificate[] = [];
   private adopting: Promise<void> = Promise.resolve();
 
@@ -139,10 +142,11 @@ export class AgentCertificates implements CertificateRegistry, CoherentCache {
     // Observers must not fail a call from an agent.
     notify(() => this.hooks.onAdopted?.({ agentId, serial }));
     this.adoptions.push({ agentId, serial, kind: 'adopted', at: this.now() });
-    if (this.adoptions.length === 1) setImmediate(() => this.writeAdoptions());
+    // A short window, not the turn: a reconnecting fleet's hellos arrive a few per turn.
+    if (this.adoptions.length === 1) setTimeout(() => this.writeAdoptions(), ADOPTION_WINDOW_MS);
   }
 
-  /** One transaction for the turn's adoptions, after the ones before it. */
+  /** One transaction for the window's adoptions, after the ones before it. */
   private writeAdoptions(): void {
     if (this.adoptions.length === 0) return;
     const batch = this.adoptions;

@@ -90,6 +90,14 @@ export interface FleetCacheOptions {
    * Default 15 s.
    */
   readonly lastSeenWriteMs?: number;
+  /**
+   * Sends, acks and agent updates are written together once this long after the first of them
+   * was queued (0: at the end of the event-loop turn). With SQLite every transaction is an
+   * fsync that holds the event loop for milliseconds; during a connection storm the events of
+   * one turn are few, so a window, not the turn, is what makes batches. `flush()` writes at once.
+   * Default 20 ms.
+   */
+  readonly writeBatchWindowMs?: number;
 }
 
 interface Record_ {
@@ -136,11 +144,14 @@ export const DEFAULT_DISCONNECTED_AFTER_MS = 120_000;
 const RESTORED_ACKS = 20;
 
 /**
- * Sends, acks and agent updates queued in one event-loop turn go to the store in one
- * `recordBatch` (one transaction, one fsync with SQLite); a turn with more is cut into
+ * Sends, acks and agent updates queued in one batch window go to the store in one
+ * `recordBatch` (one transaction, one fsync with SQLite); a window with more is cut into
  * batches of this many, so one transaction never holds the event loop for long.
  */
 export const MAX_WRITE_BATCH = 500;
+
+/** See `FleetCacheOptions.writeBatchWindowMs`. */
+export const DEFAULT_WRITE_BATCH_WINDOW_MS = 20;
 
 /** How many served commits each agent's record keeps the order of (the oldest are forgotten first). */
 const SERVED_COMMITS_KEPT = 32;
@@ -218,8 +229,8 @@ export function normalizeSerial(serial: string): string {
  *
  * Writes go to the store in call order, so it sees events in the order they happened. Sends,
  * acks and agent updates (the per-agent traffic: thousands per rollout) are queued and written
- * at the end of the event-loop turn as one `recordBatch` — one transaction for every ack that
- * arrived in that turn, instead of one fsync each. Other writes (publishing desired versions,
+ * at the end of a short window (20 ms) as one `recordBatch` — one transaction for every ack that
+ * arrived in that window, instead of one fsync each. Other writes (publishing desired versions,
  * quarantine and approve with their audit entry) first hand the queue over, then follow it on
  * the same chain. `flush()` resolves once everything queued before it is durable: callers that
  * read the store back (the drift check's `wasIssued`) or must not lose a write (shutdown) wait
@@ -243,6 +254,7 @@ export class FleetCache implements LiveFleet {
       store: options.store ?? null,
       onStoreError: options.onStoreError ?? (() => {}),
       lastSeenWriteMs: options.lastSeenWriteMs ?? 15_000,
+      writeBatchWindowMs: options.writeBatchWindowMs ?? DEFAULT_WRITE_BATCH_WINDOW_MS,
     };
     this.ackTimeoutMs = options.ackTimeoutMs ?? 120_000;
   }
@@ -605,11 +617,13 @@ export class FleetCache implements LiveFleet {
     if (this.queued.length >= MAX_WRITE_BATCH) this.cutBatch();
     else if (!this.batchScheduled) {
       this.batchScheduled = true;
-      // After this turn's I/O callbacks: every ack read from the sockets in this turn joins the batch.
-      setImmediate(() => {
+      const cut = (): void => {
         this.batchScheduled = false;
         this.cutBatch();
-      });
+      };
+      // At least after this turn's I/O callbacks: every ack read from the sockets in this turn joins the batch.
+      if (this.options.writeBatchWindowMs <= 0) setImmediate(cut);
+      else setTimeout(cut, this.options.writeBatchWindowMs);
     }
   }
 

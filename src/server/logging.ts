@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../domain/errors.js';
+import type { AgentId } from '../domain/types.js';
 import { describeSkipped, redactUrl, type FetchEvent } from '../source/index.js';
 import type { ConnectFailure, TransportHooks } from '../transport/index.js';
 import type { BackendHooks } from './backend.js';
@@ -175,13 +176,36 @@ export function storeErrorLog(logger: Logger): (err: unknown, what: string) => v
   return (err, what) => logger.error({ event: 'fleet-store-failed', what, err }, `fleet store: cannot ${what}`);
 }
 
-export function certificateLogHooks(logger: Logger): AgentCertificatesHooks {
+/** How many agent ids a `certificates-adopted` summary names. */
+const ADOPTED_SAMPLE = 20;
+
+export function certificateLogHooks(logger: Logger, windowMs = CONNECT_FAILURE_LOG_WINDOW_MS): AgentCertificatesHooks {
+  // After an upgrade the whole fleet adopts at once: the first adoption of a quiet window is
+  // logged on its own (`certificate-adopted`), the rest as one `certificates-adopted` line per
+  // window with their count and the first agents.
+  let pending: AgentId[] = [];
+  let count = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const summarise = (): void => {
+    timer = undefined;
+    if (count === 0) return;
+    logger.info({ event: 'certificates-adopted', count, agents: pending, windowMs }, `${count} agents had no recorded certificate: the ones they presented are current from now on`);
+    pending = [];
+    count = 0;
+    timer = setTimeout(summarise, windowMs);
+    timer.unref();
+  };
   return {
-    onAdopted: ({ agentId, serial }) =>
-      logger.info(
-        { event: 'certificate-adopted', agentId, serial },
-        `agent ${agentId} had no recorded certificate: ${serial} is its current one from now on`,
-      ),
+    onAdopted: ({ agentId, serial }) => {
+      if (timer === undefined) {
+        logger.info({ event: 'certificate-adopted', agentId, serial }, `agent ${agentId} had no recorded certificate: ${serial} is its current one from now on`);
+        timer = setTimeout(summarise, windowMs);
+        timer.unref();
+        return;
+      }
+      count += 1;
+      if (pending.length < ADOPTED_SAMPLE) pending.push(agentId);
+    },
     onStoreError: storeErrorLog(logger),
   };
 }

@@ -61,13 +61,25 @@ describe('FleetCache writes to the store', () => {
       for (const id of agents) assert.equal((await store.getAgent(id))?.state, 'SYNCED');
     });
 
-    it('writes the batch at the end of the turn, without waiting for flush()', async () => {
+    it('writes the batch when its window ends, without waiting for flush()', async () => {
       const store = new RecordingStore();
-      const fleet = new FleetCache({ now: () => AT, store });
+      const fleet = new FleetCache({ now: () => AT, store, writeBatchWindowMs: 40 });
       const agents = ids(3);
       publish(fleet, agents);
       deliverAll(fleet, agents);
-      assert.deepEqual(store.batches, [], 'nothing written before the turn ends');
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      fleet.recordAck(agents[0] ?? aid('x'), { ...DESIRED, nonce: 'later in the window', status: 'APPLIED', error: '' }, AT);
+      assert.deepEqual(store.batches, [], 'nothing written before the window ends');
+      await new Promise((resolve) => setTimeout(resolve, 80));
+      assert.deepEqual(store.calls, ['updateAgents', 'batch:7']);
+    });
+
+    it('writes at the end of the turn with a window of 0', async () => {
+      const store = new RecordingStore();
+      const fleet = new FleetCache({ now: () => AT, store, writeBatchWindowMs: 0 });
+      const agents = ids(3);
+      publish(fleet, agents);
+      deliverAll(fleet, agents);
       await new Promise((resolve) => setImmediate(resolve));
       await new Promise((resolve) => setImmediate(resolve));
       assert.equal((await store.listAcks(agents[0] ?? aid('x'))).length, 1);

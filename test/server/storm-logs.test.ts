@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
-import { connectFailureLog } from '../../src/server/logging.js';
+import { certificateLogHooks, connectFailureLog } from '../../src/server/logging.js';
+import { aid } from '../helpers/ids.js';
 
 /** A real pino logger whose lines are kept, parsed. */
 function capture(): { readonly logger: pino.Logger; readonly lines: Array<Record<string, unknown>> } {
@@ -40,5 +41,22 @@ describe('connectFailureLog', () => {
       assert.equal(lines.length, 2);
       assert.deepEqual(lines[1]?.['counts'], { 'queue-timeout': 1 });
     });
+  });
+});
+
+describe('certificateLogHooks', () => {
+  it('logs the first adoption of a quiet window on its own, the rest as one summary with their count', async () => {
+    const { logger, lines } = capture();
+    const hooks = certificateLogHooks(logger, 60);
+    for (let i = 0; i < 100; i += 1) hooks.onAdopted?.({ agentId: aid(`edge-${i}`), serial: `0${i}` });
+    assert.deepEqual(
+      lines.map((l) => [l['event'], l['agentId']]),
+      [['certificate-adopted', 'edge-0']],
+    );
+    await wait(120);
+    assert.equal(lines.length, 2);
+    assert.equal(lines[1]?.['event'], 'certificates-adopted');
+    assert.equal(lines[1]?.['count'], 99);
+    assert.equal((lines[1]?.['agents'] as string[]).length, 20);
   });
 });
