@@ -5,7 +5,10 @@ import type { CertificateRegistry, CertificateStanding } from './backend.js';
 import { normalizeSerial } from './fleet.js';
 import { notify } from '../lib/index.js';
 
-type Store = Pick<CredentialStore, 'revoke' | 'listRevocations' | 'setCurrentCertificate' | 'setCurrentCertificates' | 'listCurrentCertificates'>;
+type Store = Pick<
+  CredentialStore,
+  'revoke' | 'listRevocations' | 'setCurrentCertificate' | 'setCurrentCertificates' | 'listCurrentCertificates'
+>;
 
 export interface AgentCertificatesHooks {
   /** An agent with no recorded certificate (enrolled by an older meshcfg) connected: its certificate became current. */

@@ -136,7 +136,8 @@ export function connectFailureLog(logger: Logger, windowMs = CONNECT_FAILURE_LOG
     timer = undefined;
     if (counts.size === 0) return;
     const total = [...counts.values()].reduce((a, b) => a + b, 0);
-    logger.warn({ event: 'connect-failures', counts: Object.fromEntries(counts), total, windowMs }, `${total} connections failed before becoming agent streams`);
+    const fields = { event: 'connect-failures', counts: Object.fromEntries(counts), total, windowMs };
+    logger.warn(fields, `${total} connections failed before becoming agent streams`);
     counts = new Map();
     timer = setTimeout(summarise, windowMs);
     timer.unref();
@@ -189,7 +190,8 @@ export function certificateLogHooks(logger: Logger, windowMs = CONNECT_FAILURE_L
   const summarise = (): void => {
     timer = undefined;
     if (count === 0) return;
-    logger.info({ event: 'certificates-adopted', count, agents: pending, windowMs }, `${count} agents had no recorded certificate: the ones they presented are current from now on`);
+    const fields = { event: 'certificates-adopted', count, agents: pending, windowMs };
+    logger.info(fields, `${count} agents had no recorded certificate: the ones they presented are current from now on`);
     pending = [];
     count = 0;
     timer = setTimeout(summarise, windowMs);
@@ -198,7 +200,8 @@ export function certificateLogHooks(logger: Logger, windowMs = CONNECT_FAILURE_L
   return {
     onAdopted: ({ agentId, serial }) => {
       if (timer === undefined) {
-        logger.info({ event: 'certificate-adopted', agentId, serial }, `agent ${agentId} had no recorded certificate: ${serial} is its current one from now on`);
+        const fields = { event: 'certificate-adopted', agentId, serial };
+        logger.info(fields, `agent ${agentId} had no recorded certificate: ${serial} is its current one from now on`);
         timer = setTimeout(summarise, windowMs);
         timer.unref();
         return;
