@@ -7,9 +7,13 @@
 import Database from 'better-sqlite3';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { GitRepo, makeSshSigner, type SshSigner, writeAllowedSigners } from '../../test/helpers/git.js';
 import { type GitHttpServer, startGitHttpServer } from '../../test/helpers/http-git-server.js';
 import { freePort, MeshcfgProcess, waitFor } from '../../test/helpers/process.js';
+
+/** `tls.serverNames` of the benchmark's server. */
+export const SERVER_NAMES = ['localhost', '127.0.0.1'] as const;
 
 /** Repository poll interval: short so rounds start quickly; it is not part of any figure. */
 const POLL_INTERVAL = '200ms';
@@ -111,7 +115,7 @@ export class MeshcfgSide {
       config,
       `trustDomain: ${trustDomain}\nrepo: { url: "${http.url('config.git')}", branch: main, pollInterval: ${POLL_INTERVAL} }\n` +
         `trust: { allowedSigners: "${allowed}" }\nlisten: { grpc: "127.0.0.1:${ports.grpc}", admin: "127.0.0.1:${ports.admin}" }\n` +
-        `dataDir: ${join(dir, 'data')}\ntls: { serverNames: [localhost, 127.0.0.1] }\n`,
+        `dataDir: ${join(dir, 'data')}\ntls: { serverNames: [${SERVER_NAMES.join(', ')}] }\n`,
     );
     return new MeshcfgSide({ dataDir: join(dir, 'data'), repo, signer, http, config, ports });
   }
@@ -130,7 +134,11 @@ export class MeshcfgSide {
   async start(timeoutMs: number, options: { readonly cpuProfileDir?: string } = {}): Promise<void> {
     this.events = [];
     this.failures = new Map();
-    const env = options.cpuProfileDir === undefined ? {} : { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${options.cpuProfileDir}` };
+    // node refuses --cpu-prof in NODE_OPTIONS: a preload profiles through the inspector instead.
+    const env =
+      options.cpuProfileDir === undefined
+        ? {}
+        : { NODE_OPTIONS: `--import ${fileURLToPath(new URL('./cpu-profile-preload.mjs', import.meta.url))}`, MESHCFG_BENCH_CPU_PROF_DIR: options.cpuProfileDir };
     const server = new MeshcfgProcess(['serve', '--config', this.config], env);
     this.server = server;
     let partial = '';

@@ -14,7 +14,7 @@ meshcfg at fleet scale, side by side with a bare grpc-js floor (same TLS, same l
   --key-pool K          RSA keys shared by the agents' certificates (default 8)
   --connect-timeout MS  per round (default max(120000, 30 × N))
   --converge-timeout MS per round (default max(120000, 20 × N))
-  --cpu-prof DIR        run meshcfg serve with node --cpu-prof, profiles into DIR (one per round)
+  --cpu-prof DIR        V8 CPU profile of meshcfg serve (as node --cpu-prof), one file per round in DIR
   --keep                keep the work directory (repository, data dir, server log)
   --help                this text
 

@@ -32,3 +32,25 @@ export function openFds(pid: number): number {
     return -1;
   }
 }
+
+/**
+ * The kernel's count of connections dropped because a listening socket's accept queue was full
+ * (TcpExt ListenOverflows, system-wide since boot). Under syncookies the client believes it is
+ * connected and gets ECONNRESET when it sends its ClientHello: read before and after a connect
+ * phase to see how many of the load generator's resets were the server not accepting in time.
+ */
+export function listenOverflows(): number {
+  try {
+    const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n');
+    for (let i = 0; i + 1 < lines.length; i += 2) {
+      const names = (lines[i] as string).split(/\s+/);
+      const values = (lines[i + 1] as string).split(/\s+/);
+      if (names[0] !== 'TcpExt:') continue;
+      const at = names.indexOf('ListenOverflows');
+      return at === -1 ? NaN : Number(values[at]);
+    }
+  } catch {
+    // not Linux
+  }
+  return NaN;
+}

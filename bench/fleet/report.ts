@@ -11,6 +11,8 @@ export interface RoundFigures {
   readonly cpuPerConnectMs: number;
   /** The load generator's CPU (all its processes) per connect: when it nears the server's, the generator bounds the connect phase. */
   readonly generatorCpuPerConnectMs: number;
+  /** Kernel accept-queue overflows during the connect phase (system-wide; see procstat.listenOverflows). */
+  readonly listenOverflows: number;
   readonly cpuPerRolloutMs: number;
   readonly loopDelayMaxMs: number;
   /** meshcfg: the server saw the new head → it published (verify, compile, sign). 0 for the floor. */
@@ -35,6 +37,7 @@ interface SideSummary {
   readonly rssPerAgentKiB: Spread;
   readonly cpuPerConnectMs: Spread;
   readonly generatorCpuPerConnectMs: Spread;
+  readonly listenOverflows: Spread;
   readonly cpuPerRolloutMs: Spread;
   readonly loopDelayMaxMs: Spread;
   readonly prepareMs: Spread;
@@ -53,6 +56,7 @@ function summarize(rounds: readonly RoundFigures[]): SideSummary {
     rssPerAgentKiB: of((r) => r.rssPerAgentKiB),
     cpuPerConnectMs: of((r) => r.cpuPerConnectMs),
     generatorCpuPerConnectMs: of((r) => r.generatorCpuPerConnectMs),
+    listenOverflows: of((r) => r.listenOverflows),
     cpuPerRolloutMs: of((r) => r.cpuPerRolloutMs),
     loopDelayMaxMs: of((r) => r.loopDelayMaxMs),
     prepareMs: of((r) => r.prepareMs),
@@ -124,6 +128,7 @@ export function printTable(
   row('longest event-loop stall in rollout (ms)', (s) => s.loopDelayMaxMs, 0);
   row('new head seen → published (ms)', (s) => s.prepareMs, 0, false);
   row('reconnects (stream errors, failed polls)', (s) => s.reconnects, 0, false);
+  row('accept-queue overflows in connect (kernel)', (s) => s.listenOverflows, 0, false);
   if (context.mode === 'poll') {
     row('server CPU per not-modified poll (ms)', (s) => s.cpuPerPollMs, 3);
     row(`${POLL_FLEET} agents every ${POLL_EVERY_S} s (share of one core)`, (s) => s.pollCoreFraction, 3);

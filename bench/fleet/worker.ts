@@ -52,7 +52,9 @@ function failureKey(err: unknown): string {
   const agentError = fromGrpcError(err, 'stream');
   const detail = (err as Partial<ServiceError>).details ?? (err instanceof Error ? err.message : String(err));
   const grpcCode = (err as Partial<ServiceError>).code;
-  return `${agentError.code}${grpcCode === undefined ? '' : ` (${GrpcStatus[grpcCode] ?? grpcCode})`}: ${detail.slice(0, 80)}`;
+  // grpc-js puts timestamps and durations into some details: drop them so equal failures count under one key.
+  const stable = detail.replace(/\s*\(?\d{4}-\d\d-\d\dT[\d:.]+Z\)?/g, '').replace(/ Resolution note:.*$/, '').replace('Last error: Error: ', 'Last error: ').replace(/\d+(?:\.\d+)?s\b/g, 'Ns');
+  return `${agentError.code}${grpcCode === undefined ? '' : ` (${GrpcStatus[grpcCode] ?? grpcCode})`}: ${stable.slice(0, 80)}`;
 }
 
 /** One simulated agent: connect, hello, verify, ack; reconnect with backoff until stopped. */
@@ -61,6 +63,8 @@ abstract class SimAgent {
   /** Whether this connection already counted as connected (first answer received). */
   protected counted = false;
   protected readonly backoff = new Backoff();
+  /** Aborted by stop(): ends a backoff or poll-interval sleep at once. */
+  protected readonly abort = new AbortController();
   private loop: Promise<void> | undefined;
 
   constructor(
@@ -113,7 +117,6 @@ abstract class SimAgent {
     }
   }
 
-  protected abort = new AbortController();
   protected interrupt(): void {
     this.abort.abort();
   }
