@@ -30,6 +30,8 @@ interface LogEvent {
   readonly ms?: number;
   /** `tls-handshake-failed` events. */
   readonly detail?: string;
+  /** `connect-failures` events: failures by reason since the previous summary. */
+  readonly counts?: Record<string, number>;
 }
 
 /** Server-side refusals and failed handshakes: why agents' connections failed, as the server saw it. */
@@ -146,6 +148,12 @@ export class MeshcfgSide {
       for (const line of lines) {
         // Only the few events the benchmark reads are parsed; per-agent lines are skipped cheaply.
         const failure = FAILURE_EVENTS.find((kind) => line.includes(`"event":"${kind}"`));
+        if (line.includes('"event":"connect-failures"')) {
+          // The server's rate-limited summary (one line per 10 s with the counts by reason).
+          const event = JSON.parse(line) as LogEvent;
+          for (const [reason, n] of Object.entries(event.counts ?? {})) this.failures.set(`connect-failed ${reason}`, (this.failures.get(`connect-failed ${reason}`) ?? 0) + n);
+          continue;
+        }
         if (failure !== undefined) {
           const event = JSON.parse(line) as LogEvent;
           const key = `${failure} ${event.detail ?? event.reason ?? ''}`.trim();

@@ -31,6 +31,7 @@ export type {
   CurrentCertificate,
   CurrentCertificateKind,
   DeliveryStore,
+  DeliveryWrite,
   FleetStore,
   FleetStoreOptions,
   GenerationAgent,

@@ -8,6 +8,7 @@ import {
   checkAccepted,
   checkAdminToken,
   checkAck,
+  checkDeliveryWrite,
   checkAgentId,
   checkAudit,
   checkCurrentCertificate,
@@ -37,6 +38,7 @@ import type {
   AgentUpdate,
   AuditEntry,
   CurrentCertificate,
+  DeliveryWrite,
   FleetStore,
   FleetStoreOptions,
   GenerationRecord,
@@ -166,6 +168,30 @@ export class MemoryFleetStore implements FleetStore {
     this.acks.push(stored);
     if (agent !== undefined) this.patch(ack.agentId, agent);
     return stored.id;
+  }
+
+  async recordBatch(writes: readonly DeliveryWrite[]): Promise<void> {
+    this.assertOpen();
+    for (const write of writes) checkDeliveryWrite(write);
+    for (const write of writes) {
+      switch (write.kind) {
+        case 'send':
+          this.sends.push(Object.freeze({ ...pickSend(write.send), at: new Date(write.send.at), id: this.sends.length + 1 }));
+          if (write.agent !== undefined) this.patch(write.send.agentId, write.agent);
+          break;
+        case 'ack':
+          this.acks.push(Object.freeze({ ...pickAck(write.ack), at: new Date(write.ack.at), id: this.acks.length + 1 }));
+          if (write.agent !== undefined) this.patch(write.ack.agentId, write.agent);
+          break;
+        case 'agent':
+          this.patch(write.id, write.patch);
+          break;
+        default: {
+          const never: never = write;
+          throw new Error(`unexpected batch entry ${String(never)}`);
+        }
+      }
+    }
   }
 
   async lastSend(agentId: AgentId): Promise<StoredSend | null> {
@@ -299,6 +325,14 @@ export class MemoryFleetStore implements FleetStore {
     this.assertOpen();
     checkCurrentCertificate(record);
     this.certificates.set(record.agentId, Object.freeze({ agentId: record.agentId, serial: record.serial, kind: record.kind, at: new Date(record.at) }));
+  }
+
+  async setCurrentCertificates(records: readonly CurrentCertificate[]): Promise<void> {
+    this.assertOpen();
+    for (const record of records) checkCurrentCertificate(record);
+    for (const record of records) {
+      this.certificates.set(record.agentId, Object.freeze({ agentId: record.agentId, serial: record.serial, kind: record.kind, at: new Date(record.at) }));
+    }
   }
 
   async listCurrentCertificates(): Promise<readonly CurrentCertificate[]> {

@@ -16,6 +16,7 @@ import {
   type CurrentCertificate,
   type GenerationAgent,
   type GenerationRecord,
+  type DeliveryWrite,
   type PageRequest,
   type RefusalRecord,
   type RevocationRecord,
@@ -124,6 +125,28 @@ export function checkAck(ack: AckRecord): void {
   if (ack.status !== 'APPLIED' && ack.status !== 'REJECTED') throw invalid(`unknown ack status ${JSON.stringify(ack.status)}`);
   checkString(ack.error, 'ack.error');
   checkDate(ack.at, 'ack.at');
+}
+
+/** One entry of a `recordBatch`; a kind it does not know is INVALID_RECORD (the batch may come from outside TypeScript). */
+export function checkDeliveryWrite(write: DeliveryWrite): void {
+  switch (write.kind) {
+    case 'send':
+      checkSend(write.send);
+      if (write.agent !== undefined) checkPatch(write.agent);
+      return;
+    case 'ack':
+      checkAck(write.ack);
+      if (write.agent !== undefined) checkPatch(write.agent);
+      return;
+    case 'agent':
+      checkAgentId(write.id);
+      checkPatch(write.patch);
+      return;
+    default: {
+      const never: never = write;
+      throw invalid(`unknown batch entry ${JSON.stringify((never as { kind?: unknown }).kind)}`);
+    }
+  }
 }
 
 export function checkRevocation(revocation: RevocationRecord): void {

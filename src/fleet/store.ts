@@ -92,6 +92,14 @@ export interface DeliveryStore {
    * when the promise resolves the ack survives a kill -9 and, with synchronous=FULL, a power cut.
    */
   recordAck(ack: AckRecord, agent?: AgentPatch): Promise<number>;
+  /**
+   * Applies `writes` in order, in one transaction: all or nothing. The server queues the
+   * sends, acks and agent updates of one event-loop turn and hands them over here, so a
+   * thousand acks cost one commit (one fsync with SQLite) instead of a thousand. Every entry
+   * is checked before anything is written; an invalid one refuses the whole batch with
+   * INVALID_RECORD. An empty batch writes nothing.
+   */
+  recordBatch(writes: readonly DeliveryWrite[]): Promise<void>;
   /** The newest send to the agent (its nonce is the only one an ack may carry), or null. */
   lastSend(agentId: AgentId): Promise<StoredSend | null>;
   /** The agent's acks, newest first. */
@@ -146,6 +154,12 @@ export interface CredentialStore {
    * replaced one is refused from then on.
    */
   setCurrentCertificate(record: CurrentCertificate): Promise<void>;
+  /**
+   * `setCurrentCertificate` for many agents in one transaction, in order (a later record for
+   * the same agent wins); all or nothing. For the certificates a reconnecting fleet presents
+   * after an upgrade (adopted), one fsync per batch instead of one per agent.
+   */
+  setCurrentCertificates(records: readonly CurrentCertificate[]): Promise<void>;
   /** Every agent's current certificate, ordered by agent id. */
   listCurrentCertificates(): Promise<readonly CurrentCertificate[]>;
 }
@@ -284,6 +298,12 @@ export interface AckRecord {
   readonly error: string;
   readonly at: Date;
 }
+
+/** One entry of `recordBatch`: what `recordSend`, `recordAck` and `updateAgent` (without audit) write. */
+export type DeliveryWrite =
+  | { readonly kind: 'send'; readonly send: SendRecord; readonly agent?: AgentPatch }
+  | { readonly kind: 'ack'; readonly ack: AckRecord; readonly agent?: AgentPatch }
+  | { readonly kind: 'agent'; readonly id: AgentId; readonly patch: AgentPatch };
 
 export interface StoredAck extends AckRecord {
   readonly id: number;

@@ -1,11 +1,14 @@
 import type { AgentId } from '../domain/types.js';
-import { notified, type CoherentCache, type CredentialStore } from '../fleet/index.js';
+import { notified, type CoherentCache, type CredentialStore, type CurrentCertificate } from '../fleet/index.js';
 import type { AgentIdentity } from '../transport/index.js';
 import type { CertificateRegistry, CertificateStanding } from './backend.js';
 import { normalizeSerial } from './fleet.js';
 import { notify } from '../lib/index.js';
 
-type Store = Pick<CredentialStore, 'revoke' | 'listRevocations' | 'setCurrentCertificate' | 'listCurrentCertificates'>;
+type Store = Pick<
+  CredentialStore,
+  'revoke' | 'listRevocations' | 'setCurrentCertificate' | 'setCurrentCertificates' | 'listCurrentCertificates'
+>;
 
 export interface AgentCertificatesHooks {
   /** An agent with no recorded certificate (enrolled by an older meshcfg) connected: its certificate became current. */
@@ -13,6 +16,9 @@ export interface AgentCertificatesHooks {
   /** Recording an adoption failed; it stays current in memory and is recorded again after a restart. */
   onStoreError?(err: unknown, what: string): void;
 }
+
+/** Adoptions are recorded together this long after the first of a batch. */
+const ADOPTION_WINDOW_MS = 20;
 
 export type RevokeOutcome =
   | { readonly kind: 'revoked'; readonly serial: string }
@@ -27,7 +33,7 @@ export type RevokeOutcome =
  * until an enrollment with a new one-time token makes a new certificate current.
  *
  * Persisted in the fleet store, answered from memory (the transport asks on every stream
- * message, synchronously). Loaded once at start; this process is the only writer.
+ * message, synchronously). Loaded at start, reloaded when another replica changes credentials.
  */
 export class AgentCertificates implements CertificateRegistry, CoherentCache {
   /**
@@ -40,6 +46,10 @@ export class AgentCertificates implements CertificateRegistry, CoherentCache {
     if (changed.length > 0) for (const listener of [...this.listeners]) notify(() => listener(changed));
   });
   private readonly listeners = new Set<(agentIds: readonly AgentId[]) => void>();
+  /** Adoptions of the current window, written together (a fleet reconnecting after an upgrade adopts thousands at once). */
+  private adoptions: CurrentCertificate[] = [];
+  private adopting: Promise<void> = Promise.resolve();
+
   private constructor(
     private readonly store: Store,
     /** agent → serial of its current certificate (normalized). */
@@ -116,6 +126,8 @@ export class AgentCertificates implements CertificateRegistry, CoherentCache {
     const previous = this.currents.get(agentId);
     this.currents.set(agentId, serial);
     try {
+      // A queued adoption of this agent's previous certificate must not land after this.
+      await this.flush();
       await this.store.setCurrentCertificate({ agentId, serial, kind, at });
     } catch (err) {
       if (this.currents.get(agentId) === serial) {
@@ -136,6 +148,7 @@ export class AgentCertificates implements CertificateRegistry, CoherentCache {
     const serial = recorded ?? (lastKnownSerial === null ? undefined : normalizeSerial(lastKnownSerial));
     if (serial === undefined) return { kind: 'no-certificate' };
     if (this.revoked.has(serial)) return { kind: 'already-revoked', serial };
+    await this.flush();
     if (recorded === undefined) {
       await this.store.setCurrentCertificate({ agentId, serial, kind: 'adopted', at });
       this.currents.set(agentId, serial);
@@ -148,12 +161,30 @@ export class AgentCertificates implements CertificateRegistry, CoherentCache {
     return { kind: 'revoked', serial };
   }
 
+  /** Resolves once every adoption made so far is recorded (or its failure reported). */
+  async flush(): Promise<void> {
+    this.writeAdoptions();
+    await this.adopting;
+  }
+
   private adopt(agentId: AgentId, serial: string): void {
     this.currents.set(agentId, serial);
     // Observers must not fail a call from an agent.
     notify(() => this.hooks.onAdopted?.({ agentId, serial }));
-    this.store.setCurrentCertificate({ agentId, serial, kind: 'adopted', at: this.now() }).catch((err: unknown) => {
-      notify(() => this.hooks.onStoreError?.(err, 'record an adopted certificate'));
-    });
+    this.adoptions.push({ agentId, serial, kind: 'adopted', at: this.now() });
+    // A short window, not the turn: a reconnecting fleet's hellos arrive a few per turn.
+    if (this.adoptions.length === 1) setTimeout(() => this.writeAdoptions(), ADOPTION_WINDOW_MS);
+  }
+
+  /** One transaction for the window's adoptions, after the ones before it. */
+  private writeAdoptions(): void {
+    if (this.adoptions.length === 0) return;
+    const batch = this.adoptions;
+    this.adoptions = [];
+    this.adopting = this.adopting.then(() =>
+      this.store.setCurrentCertificates(batch).catch((err: unknown) => {
+        notify(() => this.hooks.onStoreError?.(err, 'record adopted certificates'));
+      }),
+    );
   }
 }

@@ -6,6 +6,7 @@ import type {
   AgentState,
   AgentStatus,
   AuditEntry,
+  DeliveryWrite,
   DesiredVersion,
   FleetStore,
   LastRejection,
@@ -97,6 +98,14 @@ export interface FleetCacheOptions {
    * Default 15 s.
    */
   readonly lastSeenWriteMs?: number;
+  /**
+   * Sends, acks and agent updates are written together once this long after the first of them
+   * was queued (0: at the end of the event-loop turn). With SQLite every transaction is an
+   * fsync that holds the event loop for milliseconds; during a connection storm the events of
+   * one turn are few, so a window, not the turn, is what makes batches. `flush()` writes at once.
+   * Default 20 ms.
+   */
+  readonly writeBatchWindowMs?: number;
 }
 
 interface Record_ {
@@ -141,6 +150,16 @@ export const DEFAULT_DISCONNECTED_AFTER_MS = 120_000;
 
 /** How many of an agent's newest acks a restart reads to find its last rejection. */
 const RESTORED_ACKS = 20;
+
+/**
+ * Sends, acks and agent updates queued in one batch window go to the store in one
+ * `recordBatch` (one transaction, one fsync with SQLite); a window with more is cut into
+ * batches of this many, so one transaction never holds the event loop for long.
+ */
+export const MAX_WRITE_BATCH = 500;
+
+/** See `FleetCacheOptions.writeBatchWindowMs`. */
+export const DEFAULT_WRITE_BATCH_WINDOW_MS = 20;
 
 /** How many served commits each agent's record keeps the order of (the oldest are forgotten first). */
 const SERVED_COMMITS_KEPT = 32;
@@ -220,14 +239,21 @@ export function normalizeSerial(serial: string): string {
 /**
  * Fleet state in memory, written through to the persistent FleetStore (src/fleet) when one is
  * given. Reads are synchronous and derive each agent's state at read time (so STALE and
- * DISCONNECTED appear without an event); writes are queued on one chain in call order, so the
- * store sees events in the order they happened. With SQLite each write is durable before the
- * call that queued it returns (the store works synchronously); `flush()` waits for the chain.
+ * DISCONNECTED appear without an event).
  *
- * While the store is out of reach (PostgreSQL down: STORE_UNAVAILABLE) the write that failed is
- * retried with backoff and the ones queued after it wait, so acks, sends and agent updates
- * reach the store in order once it is back, and none is dropped (a write whose commit reached
- * the store but whose answer was lost is written twice: acks and sends are evidence, a
+ * Writes go to the store in call order, so it sees events in the order they happened. Sends,
+ * acks and agent updates (the per-agent traffic: thousands per rollout) are queued and written
+ * at the end of a short window (20 ms) as one `recordBatch` — one transaction for every ack that
+ * arrived in that window, instead of one fsync each. Other writes (publishing desired versions,
+ * quarantine and approve with their audit entry) first hand the queue over, then follow it on
+ * the same chain. `flush()` resolves once everything queued before it is durable: callers that
+ * read the store back (the drift check's `wasIssued`) or must not lose a write (shutdown) wait
+ * for it.
+ *
+ * While the store is out of reach (PostgreSQL down: STORE_UNAVAILABLE) the write or batch that
+ * failed is retried with backoff and the ones queued after it wait, so acks, sends and agent
+ * updates reach the store in order once it is back, and none is dropped (a write whose commit
+ * reached the store but whose answer was lost is written twice: acks and sends are evidence, a
  * duplicate row is harmless). Meanwhile `quarantine` and `approve` are refused with
  * STORE_UNAVAILABLE (and change nothing), rather than queued behind an outage: the operator
  * retries. Only a shutdown that gives up on the store (`flush({ timeoutMs })`) drops the
@@ -257,6 +283,9 @@ export class FleetCache implements LiveFleet {
   /** Set by a `flush` that timed out: writes still waiting are dropped (and reported), not retried. */
   private givenUp = false;
   private wakeRetry: (() => void) | null = null;
+  /** Sends, acks and agent updates of the current window not yet handed to the chain, in call order. */
+  private pending: Array<{ readonly what: string; readonly write: DeliveryWrite }> = [];
+  private batchScheduled = false;
 
   constructor(options: FleetCacheOptions = {}) {
     this.options = {
@@ -267,6 +296,7 @@ export class FleetCache implements LiveFleet {
       onStoreRecovered: options.onStoreRecovered ?? (() => {}),
       retryBackoffMs: options.retryBackoffMs ?? { min: 100, max: 5_000 },
       lastSeenWriteMs: options.lastSeenWriteMs ?? 15_000,
+      writeBatchWindowMs: options.writeBatchWindowMs ?? DEFAULT_WRITE_BATCH_WINDOW_MS,
     };
     this.ackTimeoutMs = options.ackTimeoutMs ?? 120_000;
   }
@@ -293,6 +323,7 @@ export class FleetCache implements LiveFleet {
     const store = this.options.store;
     if (store === null) return;
     // This process's own writes first: the store must not be read older than this cache.
+    this.cutBatch();
     await this.chain;
     const agents = ids === 'all' ? await store.listAgents() : await Promise.all(ids.map((id) => store.getAgent(id)));
     const flipped: AgentId[] = [];
@@ -351,6 +382,7 @@ export class FleetCache implements LiveFleet {
    * unreachable store are dropped, each reported to onStoreError.
    */
   async flush(options: { readonly timeoutMs?: number } = {}): Promise<void> {
+    this.cutBatch();
     if (options.timeoutMs === undefined) {
       await this.chain;
       return;
@@ -375,7 +407,7 @@ export class FleetCache implements LiveFleet {
 
   /** Writes queued for the store and not yet done (those waiting for it to come back included). */
   get pendingWrites(): number {
-    return this.queued;
+    return this.queued + this.pending.length;
   }
 
   setAckTimeout(ms: number): void {
@@ -435,9 +467,8 @@ export class FleetCache implements LiveFleet {
     if (record.lastSend?.nonce === send.nonce) return;
     record.lastSend = { digest: send.digest, nonce: send.nonce, at };
     noteServed(record, send.commit, send.generation);
-    const patch: AgentPatch = { state: this.baseState(record) };
     const { commit, digest, generation, nonce } = send;
-    this.write('record a send', (store) => store.recordSend({ agentId, commit, digest, generation, nonce, at }, patch));
+    this.enqueue('record a send', { kind: 'send', send: { agentId, commit, digest, generation, nonce, at }, agent: { state: this.baseState(record) } });
   }
 
   recordAck(agentId: AgentId, ack: AckInput, at: Date, outcome: 'recorded' | 'stale' = 'recorded', activeCommit?: CommitSha): void {
@@ -470,12 +501,11 @@ export class FleetCache implements LiveFleet {
       outcome === 'recorded' && ack.status === 'APPLIED'
         ? { active: record.active, lastSeen: at, state: this.baseState(record) }
         : { lastSeen: at, state: this.baseState(record) };
-    this.write('record an ack', (store) =>
-      store.recordAck(
-        { agentId, commit: ack.commit, digest: ack.digest, generation: ack.generation, nonce: ack.nonce ?? '', status: ack.status, error: ack.error, at },
-        patch,
-      ),
-    );
+    this.enqueue('record an ack', {
+      kind: 'ack',
+      ack: { agentId, commit: ack.commit, digest: ack.digest, generation: ack.generation, nonce: ack.nonce ?? '', status: ack.status, error: ack.error, at },
+      agent: patch,
+    });
   }
 
   recordSeen(agentId: AgentId, at: Date, certificate?: { readonly notAfter: Date; readonly serial?: string }): void {
@@ -705,8 +735,7 @@ export class FleetCache implements LiveFleet {
   }
 
   private writeAgent(record: Record_, patch: AgentPatch, what: string): void {
-    const id = record.id;
-    this.write(what, (store) => store.updateAgent(id, { ...patch, state: patch.state ?? this.baseState(record) }));
+    this.enqueue(what, { kind: 'agent', id: record.id, patch: { ...patch, state: patch.state ?? this.baseState(record) } });
   }
 
   /** An operator's write: in order with the others, but refused (not queued) while the store is out of reach. */
@@ -721,20 +750,28 @@ export class FleetCache implements LiveFleet {
         }),
       );
     }
+    this.cutBatch();
     const id = record.id;
     const run = this.chain.then(() => store.updateAgent(id, patch, audit));
     this.chain = run.catch(() => {});
     return run.then(() => undefined);
   }
 
+  /** A write that is not batched: it follows whatever this turn queued before it. */
   private write(what: string, step: (store: FleetStore) => Promise<unknown>): void {
     const store = this.options.store;
     if (store === null) return;
-    this.queued += 1;
+    this.cutBatch();
+    this.chainWrite([what], () => step(store));
+  }
+
+  /** Queues one write or a batch (`whats`: one per write in it) on the chain, retried through an outage by `persist`. */
+  private chainWrite(whats: readonly string[], step: () => Promise<unknown>): void {
+    this.queued += whats.length;
     this.chain = this.chain
-      .then(() => this.persist(what, () => step(store)))
+      .then(() => this.persist(whats, step))
       .finally(() => {
-        this.queued -= 1;
+        this.queued -= whats.length;
       });
   }
 
@@ -743,11 +780,12 @@ export class FleetCache implements LiveFleet {
    * holds every later write behind it, so order is kept). Never rejects: other failures, and
    * writes dropped by a shutdown that gave up, go to onStoreError.
    */
-  private async persist(what: string, step: () => Promise<unknown>): Promise<void> {
+  private async persist(whats: readonly string[], step: () => Promise<unknown>): Promise<void> {
+    const what = [...new Set(whats)].join(', ');
     for (let attempt = 0; ; attempt += 1) {
       if (this.givenUp && !this.storeAvailable) {
         const dropped = new StoreError({ code: 'STORE_UNAVAILABLE', message: 'dropped at shutdown: the fleet store was out of reach' });
-        notify(() => this.options.onStoreError(dropped, what));
+        for (const one of whats) notify(() => this.options.onStoreError(dropped, one));
         return;
       }
       try {
@@ -761,17 +799,73 @@ export class FleetCache implements LiveFleet {
         return;
       } catch (err) {
         if (!isStoreUnavailable(err)) {
-          // Observers must not break the write chain.
-          notify(() => this.options.onStoreError(err, what));
+          this.storeFailed(err, what);
           return;
         }
         if (attempt === 0) {
-          this.delayed += 1;
+          this.delayed += whats.length;
           // Reported once per outage (the writes behind this one have not run yet).
           if (this.storeAvailable) notify(() => this.options.onStoreError(err, `${what} (kept: retried, with every later write, until the store is back)`));
         }
         this.storeAvailable = false;
         await this.pause(Math.min(this.options.retryBackoffMs.max, this.options.retryBackoffMs.min * 2 ** attempt));
+      }
+    }
+  }
+
+  private enqueue(what: string, write: DeliveryWrite): void {
+    if (this.options.store === null) return;
+    this.pending.push({ what, write });
+    if (this.pending.length >= MAX_WRITE_BATCH) this.cutBatch();
+    else if (!this.batchScheduled) {
+      this.batchScheduled = true;
+      const cut = (): void => {
+        this.batchScheduled = false;
+        this.cutBatch();
+      };
+      // At least after this turn's I/O callbacks: every ack read from the sockets in this turn joins the batch.
+      if (this.options.writeBatchWindowMs <= 0) setImmediate(cut);
+      else setTimeout(cut, this.options.writeBatchWindowMs);
+    }
+  }
+
+  /** Hands the queued writes to the chain as one batch. */
+  private cutBatch(): void {
+    const store = this.options.store;
+    if (store === null || this.pending.length === 0) return;
+    const batch = this.pending;
+    this.pending = [];
+    this.chainWrite(
+      batch.map((q) => q.what),
+      () => this.writeBatch(store, batch),
+    );
+  }
+
+  /**
+   * One transaction for the batch. STORE_UNAVAILABLE is thrown to `persist`, which retries the
+   * whole batch once the store is back. An invalid entry refuses the whole of it
+   * (INVALID_RECORD): then each entry is written on its own, so only the bad one is lost (and
+   * reported, as before batching). Any other failure (the store closed, the disk full) loses
+   * the batch and is reported once per kind of write in it.
+   */
+  private async writeBatch(store: FleetStore, batch: ReadonlyArray<{ readonly what: string; readonly write: DeliveryWrite }>): Promise<void> {
+    try {
+      await store.recordBatch(batch.map((q) => q.write));
+      return;
+    } catch (err) {
+      if (isStoreUnavailable(err)) throw err;
+      if (!(err instanceof StoreError && err.code === 'INVALID_RECORD') || batch.length === 1) {
+        for (const what of new Set(batch.map((q) => q.what))) this.storeFailed(err, what);
+        return;
+      }
+    }
+    for (const { what, write } of batch) {
+      try {
+        await store.recordBatch([write]);
+      } catch (err) {
+        // An outage in the middle: the whole batch is retried (entries written already are written twice).
+        if (isStoreUnavailable(err)) throw err;
+        this.storeFailed(err, what);
       }
     }
   }
@@ -787,5 +881,10 @@ export class FleetCache implements LiveFleet {
     }).finally(() => {
       this.wakeRetry = null;
     });
+  }
+
+  private storeFailed(err: unknown, what: string): void {
+    // Observers must not break the write chain.
+    notify(() => this.options.onStoreError(err, what));
   }
 }

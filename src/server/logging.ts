@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../domain/errors.js';
+import type { AgentId } from '../domain/types.js';
 import { describeSkipped, redactUrl, type FetchEvent } from '../source/index.js';
-import type { TransportHooks } from '../transport/index.js';
+import type { ConnectFailure, TransportHooks } from '../transport/index.js';
 import type { BackendHooks } from './backend.js';
 import type { ReconcileHooks } from './reconcile.js';
 import type { AdminRefusalReason, AdminServerOptions } from '../admin/index.js';
@@ -103,27 +104,62 @@ export function backendLogHooks(logger: Logger): BackendHooks {
     onAck: ({ agentId, ack, outcome }) => {
       const { commit, digest, generation, status } = ack;
       const fields = { event: 'ack', agentId, commit, digest, generation, status, outcome: outcome.kind };
+      // Per agent and per rollout: at debug (10,000 lines a commit at info); rollout events and
+      // metrics say how a rollout goes. A rejection needs a human: warn.
       if (outcome.kind === 'stale') logger.debug(fields, 'stale ack ignored');
       else if (ack.status === 'REJECTED') logger.warn({ ...fields, error: ack.error }, 'agent rejected its bundle');
-      else logger.info(fields, 'agent applied its bundle');
+      else logger.debug(fields, 'agent applied its bundle');
     },
     onCertificateIssued: ({ agentId, kind, notAfter, serialNumber }) =>
       logger.info(
         { event: 'certificate-issued', agentId, kind, serialNumber, notAfter: notAfter.toISOString() },
         `agent certificate issued (${kind})`,
       ),
+    // Per agent, and a whole fleet reconnects at once after a restart: at debug.
     onConnection: ({ agentId, connected }) =>
-      logger.info(
+      logger.debug(
         { event: connected ? 'agent-connected' : 'agent-disconnected', agentId },
         connected ? 'agent connected' : 'agent disconnected',
       ),
   };
 }
 
+/** How often, at most, connection failures are summarised in the log. */
+export const CONNECT_FAILURE_LOG_WINDOW_MS = 10_000;
+
+/**
+ * Connection failures come in storms (thousands of agents reconnecting at once): one line per
+ * failure would flood the log exactly when it is read. The first failure after a quiet window
+ * is logged at once; the following ones are counted by reason and summarised in one line per
+ * window (`connect-failures`, with `counts` and `windowMs`). Each single failure is at debug.
+ */
+export function connectFailureLog(logger: Logger, windowMs = CONNECT_FAILURE_LOG_WINDOW_MS): Pick<TransportHooks, 'onConnectFailed'> {
+  let counts = new Map<ConnectFailure, number>();
+  let timer: NodeJS.Timeout | undefined;
+  const summarise = (): void => {
+    timer = undefined;
+    if (counts.size === 0) return;
+    const total = [...counts.values()].reduce((a, b) => a + b, 0);
+    const fields = { event: 'connect-failures', counts: Object.fromEntries(counts), total, windowMs };
+    logger.warn(fields, `${total} connections failed before becoming agent streams`);
+    counts = new Map();
+    timer = setTimeout(summarise, windowMs);
+    timer.unref();
+  };
+  return {
+    onConnectFailed: (reason, detail) => {
+      logger.debug({ event: 'connect-failed', reason, detail }, 'a connection failed before becoming an agent stream');
+      counts.set(reason, (counts.get(reason) ?? 0) + 1);
+      if (timer === undefined) summarise();
+    },
+  };
+}
+
 export function transportLogHooks(logger: Logger): TransportHooks {
   return {
+    ...connectFailureLog(logger),
     onHandshake: (result, detail) => {
-      if (result === 'failed') logger.info({ event: 'tls-handshake-failed', detail }, 'TLS handshake failed');
+      if (result === 'failed') logger.debug({ event: 'tls-handshake-failed', detail }, 'TLS handshake failed');
     },
     onUnauthorized: (reason, detail) =>
       logger.warn(
@@ -172,13 +208,38 @@ export function postgresEventLog(logger: Logger): (event: PostgresStoreEvent) =>
   };
 }
 
-export function certificateLogHooks(logger: Logger): AgentCertificatesHooks {
+/** How many agent ids a `certificates-adopted` summary names. */
+const ADOPTED_SAMPLE = 20;
+
+export function certificateLogHooks(logger: Logger, windowMs = CONNECT_FAILURE_LOG_WINDOW_MS): AgentCertificatesHooks {
+  // After an upgrade the whole fleet adopts at once: the first adoption of a quiet window is
+  // logged on its own (`certificate-adopted`), the rest as one `certificates-adopted` line per
+  // window with their count and the first agents.
+  let pending: AgentId[] = [];
+  let count = 0;
+  let timer: NodeJS.Timeout | undefined;
+  const summarise = (): void => {
+    timer = undefined;
+    if (count === 0) return;
+    const fields = { event: 'certificates-adopted', count, agents: pending, windowMs };
+    logger.info(fields, `${count} agents had no recorded certificate: the ones they presented are current from now on`);
+    pending = [];
+    count = 0;
+    timer = setTimeout(summarise, windowMs);
+    timer.unref();
+  };
   return {
-    onAdopted: ({ agentId, serial }) =>
-      logger.info(
-        { event: 'certificate-adopted', agentId, serial },
-        `agent ${agentId} had no recorded certificate: ${serial} is its current one from now on`,
-      ),
+    onAdopted: ({ agentId, serial }) => {
+      if (timer === undefined) {
+        const fields = { event: 'certificate-adopted', agentId, serial };
+        logger.info(fields, `agent ${agentId} had no recorded certificate: ${serial} is its current one from now on`);
+        timer = setTimeout(summarise, windowMs);
+        timer.unref();
+        return;
+      }
+      count += 1;
+      if (pending.length < ADOPTED_SAMPLE) pending.push(agentId);
+    },
     onStoreError: storeErrorLog(logger),
   };
 }

@@ -2,7 +2,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { AgentId, CommitSha } from '../domain/types.js';
 import { AGENT_STATES, type AgentState, type AgentStatus } from '../fleet/index.js';
 import type { RolloutState, RolloutStatus } from '../rollout/index.js';
-import type { TransportHooks, UnauthorizedReason } from '../transport/index.js';
+import { CONNECT_FAILURES, type TransportHooks, type UnauthorizedReason } from '../transport/index.js';
 import type { BackendHooks } from './backend.js';
 import { DEFAULT_DISCONNECTED_AFTER_MS, type LiveFleet } from './fleet.js';
 import type { ReconcileHooks } from './reconcile.js';
@@ -109,6 +109,7 @@ interface Converging {
 export class ServerMetrics {
   readonly registry = new Registry();
   private readonly handshakes: Counter<'result'>;
+  private readonly connectFailures: Counter<'reason'>;
   private readonly unauthorized: Counter<'reason'>;
   private readonly adminUnauthorized: Counter<'reason'>;
   private readonly commits: Counter<'result'>;
@@ -132,6 +133,14 @@ export class ServerMetrics {
       name: 'meshcfg_tls_handshakes_total',
       help: 'TLS handshakes on the gRPC port, by result (ok, failed).',
       labelNames: ['result'],
+      registers,
+    });
+    this.connectFailures = new Counter({
+      name: 'meshcfg_connect_failures_total',
+      help:
+        'Connections to the gRPC port that failed before becoming an agent stream, by reason (handshake-timeout, tls-error, no-h2, ' +
+        'refused-certificate, queue-timeout, overloaded, hello-timeout).',
+      labelNames: ['reason'],
       registers,
     });
     this.unauthorized = new Counter({
@@ -280,6 +289,7 @@ export class ServerMetrics {
 
     // Series that exist from the start, so rate() and absent() work before the first event.
     for (const result of ['ok', 'failed']) this.handshakes.inc({ result }, 0);
+    for (const reason of CONNECT_FAILURES) this.connectFailures.inc({ reason }, 0);
     for (const result of ['accepted', 'refused']) this.commits.inc({ result }, 0);
     for (const status of ['applied', 'rejected', 'stale']) this.acks.inc({ status }, 0);
     for (const reason of Object.keys(UNAUTHORIZED_REASONS)) this.unauthorized.inc({ reason }, 0);
@@ -288,6 +298,7 @@ export class ServerMetrics {
 
   readonly transportHooks: TransportHooks = {
     onHandshake: (result) => this.handshakes.inc({ result }),
+    onConnectFailed: (reason) => this.connectFailures.inc({ reason }),
     onUnauthorized: (reason: UnauthorizedReason) => this.unauthorized.inc({ reason }),
   };
 

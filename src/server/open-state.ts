@@ -84,6 +84,7 @@ export async function openState({ config, options, logger, now, cleanups }: Wiri
   // Waits for the writes still queued; gives up (logging each dropped one) when the store stays out of reach.
   cleanups.push(() => fleet.flush({ timeoutMs: FLUSH_AT_SHUTDOWN_MS }));
   const certificates = await AgentCertificates.load(fleetStore, { now, hooks: log.certificateLogHooks(logger) });
+  cleanups.push(() => certificates.flush());
   return { dataDir, allowedSigners, fleetStore, stateStore, state, signer, snapshots, fleet, certificates };
 }
 

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Compilation, CompiledAgent } from '../compile/index.js';
 import type { AgentId, CommitSha, Digest } from '../domain/types.js';
+import { notify } from '../lib/index.js';
 import { encodeDelivery, type SignedGeneration } from '../signing/index.js';
 import type { Delivery } from '../transport/index.js';
 
@@ -99,9 +100,28 @@ export function buildSnapshot(input: {
 
 type Listener = (delivery: Delivery) => void;
 
+/** One open watch: its listener and the version it was last handed (a change is what differs from it). */
+interface Watch {
+  readonly agentId: AgentId;
+  readonly listener: Listener;
+  last: Delivery | undefined;
+  open: boolean;
+}
+
+/** Watches answered per event-loop turn during a fan-out, unless told otherwise. */
+export const DEFAULT_FAN_OUT_CHUNK = 256;
+
 export interface SnapshotCacheOptions {
   /** A listener threw. Listeners belong to the transport and must not throw; this reports it if one does. */
   readonly onListenerError?: (agentId: AgentId, err: unknown) => void;
+  /**
+   * How many watches `set` answers before it yields to the event loop (setImmediate) and goes
+   * on with the next ones: acks, polls and new connections are served while a generation fans
+   * out to 10,000 streams, instead of after it. Default 256.
+   */
+  readonly fanOutChunk?: number;
+  /** A fan-out answered every watch it had to (not called for one a newer `set` cut short). */
+  readonly onFanOutDone?: (event: { readonly generation: number; readonly watches: number; readonly chunks: number; readonly ms: number }) => void;
 }
 
 /**
@@ -109,14 +129,26 @@ export interface SnapshotCacheOptions {
  * go-control-plane's snapshot cache: `set` publishes a generation and answers every open
  * watch whose delivery changed; `desired` serves polls from the same snapshot, so a polling
  * and a streaming agent see the same delivery (and nonce).
+ *
+ * The fan-out runs in chunks (`fanOutChunk` watches per turn). `desired` answers the new
+ * generation from the moment `set` returns; a watch opened meanwhile gets it at once; a newer
+ * `set` during a fan-out takes over (the rest of the older one is never sent). A watch is
+ * never handed the same version twice nor an older generation after a newer one.
  */
 export class SnapshotCache {
   private snapshot: Snapshot | null = null;
-  private readonly watches = new Map<AgentId, Set<Listener>>();
+  private readonly watches = new Map<AgentId, Set<Watch>>();
   private readonly options: Required<SnapshotCacheOptions>;
+  /** Bumped by every `set`: a fan-out that sees another value was superseded and stops. */
+  private fanOuts = 0;
+  private fanOutDone: Promise<void> = Promise.resolve();
 
   constructor(options: SnapshotCacheOptions = {}) {
-    this.options = { onListenerError: options.onListenerError ?? (() => {}) };
+    this.options = {
+      onListenerError: options.onListenerError ?? (() => {}),
+      fanOutChunk: Math.max(1, options.fanOutChunk ?? DEFAULT_FAN_OUT_CHUNK),
+      onFanOutDone: options.onFanOutDone ?? (() => {}),
+    };
   }
 
   current(): Snapshot | null {
@@ -127,35 +159,68 @@ export class SnapshotCache {
     return this.snapshot?.deliveries.get(agentId) ?? null;
   }
 
+  /**
+   * Publishes `snapshot`: the first chunk of watches is answered before this returns, the
+   * rest in later turns (see `fanOutSettled`).
+   */
   set(snapshot: Snapshot): void {
-    const previous = this.snapshot;
     this.snapshot = snapshot;
-    for (const [agentId, listeners] of this.watches) {
-      const next = snapshot.deliveries.get(agentId);
-      if (next === undefined || sameVersion(previous?.deliveries.get(agentId), next)) continue;
-      for (const listener of [...listeners]) this.notify(agentId, listener, next);
+    const id = ++this.fanOuts;
+    // The watches open now; one opened later is answered by `watch` itself.
+    const pending: Watch[] = [];
+    for (const set of this.watches.values()) for (const watch of set) pending.push(watch);
+    const started = performance.now();
+    let chunks = 0;
+    let next = 0;
+    const chunk = (): boolean => {
+      chunks += 1;
+      const end = Math.min(pending.length, next + this.options.fanOutChunk);
+      for (; next < end; next += 1) {
+        if (this.fanOuts !== id) return true;
+        const watch = pending[next] as Watch;
+        const delivery = snapshot.deliveries.get(watch.agentId);
+        if (delivery !== undefined) this.offer(watch, delivery);
+      }
+      if (next < pending.length) return false;
+      notify(() => this.options.onFanOutDone({ generation: snapshot.generation, watches: pending.length, chunks, ms: performance.now() - started }));
+      return true;
+    };
+    if (chunk()) {
+      this.fanOutDone = Promise.resolve();
+      return;
     }
+    this.fanOutDone = new Promise<void>((resolve) => {
+      const step = (): void => {
+        if (this.fanOuts !== id || chunk()) resolve();
+        else setImmediate(step);
+      };
+      setImmediate(step);
+    });
+  }
+
+  /** Resolves when the latest `set`'s fan-out has answered every watch (or was superseded). */
+  fanOutSettled(): Promise<void> {
+    return this.fanOutDone;
   }
 
   /** Calls `listener` now with the current delivery (if any) and on every change. */
   watch(agentId: AgentId, listener: Listener): () => void {
-    let listeners = this.watches.get(agentId);
-    if (listeners === undefined) {
-      listeners = new Set();
-      this.watches.set(agentId, listeners);
+    let set = this.watches.get(agentId);
+    if (set === undefined) {
+      set = new Set();
+      this.watches.set(agentId, set);
     }
-    // A function may be registered twice by two streams; wrap so each watch is its own entry.
-    const entry: Listener = (d) => listener(d);
-    listeners.add(entry);
+    // A function may be registered twice by two streams: each watch is its own entry.
+    const watch: Watch = { agentId, listener, last: undefined, open: true };
+    set.add(watch);
     const current = this.desired(agentId);
-    if (current !== null) this.notify(agentId, entry, current);
-    let open = true;
+    if (current !== null) this.offer(watch, current);
     return () => {
-      if (!open) return;
-      open = false;
-      const set = this.watches.get(agentId);
-      set?.delete(entry);
-      if (set?.size === 0) this.watches.delete(agentId);
+      if (!watch.open) return;
+      watch.open = false;
+      const watches = this.watches.get(agentId);
+      watches?.delete(watch);
+      if (watches?.size === 0) this.watches.delete(agentId);
     };
   }
 
@@ -163,11 +228,14 @@ export class SnapshotCache {
     return this.watches.get(agentId)?.size ?? 0;
   }
 
-  private notify(agentId: AgentId, listener: Listener, delivery: Delivery): void {
+  /** Hands `delivery` to the watch unless it is closed or already has that version. */
+  private offer(watch: Watch, delivery: Delivery): void {
+    if (!watch.open || sameVersion(watch.last, delivery)) return;
+    watch.last = delivery;
     try {
-      listener(delivery);
+      watch.listener(delivery);
     } catch (err) {
-      this.options.onListenerError(agentId, err);
+      this.options.onListenerError(watch.agentId, err);
     }
   }
 }

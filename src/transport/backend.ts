@@ -115,9 +115,31 @@ export interface DistributionBackend {
   renew(identity: AgentIdentity, csrPem: string): Promise<EnrollmentResult>;
 }
 
+/**
+ * Why a connection failed before it became an agent stream (counted by reason, logged at a
+ * bounded rate): `handshake-timeout` the TLS handshake did not finish within its timeout
+ * (counted from when the server started it); `tls-error` the handshake failed otherwise (the
+ * peer reset, spoke no TLS, offered nothing in common); `no-h2` no HTTP/2 by ALPN;
+ * `refused-certificate` a client certificate that does not verify (also an unauthorized
+ * attempt); `queue-timeout` the connection waited for a handshake slot longer than the queue
+ * allows; `overloaded` the handshake queue was full; `hello-timeout` a stream said no hello in time.
+ */
+export type ConnectFailure = 'handshake-timeout' | 'tls-error' | 'no-h2' | 'refused-certificate' | 'queue-timeout' | 'overloaded' | 'hello-timeout';
+export const CONNECT_FAILURES: readonly ConnectFailure[] = Object.freeze([
+  'handshake-timeout',
+  'tls-error',
+  'no-h2',
+  'refused-certificate',
+  'queue-timeout',
+  'overloaded',
+  'hello-timeout',
+]);
+
 /** Observers for metrics, logs and alerts. Must not throw. */
 export interface TransportHooks {
   onHandshake?(result: 'ok' | 'failed', detail: string): void;
+  /** A connection failed before it became an agent stream; `detail` is the TLS error code or similar (no peer data). */
+  onConnectFailed?(reason: ConnectFailure, detail: string): void;
   onUnauthorized?(reason: UnauthorizedReason, detail: { readonly agentId?: AgentId; readonly message: string }): void;
   onStream?(event: 'open' | 'close', agentId: AgentId): void;
 }

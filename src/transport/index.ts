@@ -8,12 +8,14 @@ export type {
   ActiveReport,
   AgentIdentity,
   Authorization,
+  ConnectFailure,
   Delivery,
   DistributionBackend,
   EnrollmentResult,
   TransportHooks,
   UnauthorizedReason,
 } from './backend.js';
+export { CONNECT_FAILURES } from './backend.js';
 export {
   DEFAULT_RPC_TIMEOUT_MS,
   DistributionRpc,

@@ -12,7 +12,7 @@ import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import { errorMessage, PkiError, TransportError } from '../domain/errors.js';
 import type { AgentId } from '../domain/types.js';
 import type { AgentIdentity, DistributionBackend, TransportHooks } from './backend.js';
-import { authenticatePeer, checkEchoedAgentId } from './identity.js';
+import { authenticatePeer, checkEchoedAgentId, PeerIdentities } from './identity.js';
 import { ackReport, activeReport, bundleMessage, enrollResponse } from './messages.js';
 import {
   distributionService,
@@ -51,8 +51,29 @@ export interface GrpcServerOptions {
   readonly maxSendMessageBytes?: number;
   /** A stream that says no hello by then is ended. Default 30 s. */
   readonly helloTimeoutMs?: number;
-  /** A TLS handshake not finished by then is dropped. Default 10 s. */
+  /** A TLS handshake not finished by then (counted from its start) is dropped. Default 10 s. */
   readonly handshakeTimeoutMs?: number;
+  /**
+   * TLS handshakes in progress at once; further connections wait for a slot (tls-listener.ts).
+   * Default 512: enough that a storm's queue stays short (every waiting connection is a
+   * connection the server may have to shed), few enough that each handshake, sharing the CPU
+   * with the others, still ends well within its 10 s timeout (~2.5 ms of server CPU each).
+   */
+  readonly maxConcurrentHandshakes?: number;
+  /**
+   * Connections waiting for a handshake slot at most; beyond, a new one is closed (overloaded).
+   * Default 8,192: each waiting connection holds a file descriptor; with 10,000 agents
+   * connected and a 20,000 descriptor limit, a longer queue ends in EMFILE, where libuv
+   * accepts and closes connections unseen.
+   */
+  readonly maxQueuedHandshakes?: number;
+  /**
+   * A connection that waited this long for a handshake slot is closed (queue-timeout). Default
+   * 20 s, grpc-js's connect timeout: shorter sheds connections whose clients would still have
+   * waited (at 4,000 agents, 10 s cost 12,085 reconnects); longer keeps file descriptors of
+   * clients that already left.
+   */
+  readonly handshakeQueueTimeoutMs?: number;
   /** Clock for certificate expiry checks (tests). */
   readonly now?: () => Date;
 }
@@ -65,6 +86,9 @@ const DEFAULTS = {
   maxSendMessageBytes: 8 * 1024 * 1024,
   helloTimeoutMs: 30_000,
   handshakeTimeoutMs: 10_000,
+  maxConcurrentHandshakes: 512,
+  maxQueuedHandshakes: 8_192,
+  handshakeQueueTimeoutMs: 20_000,
   now: (): Date => new Date(),
 };
 
@@ -83,7 +107,7 @@ export class GrpcServer {
   private readonly injector: ConnectionInjector;
   private readonly listener: TlsListener;
   private readonly health: HealthImplementation;
-  private readonly streams: Set<AgentStream>;
+  private readonly streams: StreamRegistry;
   private shuttingDown: Promise<void> | undefined;
 
   private constructor(parts: {
@@ -92,7 +116,7 @@ export class GrpcServer {
     injector: ConnectionInjector;
     listener: TlsListener;
     health: HealthImplementation;
-    streams: Set<AgentStream>;
+    streams: StreamRegistry;
   }) {
     this.options = parts.options;
     this.grpc = parts.grpc;
@@ -115,13 +139,16 @@ export class GrpcServer {
       maxSendMessageBytes: options.maxSendMessageBytes ?? DEFAULTS.maxSendMessageBytes,
       helloTimeoutMs: options.helloTimeoutMs ?? DEFAULTS.helloTimeoutMs,
       handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULTS.handshakeTimeoutMs,
+      maxConcurrentHandshakes: Math.max(1, options.maxConcurrentHandshakes ?? DEFAULTS.maxConcurrentHandshakes),
+      maxQueuedHandshakes: Math.max(0, options.maxQueuedHandshakes ?? DEFAULTS.maxQueuedHandshakes),
+      handshakeQueueTimeoutMs: options.handshakeQueueTimeoutMs ?? DEFAULTS.handshakeQueueTimeoutMs,
       now: options.now ?? DEFAULTS.now,
       hooks: safeHooks(options.hooks ?? {}, options.logger),
       logger: options.logger ?? { info: () => undefined, warn: () => undefined },
     };
     const { host, port } = parseAddress(resolved.address);
     const grpc = new Server(channelOptions(resolved));
-    const streams = new Set<AgentStream>();
+    const streams = new StreamRegistry();
     const handlers = new Handlers(resolved, streams);
     grpc.addService(distributionService, {
       Stream: (call: AgentStreamCall) => handlers.stream(call),
@@ -146,6 +173,9 @@ export class GrpcServer {
         material: resolved,
         trustDomain: resolved.trustDomain,
         handshakeTimeoutMs: resolved.handshakeTimeoutMs,
+        maxConcurrentHandshakes: resolved.maxConcurrentHandshakes,
+        maxQueuedHandshakes: resolved.maxQueuedHandshakes,
+        handshakeQueueTimeoutMs: resolved.handshakeQueueTimeoutMs,
         hooks: resolved.hooks,
         onRefused: (refusal, remoteAddress) => handlers.refuse(refusal, { method: 'TLS handshake', peer: remoteAddress ?? 'unknown' }),
         inject: (socket) => injector.injectConnection(socket),
@@ -168,6 +198,11 @@ export class GrpcServer {
     this.listener.updateCertificates(pem);
   }
 
+  /** TLS handshakes in progress and connections waiting for a handshake slot. */
+  get handshakes(): { readonly inProgress: number; readonly queued: number } {
+    return this.listener.handshakes;
+  }
+
   /** Agent streams that said hello and are open now. */
   get openStreams(): number {
     let open = 0;
@@ -182,8 +217,7 @@ export class GrpcServer {
    */
   recheckStreams(agentId: AgentId): number {
     let ended = 0;
-    for (const stream of [...this.streams]) {
-      if (stream.identity.agentId !== agentId) continue;
+    for (const stream of this.streams.ofAgent(agentId)) {
       try {
         if (stream.recheck()) ended += 1;
       } catch (err) {
@@ -207,7 +241,7 @@ export class GrpcServer {
     this.setServing(false);
     const closed = this.listener.close();
     const graceful = new Promise<void>((resolve) => this.grpc.tryShutdown(() => resolve()));
-    for (const stream of [...this.streams]) stream.close(grpcError(Status.UNAVAILABLE, 'server is shutting down'));
+    for (const stream of this.streams.snapshot()) stream.close(grpcError(Status.UNAVAILABLE, 'server is shutting down'));
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<'deadline'>((resolve) => {
       timer = setTimeout(() => resolve('deadline'), deadlineMs);
@@ -224,6 +258,44 @@ export class GrpcServer {
   }
 }
 
+/** Every agent stream, and an index by agent: re-checking one agent's streams must not scan the fleet's. */
+class StreamRegistry {
+  private readonly all = new Set<AgentStream>();
+  private readonly byAgent = new Map<AgentId, Set<AgentStream>>();
+
+  add(stream: AgentStream): void {
+    this.all.add(stream);
+    const agentId = stream.identity.agentId;
+    let set = this.byAgent.get(agentId);
+    if (set === undefined) {
+      set = new Set();
+      this.byAgent.set(agentId, set);
+    }
+    set.add(stream);
+  }
+
+  delete(stream: AgentStream): void {
+    this.all.delete(stream);
+    const agentId = stream.identity.agentId;
+    const set = this.byAgent.get(agentId);
+    set?.delete(stream);
+    if (set?.size === 0) this.byAgent.delete(agentId);
+  }
+
+  /** A copy: closing a stream while iterating deletes it. */
+  ofAgent(agentId: AgentId): AgentStream[] {
+    return [...(this.byAgent.get(agentId) ?? [])];
+  }
+
+  snapshot(): AgentStream[] {
+    return [...this.all];
+  }
+
+  [Symbol.iterator](): Iterator<AgentStream> {
+    return this.all[Symbol.iterator]();
+  }
+}
+
 /** What a unary handler's body decides: an answer, a refusal of the caller, or a gRPC error. */
 type UnaryResult<Res> = { value: Res } | { refusal: UnauthorizedRefusal } | { error: Error };
 
@@ -232,13 +304,15 @@ type CallerCheck = { readonly ok: true; readonly identity: AgentIdentity } | { r
 /** The RPC implementations, separate from the lifecycle above. */
 class Handlers {
   private readonly options: ResolvedOptions;
-  private readonly streams: Set<AgentStream>;
+  private readonly streams: StreamRegistry;
   /** Open streams per agent: `disconnected` is reported when the last one closes. */
   private readonly openPerAgent = new Map<AgentId, number>();
+  private readonly identities: PeerIdentities;
 
-  constructor(options: ResolvedOptions, streams: Set<AgentStream>) {
+  constructor(options: ResolvedOptions, streams: StreamRegistry) {
     this.options = options;
     this.streams = streams;
+    this.identities = new PeerIdentities(options.trustDomain);
   }
 
   /** Counts, logs and returns the status a refused call ends with. */
@@ -273,6 +347,7 @@ class Handlers {
       reauthorize: (identity) => this.authorize(identity),
       refuse: (refusal) => this.refuse(refusal, where),
       failed: (err, what) => this.failed(err, where, what),
+      helloTimedOut: () => this.options.hooks.onConnectFailed?.('hello-timeout', 'DEADLINE_EXCEEDED'),
       opened: (s) => {
         const agentId = s.identity.agentId;
         this.openPerAgent.set(agentId, (this.openPerAgent.get(agentId) ?? 0) + 1);
@@ -402,7 +477,7 @@ class Handlers {
   }
 
   private authenticate(call: { getAuthContext(): { sslPeerCertificate?: PeerCertificate } }): CallerCheck {
-    const auth = authenticatePeer(call.getAuthContext().sslPeerCertificate, this.options.trustDomain, this.options.now());
+    const auth = authenticatePeer(call.getAuthContext().sslPeerCertificate, this.options.trustDomain, this.options.now(), this.identities);
     if (!auth.ok) return { ok: false, refusal: auth };
     const refusal = this.authorize(auth.identity);
     return refusal === undefined ? { ok: true, identity: auth.identity } : { ok: false, refusal };
@@ -467,6 +542,7 @@ function safeHooks(hooks: TransportHooks, logger: TransportLogger | undefined): 
     };
   return {
     onHandshake: guard('onHandshake', hooks.onHandshake),
+    onConnectFailed: guard('onConnectFailed', hooks.onConnectFailed),
     onUnauthorized: guard('onUnauthorized', hooks.onUnauthorized),
     onStream: guard('onStream', hooks.onStream),
   };

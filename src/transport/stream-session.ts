@@ -79,6 +79,8 @@ export interface StreamContext {
   readonly refuse: (refusal: UnauthorizedRefusal) => Error;
   /** Something unexpected (a backend that threw): logged, and the call ends with INTERNAL. */
   readonly failed: (err: unknown, what: string) => void;
+  /** No hello came within `helloTimeoutMs` (the stream is ended DEADLINE_EXCEEDED). */
+  readonly helloTimedOut?: () => void;
   /** Hello accepted: the agent is subscribed. */
   readonly opened: (stream: AgentStream) => void;
   /** Called once for every stream, `wasOpen` when `opened` was called for it. */
@@ -122,6 +124,7 @@ export class AgentStream {
     call.on('error', () => this.teardown());
     call.on('close', () => this.teardown());
     this.helloTimer = setTimeout(() => {
+      this.context.helloTimedOut?.();
       this.close(grpcError(Status.DEADLINE_EXCEEDED, `no hello within ${this.context.helloTimeoutMs} ms`));
     }, this.context.helloTimeoutMs);
     this.helloTimer.unref();

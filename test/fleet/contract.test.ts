@@ -346,6 +346,65 @@ for (const [name, openStore, cleanUp] of IMPLEMENTATIONS) {
       });
     });
 
+    describe('batches of sends, acks and agent updates', () => {
+      it('applies every entry in the order given: sends and acks appended in order, later patches over earlier ones', async () => {
+        const active = { commit: cid(COMMIT_A), digest: DIGEST_A, generation: 1, at: at(2) };
+        await store.recordBatch([
+          { kind: 'send', send: send({ nonce: 'n1', at: at(1) }), agent: { state: 'PENDING' } },
+          { kind: 'agent', id: aid('edge-2'), patch: { lastSeen: at(1) } },
+          { kind: 'ack', ack: ack({ nonce: 'n1', at: at(2) }), agent: { active, state: 'SYNCED', lastSeen: at(2) } },
+          { kind: 'send', send: send({ nonce: 'n2', digest: DIGEST_B, generation: 2, at: at(3) }), agent: { state: 'PENDING' } },
+          { kind: 'ack', ack: ack({ nonce: 'n2', digest: DIGEST_B, generation: 2, status: 'REJECTED', error: 'no', at: at(4) }) },
+        ]);
+        assert.equal((await store.lastSend(aid('edge-1')))?.nonce, 'n2');
+        const acks = await store.listAcks(aid('edge-1'));
+        assert.deepEqual(
+          acks.map((a) => [a.nonce, a.status]),
+          [
+            ['n2', 'REJECTED'],
+            ['n1', 'APPLIED'],
+          ],
+        );
+        assert.ok((acks[0]?.id ?? 0) > (acks[1]?.id ?? 0));
+        const agent = await store.getAgent(aid('edge-1'));
+        assert.equal(agent?.state, 'PENDING');
+        assert.deepEqual(agent?.active, active);
+        assert.deepEqual((await store.getAgent(aid('edge-2')))?.lastSeen, at(1));
+      });
+
+      it('continues the ids of single calls: a batch between two acks lists between them', async () => {
+        const first = await store.recordAck(ack({ nonce: 'before' }));
+        await store.recordBatch([{ kind: 'ack', ack: ack({ nonce: 'batched' }) }]);
+        const last = await store.recordAck(ack({ nonce: 'after' }));
+        const listed = await store.listAcks(aid('edge-1'));
+        assert.deepEqual(
+          listed.map((a) => a.nonce),
+          ['after', 'batched', 'before'],
+        );
+        assert.equal(listed[0]?.id, last);
+        assert.equal(listed[2]?.id, first);
+      });
+
+      it('writes all or nothing: one invalid entry refuses the batch with INVALID_RECORD and records none of it', async () => {
+        await assert.rejects(
+          store.recordBatch([
+            { kind: 'send', send: send(), agent: { state: 'PENDING' } },
+            { kind: 'ack', ack: ack({ status: 'MAYBE' as never }) },
+          ]),
+          storeCode('INVALID_RECORD'),
+        );
+        await assert.rejects(store.recordBatch([{ kind: 'nonsense' } as never]), storeCode('INVALID_RECORD'));
+        assert.equal(await store.lastSend(aid('edge-1')), null);
+        assert.deepEqual(await store.listAcks(aid('edge-1')), []);
+        assert.equal(await store.getAgent(aid('edge-1')), undefined);
+      });
+
+      it('writes nothing for an empty batch', async () => {
+        await store.recordBatch([]);
+        assert.deepEqual(await store.listAgents(), []);
+      });
+    });
+
     describe('rollout progress', () => {
       const doc = { version: 1, commit: cid(COMMIT_A), waves: [{ name: 'canary', state: 'progressing', startedAt: T0.toISOString() }], halted: false };
 
@@ -520,6 +579,28 @@ for (const [name, openStore, cleanUp] of IMPLEMENTATIONS) {
         assert.deepEqual(await store.listCurrentCertificates(), [{ agentId: 'edge-1', serial: '0c', kind: 'renew', at: at(3) }]);
       });
 
+      it('records many in one call, in order (the later record of an agent wins), all or nothing', async () => {
+        await store.setCurrentCertificates([
+          { agentId: aid('edge-1'), serial: '0a', kind: 'adopted', at: at(1) },
+          { agentId: aid('edge-2'), serial: '0b', kind: 'adopted', at: at(1) },
+          { agentId: aid('edge-1'), serial: '0c', kind: 'renew', at: at(2) },
+        ]);
+        await assert.rejects(
+          store.setCurrentCertificates([
+            { agentId: aid('edge-3'), serial: '0d', kind: 'adopted', at: at(3) },
+            { agentId: aid('edge-4'), serial: '', kind: 'adopted', at: at(3) },
+          ]),
+          storeCode('INVALID_RECORD'),
+        );
+        assert.deepEqual(
+          (await store.listCurrentCertificates()).map((c) => [c.agentId, c.serial, c.kind]),
+          [
+            ['edge-1', '0c', 'renew'],
+            ['edge-2', '0b', 'adopted'],
+          ],
+        );
+      });
+
       it('refuses an empty serial or an unknown kind with INVALID_RECORD', async () => {
         await assert.rejects(store.setCurrentCertificate({ agentId: aid('edge-1'), serial: '', kind: 'enroll', at: at(1) }), storeCode('INVALID_RECORD'));
         await assert.rejects(
@@ -561,6 +642,7 @@ for (const [name, openStore, cleanUp] of IMPLEMENTATIONS) {
         await store.close();
         await assert.rejects(store.serverState(), storeCode('CLOSED'));
         await assert.rejects(store.recordAck(ack()), storeCode('CLOSED'));
+        await assert.rejects(store.recordBatch([{ kind: 'ack', ack: ack() }]), storeCode('CLOSED'));
         await assert.rejects(store.tokens.claim(hashToken('x'), T0), storeCode('CLOSED'));
       });
     });

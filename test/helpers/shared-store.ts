@@ -59,6 +59,9 @@ export function shareStore(inner: FleetStore): SharedStore {
     removeAgents: after(inner.removeAgents.bind(inner), ([ids]) => agents(ids)),
     recordSend: after(inner.recordSend.bind(inner), ([send]) => agents([send.agentId])),
     recordAck: after(inner.recordAck.bind(inner), ([ack]) => agents([ack.agentId])),
+    recordBatch: after(inner.recordBatch.bind(inner), ([writes]) =>
+      writes.length === 0 ? null : agents(writes.map((w) => (w.kind === 'send' ? w.send.agentId : w.kind === 'ack' ? w.ack.agentId : w.id))),
+    ),
     lastSend: (id) => inner.lastSend(id),
     listAcks: (id, page) => inner.listAcks(id, page),
     digestsApplied: (id) => inner.digestsApplied(id),
@@ -74,6 +77,7 @@ export function shareStore(inner: FleetStore): SharedStore {
     listAdminTokens: () => inner.listAdminTokens(),
     revokeAdminToken: after(inner.revokeAdminToken.bind(inner), credentials),
     setCurrentCertificate: after(inner.setCurrentCertificate.bind(inner), credentials),
+    setCurrentCertificates: after(inner.setCurrentCertificates.bind(inner), ([records]) => (records.length === 0 ? null : credentials())),
     listCurrentCertificates: () => inner.listCurrentCertificates(),
     appendAudit: after(inner.appendAudit.bind(inner), () => ({ kind: 'audit' })),
     listAudit: (page) => inner.listAudit(page),

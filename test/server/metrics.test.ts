@@ -58,6 +58,15 @@ describe('ServerMetrics', () => {
       const metrics = metricsOver(() => []);
       const expected: Record<string, readonly string[]> = {
         meshcfg_tls_handshakes_total: ['result="ok"', 'result="failed"'],
+        meshcfg_connect_failures_total: [
+          'reason="handshake-timeout"',
+          'reason="tls-error"',
+          'reason="no-h2"',
+          'reason="refused-certificate"',
+          'reason="queue-timeout"',
+          'reason="overloaded"',
+          'reason="hello-timeout"',
+        ],
         meshcfg_commits_total: ['result="accepted"', 'result="refused"'],
         meshcfg_acks_total: ['status="applied"', 'status="rejected"', 'status="stale"'],
         meshcfg_unauthorized_attempts_total: [

@@ -13,6 +13,7 @@ import {
   checkAgentId,
   checkAudit,
   checkCurrentCertificate,
+  checkDeliveryWrite,
   checkDate,
   checkPatch,
   checkRefusal,
@@ -41,6 +42,7 @@ import type {
   AgentUpdate,
   AuditEntry,
   CurrentCertificate,
+  DeliveryWrite,
   CurrentCertificateKind,
   FleetStore,
   FleetStoreOptions,
@@ -337,6 +339,67 @@ export class PostgresFleetStore implements FleetStore {
     });
   }
 
+  async recordBatch(writes: readonly DeliveryWrite[]): Promise<void> {
+    for (const write of writes) checkDeliveryWrite(write);
+    if (writes.length === 0) return;
+    await this.write('record a batch of sends and acks', async (c, changes) => {
+      // Sends and acks each go in as one statement, in the batch's order (their ids follow it);
+      // the agent patches follow in order, one statement per run of same-shaped patches. One
+      // transaction: how inserts and patches interleave inside it is invisible to readers.
+      const sends: SendRecord[] = [];
+      const acks: AckRecord[] = [];
+      const patches: AgentUpdate[] = [];
+      for (const write of writes) {
+        switch (write.kind) {
+          case 'send':
+            sends.push(write.send);
+            if (write.agent !== undefined) patches.push({ id: write.send.agentId, patch: write.agent });
+            break;
+          case 'ack':
+            acks.push(write.ack);
+            if (write.agent !== undefined) patches.push({ id: write.ack.agentId, patch: write.agent });
+            break;
+          case 'agent':
+            patches.push({ id: write.id, patch: write.patch });
+            break;
+          default: {
+            const never: never = write;
+            throw new Error(`unexpected batch entry ${String(never)}`);
+          }
+        }
+      }
+      if (sends.length > 0) {
+        await c.query(
+          `INSERT INTO sends (agent_id, commit_sha, digest, generation, nonce, at)
+           SELECT a, c, d, g, n, t
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[]) WITH ORDINALITY AS r(a, c, d, g, n, t, o)
+           ORDER BY o`,
+          [sends.map((x) => x.agentId), sends.map((x) => x.commit), sends.map((x) => x.digest), sends.map((x) => x.generation), sends.map((x) => x.nonce), sends.map((x) => x.at.getTime())],
+        );
+      }
+      if (acks.length > 0) {
+        await c.query(
+          `INSERT INTO acks (agent_id, commit_sha, digest, generation, nonce, status, error, at)
+           SELECT a, c, d, g, n, s, e, t
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::bigint[]) WITH ORDINALITY AS r(a, c, d, g, n, s, e, t, o)
+           ORDER BY o`,
+          [
+            acks.map((x) => x.agentId),
+            acks.map((x) => x.commit),
+            acks.map((x) => x.digest),
+            acks.map((x) => x.generation),
+            acks.map((x) => x.nonce),
+            acks.map((x) => x.status),
+            acks.map((x) => x.error),
+            acks.map((x) => x.at.getTime()),
+          ],
+        );
+      }
+      for (const run of runsOf(patches)) await upsertMany(c, run);
+      changes.agents([...new Set([...sends.map((x) => x.agentId), ...acks.map((x) => x.agentId), ...patches.map((x) => x.id)])]);
+    });
+  }
+
   async lastSend(agentId: AgentId): Promise<StoredSend | null> {
     const [row] = await this.read<SendRow>('read the last send', 'SELECT * FROM sends WHERE agent_id = $1 ORDER BY id DESC LIMIT 1', [agentId]);
     return row === undefined ? null : sendOf(row);
@@ -517,6 +580,23 @@ export class PostgresFleetStore implements FleetStore {
         `INSERT INTO agent_certificates (agent_id, serial, kind, at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (agent_id) DO UPDATE SET serial = excluded.serial, kind = excluded.kind, at = excluded.at`,
         [record.agentId, record.serial, record.kind, record.at.getTime()],
+      );
+      changes.add({ kind: 'credentials' });
+    });
+  }
+
+  async setCurrentCertificates(records: readonly CurrentCertificate[]): Promise<void> {
+    for (const record of records) checkCurrentCertificate(record);
+    if (records.length === 0) return;
+    await this.write('record current certificates', async (c, changes) => {
+      // Later records of one agent win, as with one call each: keep the last per agent.
+      const last = new Map(records.map((r) => [r.agentId, r] as const));
+      const rows = [...last.values()];
+      await c.query(
+        `INSERT INTO agent_certificates (agent_id, serial, kind, at)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+         ON CONFLICT (agent_id) DO UPDATE SET serial = excluded.serial, kind = excluded.kind, at = excluded.at`,
+        [rows.map((r) => r.agentId), rows.map((r) => r.serial), rows.map((r) => r.kind), rows.map((r) => r.at.getTime())],
       );
       changes.add({ kind: 'credentials' });
     });

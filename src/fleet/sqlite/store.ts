@@ -10,6 +10,7 @@ import {
   checkAccepted,
   checkAdminToken,
   checkAck,
+  checkDeliveryWrite,
   checkAgentId,
   checkAudit,
   checkCurrentCertificate,
@@ -41,6 +42,7 @@ import {
   type AuditEntry,
   type CurrentCertificate,
   type CurrentCertificateKind,
+  type DeliveryWrite,
   type FleetStore,
   type FleetStoreOptions,
   type GenerationRecord,
@@ -330,6 +332,36 @@ export class SqliteFleetStore implements FleetStore {
     });
   }
 
+  async recordBatch(writes: readonly DeliveryWrite[]): Promise<void> {
+    for (const write of writes) checkDeliveryWrite(write);
+    if (writes.length === 0) return;
+    this.write('record a batch of sends and acks', () => {
+      for (const write of writes) {
+        switch (write.kind) {
+          case 'send': {
+            const { agentId, commit, digest, generation, nonce, at } = write.send;
+            this.statements.insertSend.run(agentId, commit, digest, generation, nonce, at.getTime());
+            if (write.agent !== undefined) this.upsert(agentId, write.agent);
+            break;
+          }
+          case 'ack': {
+            const { agentId, commit, digest, generation, nonce, status, error, at } = write.ack;
+            this.statements.insertAck.run(agentId, commit, digest, generation, nonce, status, error, at.getTime());
+            if (write.agent !== undefined) this.upsert(agentId, write.agent);
+            break;
+          }
+          case 'agent':
+            this.upsert(write.id, write.patch);
+            break;
+          default: {
+            const never: never = write;
+            throw new Error(`unexpected batch entry ${String(never)}`);
+          }
+        }
+      }
+    });
+  }
+
   async lastSend(agentId: AgentId): Promise<StoredSend | null> {
     return this.run('read the last send', () => {
       const row = this.statements.lastSend.get(agentId);
@@ -470,6 +502,14 @@ export class SqliteFleetStore implements FleetStore {
     checkCurrentCertificate(record);
     this.write('record a current certificate', () => {
       this.statements.setCurrentCertificate.run(record.agentId, record.serial, record.kind, record.at.getTime());
+    });
+  }
+
+  async setCurrentCertificates(records: readonly CurrentCertificate[]): Promise<void> {
+    for (const record of records) checkCurrentCertificate(record);
+    if (records.length === 0) return;
+    this.write('record current certificates', () => {
+      for (const record of records) this.statements.setCurrentCertificate.run(record.agentId, record.serial, record.kind, record.at.getTime());
     });
   }
 
