@@ -221,6 +221,8 @@ describe('agent identity over mTLS gRPC (ServerBackend + AgentCertificates)', ()
       assert.equal(await fetchCode(legacy), status.OK);
       assert.equal(await fetchCode(legacy), status.OK);
       assert.equal(await fetchCode(other), status.PERMISSION_DENIED);
+      // Adoptions are recorded in batches (a reconnecting fleet adopts thousands at once).
+      await certificates.flush();
       assert.deepEqual(
         (await store.listCurrentCertificates()).map((c) => [c.agentId, c.kind]),
         [[AGENT, 'adopted']],
