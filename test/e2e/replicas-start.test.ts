@@ -6,7 +6,8 @@ import pg from 'pg';
 import { tempDir } from '../helpers/git.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
 import { waitFor } from '../helpers/process.js';
-import { CONFIG_FILES, Deployment } from './harness.js';
+import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
+import { CONFIG_FILES, Deployment, sha256File, useDeployment } from './harness.js';
 
 interface Readyz {
   status: string;
@@ -86,5 +87,78 @@ describe('two replicas started at the same moment on an empty database', { timeo
     // Still exactly one leader after the agent synced.
     const settled = await Promise.all([d, r1].map(async (r) => (await readyz(r))?.replica.leader === true));
     assert.equal(settled.filter(Boolean).length, 1, `leaders: ${JSON.stringify(settled)}`);
+  });
+});
+
+/**
+ * Two real replicas whose shared PostgreSQL goes away (a TCP proxy on loopback, cut and
+ * restored) while agents are connected to each: the agents keep their config while it is
+ * unreachable, and once it is back a new commit reaches the agents on both replicas.
+ */
+describe('PostgreSQL stopped and restarted while agents are connected to two replicas', { timeout: 240_000 }, () => {
+  let db: TestDatabase;
+  let proxy: TcpProxy;
+  before(async () => {
+    db = await createTestDatabase('meshcfg_e2e_replicas_pg_restart');
+    proxy = await startTcpProxy(Number(new URL(db.url).port || 5432));
+  });
+  const suite = useDeployment('meshcfg-e2e-replicas-pg-restart-', CONFIG_FILES, (d) => {
+    const url = new URL(db.url);
+    url.port = String(proxy.port);
+    d.serverEnv['MESHCFG_POSTGRES_URL'] = url.toString();
+  });
+  let d: Deployment;
+  let r1: Deployment;
+  let first: string;
+  after(async () => {
+    await r1?.stopAll();
+    await proxy?.close();
+    await db?.drop();
+  });
+
+  before(async () => {
+    ({ deployment: d, first } = suite);
+    r1 = await d.replica('r1');
+    await r1.startServer();
+    for (const [id, replica] of [['edge-1', d], ['edge-2', r1]] as const) {
+      const enrolled = await replica.enroll(id);
+      assert.equal(enrolled.code, 0, enrolled.stderr);
+      replica.startAgent(id);
+      await replica.waitSynced(id, first, 40_000);
+    }
+  });
+
+  it('agents on both replicas keep their config while it is unreachable; after it is back a new commit reaches both', async () => {
+    const home = [['edge-1', d], ['edge-2', r1]] as const;
+    const onDisk = new Map(home.map(([id, replica]) => [id, sha256File(replica.agentFile(id))]));
+    await proxy.cut();
+
+    // Both replicas know the store is gone: a state change is refused with STORE_UNAVAILABLE.
+    const statuses: number[] = [];
+    for (const [id, replica] of home) {
+      await waitFor(
+        `${replica.root} to refuse writes while PostgreSQL is unreachable`,
+        async () => {
+          const res = await replica.admin<{ error?: { code: string } }>(`/api/v1/agents/${id}/quarantine`, { method: 'POST', body: JSON.stringify({ reason: 'while the database is away' }) });
+          statuses.push(res.status);
+          return res.status === 503 && res.body.error?.code === 'STORE_UNAVAILABLE';
+        },
+        30_000,
+        250,
+      );
+    }
+    assert.ok(!statuses.includes(200), `no quarantine succeeded while PostgreSQL was unreachable: ${JSON.stringify(statuses)}`);
+    for (const [id, replica] of home) assert.equal((await replica.agentView(id))?.quarantine ?? null, null, `${id} was not quarantined`);
+    // The agents keep running on the config they had.
+    for (const [id, replica] of home) {
+      assert.equal(sha256File(replica.agentFile(id)), onDisk.get(id), `${id} keeps its config`);
+      assert.equal(replica.agents.get(id)?.child.exitCode, null, `${id} keeps running`);
+    }
+
+    await proxy.restore();
+
+    const next = d.push({ 'config/base/10-telemetry.yaml': 'telemetry: { accessLog: true }\n' }, 'access logs everywhere');
+    for (const [id, replica] of home) await replica.waitSynced(id, next, 60_000);
+    for (const [id, replica] of home) assert.notEqual(sha256File(replica.agentFile(id)), onDisk.get(id), `${id} applied the new commit`);
   });
 });
