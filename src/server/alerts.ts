@@ -43,6 +43,13 @@ export type Alert =
       readonly at: string;
     }
   | {
+      readonly kind: 'fleet-store-unavailable';
+      /** When the store was first seen out of reach (ISO 8601). */
+      readonly since: string;
+      readonly message: string;
+      readonly at: string;
+    }
+  | {
       readonly kind: 'cert-expiring';
       readonly agent: string;
       readonly serial: string;

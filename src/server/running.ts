@@ -32,6 +32,10 @@ export interface StartServerOptions {
   readonly unauthorizedAlertWindowMs?: number;
   /** How often agents are checked against `rollout.quarantineStaleAfter` (when the served commit sets it). Default 5 s. */
   readonly staleCheckMs?: number;
+  /** How long the fleet store may be out of reach before `/readyz` answers 503 and an alert is posted. Default 30 s. */
+  readonly storeOutageGraceMs?: number;
+  /** How often the fleet store's reachability is checked for that alert. Default 5 s. */
+  readonly storeOutageCheckMs?: number;
   /** How often the rollout's bakes and windows are checked. Default 1 s. */
   readonly rolloutTickMs?: number;
   /**

@@ -10,6 +10,7 @@ import { buildProducer } from './producer.js';
 import { chooseLeadership, runWhileLeading, startReplicaSync } from './replica.js';
 import type { SourceStatus } from '../source/index.js';
 import type { RunningServer, StartServerOptions } from './running.js';
+import { DEFAULT_STORE_OUTAGE_GRACE_MS, StoreOutage } from './store-outage.js';
 
 export { pollDelay } from './lifecycle.js';
 export type { TransportHandle } from './links.js';
@@ -35,7 +36,10 @@ export async function startServer(config: ServerConfig, options: StartServerOpti
     const producer = await buildProducer(context, opened, leadership);
     const { source, alerting, rollout, metrics, quarantine, reconciler, link, transport } = producer;
     const { enrollmentTokens, grpc } = await startDelivery(context, opened, producer);
-    const ready = (): boolean => link.ready();
+    const graceMs = options.storeOutageGraceMs ?? DEFAULT_STORE_OUTAGE_GRACE_MS;
+    const outage = new StoreOutage({ reachable: () => fleet.storeReachable, graceMs, sink: alerting.sink, now });
+    cleanups.every(options.storeOutageCheckMs ?? 5_000, () => outage.check());
+    const ready = (): boolean => link.ready() && outage.ready();
     const admin = await startAdminApi({
       config,
       dataDir,

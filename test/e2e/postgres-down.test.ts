@@ -24,7 +24,7 @@ async function acksOf(url: string, agentId: string): Promise<Array<{ at: number;
  * answers UNAVAILABLE, and once PostgreSQL is back what the agents acked meanwhile is in it
  * and writes succeed again.
  */
-describe('a server whose PostgreSQL goes away', { timeout: 240_000 }, () => {
+describe('a server whose PostgreSQL goes away', { timeout: 300_000 }, () => {
   let db: TestDatabase;
   let proxy: TcpProxy;
   before(async () => {
@@ -81,7 +81,16 @@ describe('a server whose PostgreSQL goes away', { timeout: 240_000 }, () => {
     assert.notEqual(enroll.code, 0);
     assert.match(enroll.stderr, /BACKEND_UNAVAILABLE/);
 
+    // Past the grace period (30 s from the first failed write, checked every 5 s) the replica
+    // reports not ready, so a load balancer sends agents elsewhere, and alerts once.
+    const readyzStatus = async (): Promise<number> => (await fetch(`${d.adminUrl}/readyz`)).status;
+    assert.equal(await readyzStatus(), 200, 'a short outage changes nothing visible');
+    await waitFor('/readyz to answer 503', async () => (await readyzStatus()) === 503, 60_000, 500);
+    const alerts = (await d.admin<Array<{ kind: string; since?: string }>>('/api/v1/alerts')).body;
+    assert.equal(alerts.filter((a) => a.kind === 'fleet-store-unavailable').length, 1);
+
     await proxy.restore();
+    await waitFor('/readyz to answer 200 again', async () => (await readyzStatus()) === 200, 30_000, 250);
 
     // Writes succeed again by themselves, in order; the acks made during the outage are in PostgreSQL.
     const quarantined = await waitFor(
