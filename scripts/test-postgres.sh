@@ -7,6 +7,13 @@
 # each test creates its own database there and drops it afterwards.
 set -euo pipefail
 
+case "${1:-}" in
+  -h | --help)
+    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+esac
+
 if ! command -v pg_lsclusters >/dev/null; then
   if [ "$(id -u)" != 0 ]; then echo "PostgreSQL is not installed: apt-get install postgresql" >&2; exit 1; fi
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql

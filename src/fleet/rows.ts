@@ -1,6 +1,7 @@
 import type { AgentId, CommitSha } from '../domain/types.js';
 import { StoreError } from './errors.js';
-import { ADMIN_ROLES, AGENT_STATES, type AdminRole, type AdminTokenRecord, type AgentRecord, type AgentState, type StoredAck, type StoredSend } from './store.js';
+import { generationOf } from './records.js';
+import { ADMIN_ROLES, AGENT_STATES, type AdminRole, type AdminTokenRecord, type AgentRecord, type AgentState, type GenerationRecord, type StoredAck, type StoredSend } from './store.js';
 
 /*
  * Rows as a SQL backend keeps them — snake_case columns, times as INTEGER epoch milliseconds,
@@ -135,5 +136,33 @@ export function ackOf(row: AckRow): StoredAck {
     status: row.status,
     error: row.error,
     at: new Date(row.at),
+  });
+}
+
+/** A row of `generations`, as both SQL backends store it (JSON text columns, BIGINT ms). */
+export interface GenerationRow {
+  readonly generation: number;
+  readonly commit_sha: CommitSha;
+  readonly statement: string;
+  readonly bundle: string;
+  readonly agents: string;
+  readonly at: number;
+}
+
+export function generationRowOf(row: GenerationRow): GenerationRecord {
+  let agents: unknown;
+  try {
+    agents = JSON.parse(row.agents);
+  } catch {
+    throw new StoreError({ code: 'CORRUPT', message: `generation ${row.generation}: its agents column is not JSON` });
+  }
+  if (!Array.isArray(agents)) throw new StoreError({ code: 'CORRUPT', message: `generation ${row.generation}: its agents column is not a list` });
+  return generationOf({
+    generation: row.generation,
+    commit: row.commit_sha,
+    statement: parseJson(row.statement, 'a generation statement'),
+    bundle: parseJson(row.bundle, 'a generation bundle'),
+    agents,
+    at: row.at,
   });
 }

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { redactUrl } from '../../src/fleet/postgres/connection.js';
 
 /**
  * A real PostgreSQL for tests. `bash scripts/test-postgres.sh` starts the local cluster and
@@ -22,7 +23,7 @@ async function admin<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
     await client.connect();
   } catch (err) {
     throw new Error(
-      `PostgreSQL is not reachable at ${redact(TEST_POSTGRES_URL)} (${(err as Error).message}). ` +
+      `PostgreSQL is not reachable at ${redactUrl(TEST_POSTGRES_URL)} (${(err as Error).message}). ` +
         'Start it with `bash scripts/test-postgres.sh` (or set MESHCFG_TEST_POSTGRES_URL to a server where the user may create databases).',
     );
   }
@@ -44,10 +45,4 @@ export async function createTestDatabase(prefix = 'meshcfg_test'): Promise<TestD
     name,
     drop: () => admin((client) => client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined),
   };
-}
-
-function redact(url: string): string {
-  const parsed = new URL(url);
-  if (parsed.password !== '') parsed.password = '***';
-  return parsed.toString();
 }

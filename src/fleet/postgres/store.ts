@@ -24,14 +24,13 @@ import {
   generationConflict,
   jsonText,
   checkGenerationRecord,
-  generationOf,
   generationTaken,
   pageOf,
   refusalText,
   reviveRefusal,
   revisionConflict,
 } from '../records.js';
-import { agentOf, adminTokenOf, ackOf, parseJson, sendOf, type AckRow, type AdminTokenRow, type AgentRow, type AuditRow, type SendRow, type TokenRow } from '../rows.js';
+import { agentOf, adminTokenOf, ackOf, generationRowOf, parseJson, sendOf, type AckRow, type AdminTokenRow, type AgentRow, type AuditRow, type GenerationRow, type SendRow, type TokenRow } from '../rows.js';
 import { checkSchemaVersion } from '../schema.js';
 import type {
   AcceptedState,
@@ -434,19 +433,8 @@ export class PostgresFleetStore implements FleetStore {
   }
 
   async latestGeneration(): Promise<GenerationRecord | null> {
-    const [row] = await this.read<{ generation: number; commit_sha: CommitSha; statement: string; bundle: string; agents: string; at: number }>(
-      'load the newest signed generation',
-      'SELECT * FROM generations ORDER BY generation DESC LIMIT 1',
-    );
-    if (row === undefined) return null;
-    return generationOf({
-      generation: row.generation,
-      commit: row.commit_sha,
-      statement: parseJson(row.statement, 'a generation statement'),
-      bundle: parseJson(row.bundle, 'a generation bundle'),
-      agents: JSON.parse(row.agents) as unknown,
-      at: row.at,
-    });
+    const [row] = await this.read<GenerationRow>('load the newest signed generation', 'SELECT * FROM generations ORDER BY generation DESC LIMIT 1');
+    return row === undefined ? null : generationRowOf(row);
   }
 
   async loadRollout(): Promise<StoredRollout | null> {

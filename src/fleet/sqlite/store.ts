@@ -23,7 +23,6 @@ import {
   duplicateToken,
   generationConflict,
   checkGenerationRecord,
-  generationOf,
   generationTaken,
   jsonText,
   pageOf,
@@ -58,7 +57,7 @@ import {
   type StoredRollout,
   type StoredSend,
 } from '../store.js';
-import { agentOf, adminTokenOf, ackOf, parseJson, sendOf, type AckRow, type AdminTokenRow, type AgentRow, type AuditRow, type SendRow, type TokenRow } from '../rows.js';
+import { agentOf, adminTokenOf, ackOf, generationRowOf, parseJson, sendOf, type AckRow, type AdminTokenRow, type AgentRow, type AuditRow, type GenerationRow, type SendRow, type TokenRow } from '../rows.js';
 import { checkSchemaVersion } from '../schema.js';
 import { MIGRATIONS } from './migrations.js';
 
@@ -124,9 +123,7 @@ function prepare(db: Database) {
 
     insertGeneration: db.prepare('INSERT INTO generations (generation, commit_sha, statement, bundle, agents, at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (generation) DO NOTHING'),
     pruneGenerations: db.prepare(`DELETE FROM generations WHERE generation NOT IN (SELECT generation FROM generations ORDER BY generation DESC LIMIT ${GENERATIONS_KEPT})`),
-    latestGeneration: db.prepare<{ generation: number; commit_sha: CommitSha; statement: string; bundle: string; agents: string; at: number }>(
-      'SELECT * FROM generations ORDER BY generation DESC LIMIT 1',
-    ),
+    latestGeneration: db.prepare<GenerationRow>('SELECT * FROM generations ORDER BY generation DESC LIMIT 1'),
     loadRollout: db.prepare<{ commit_sha: CommitSha; document: string; at: number; revision: number }>('SELECT commit_sha, document, at, revision FROM rollout WHERE id = 1'),
     saveRollout: db.prepare(`
       INSERT INTO rollout (id, commit_sha, document, at, revision) VALUES (1, ?, ?, ?, ?)
@@ -394,15 +391,7 @@ export class SqliteFleetStore implements FleetStore {
   async latestGeneration(): Promise<GenerationRecord | null> {
     return this.run('load the newest signed generation', () => {
       const row = this.statements.latestGeneration.get();
-      if (row === undefined) return null;
-      return generationOf({
-        generation: row.generation,
-        commit: row.commit_sha,
-        statement: parseJson(row.statement, 'a generation statement'),
-        bundle: parseJson(row.bundle, 'a generation bundle'),
-        agents: JSON.parse(row.agents) as unknown,
-        at: row.at,
-      });
+      return row === undefined ? null : generationRowOf(row);
     });
   }
 
