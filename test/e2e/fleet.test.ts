@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
@@ -11,6 +12,16 @@ import { aid } from '../helpers/ids.js';
  * Fleet state end to end with real processes: drift → quarantine → baseline on disk →
  * `meshcfg approve` → desired on disk; and fleet.db surviving `kill -9` of the server.
  */
+/** The digest of the agent's newest stored ack, read from the file beside the running server (read-only). */
+function lastAckDigest(path: string, agentId: string): string | undefined {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    return db.prepare<{ digest: string }>('SELECT digest FROM acks WHERE agent_id = ? ORDER BY id DESC LIMIT 1').get(agentId)?.digest;
+  } finally {
+    db.close();
+  }
+}
+
 describe('fleet state end to end', { timeout: 240_000 }, () => {
   const suite = useDeployment('meshcfg-e2e-fleet-', CONFIG_FILES);
   let d: Deployment;
@@ -60,6 +71,9 @@ describe('fleet state end to end', { timeout: 240_000 }, () => {
   it('leaves fleet.db intact after kill -9, and the restarted server still knows the last ack', async () => {
     const next = d.push({ 'config/agents/edge-1.yaml': 'telemetry: { accessLog: true }\n' }, 'edge-1 access log');
     const synced: AgentView = await d.waitSynced('edge-1', next);
+    // Acks reach fleet.db in the fleet cache's write batches (a 20 ms window, docs/architecture.md):
+    // the kill comes once the ack is durable, and what is checked below is that it outlives the kill.
+    await waitFor('the ack of edge-1 in fleet.db', () => lastAckDigest(join(d.dataDir, 'fleet.db'), 'edge-1') === synced.desired?.digest);
     // Mid-operation: the agent stream is open and the server polls the repository every 200 ms.
     await d.killServer();
     await d.agents.get('edge-1')?.stop(); // so nothing re-reports what it runs after the restart
