@@ -85,7 +85,16 @@ describe('a server on PostgreSQL end to end', { timeout: 240_000 }, () => {
     }
 
     await d.startServer();
-    const after = (await d.admin<SourceView>('/api/v1/source')).body;
+    // The killed process's advisory lock is released when PostgreSQL sees its socket close; until
+    // then the restarted server follows (retrying every 3 s), and only a leader re-signs.
+    await waitFor('the restarted server to lead', async () => {
+      const res = await fetch(`${d.adminUrl}/readyz`);
+      return ((await res.json()) as { replica?: { leader: boolean } }).replica?.leader === true;
+    });
+    const after = await waitFor('the restarted leader to republish', async () => {
+      const source = (await d.admin<SourceView>('/api/v1/source')).body;
+      return source.generation > before.generation ? source : undefined;
+    });
     assert.equal(after.accepted, next);
     // Republishing the accepted commit signs the next generation after the stored one: a
     // server that had lost its state would start again at 1 and reuse numbers agents have seen.
