@@ -103,11 +103,12 @@ describe('EnrollmentCa', () => {
     });
   });
 
-  describe("with signer 'node' (node:crypto signs forge's TBSCertificate)", () => {
+  describe("with signer 'node' (the default: node:crypto signs forge's TBSCertificate)", () => {
     it('issues the certificate the forge signer issues: same profile, a valid signature by the CA', () => {
-      const native = new EnrollmentCa(material, { now: clock.now, signer: 'node' });
+      const native = new EnrollmentCa(material, { now: clock.now });
+      const pureJs = new EnrollmentCa(material, { now: clock.now, signer: 'forge' });
       const csrPem = forgeCsr(agentKey);
-      const fromForge = ca.issueAgentCertificate({ csrPem, agentId: aid('edge-1') });
+      const fromForge = pureJs.issueAgentCertificate({ csrPem, agentId: aid('edge-1') });
       const fromNode = native.issueAgentCertificate({ csrPem, agentId: aid('edge-1') });
       const [a, b] = [new X509Certificate(fromForge.certPem), new X509Certificate(fromNode.certPem)];
       assert.ok(b.verify(caCert.publicKey));
