@@ -1,4 +1,5 @@
 import { Compiler } from '../compile/index.js';
+import { errorMessage } from '../domain/errors.js';
 import { combineHooks } from '../lib/index.js';
 import { certificateExpiry } from '../pki/index.js';
 import { GitSource } from '../source/index.js';
@@ -132,6 +133,13 @@ export async function buildProducer(context: WiringContext, opened: OpenedState,
     policy: quarantine.policy(options.policy ?? rollout.policy),
     // Replicas sharing the store: every signed generation is kept there for the others to serve.
     generations: fleetStore.changes === null ? null : fleetStore,
+    // Every replica reports the leader's refusal from the store (a restarted server judges again).
+    refusals: {
+      saveRefusal: (refusal) =>
+        fleetStore.saveRefusal(refusal).catch((err: unknown) => {
+          logger.warn({ event: 'refusal-save-failed', commit: refusal?.commit, err: errorMessage(err) }, 'could not record the refusal in the fleet store');
+        }),
+    },
     ...(options.refreshCheckMs === undefined ? {} : { refreshCheckMs: options.refreshCheckMs }),
   });
   link.bind(reconciler);

@@ -29,6 +29,11 @@ export interface SnapshotSink {
   set(snapshot: Snapshot): void;
 }
 /** Where the leader keeps each signed generation for the other replicas (the fleet store). */
+/** The shared record of the last refused commit (null: none stands). */
+export interface RefusalSink {
+  saveRefusal(refusal: Refusal | null): Promise<void>;
+}
+
 export interface GenerationSink {
   saveGeneration(record: GenerationRecord): Promise<void>;
 }
@@ -48,6 +53,10 @@ export const REFUSAL_CODES = [
 ] as const;
 
 export type RefusalCode = (typeof REFUSAL_CODES)[number];
+
+export function isRefusalCode(code: string): code is RefusalCode {
+  return (REFUSAL_CODES as readonly string[]).includes(code);
+}
 
 export interface Refusal {
   readonly commit: CommitSha;
@@ -109,6 +118,12 @@ export interface ReconcilerOptions {
   readonly policy?: DesiredStatePolicy;
   /** Replicas sharing a store: each signed generation is saved here before it is published. */
   readonly generations?: GenerationSink | null;
+  /**
+   * Where the leader records each refusal, and its end when a newer commit is accepted, so
+   * every replica can report it (followers judge nothing; see `adoptRefusal`). Awaited within
+   * the judgement; it reports its own failures and must not throw.
+   */
+  readonly refusals?: RefusalSink | null;
   readonly hooks?: ReconcileHooks;
   readonly now?: () => Date;
   /** How often `start()`'s timer checks whether a refresh is due. Default ttl/48, within 1 s – 60 s. */
@@ -151,8 +166,9 @@ const MAX_SEEN_COMMITS = 256;
  *   next fetch event.
  */
 export class Reconciler {
-  private readonly options: Required<Omit<ReconcilerOptions, 'initialState' | 'generations'>>;
+  private readonly options: Required<Omit<ReconcilerOptions, 'initialState' | 'generations' | 'refusals'>>;
   private readonly generations: GenerationSink | null;
+  private readonly refusals: RefusalSink | null;
   /** Another replica leads: a fetched head is noted, never judged; generations come from `adopt`. */
   private following = false;
   private readonly conditions: Conditions;
@@ -189,6 +205,7 @@ export class Reconciler {
       refreshCheckMs: options.refreshCheckMs ?? Math.min(60_000, Math.max(1_000, Math.floor(options.bundleTtlMs / 48))),
     };
     this.generations = options.generations ?? null;
+    this.refusals = options.refusals ?? null;
     this.anchor = options.initialState.accepted;
     this.anchorSeenAt = options.initialState.seenAt;
     this.generation = options.initialState.generation;
@@ -308,6 +325,23 @@ export class Reconciler {
     });
   }
 
+  /**
+   * A follower reports the refusal the leader recorded (null: none stands), as the leader does:
+   * in `status()` and the Ready condition. Nothing is alerted or counted again. A refusal of the
+   * commit being served is stale (the leader accepted a newer one and has not cleared it yet)
+   * and is ignored. A no-op on the leader, whose own judgements decide.
+   */
+  adoptRefusal(refusal: Refusal | null): Promise<void> {
+    return this.serialized(async () => {
+      if (!this.following || refusal?.commit === this.refused?.commit) return;
+      const serving = this.current?.snapshot.commit;
+      if (refusal !== null && refusal.commit === serving) return;
+      this.refused = refusal;
+      if (refusal !== null) this.conditions.set('Ready', ...readyWhileRefused(refusal, serving));
+      else if (serving !== undefined) this.conditions.set('Ready', 'True', 'Serving', `serving ${serving} as generation ${this.current?.snapshot.generation}`);
+    });
+  }
+
   /** Re-signs the served content under a new generation when half its lifetime has passed. */
   refreshIfDue(): Promise<boolean> {
     return this.serialized(async () => {
@@ -401,8 +435,11 @@ export class Reconciler {
 
   /** Call only through `serialized`. */
   private async judge(commit: CommitSha, reason: 'commit' | 'restore'): Promise<ReconcileResult> {
+    const standing = this.refused;
     const result = await this.judgeOnce(commit, reason);
     if (result.kind === 'accepted' || result.kind === 'refused' || result.kind === 'failed') this.lastDecision = result;
+    // A refusal made, or ended by a newer accepted commit: the other replicas read it from here.
+    if (this.refused !== standing) await this.refusals?.saveRefusal(this.refused);
     return result;
   }
 
@@ -538,15 +575,7 @@ export class Reconciler {
     const refusal: Refusal = Object.freeze({ commit, code, message, at: this.options.now(), violations });
     this.refused = refusal;
     if (stage === 'compile') this.conditions.set('Compiled', 'False', reasonOf(code), message);
-    const serving = this.current?.snapshot.commit;
-    this.conditions.set(
-      'Ready',
-      serving === undefined ? 'False' : 'True',
-      serving === undefined ? 'NoAcceptedCommit' : 'ServingPrevious',
-      serving === undefined
-        ? `commit ${commit} refused (${code}); nothing accepted yet`
-        : `commit ${commit} refused (${code}); still serving ${serving}`,
-    );
+    this.conditions.set('Ready', ...readyWhileRefused(refusal, this.current?.snapshot.commit));
     this.emit(() => this.options.hooks.onRefused?.(refusal));
     return { kind: 'refused', refusal };
   }
@@ -562,6 +591,13 @@ export class Reconciler {
     // Observers must not break the producer loop (see ReconcileHooks).
     notify(call);
   }
+}
+
+/** The Ready condition while `refusal` stands: still serving the previous commit, or nothing yet. */
+function readyWhileRefused({ commit, code }: Refusal, serving: CommitSha | undefined): ['True' | 'False', string, string] {
+  return serving === undefined
+    ? ['False', 'NoAcceptedCommit', `commit ${commit} refused (${code}); nothing accepted yet`]
+    : ['True', 'ServingPrevious', `commit ${commit} refused (${code}); still serving ${serving}`];
 }
 
 function decidedCommit(result: ReconcileResult): CommitSha {

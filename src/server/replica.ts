@@ -1,13 +1,13 @@
 import type { Logger } from 'pino';
 import type { AgentId } from '../domain/types.js';
 import { errorMessage } from '../domain/errors.js';
-import type { CoherentCache, FleetChangeEvent, FleetChangeFeed, FleetStore, GenerationStore } from '../fleet/index.js';
+import type { CoherentCache, FleetChangeEvent, FleetChangeFeed, FleetStore, GenerationStore, RefusalRecord, ServerStateStore } from '../fleet/index.js';
 import { restoreGeneration } from '../signing/index.js';
 import type { PollOptions } from '../source/index.js';
 import { assertNever } from '../lib/index.js';
 import type { ServerConfig } from './config.js';
 import { AdvisoryLockLeadership, SoleLeadership, type Leadership, type LeadershipHooks } from './leadership.js';
-import type { AcceptedCompiler, GenerationRestorer, Reconciler } from './reconcile.js';
+import { isRefusalCode, type AcceptedCompiler, type GenerationRestorer, type Reconciler, type Refusal } from './reconcile.js';
 
 /** The loops only the leader runs, as the server's parts offer them. */
 export interface LeaderLoops {
@@ -86,9 +86,9 @@ export function runWhileLeading(leadership: Leadership, loops: LeaderLoops, logg
 
 export interface ReplicaSyncOptions {
   readonly changes: FleetChangeFeed;
-  readonly store: Pick<GenerationStore, 'latestGeneration'>;
+  readonly store: Pick<GenerationStore, 'latestGeneration'> & Pick<ServerStateStore, 'serverState'>;
   readonly leadership: Pick<Leadership, 'isLeader'>;
-  readonly reconciler: Pick<Reconciler, 'adopt'>;
+  readonly reconciler: Pick<Reconciler, 'adopt' | 'adoptRefusal'>;
   /** Compiles an accepted commit, fetching the repository when the commit is not there yet. */
   readonly compile: AcceptedCompiler;
   readonly restore: GenerationRestorer;
@@ -102,7 +102,8 @@ export interface ReplicaSyncOptions {
 /**
  * A replica's side of the change feed: bursts of changes are coalesced (agent ids merged, one
  * refresh per kind), each `notified` cache refreshes from the store, and a follower serves the
- * newest generation the leader stored when the accepted state changed. Refreshes run one batch
+ * newest generation the leader stored, and reports the refusal it recorded, when the server
+ * state changed. Refreshes run one batch
  * at a time, so a slow store delays them but never reorders them.
  */
 export class ReplicaSync {
@@ -139,7 +140,7 @@ export class ReplicaSync {
     await this.chain;
   }
 
-  /** Serves the newest stored generation when this replica does not lead (a no-op when it does, or serves it already). */
+  /** Serves the newest stored generation and reports the stored refusal when this replica does not lead (a no-op when it does). */
   catchUp(): Promise<void> {
     const run = this.chain.then(() => this.adoptLatest());
     this.chain = run.catch(() => {});
@@ -201,15 +202,17 @@ export class ReplicaSync {
     let failed = false;
     try {
       const record = await this.options.store.latestGeneration();
-      if (record === null) return;
-      const result = await this.options.reconciler.adopt(record, this.options.compile, this.options.restore);
-      if (result.kind === 'failed') {
+      const result = record === null ? null : await this.options.reconciler.adopt(record, this.options.compile, this.options.restore);
+      if (record !== null && result?.kind === 'failed') {
         failed = true;
         this.options.logger.error(
           { event: 'generation-not-served', generation: record.generation, commit: record.commit, err: errorMessage(result.error) },
           'cannot serve the generation the leader signed; still serving the previous one',
         );
       }
+      // After the generation: a refusal of the commit just adopted is stale and ignored.
+      const { lastRefusal } = await this.options.store.serverState();
+      await this.options.reconciler.adoptRefusal(lastRefusal === null ? null : this.refusalOf(lastRefusal));
     } catch (err) {
       failed = true;
       this.options.logger.warn({ event: 'generation-load-failed', err: errorMessage(err) }, 'could not load the newest signed generation');
@@ -223,6 +226,15 @@ export class ReplicaSync {
       this.retryTimer = setTimeout(() => void this.catchUp(), this.retryMs);
       this.retryTimer.unref();
     }
+  }
+
+  /** The stored refusal as the reconciler's; one with a code this meshcfg does not know (a newer replica's) stands as no refusal. */
+  private refusalOf(record: RefusalRecord): Refusal | null {
+    const { code } = record;
+    if (isRefusalCode(code)) return { ...record, code };
+    const message = `the leader refused ${record.commit} with a code unknown here (${code})`;
+    this.options.logger.warn({ event: 'refusal-not-adopted', commit: record.commit, code }, message);
+    return null;
   }
 }
 
@@ -240,7 +252,7 @@ export function startReplicaSync(
   parts: {
     readonly store: FleetStore;
     readonly leadership: Pick<Leadership, 'isLeader'>;
-    readonly reconciler: Pick<Reconciler, 'adopt'>;
+    readonly reconciler: Pick<Reconciler, 'adopt' | 'adoptRefusal'>;
     readonly compile: AcceptedCompiler;
     readonly signer: { readonly signingPublicKeyPem: string };
     readonly logger: Logger;

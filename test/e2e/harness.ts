@@ -243,7 +243,11 @@ export class Deployment {
     );
   }
 
+  /** Replicas made from this deployment: `stopAll` stops them first (their files live under its root). */
+  private readonly replicas: Deployment[] = [];
+
   async stopAll(): Promise<void> {
+    await Promise.all(this.replicas.map((r) => r.stopAll()));
     await Promise.all([...this.agents.values()].map((a) => a.stop()));
     await this.stopServer();
     await this.http?.close();
@@ -264,6 +268,7 @@ export class Deployment {
     replica.extraConfig.push(...this.extraConfig);
     Object.assign(replica.serverEnv, this.serverEnv);
     cpSync(this.dataDir, replica.dataDir, { recursive: true });
+    this.replicas.push(replica);
     return replica;
   }
 }

@@ -18,9 +18,9 @@ async function readyz(d: Deployment): Promise<Readyz | null> {
 async function fleetAnswer(d: Deployment): Promise<unknown> {
   const agents = (await d.admin<AgentView[]>('/api/v1/agents')).body.map((a) => ({ id: a.id, state: a.state, desired: a.desired, active: a.active, quarantine: a.quarantine }));
   const rollout = (await d.admin<RolloutView>('/api/v1/rollout')).body;
-  const source = (await d.admin<{ accepted: string; generation: number }>('/api/v1/source')).body;
+  const source = (await d.admin<{ accepted: string; generation: number; refused: { commit: string } | null }>('/api/v1/source')).body;
   const audit = (await d.admin<unknown>('/api/v1/audit')).body;
-  return { agents, rollout: { ...rollout, window: undefined }, source: { accepted: source.accepted, generation: source.generation }, audit };
+  return { agents, rollout: { ...rollout, window: undefined }, source: { accepted: source.accepted, generation: source.generation, refused: source.refused?.commit ?? null }, audit };
 }
 
 /**

@@ -6,7 +6,7 @@ import { afterEach, before, beforeEach, describe, it } from 'node:test';
 import { Compiler } from '../../src/compile/index.js';
 import { WebhookAlerter } from '../../src/server/alerts.js';
 import { combineHooks } from '../../src/lib/index.js';
-import { Reconciler, type PublishedEvent, type ReconcileHooks, type Refusal } from '../../src/server/reconcile.js';
+import { Reconciler, type PublishedEvent, type ReconcileHooks, type Refusal, type RefusalSink } from '../../src/server/reconcile.js';
 import { SnapshotCache } from '../../src/server/snapshot.js';
 import { FileStateStore } from '../../src/server/state.js';
 import { BundleSigner, BundleVerifier } from '../../src/signing/index.js';
@@ -15,7 +15,7 @@ import { loadAllowedSigners, SshSignatureVerifier, TrustGate, type KeyValidityTi
 import { writeAllowedSigners } from '../helpers/git.js';
 import type { Delivery } from '../../src/transport/backend.js';
 import { makeFixture, manualClock, PERMISSIVE_BASE, webhookReceiver, type Fixture } from './helpers.js';
-import { aid } from '../helpers/ids.js';
+import { aid, cid } from '../helpers/ids.js';
 
 const HOUR = 3_600_000;
 
@@ -31,7 +31,15 @@ interface Harness {
 
 async function harness(
   fixture: Fixture,
-  options: { signingKey: KeyObject; trustDomain?: string; webhook?: string; clock?: { now: () => Date }; ttlMs?: number; keyValidityAt?: KeyValidityTime },
+  options: {
+    signingKey: KeyObject;
+    trustDomain?: string;
+    webhook?: string;
+    clock?: { now: () => Date };
+    ttlMs?: number;
+    keyValidityAt?: KeyValidityTime;
+    refusals?: RefusalSink;
+  },
 ): Promise<Harness> {
   mkdirSync(fixture.dataDir, { recursive: true });
   const now = options.clock?.now ?? (() => new Date());
@@ -65,6 +73,7 @@ async function harness(
     bundleTtlMs: ttlMs,
     now,
     hooks: combineHooks<ReconcileHooks>({ onPublished: (e) => published.push(e), onRefused: (r) => refusals.push(r) }, alertHooks),
+    refusals: options.refusals ?? null,
   });
   await reconciler.restore();
   return {
@@ -255,6 +264,40 @@ describe('Reconciler', () => {
         [fixture.first, 1],
         [fixed, 2],
       ]);
+    });
+  });
+
+  describe('with replicas sharing the verdict', () => {
+    it('the leader records a refusal, and its end when a newer commit is accepted', async () => {
+      const saved: Array<string | null> = [];
+      h = await harness(fixture, { signingKey, refusals: { saveRefusal: async (r) => void saved.push(r === null ? null : `${r.commit} ${r.code}`) } });
+      await h.sync();
+      const unsigned = fixture.repo.write({ 'config/agents/edge-1.yaml': 'telemetry: { metrics: false }\n' }).commit('unsigned');
+      await h.sync();
+      await h.sync();
+      fixture.repo.write({ 'config/agents/edge-1.yaml': 'telemetry: { metrics: true }\n' }).commit('signed', fixture.signer);
+      await h.sync();
+      assert.deepEqual(saved, [`${unsigned} UNSIGNED`, null], 'saved once when made, once when ended; not on an unchanged judgement');
+    });
+
+    it('a follower reports the refusal it is handed, ignores a stale one, and the leader ignores any', async () => {
+      h = await harness(fixture, { signingKey });
+      await h.sync();
+      const refusal = (commit: string): Refusal => ({ commit: cid(commit), code: 'UNTRUSTED_SIGNER', message: 'not ours', at: new Date(), violations: [] });
+      await h.reconciler.adoptRefusal(refusal('a'.repeat(40)));
+      assert.equal(h.reconciler.status().refused, null, 'the leader decides by its own judgements');
+
+      h.reconciler.follow();
+      await h.reconciler.adoptRefusal(refusal(fixture.first));
+      assert.equal(h.reconciler.status().refused, null, 'a refusal of the served commit is stale');
+      await h.reconciler.adoptRefusal(refusal('a'.repeat(40)));
+      assert.equal(h.reconciler.status().refused?.commit, 'a'.repeat(40));
+      const ready = () => h.reconciler.status().conditions.find((c) => c.type === 'Ready');
+      assert.equal(ready()?.reason, 'ServingPrevious');
+      assert.equal(h.refusals.length, 0, 'nothing alerted or counted on a follower');
+      await h.reconciler.adoptRefusal(null);
+      assert.equal(h.reconciler.status().refused, null);
+      assert.equal(ready()?.reason, 'Serving');
     });
   });
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { MemoryFleetStore, notified, type FleetChangeEvent, type GenerationRecord } from '../../src/fleet/index.js';
 import { ReplicaSync } from '../../src/server/replica.js';
-import type { ReconcileResult } from '../../src/server/reconcile.js';
+import type { ReconcileResult, Refusal } from '../../src/server/reconcile.js';
 import { aid, cid } from '../helpers/ids.js';
 import { shareStore, type SharedStore } from '../helpers/shared-store.js';
 import { silentLogger } from './helpers.js';
@@ -15,6 +15,8 @@ describe('ReplicaSync (the change feed into a replica’s caches)', () => {
   let leader: boolean;
   const refreshed: FleetChangeEvent[] = [];
   const adopted: number[] = [];
+  /** The refusals the reconciler was handed (commit, or null for none). */
+  const refusals: Array<string | null> = [];
   /** How many adoptions fail before they succeed. */
   let failures = 0;
 
@@ -23,6 +25,7 @@ describe('ReplicaSync (the change feed into a replica’s caches)', () => {
     leader = false;
     refreshed.length = 0;
     adopted.length = 0;
+    refusals.length = 0;
     failures = 0;
     const cache = { coherence: notified(['agents', 'rollout'], async (event) => void refreshed.push(event)) };
     sync = new ReplicaSync({
@@ -38,6 +41,7 @@ describe('ReplicaSync (the change feed into a replica’s caches)', () => {
           adopted.push(record.generation);
           return { kind: 'accepted', commit: record.commit, generation: record.generation };
         },
+        adoptRefusal: async (refusal: Refusal | null) => void refusals.push(refusal === null ? null : `${refusal.commit} ${refusal.code}`),
       },
       compile: () => Promise.reject(new Error('not used')),
       restore: () => {
@@ -115,5 +119,21 @@ describe('ReplicaSync (the change feed into a replica’s caches)', () => {
     const deadline = Date.now() + 3_000;
     while (adopted.length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     assert.deepEqual(adopted, [1], 'adopted on the retry, with no new change');
+  });
+
+  it('a follower reports the refusal the leader stored, and its end; one with a code unknown here stands as none', async () => {
+    const refusal = (code: string) => ({ commit: cid('c'.repeat(40)), code, message: 'refused', at: new Date(), violations: [] });
+    await shared.store.saveRefusal(refusal('UNTRUSTED_SIGNER'));
+    await sync.settled();
+    await shared.store.saveRefusal(null);
+    await sync.settled();
+    await shared.store.saveRefusal(refusal('SOMETHING_NEWER'));
+    await sync.settled();
+    assert.deepEqual(refusals, [`${'c'.repeat(40)} UNTRUSTED_SIGNER`, null, null]);
+
+    leader = true;
+    await shared.store.saveRefusal(refusal('UNTRUSTED_SIGNER'));
+    await sync.settled();
+    assert.equal(refusals.length, 3, 'the leader judged it itself: nothing to adopt');
   });
 });

@@ -216,6 +216,36 @@ describe('replicas sharing one fleet store (in one process, with its change feed
     const actions = (await shared.store.listAudit()).map((e) => e.action);
     assert.deepEqual(actions.filter((x) => x.startsWith('rollout.')), ['rollout.resume', 'rollout.pause']);
   });
+
+  it('a commit the leader refused is reported by every replica, also one started later, until a newer commit is accepted', async () => {
+    const a = await start('replica-a');
+    await until(() => a.leadership.isLeader() && a.ready(), 10_000, 'a to lead and serve');
+    const b = await start('replica-b');
+    await until(() => b.ready(), 10_000, 'b to serve');
+    const source = async (server: RunningServer) =>
+      (await (await admin(server, '/api/v1/source')).json()) as { accepted: string; refused: { commit: string; code: string } | null; conditions: Array<{ type: string; reason: string }> };
+
+    const stranger = fixture.repo.write({ 'README.md': 'not reviewed\n' }).commit('unreviewed change', fixture.stranger);
+    assert.equal((await a.syncNow()).kind, 'refused');
+    await until(() => b.reconciler.status().refused?.commit === stranger, 5_000, 'b to report the refusal');
+    const [fromA, fromB] = [await source(a), await source(b)];
+    assert.deepEqual(fromB.refused, fromA.refused);
+    assert.equal(fromB.refused?.code, 'UNTRUSTED_SIGNER');
+    assert.equal(fromB.accepted, fixture.first, 'still serving the previous commit');
+    assert.equal(fromB.conditions.find((c) => c.type === 'Ready')?.reason, 'ServingPrevious');
+
+    // A replica started after the refusal reads it from the store; it is not judged again there.
+    const c = await start('replica-c');
+    await until(() => c.ready() && c.reconciler.status().refused?.commit === stranger, 10_000, 'c to report the refusal');
+
+    const good = fixture.repo.write({ 'README.md': 'reviewed\n' }).commit('reviewed change', fixture.signer);
+    assert.equal((await a.syncNow()).kind, 'accepted');
+    assert.equal(a.reconciler.status().refused, null);
+    for (const follower of [b, c]) {
+      await until(() => follower.reconciler.status().serving === good && follower.reconciler.status().refused === null, 10_000, 'the followers to serve the new commit and drop the refusal');
+    }
+    assert.equal((await shared.store.serverState()).lastRefusal, null);
+  });
 });
 
 describe('replicas on one PostgreSQL fleet store (state.postgres, in one process)', () => {
