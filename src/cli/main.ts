@@ -9,6 +9,7 @@ import { registerAgent } from './agent.js';
 import { registerAgentActions } from './agent-actions.js';
 import { registerStatus } from './status.js';
 import { registerRollout } from './rollout.js';
+import { registerState } from './state.js';
 
 const processIo: CliIo = { stdout: process.stdout, stderr: process.stderr };
 
@@ -41,6 +42,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
   registerStatus(program, io, setExit);
   registerAgentActions(program, io, setExit);
   registerRollout(program, io, setExit);
+  registerState(program, io, setExit);
 
   try {
     await program.parseAsync([...argv]);

@@ -5,6 +5,8 @@ export { MemoryFleetStore } from './memory.js';
 export { notified, READ_THROUGH, SINGLE_WRITER } from './coherence.js';
 export type { CacheCoherence, CoherentCache, NotifiedCoherence } from './coherence.js';
 export { defaultFleetStoreConfig, describeFleetStore, openFleetStore } from './open.js';
+export { importFleet } from './import.js';
+export type { ImportedFleet } from './import.js';
 export type { FleetStoreConfig, OpenFleetStoreOptions } from './open.js';
 export { PostgresFleetStore } from './postgres/store.js';
 export type { PostgresFleetStoreOptions, PostgresStoreEvent } from './postgres/store.js';

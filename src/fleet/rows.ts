@@ -166,3 +166,16 @@ export function generationRowOf(row: GenerationRow): GenerationRecord {
     at: row.at,
   });
 }
+
+/**
+ * One table of a SQL fleet store as stored, for moving a fleet between backends
+ * (`importFleet`): its column names and its rows, each a value per column in that order
+ * (numbers, text, `Buffer` for blobs, null). The rows are read lazily: a fleet's sends and
+ * acks may not fit in memory at once.
+ */
+export interface TableRows {
+  readonly name: string;
+  readonly columns: readonly string[];
+  readonly count: number;
+  rows(): Iterable<readonly unknown[]>;
+}

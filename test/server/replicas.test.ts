@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { AdvisoryLockLeadership } from '../../src/server/leadership.js';
 import { startServer, type RunningServer } from '../../src/server/server.js';
-import { SqliteFleetStore } from '../../src/fleet/index.js';
+import { importFleet, SqliteFleetStore } from '../../src/fleet/index.js';
 import { openDataDir } from '../../src/pki/index.js';
 import { aid } from '../helpers/ids.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.js';
@@ -292,5 +292,28 @@ describe('replicas on one PostgreSQL fleet store (state.postgres, in one process
     assert.deepEqual(Buffer.from(f?.bytes ?? []), Buffer.from(l?.bytes ?? []));
     const stored = await leader.fleetStore.latestGeneration();
     assert.equal(stored?.generation, l?.generation);
+  });
+
+  it('a server on SQLite moved to PostgreSQL with importFleet: the replicas number generations on from it and keep its quarantines', async () => {
+    const alone = await startServer({ ...configFor(fixture), dataDir: join(fixture.root, 'alone') }, { logger: silentLogger, transport: fakeTransport().start });
+    try {
+      if (alone.reconciler.served() === null) await alone.syncNow();
+      await alone.fleetStore.updateAgent(aid('edge-3'), { quarantine: { since: new Date(), reason: 'ran config it was not issued', by: 'meshcfg' }, state: 'QUARANTINED' });
+      for (let i = 0; i < 3; i += 1) await alone.reconciler.republish();
+    } finally {
+      await alone.close();
+    }
+    const before = await SqliteFleetStore.open(join(fixture.root, 'alone', 'fleet.db'));
+    const { generation } = await before.serverState();
+    await before.close();
+    assert.ok(generation >= 4);
+    await importFleet(join(fixture.root, 'alone', 'fleet.db'), db.url);
+
+    cpSync(join(fixture.root, 'alone'), join(fixture.root, 'replica-a'), { recursive: true, filter: (src) => !src.includes('fleet.db') });
+    const a = await start('replica-a');
+    await until(() => a.leadership.isLeader() && a.ready(), 15_000, 'the first replica to lead and serve');
+    const served = a.reconciler.served()?.snapshot;
+    assert.ok((served?.generation ?? 0) > generation, `generation ${served?.generation} after ${generation}`);
+    assert.equal(served?.deliveries.get(aid('edge-3'))?.baseline, true, 'edge-3 stays quarantined on the baseline');
   });
 });

@@ -30,7 +30,7 @@ import {
   reviveRefusal,
   revisionConflict,
 } from '../records.js';
-import { agentOf, adminTokenOf, ackOf, generationRowOf, parseJson, sendOf, type AckRow, type AdminTokenRow, type AgentRow, type AuditRow, type GenerationRow, type SendRow, type TokenRow } from '../rows.js';
+import { agentOf, adminTokenOf, ackOf, generationRowOf, parseJson, sendOf, type AckRow, type AdminTokenRow, type AgentRow, type AuditRow, type GenerationRow, type SendRow, type TableRows, type TokenRow } from '../rows.js';
 import { checkSchemaVersion } from '../schema.js';
 import type {
   AcceptedState,
@@ -662,6 +662,73 @@ export class PostgresFleetStore implements FleetStore {
    * One transaction on one pooled connection: BEGIN, `body`, a pg_notify per change it made,
    * COMMIT; ROLLBACK on any error. A connection that failed is discarded, not returned to the pool.
    */
+  /**
+   * Fills this database, which must hold no fleet state yet, with another SQL fleet store's
+   * tables as stored (`importFleet`): the same tables and columns, ids kept (and the identity
+   * sequences moved past them), in one transaction holding every table locked, so it lands
+   * whole or not at all and no replica writes meanwhile. CONFLICT when the database holds
+   * state already; CORRUPT when the two schemas differ. Every replica listening re-reads.
+   */
+  async importTables(tables: readonly TableRows[], onTable: (name: string, rows: number) => void = () => undefined): Promise<void> {
+    await this.write('import the fleet state', async (c, changes) => {
+      const ours = await c.query<{ table_name: string; column_name: string; is_identity: string }>(
+        `SELECT table_name, column_name, is_identity FROM information_schema.columns
+          WHERE table_schema = current_schema() AND table_name <> 'schema_migrations' ORDER BY table_name, ordinal_position`,
+      );
+      const columnsOf = new Map<string, string[]>();
+      for (const row of ours.rows) columnsOf.set(row.table_name, [...(columnsOf.get(row.table_name) ?? []), row.column_name]);
+      const differ = (a: readonly string[], b: readonly string[]): boolean => a.length !== b.length || [...a].sort().some((x, i) => x !== [...b].sort()[i]);
+      if (differ([...columnsOf.keys()], tables.map((t) => t.name))) {
+        throw new StoreError({ code: 'CORRUPT', message: `the tables differ: here ${[...columnsOf.keys()].join(', ')}; imported ${tables.map((t) => t.name).join(', ')}` });
+      }
+      for (const table of tables) {
+        if (differ(columnsOf.get(table.name) ?? [], table.columns)) {
+          throw new StoreError({ code: 'CORRUPT', message: `the columns of ${table.name} differ: here ${columnsOf.get(table.name)?.join(', ')}; imported ${table.columns.join(', ')}` });
+        }
+      }
+      await c.query(`LOCK TABLE ${[...columnsOf.keys()].map((t) => `"${t}"`).join(', ')} IN ACCESS EXCLUSIVE MODE`);
+      const [state] = (await c.query<{ accepted: string | null; generation: number; refusal: string | null }>('SELECT accepted, generation, refusal FROM server_state WHERE id = 1')).rows;
+      const held = state === undefined || state.accepted !== null || state.generation !== 0 || state.refusal !== null ? ['server_state'] : [];
+      for (const name of columnsOf.keys()) {
+        if (name !== 'server_state' && (await c.query(`SELECT 1 FROM "${name}" LIMIT 1`)).rowCount !== 0) held.push(name);
+      }
+      if (held.length > 0) {
+        throw new StoreError({ code: 'CONFLICT', message: `the database holds fleet state already (${held.join(', ')}): import only into a database no replica has written to` });
+      }
+      for (const table of tables) {
+        const columns = table.columns.map((name) => `"${name}"`);
+        let imported = 0;
+        if (table.name === 'server_state') {
+          for (const row of table.rows()) {
+            await c.query(`UPDATE server_state SET ${columns.map((name, i) => `${name} = $${i + 1}`).join(', ')} WHERE id = 1`, [...row]);
+            imported += 1;
+          }
+        } else {
+          const insert = async (chunk: (readonly unknown[])[]): Promise<void> => {
+            const values = chunk.map((_, r) => `(${columns.map((__, i) => `$${r * columns.length + i + 1}`).join(', ')})`);
+            await c.query(`INSERT INTO "${table.name}" (${columns.join(', ')}) OVERRIDING SYSTEM VALUE VALUES ${values.join(', ')}`, chunk.flat());
+            imported += chunk.length;
+          };
+          let chunk: (readonly unknown[])[] = [];
+          for (const row of table.rows()) {
+            chunk.push(row);
+            if (chunk.length === IMPORT_CHUNK_ROWS) await insert(chunk.splice(0));
+          }
+          if (chunk.length > 0) await insert(chunk);
+          chunk = [];
+        }
+        onTable(table.name, imported);
+      }
+      for (const { table_name: table, column_name: column } of ours.rows.filter((r) => r.is_identity === 'YES')) {
+        await c.query(`SELECT setval(pg_get_serial_sequence($1, $2), coalesce((SELECT max("${column}") FROM "${table}"), 0) + 1, false)`, [table, column]);
+      }
+      changes.add({ kind: 'agents', ids: 'all' });
+      for (const kind of ['server-state', 'credentials', 'audit'] as const) changes.add({ kind });
+      const [rollout] = (await c.query<{ revision: number }>('SELECT revision FROM rollout LIMIT 1')).rows;
+      if (rollout !== undefined) changes.add({ kind: 'rollout', revision: rollout.revision });
+    });
+  }
+
   private write<T>(what: string, body: (client: Queryable, changes: Changes) => Promise<T>): Promise<T> {
     return this.run(what, async () => {
       const client = await this.pool.connect();
@@ -692,6 +759,9 @@ export class PostgresFleetStore implements FleetStore {
     }
   }
 }
+
+/** Rows per INSERT when importing (at most 15 columns: well under PostgreSQL's 65,535 parameters). */
+const IMPORT_CHUNK_ROWS = 500;
 
 /** The PKI's view: the same pool and transactions as the rest of the store. */
 class PostgresTokens implements TokenStore {

@@ -17,6 +17,10 @@ declare module 'better-sqlite3' {
       run(...params: Params): RunResult;
       get(...params: Params): Row | undefined;
       all(...params: Params): Row[];
+      /** Rows one at a time; the connection runs nothing else until the iterator is done. */
+      iterate(...params: Params): IterableIterator<Row>;
+      /** With `true`: rows as arrays of column values, in the statement's column order. */
+      raw(toggle?: boolean): Statement<unknown[]>;
     }
 
     interface Transaction<F extends (...args: never[]) => unknown> {

@@ -57,7 +57,7 @@ import {
   type StoredRollout,
   type StoredSend,
 } from '../store.js';
-import { agentOf, adminTokenOf, ackOf, generationRowOf, parseJson, sendOf, type AckRow, type AdminTokenRow, type AgentRow, type AuditRow, type GenerationRow, type SendRow, type TokenRow } from '../rows.js';
+import { agentOf, adminTokenOf, ackOf, generationRowOf, parseJson, sendOf, type AckRow, type AdminTokenRow, type AgentRow, type AuditRow, type GenerationRow, type SendRow, type TableRows, type TokenRow } from '../rows.js';
 import { checkSchemaVersion } from '../schema.js';
 import { MIGRATIONS } from './migrations.js';
 
@@ -526,6 +526,36 @@ export class SqliteFleetStore implements FleetStore {
         ),
       ),
     );
+  }
+
+  /**
+   * Every table's rows as stored (`schema_migrations` and SQLite's own tables aside: each
+   * backend numbers its own migrations), for `importFleet`. Read from one snapshot: the
+   * caller iterates inside `exportSnapshot`.
+   */
+  tables(): readonly TableRows[] {
+    return this.run('list the tables', () => {
+      const names = this.db
+        .prepare<{ name: string }>("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name <> 'schema_migrations' ORDER BY name")
+        .all()
+        .map((r) => r.name);
+      return names.map((name): TableRows => {
+        const columns = (this.db.pragma(`table_info("${name}")`) as Array<{ name: string }>).map((c) => c.name);
+        const count = this.db.prepare<{ n: number }>(`SELECT count(*) AS n FROM "${name}"`).get()?.n ?? 0;
+        const select = this.db.prepare(`SELECT ${columns.map((c) => `"${c}"`).join(', ')} FROM "${name}"`).raw(true);
+        return { name, columns, count, rows: () => select.iterate() };
+      });
+    });
+  }
+
+  /** Runs `body` in one read transaction, so `tables()` read there is one consistent snapshot. */
+  async exportSnapshot<T>(body: () => Promise<T>): Promise<T> {
+    this.run('begin a read', () => this.db.exec('BEGIN'));
+    try {
+      return await body();
+    } finally {
+      if (this.db.open) this.db.exec('COMMIT');
+    }
   }
 
   async close(): Promise<void> {
