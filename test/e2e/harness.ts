@@ -9,6 +9,9 @@ import { GitRepo, makeSshSigner, type SshSigner, tempDir, writeAllowedSigners } 
 import { startGitHttpServer, type GitHttpServer } from '../helpers/http-git-server.js';
 import { freePort, MeshcfgProcess, waitFor } from '../helpers/process.js';
 
+/** How long one admin API request may take before the test fails naming it (the server answers in milliseconds). */
+const REQUEST_TIMEOUT_MS = 20_000;
+
 /**
  * A real meshcfg deployment on loopback for end-to-end tests: a signed config repository
  * served over smart HTTP, `meshcfg serve` as its own process, and agents enrolled and run
@@ -160,8 +163,12 @@ export class Deployment {
 
   async admin<T>(path: string, init: RequestInit = {}): Promise<{ status: number; body: T }> {
     const res = await fetch(`${this.adminUrl}${path}`, {
+      // A server that never answers fails the test here, naming the request, instead of at the suite's timeout.
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
       ...init,
       headers: { authorization: `Bearer ${this.adminToken()}`, 'content-type': 'application/json', ...(init.headers ?? {}) },
+    }).catch((err: unknown) => {
+      throw new Error(`${init.method ?? 'GET'} ${path}: ${(err as Error).message}\n${this.serverLogTail()}`, { cause: err });
     });
     const text = await res.text();
     return { status: res.status, body: (text && res.headers.get('content-type')?.includes('json') ? JSON.parse(text) : text) as T };
@@ -173,10 +180,19 @@ export class Deployment {
   }
 
   async metric(name: string, labels: string): Promise<number> {
-    const res = await fetch(`${this.adminUrl}/metrics`);
+    const res = await fetch(`${this.adminUrl}/metrics`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) }).catch((err: unknown) => {
+      throw new Error(`GET /metrics: ${(err as Error).message}\n${this.serverLogTail()}`, { cause: err });
+    });
     const text = await res.text();
     const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && l.includes(labels));
     return line ? Number(line.split(' ').pop()) : 0;
+  }
+
+  /** The last lines the server logged (for a failure message). */
+  serverLogTail(lines = 40): string {
+    const server = this.server;
+    if (server === null) return '(no server running)';
+    return `server log (last ${lines} lines):\n${`${server.stdout}${server.stderr}`.trimEnd().split('\n').slice(-lines).join('\n')}`;
   }
 
   async pin(): Promise<string> {

@@ -8,7 +8,7 @@ import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 import { CONFIG_FILES, Deployment, sha256File, useDeployment } from './harness.js';
 
 async function acksOf(url: string, agentId: string): Promise<Array<{ at: number; status: string }>> {
-  const client = new pg.Client({ connectionString: url });
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000, query_timeout: 10_000 });
   await client.connect();
   try {
     const { rows } = await client.query<{ at: string; status: string }>('SELECT at, status FROM acks WHERE agent_id = $1 ORDER BY id', [agentId]);
@@ -83,7 +83,7 @@ describe('a server whose PostgreSQL goes away', { timeout: 300_000 }, () => {
 
     // Past the grace period (30 s from the first failed write, checked every 5 s) the replica
     // reports not ready, so a load balancer sends agents elsewhere, and alerts once.
-    const readyzStatus = async (): Promise<number> => (await fetch(`${d.adminUrl}/readyz`)).status;
+    const readyzStatus = async (): Promise<number> => (await fetch(`${d.adminUrl}/readyz`, { signal: AbortSignal.timeout(20_000) })).status;
     assert.equal(await readyzStatus(), 200, 'a short outage changes nothing visible');
     await waitFor('/readyz to answer 503', async () => (await readyzStatus()) === 503, 60_000, 500);
     const alerts = (await d.admin<Array<{ kind: string; since?: string }>>('/api/v1/alerts')).body;
