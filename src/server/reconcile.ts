@@ -182,6 +182,8 @@ export class Reconciler {
   /** Per agent, the digest and commit of its (non-baseline) bundle in the served generation. */
   private bundleCommits = new Map<AgentId, { readonly digest: string; readonly commit: CommitSha }>();
   private refused: Refusal | null = null;
+  /** Whether the `refusals` sink holds `refused` (written by this process, or adopted from it). */
+  private refusalStored = false;
   private head: CommitSha | null = null;
   private latestQueued: CommitSha | null = null;
   private tail: Promise<unknown> = Promise.resolve();
@@ -333,9 +335,11 @@ export class Reconciler {
    */
   adoptRefusal(refusal: Refusal | null): Promise<void> {
     return this.serialized(async () => {
-      if (!this.following || refusal?.commit === this.refused?.commit) return;
+      if (!this.following) return;
       const serving = this.current?.snapshot.commit;
       if (refusal !== null && refusal.commit === serving) return;
+      this.refusalStored = true;
+      if (refusal?.commit === this.refused?.commit) return;
       this.refused = refusal;
       if (refusal !== null) this.conditions.set('Ready', ...readyWhileRefused(refusal, serving));
       else if (serving !== undefined) this.conditions.set('Ready', 'True', 'Serving', `serving ${serving} as generation ${this.current?.snapshot.generation}`);
@@ -439,7 +443,13 @@ export class Reconciler {
     const result = await this.judgeOnce(commit, reason);
     if (result.kind === 'accepted' || result.kind === 'refused' || result.kind === 'failed') this.lastDecision = result;
     // A refusal made, or ended by a newer accepted commit: the other replicas read it from here.
-    if (this.refused !== standing) await this.refusals?.saveRefusal(this.refused);
+    // The first decision of a process writes it in any case: a refusal a previous run left in
+    // the store may have been ended since (this process judges a refused head again).
+    const decided = result.kind === 'accepted' || result.kind === 'refused';
+    if (this.refusals !== null && (this.refused !== standing || (decided && !this.refusalStored))) {
+      await this.refusals.saveRefusal(this.refused);
+      this.refusalStored = true;
+    }
     return result;
   }
 

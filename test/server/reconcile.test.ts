@@ -277,7 +277,28 @@ describe('Reconciler', () => {
       await h.sync();
       fixture.repo.write({ 'config/agents/edge-1.yaml': 'telemetry: { metrics: true }\n' }).commit('signed', fixture.signer);
       await h.sync();
-      assert.deepEqual(saved, [`${unsigned} UNSIGNED`, null], 'saved once when made, once when ended; not on an unchanged judgement');
+      assert.deepEqual(
+        saved,
+        [null, `${unsigned} UNSIGNED`, null],
+        'the first decision clears what a previous run left; then saved once when made, once when ended; not on an unchanged judgement',
+      );
+    });
+
+    it('a restarted server clears a refusal its previous run left once it accepts a commit', async () => {
+      const saved: Array<string | null> = [];
+      const refusals = { saveRefusal: async (r: Refusal | null) => void saved.push(r === null ? null : r.code) };
+      h = await harness(fixture, { signingKey, refusals });
+      await h.sync();
+      fixture.repo.write({ 'config/agents/edge-1.yaml': 'telemetry: { metrics: false }\n' }).commit('unsigned');
+      await h.sync();
+      await h.close();
+      // The key is trusted after all, say: the branch moves on to a signed commit while the server is down.
+      fixture.repo.write({ 'config/agents/edge-1.yaml': 'telemetry: { metrics: true }\n' }).commit('signed', fixture.signer);
+      saved.length = 0;
+      h = await harness(fixture, { signingKey, refusals });
+      assert.deepEqual(saved, [null], 'restoring the accepted commit is the first decision: the stale refusal is cleared');
+      assert.equal((await h.sync()).kind, 'accepted');
+      assert.deepEqual(saved, [null]);
     });
 
     it('a follower reports the refusal it is handed, ignores a stale one, and the leader ignores any', async () => {
