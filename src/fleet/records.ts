@@ -12,6 +12,7 @@ import {
   type AckRecord,
   type AdminTokenRecord,
   type AgentPatch,
+  type AgentUpdate,
   type AuditEntry,
   type CurrentCertificate,
   type GenerationAgent,
@@ -261,3 +262,18 @@ export function reviveRefusal(doc: Record<string, unknown>): RefusalRecord {
   return Object.freeze({ commit, code, message, at: date, violations: Object.freeze(violations as RefusalRecord['violations']) });
 }
 
+
+/**
+ * A batch's agent patches folded into one per agent, in the order each agent first appears; a
+ * later patch's fields win over an earlier one's (a field it leaves undefined keeps the earlier
+ * value). Written in one transaction, the rows are the same as writing each patch in turn.
+ */
+export function foldAgentUpdates(updates: Iterable<AgentUpdate>): AgentUpdate[] {
+  const folded = new Map<AgentUpdate['id'], Record<string, unknown>>();
+  for (const { id, patch } of updates) {
+    const into = folded.get(id) ?? {};
+    for (const [field, value] of Object.entries(patch)) if (value !== undefined) into[field] = value;
+    folded.set(id, into);
+  }
+  return [...folded].map(([id, patch]) => ({ id, patch: patch as AgentPatch }));
+}

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
 import { PkiError } from '../../src/domain/errors.js';
-import type { AdminTokenRecord, FleetStore } from '../../src/fleet/store.js';
+import type { AdminTokenRecord, AgentUpdate, FleetStore } from '../../src/fleet/store.js';
 import { EnrollmentTokens, hashToken } from '../../src/pki/tokens.js';
 import { tempDir } from '../helpers/git.js';
 import { COMMIT_A, COMMIT_B, DIGEST_A, DIGEST_B, DIGEST_X, IMPLEMENTATIONS, T0, ack, at, auditEntry, send, storeCode } from './helpers.js';
@@ -370,6 +370,25 @@ for (const [name, openStore, cleanUp] of IMPLEMENTATIONS) {
         assert.equal(agent?.state, 'PENDING');
         assert.deepEqual(agent?.active, active);
         assert.deepEqual((await store.getAgent(aid('edge-2')))?.lastSeen, at(1));
+      });
+
+      it('gives the rows of applying each patch in turn, also with several patches of one agent setting and clearing fields', async () => {
+        const quarantine = { since: at(1), reason: 'drift', by: 'meshcfg' };
+        const patches: AgentUpdate[] = [
+          { id: aid('edge-1'), patch: { state: 'PENDING', certSerial: '0a', lastSeen: at(1) } },
+          { id: aid('edge-2'), patch: { quarantine, state: 'QUARANTINED' } },
+          { id: aid('edge-1'), patch: { lastSeen: at(2), certExpiry: at(9) } },
+          { id: aid('edge-2'), patch: { quarantine: null, state: 'SYNCED' } },
+          { id: aid('edge-1'), patch: { state: 'SYNCED', desired: { commit: cid(COMMIT_A), digest: DIGEST_A, generation: 3 } } },
+          { id: aid('edge-3'), patch: { lastSeen: at(5) } },
+        ];
+        await store.recordBatch(patches.map(({ id, patch }) => ({ kind: 'agent', id, patch })));
+        const batched = await store.listAgents();
+        await store.removeAgents(batched.map((a) => a.id));
+        for (const { id, patch } of patches) await store.updateAgent(id, patch);
+        assert.deepEqual(batched, await store.listAgents());
+        assert.equal(batched.find((a) => a.id === 'edge-2')?.quarantine, null);
+        assert.deepEqual(batched.find((a) => a.id === 'edge-1')?.lastSeen, at(2));
       });
 
       it('continues the ids of single calls: a batch between two acks lists between them', async () => {

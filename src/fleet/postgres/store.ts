@@ -21,6 +21,7 @@ import {
   checkSend,
   checkToken,
   duplicateToken,
+  foldAgentUpdates,
   generationConflict,
   jsonText,
   checkGenerationRecord,
@@ -394,7 +395,8 @@ export class PostgresFleetStore implements FleetStore {
           ],
         );
       }
-      for (const run of runsOf(patches)) await upsertMany(c, run);
+      // Each agent's patches folded into one, grouped by shape: one statement per shape.
+      for (const run of runsOf(byShape(foldAgentUpdates(patches)))) await upsertMany(c, run);
       changes.agents([...new Set([...sends.map((x) => x.agentId), ...acks.map((x) => x.agentId), ...patches.map((x) => x.id)])]);
     });
   }
@@ -832,13 +834,30 @@ const RECORD_COLUMNS =
 /** At most this many agents per statement (one JSON parameter). */
 const MAX_RUN = 5_000;
 
+/** Which patch fields an update sets, as a key (`runsOf` cuts a run where it changes). */
+function shapeOf(update: AgentUpdate): string {
+  return PATCH_COLUMNS.map(([field]) => (update.patch[field] === undefined ? '0' : '1')).join('');
+}
+
+/** Updates of distinct agents (they commute) ordered by shape, so each shape is one run. */
+function byShape(updates: readonly AgentUpdate[]): AgentUpdate[] {
+  const groups = new Map<string, AgentUpdate[]>();
+  for (const update of updates) {
+    const shape = shapeOf(update);
+    const group = groups.get(shape);
+    if (group === undefined) groups.set(shape, [update]);
+    else group.push(update);
+  }
+  return [...groups.values()].flat();
+}
+
 /** Consecutive updates with the same patch fields and distinct ids (one statement may not touch a row twice). */
 function* runsOf(updates: readonly AgentUpdate[]): Generator<readonly AgentUpdate[]> {
   let run: AgentUpdate[] = [];
   let shape = '';
   let ids = new Set<AgentId>();
   for (const update of updates) {
-    const next = PATCH_COLUMNS.map(([field]) => (update.patch[field] === undefined ? '0' : '1')).join('');
+    const next = shapeOf(update);
     if (run.length > 0 && (next !== shape || ids.has(update.id) || run.length >= MAX_RUN)) {
       yield run;
       run = [];

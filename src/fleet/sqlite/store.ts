@@ -21,6 +21,7 @@ import {
   checkSend,
   checkToken,
   duplicateToken,
+  foldAgentUpdates,
   generationConflict,
   checkGenerationRecord,
   generationTaken,
@@ -76,20 +77,9 @@ export interface SqliteFleetStoreOptions extends FleetStoreOptions {
 
 type Bind = Database.BindValue;
 
-/** Every statement the store runs, prepared once per connection. */
-function prepare(db: Database) {
-  return {
-    serverState: db.prepare<{ accepted: CommitSha | null; generation: number; refusal: string | null; accepted_seen_at: number | null }>(
-      'SELECT accepted, generation, refusal, accepted_seen_at FROM server_state WHERE id = 1',
-    ),
-    saveAccepted: db.prepare('UPDATE server_state SET accepted = ?, generation = ?, accepted_seen_at = ? WHERE id = 1 AND generation <= ?'),
-    saveRefusal: db.prepare('UPDATE server_state SET refusal = ? WHERE id = 1'),
-
-    getAgent: db.prepare<AgentRow>('SELECT * FROM agents WHERE id = ?'),
-    listAgents: db.prepare<AgentRow>('SELECT * FROM agents ORDER BY id'),
-    // One statement for every patch shape: a `set_*` flag of 0 keeps the column. On insert the
-    // unset values are NULL, which is what a new agent has.
-    upsertAgent: db.prepare<AgentRow>(`
+// One statement for every patch shape: a `set_*` flag of 0 keeps the column. On insert the
+// unset values are NULL, which is what a new agent has.
+const UPSERT_AGENT = `
       INSERT INTO agents (id, desired_commit, desired_digest, desired_generation,
         active_commit, active_digest, active_generation, active_at, state,
         cert_serial, cert_expiry, last_seen, quarantine_since, quarantine_reason, quarantine_by)
@@ -110,8 +100,51 @@ function prepare(db: Database) {
         last_seen          = CASE WHEN @set_last_seen THEN excluded.last_seen ELSE last_seen END,
         quarantine_since   = CASE WHEN @set_quarantine THEN excluded.quarantine_since ELSE quarantine_since END,
         quarantine_reason  = CASE WHEN @set_quarantine THEN excluded.quarantine_reason ELSE quarantine_reason END,
-        quarantine_by      = CASE WHEN @set_quarantine THEN excluded.quarantine_by ELSE quarantine_by END
-      RETURNING *`),
+        quarantine_by      = CASE WHEN @set_quarantine THEN excluded.quarantine_by ELSE quarantine_by END`;
+
+/** The named parameters of `UPSERT_AGENT` for one patch. */
+function upsertParams(id: AgentId, patch: AgentPatch): Record<string, Bind> {
+  const { desired, active, state, certSerial, certExpiry, lastSeen, quarantine } = patch;
+  return {
+    id,
+    set_desired: desired === undefined ? 0 : 1,
+    desired_commit: desired?.commit ?? null,
+    desired_digest: desired?.digest ?? null,
+    desired_generation: desired?.generation ?? null,
+    set_active: active === undefined ? 0 : 1,
+    active_commit: active?.commit ?? null,
+    active_digest: active?.digest ?? null,
+    active_generation: active?.generation ?? null,
+    active_at: active?.at.getTime() ?? null,
+    set_state: state === undefined ? 0 : 1,
+    state: state ?? null,
+    set_cert_serial: certSerial === undefined ? 0 : 1,
+    cert_serial: certSerial ?? null,
+    set_cert_expiry: certExpiry === undefined ? 0 : 1,
+    cert_expiry: certExpiry?.getTime() ?? null,
+    set_last_seen: lastSeen === undefined ? 0 : 1,
+    last_seen: lastSeen?.getTime() ?? null,
+    set_quarantine: quarantine === undefined ? 0 : 1,
+    quarantine_since: quarantine?.since.getTime() ?? null,
+    quarantine_reason: quarantine?.reason ?? null,
+    quarantine_by: quarantine?.by ?? null,
+  };
+}
+
+/** Every statement the store runs, prepared once per connection. */
+function prepare(db: Database) {
+  return {
+    serverState: db.prepare<{ accepted: CommitSha | null; generation: number; refusal: string | null; accepted_seen_at: number | null }>(
+      'SELECT accepted, generation, refusal, accepted_seen_at FROM server_state WHERE id = 1',
+    ),
+    saveAccepted: db.prepare('UPDATE server_state SET accepted = ?, generation = ?, accepted_seen_at = ? WHERE id = 1 AND generation <= ?'),
+    saveRefusal: db.prepare('UPDATE server_state SET refusal = ? WHERE id = 1'),
+
+    getAgent: db.prepare<AgentRow>('SELECT * FROM agents WHERE id = ?'),
+    listAgents: db.prepare<AgentRow>('SELECT * FROM agents ORDER BY id'),
+    upsertAgent: db.prepare<AgentRow>(`${UPSERT_AGENT} RETURNING *`),
+    // The same without reading the row back (a batch's patches).
+    patchAgent: db.prepare(UPSERT_AGENT),
     removeAgent: db.prepare('DELETE FROM agents WHERE id = ?'),
 
     insertSend: db.prepare('INSERT INTO sends (agent_id, commit_sha, digest, generation, nonce, at) VALUES (?, ?, ?, ?, ?, ?)'),
@@ -333,22 +366,24 @@ export class SqliteFleetStore implements FleetStore {
     for (const write of writes) checkDeliveryWrite(write);
     if (writes.length === 0) return;
     this.write('record a batch of sends and acks', () => {
+      // Sends and acks in the batch's order; each agent's patches folded into one upsert.
+      const patches: AgentUpdate[] = [];
       for (const write of writes) {
         switch (write.kind) {
           case 'send': {
             const { agentId, commit, digest, generation, nonce, at } = write.send;
             this.statements.insertSend.run(agentId, commit, digest, generation, nonce, at.getTime());
-            if (write.agent !== undefined) this.upsert(agentId, write.agent);
+            if (write.agent !== undefined) patches.push({ id: agentId, patch: write.agent });
             break;
           }
           case 'ack': {
             const { agentId, commit, digest, generation, nonce, status, error, at } = write.ack;
             this.statements.insertAck.run(agentId, commit, digest, generation, nonce, status, error, at.getTime());
-            if (write.agent !== undefined) this.upsert(agentId, write.agent);
+            if (write.agent !== undefined) patches.push({ id: agentId, patch: write.agent });
             break;
           }
           case 'agent':
-            this.upsert(write.id, write.patch);
+            patches.push({ id: write.id, patch: write.patch });
             break;
           default: {
             const never: never = write;
@@ -356,6 +391,7 @@ export class SqliteFleetStore implements FleetStore {
           }
         }
       }
+      for (const { id, patch } of foldAgentUpdates(patches)) this.statements.patchAgent.run(upsertParams(id, patch));
     });
   }
 
@@ -596,31 +632,7 @@ export class SqliteFleetStore implements FleetStore {
 
   /** Call only inside a write transaction. */
   private upsert(id: AgentId, patch: AgentPatch): AgentRow {
-    const { desired, active, state, certSerial, certExpiry, lastSeen, quarantine } = patch;
-    const params: Record<string, Bind> = {
-      id,
-      set_desired: desired === undefined ? 0 : 1,
-      desired_commit: desired?.commit ?? null,
-      desired_digest: desired?.digest ?? null,
-      desired_generation: desired?.generation ?? null,
-      set_active: active === undefined ? 0 : 1,
-      active_commit: active?.commit ?? null,
-      active_digest: active?.digest ?? null,
-      active_generation: active?.generation ?? null,
-      active_at: active?.at.getTime() ?? null,
-      set_state: state === undefined ? 0 : 1,
-      state: state ?? null,
-      set_cert_serial: certSerial === undefined ? 0 : 1,
-      cert_serial: certSerial ?? null,
-      set_cert_expiry: certExpiry === undefined ? 0 : 1,
-      cert_expiry: certExpiry?.getTime() ?? null,
-      set_last_seen: lastSeen === undefined ? 0 : 1,
-      last_seen: lastSeen?.getTime() ?? null,
-      set_quarantine: quarantine === undefined ? 0 : 1,
-      quarantine_since: quarantine?.since.getTime() ?? null,
-      quarantine_reason: quarantine?.reason ?? null,
-      quarantine_by: quarantine?.by ?? null,
-    };
+    const params = upsertParams(id, patch);
     const row = this.statements.upsertAgent.get(params);
     if (row === undefined) throw new StoreError({ code: 'CORRUPT', message: `${this.path}: upserting agent ${id} returned no row` });
     return row;
