@@ -14,7 +14,7 @@ export type { PostgresChangeFeed, PostgresChangeFeedStats, PostgresFeedEvent } f
 export { redactUrl } from './postgres/connection.js';
 export { SqliteFleetStore } from './sqlite/store.js';
 export type { SqliteFleetStoreOptions } from './sqlite/store.js';
-export { ADMIN_ROLES, AGENT_STATES, CURRENT_CERTIFICATE_KINDS, DEFAULT_PAGE_SIZE, GENERATIONS_KEPT, MAX_PAGE_SIZE } from './store.js';
+export { ADMIN_ROLES, AGENT_STATES, BATCH_ID_RETENTION_MS, CURRENT_CERTIFICATE_KINDS, DEFAULT_PAGE_SIZE, GENERATIONS_KEPT, MAX_PAGE_SIZE } from './store.js';
 export type {
   AcceptedState,
   AdminRole,
@@ -40,6 +40,7 @@ export type {
   GenerationRecord,
   GenerationStore,
   PageRequest,
+  RecordBatchOptions,
   Quarantine,
   RefusalRecord,
   RevocationRecord,

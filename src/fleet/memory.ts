@@ -43,6 +43,7 @@ import type {
   FleetStoreOptions,
   GenerationRecord,
   PageRequest,
+  RecordBatchOptions,
   RefusalRecord,
   RevocationRecord,
   RolloutDocument,
@@ -54,7 +55,7 @@ import type {
   StoredRollout,
   StoredSend,
 } from './store.js';
-import { GENERATIONS_KEPT } from './store.js';
+import { BATCH_ID_RETENTION_MS, GENERATIONS_KEPT } from './store.js';
 
 /**
  * A FleetStore in memory, for pure tests of the server. Behaves as the SQLite store does
@@ -75,6 +76,8 @@ export class MemoryFleetStore implements FleetStore {
   private readonly agents = new Map<AgentId, AgentRecord>();
   private readonly sends: StoredSend[] = [];
   private readonly acks: StoredAck[] = [];
+  /** Recorded batch ids and when (see `BATCH_ID_RETENTION_MS`). */
+  private readonly batchIds = new Map<string, number>();
   private rollout: { commit: CommitSha; text: string; at: Date; revision: number } | null = null;
   /** generation → the record's JSON texts (copies, as a database would keep them). */
   private readonly generations = new Map<number, { commit: CommitSha; statement: string; bundle: string; agents: string; at: number }>();
@@ -170,9 +173,16 @@ export class MemoryFleetStore implements FleetStore {
     return stored.id;
   }
 
-  async recordBatch(writes: readonly DeliveryWrite[]): Promise<void> {
+  async recordBatch(writes: readonly DeliveryWrite[], options: RecordBatchOptions = {}): Promise<void> {
     this.assertOpen();
     for (const write of writes) checkDeliveryWrite(write);
+    if (writes.length === 0) return;
+    if (options.id !== undefined) {
+      const now = this.options.now().getTime();
+      for (const [id, at] of this.batchIds) if (at < now - BATCH_ID_RETENTION_MS) this.batchIds.delete(id);
+      if (this.batchIds.has(options.id)) return; // recorded already
+      this.batchIds.set(options.id, now);
+    }
     for (const write of writes) {
       switch (write.kind) {
         case 'send':

@@ -98,8 +98,12 @@ export interface DeliveryStore {
    * thousand acks cost one commit (one fsync with SQLite) instead of a thousand. Every entry
    * is checked before anything is written; an invalid one refuses the whole batch with
    * INVALID_RECORD. An empty batch writes nothing.
+   *
+   * `id` makes a retry safe: a batch whose id was recorded already (its commit landed, but the
+   * answer was lost on the way back) writes nothing again. Ids are kept for
+   * `BATCH_ID_RETENTION_MS`; a batch without one is written every time it is given.
    */
-  recordBatch(writes: readonly DeliveryWrite[]): Promise<void>;
+  recordBatch(writes: readonly DeliveryWrite[], options?: RecordBatchOptions): Promise<void>;
   /** The newest send to the agent (its nonce is the only one an ack may carry), or null. */
   lastSend(agentId: AgentId): Promise<StoredSend | null>;
   /** The agent's acks, newest first. */
@@ -300,6 +304,14 @@ export interface AckRecord {
 }
 
 /** One entry of `recordBatch`: what `recordSend`, `recordAck` and `updateAgent` (without audit) write. */
+export interface RecordBatchOptions {
+  /** Unique per batch (a UUID), the same on each retry of it. */
+  readonly id?: string;
+}
+
+/** How long a recorded batch id is remembered (a retry after a longer outage may write twice). */
+export const BATCH_ID_RETENTION_MS = 3_600_000;
+
 export type DeliveryWrite =
   | { readonly kind: 'send'; readonly send: SendRecord; readonly agent?: AgentPatch }
   | { readonly kind: 'ack'; readonly ack: AckRecord; readonly agent?: AgentPatch }

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { AgentId, CommitSha, Labels } from '../domain/types.js';
 import type {
   ActiveVersion,
@@ -835,9 +836,11 @@ export class FleetCache implements LiveFleet {
     if (store === null || this.pending.length === 0) return;
     const batch = this.pending;
     this.pending = [];
+    // One id for every attempt: a retry after an answer lost on the way back writes nothing twice.
+    const id = randomUUID();
     this.chainWrite(
       batch.map((q) => q.what),
-      () => this.writeBatch(store, batch),
+      () => this.writeBatch(store, batch, id),
     );
   }
 
@@ -848,9 +851,12 @@ export class FleetCache implements LiveFleet {
    * reported, as before batching). Any other failure (the store closed, the disk full) loses
    * the batch and is reported once per kind of write in it.
    */
-  private async writeBatch(store: FleetStore, batch: ReadonlyArray<{ readonly what: string; readonly write: DeliveryWrite }>): Promise<void> {
+  private async writeBatch(store: FleetStore, batch: ReadonlyArray<{ readonly what: string; readonly write: DeliveryWrite }>, id: string): Promise<void> {
     try {
-      await store.recordBatch(batch.map((q) => q.write));
+      await store.recordBatch(
+        batch.map((q) => q.write),
+        { id },
+      );
       return;
     } catch (err) {
       if (isStoreUnavailable(err)) throw err;
@@ -859,11 +865,11 @@ export class FleetCache implements LiveFleet {
         return;
       }
     }
-    for (const { what, write } of batch) {
+    for (const [index, { what, write }] of batch.entries()) {
       try {
-        await store.recordBatch([write]);
+        await store.recordBatch([write], { id: `${id}/${index}` });
       } catch (err) {
-        // An outage in the middle: the whole batch is retried (entries written already are written twice).
+        // An outage in the middle: the whole batch is retried (entries written already are not written again).
         if (isStoreUnavailable(err)) throw err;
         this.storeFailed(err, what);
       }

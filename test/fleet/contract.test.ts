@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
 import { PkiError } from '../../src/domain/errors.js';
-import type { AdminTokenRecord, AgentUpdate, FleetStore } from '../../src/fleet/store.js';
+import type { AdminTokenRecord, AgentUpdate, DeliveryWrite, FleetStore } from '../../src/fleet/store.js';
+import { BATCH_ID_RETENTION_MS } from '../../src/fleet/store.js';
 import { EnrollmentTokens, hashToken } from '../../src/pki/tokens.js';
 import { tempDir } from '../helpers/git.js';
 import { COMMIT_A, COMMIT_B, DIGEST_A, DIGEST_B, DIGEST_X, IMPLEMENTATIONS, T0, ack, at, auditEntry, send, storeCode } from './helpers.js';
@@ -389,6 +390,23 @@ for (const [name, openStore, cleanUp] of IMPLEMENTATIONS) {
         assert.deepEqual(batched, await store.listAgents());
         assert.equal(batched.find((a) => a.id === 'edge-2')?.quarantine, null);
         assert.deepEqual(batched.find((a) => a.id === 'edge-1')?.lastSeen, at(2));
+      });
+
+      it('writes a batch given again under its id once (a retry after a lost answer), and forgets ids after BATCH_ID_RETENTION_MS', async () => {
+        const batch = (nonce: string): DeliveryWrite[] => [{ kind: 'ack', ack: ack({ nonce }), agent: { state: 'SYNCED' } }];
+        await store.recordBatch(batch('once'), { id: 'batch-1' });
+        await store.recordBatch(batch('once'), { id: 'batch-1' });
+        await store.recordBatch(batch('other'), { id: 'batch-2' });
+        await store.recordBatch(batch('no-id'));
+        await store.recordBatch(batch('no-id'));
+        assert.deepEqual(
+          (await store.listAcks(aid('edge-1'))).map((a) => a.nonce),
+          ['no-id', 'no-id', 'other', 'once'],
+        );
+        now = new Date(T0.getTime() + BATCH_ID_RETENTION_MS + 1);
+        await store.recordBatch(batch('pruning'), { id: 'batch-3' });
+        await store.recordBatch(batch('once'), { id: 'batch-1' });
+        assert.equal((await store.listAcks(aid('edge-1'))).filter((a) => a.nonce === 'once').length, 2, 'batch-1 was forgotten');
       });
 
       it('continues the ids of single calls: a batch between two acks lists between them', async () => {

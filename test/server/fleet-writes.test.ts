@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { type AgentId } from '../../src/domain/types.js';
-import { MemoryFleetStore, SqliteFleetStore, StoreError, type DeliveryWrite, type FleetStore } from '../../src/fleet/index.js';
+import { MemoryFleetStore, SqliteFleetStore, StoreError, type DeliveryWrite, type FleetStore, type RecordBatchOptions } from '../../src/fleet/index.js';
 import { FleetCache, MAX_WRITE_BATCH } from '../../src/server/fleet.js';
 import { tempDir } from '../helpers/git.js';
 import { aid, cid } from '../helpers/ids.js';
@@ -18,10 +18,10 @@ class RecordingStore extends MemoryFleetStore {
   readonly batches: Array<readonly DeliveryWrite[]> = [];
   readonly calls: string[] = [];
 
-  override async recordBatch(writes: readonly DeliveryWrite[]): Promise<void> {
+  override async recordBatch(writes: readonly DeliveryWrite[], options?: RecordBatchOptions): Promise<void> {
     this.batches.push(writes);
     this.calls.push(`batch:${writes.length}`);
-    return super.recordBatch(writes);
+    return super.recordBatch(writes, options);
   }
 
   override async updateAgents(...args: Parameters<MemoryFleetStore['updateAgents']>): Promise<void> {
@@ -169,6 +169,26 @@ describe('FleetCache writes to the store', () => {
       assert.deepEqual(failures, ['record a send, record an ack (kept: retried, with every later write, until the store is back)']);
       for (const agent of agents) assert.deepEqual((await store.listAcks(agent)).map((x) => x.status), ['APPLIED']);
       assert.equal(fleet.pendingWrites, 0);
+    });
+
+    it('writes a batch once when its commit landed but the answer was lost (the retry carries the same batch id)', async () => {
+      const store = new RecordingStore();
+      let lose = 1;
+      const failing: FleetStore = Object.assign(Object.create(store) as FleetStore, {
+        recordBatch: async (writes: readonly DeliveryWrite[], options?: RecordBatchOptions) => {
+          await store.recordBatch(writes, options);
+          if (lose > 0) {
+            lose -= 1;
+            throw new StoreError({ code: 'STORE_UNAVAILABLE', message: 'connection lost before the answer' });
+          }
+        },
+      });
+      const fleet = new FleetCache({ now: () => AT, store: failing, onStoreError: () => undefined, retryBackoffMs: { min: 5, max: 20 } });
+      const agents = ids(3);
+      deliverAll(fleet, agents);
+      await fleet.flush();
+      assert.equal(lose, 0, 'the first attempt was lost');
+      for (const agent of agents) assert.deepEqual((await store.listAcks(agent)).map((x) => x.status), ['APPLIED']);
     });
   });
 

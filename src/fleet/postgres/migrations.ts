@@ -133,6 +133,14 @@ export const MIGRATIONS: readonly string[] = Object.freeze([
     at          BIGINT NOT NULL
   );
   `,
+  // 3: the ids of recorded write batches, so a batch retried after a lost answer is written once.
+  `
+  CREATE TABLE write_batches (
+    id  TEXT COLLATE "C" PRIMARY KEY,
+    at  BIGINT NOT NULL
+  );
+  CREATE INDEX write_batches_at ON write_batches (at);
+  `,
 ]);
 
 /**

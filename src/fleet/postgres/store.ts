@@ -48,6 +48,7 @@ import type {
   FleetStoreOptions,
   GenerationRecord,
   PageRequest,
+  RecordBatchOptions,
   RefusalRecord,
   RevocationRecord,
   RolloutDocument,
@@ -59,7 +60,7 @@ import type {
   StoredRollout,
   StoredSend,
 } from '../store.js';
-import { GENERATIONS_KEPT } from '../store.js';
+import { BATCH_ID_RETENTION_MS, GENERATIONS_KEPT } from '../store.js';
 import { checkPostgresUrl, clientConfig, isConnectionFailure, redactUrl, translate, type ConnectionSettings } from './connection.js';
 import { PostgresChangeFeed, changePayloads, FLEET_CHANNEL, type PostgresFeedEvent } from './feed.js';
 import { MIGRATION_LOCK, MIGRATIONS } from './migrations.js';
@@ -339,10 +340,16 @@ export class PostgresFleetStore implements FleetStore {
     });
   }
 
-  async recordBatch(writes: readonly DeliveryWrite[]): Promise<void> {
+  async recordBatch(writes: readonly DeliveryWrite[], options: RecordBatchOptions = {}): Promise<void> {
     for (const write of writes) checkDeliveryWrite(write);
     if (writes.length === 0) return;
     await this.write('record a batch of sends and acks', async (c, changes) => {
+      if (options.id !== undefined) {
+        const now = this.options.now().getTime();
+        await c.query('DELETE FROM write_batches WHERE at < $1', [now - BATCH_ID_RETENTION_MS]);
+        const inserted = await c.query('INSERT INTO write_batches (id, at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [options.id, now]);
+        if (inserted.rowCount === 0) return; // recorded already
+      }
       // Sends and acks each go in as one statement, in the batch's order (their ids follow it);
       // the agent patches follow in order, one statement per run of same-shaped patches. One
       // transaction: how inserts and patches interleave inside it is invisible to readers.

@@ -144,4 +144,12 @@ export const MIGRATIONS: readonly string[] = Object.freeze([
     at          INTEGER NOT NULL
   ) STRICT;
   `,
+  // 6: the ids of recorded write batches, so a batch retried after a lost answer is written once.
+  `
+  CREATE TABLE write_batches (
+    id  TEXT PRIMARY KEY,
+    at  INTEGER NOT NULL
+  ) STRICT, WITHOUT ROWID;
+  CREATE INDEX write_batches_at ON write_batches (at);
+  `,
 ]);

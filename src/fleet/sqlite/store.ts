@@ -32,6 +32,7 @@ import {
   revisionConflict,
 } from '../records.js';
 import {
+  BATCH_ID_RETENTION_MS,
   GENERATIONS_KEPT,
   type AcceptedState,
   type AckRecord,
@@ -47,6 +48,7 @@ import {
   type FleetStoreOptions,
   type GenerationRecord,
   type PageRequest,
+  type RecordBatchOptions,
   type RefusalRecord,
   type RevocationRecord,
   type RolloutDocument,
@@ -147,6 +149,8 @@ function prepare(db: Database) {
     patchAgent: db.prepare(UPSERT_AGENT),
     removeAgent: db.prepare('DELETE FROM agents WHERE id = ?'),
 
+    insertBatchId: db.prepare('INSERT INTO write_batches (id, at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING'),
+    pruneBatchIds: db.prepare('DELETE FROM write_batches WHERE at < ?'),
     insertSend: db.prepare('INSERT INTO sends (agent_id, commit_sha, digest, generation, nonce, at) VALUES (?, ?, ?, ?, ?, ?)'),
     insertAck: db.prepare('INSERT INTO acks (agent_id, commit_sha, digest, generation, nonce, status, error, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
     lastSend: db.prepare<SendRow>('SELECT * FROM sends WHERE agent_id = ? ORDER BY id DESC LIMIT 1'),
@@ -362,10 +366,15 @@ export class SqliteFleetStore implements FleetStore {
     });
   }
 
-  async recordBatch(writes: readonly DeliveryWrite[]): Promise<void> {
+  async recordBatch(writes: readonly DeliveryWrite[], options: RecordBatchOptions = {}): Promise<void> {
     for (const write of writes) checkDeliveryWrite(write);
     if (writes.length === 0) return;
     this.write('record a batch of sends and acks', () => {
+      if (options.id !== undefined) {
+        const now = this.options.now().getTime();
+        this.statements.pruneBatchIds.run(now - BATCH_ID_RETENTION_MS);
+        if (this.statements.insertBatchId.run(options.id, now).changes === 0) return; // recorded already
+      }
       // Sends and acks in the batch's order; each agent's patches folded into one upsert.
       const patches: AgentUpdate[] = [];
       for (const write of writes) {
