@@ -28,12 +28,12 @@ export interface GenerationSigner {
 export interface SnapshotSink {
   set(snapshot: Snapshot): void;
 }
-/** Where the leader keeps each signed generation for the other replicas (the fleet store). */
 /** The shared record of the last refused commit (null: none stands). */
 export interface RefusalSink {
   saveRefusal(refusal: Refusal | null): Promise<void>;
 }
 
+/** Where the leader keeps each signed generation for the other replicas (the fleet store). */
 export interface GenerationSink {
   saveGeneration(record: GenerationRecord): Promise<void>;
 }

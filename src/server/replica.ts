@@ -103,8 +103,8 @@ export interface ReplicaSyncOptions {
  * A replica's side of the change feed: bursts of changes are coalesced (agent ids merged, one
  * refresh per kind), each `notified` cache refreshes from the store, and a follower serves the
  * newest generation the leader stored, and reports the refusal it recorded, when the server
- * state changed. Refreshes run one batch
- * at a time, so a slow store delays them but never reorders them.
+ * state changed. Refreshes run one batch at a time, so a slow store delays them but never
+ * reorders them.
  */
 export class ReplicaSync {
   private readonly coalesceMs: number;
