@@ -21,6 +21,15 @@ interface AgentItem {
   readonly lastRejection?: { readonly commit: string; readonly digest: string; readonly error: string; readonly at: string } | null;
 }
 
+/** The fields of `GET /api/v1/source` that `status` shows above the table. */
+interface SourceItem {
+  readonly accepted: string | null;
+  readonly generation: number | null;
+  readonly refused: { readonly commit: string; readonly code: string } | null;
+  /** Which server process answered, and whether it leads (several replicas on PostgreSQL). */
+  readonly replica: { readonly id: string; readonly leader: boolean } | null;
+}
+
 /** The order states are counted in on the summary line. */
 const STATE_ORDER = ['SYNCED', 'PENDING', 'STALE', 'NACKED', 'QUARANTINED', 'DISCONNECTED'];
 
@@ -37,7 +46,7 @@ export function registerStatus(program: Command, io: CliIo, setExit: (code: numb
     .option('--admin-ca <file>', ADMIN_FLAGS_HELP.adminCa)
     .addHelpText(
       'after',
-      '\nDESIRED and ACTIVE are <commit>:<digest>, both shortened; (baseline) marks a quarantined agent\'s baseline bundle.\n(NACK) marks an agent that rejected a commit and has not applied a newer one since (say, sent back to its\nprevious bundle by a halted rollout); a NACK line below the table names the commit, when, and the agent\'s error.\nExit codes: 0 shown, 2 refused (no admin token, admin API unreachable or refusing, usage).',
+      '\nThe first line says what the server serves (commit, generation), a refused commit while it stands, and which\nreplica answered (leader or follower). DESIRED and ACTIVE are <commit>:<digest>, both shortened; (baseline) marks a quarantined agent\'s baseline bundle.\n(NACK) marks an agent that rejected a commit and has not applied a newer one since (say, sent back to its\nprevious bundle by a halted rollout); a NACK line below the table names the commit, when, and the agent\'s error.\nExit codes: 0 shown, 2 refused (no admin token, admin API unreachable or refusing, usage).',
     )
     .action(async (flags: StatusFlags) => {
       await runAdminVerb(io, setExit, 'status', async () => {
@@ -47,7 +56,8 @@ export function registerStatus(program: Command, io: CliIo, setExit: (code: numb
         if (flags.json === true) {
           io.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
         } else {
-          io.stdout.write(formatStatus(body.map(agentItem), new Date()));
+          const source = sourceItem(await client.request('GET', '/api/v1/source'));
+          io.stdout.write(formatStatus(body.map(agentItem), new Date(), source));
         }
       });
     });
@@ -59,7 +69,7 @@ export function registerStatus(program: Command, io: CliIo, setExit: (code: numb
  * state (a NACKED one says so already), and one `NACK` line per such agent, between the table
  * and the summary, says what it rejected, when, and why.
  */
-export function formatStatus(agents: readonly AgentItem[], now: Date): string {
+export function formatStatus(agents: readonly AgentItem[], now: Date, source?: SourceItem): string {
   const header = ['AGENT', 'WAVE', 'STATE', 'DESIRED', 'ACTIVE', 'CERT EXPIRES', 'LAST SEEN'];
   const rows = agents.map((a) => [
     a.id,
@@ -81,7 +91,15 @@ export function formatStatus(agents: readonly AgentItem[], now: Date): string {
     a.lastRejection == null ? [] : [`NACK ${a.id}: rejected ${version(a.lastRejection)} ${relative(a.lastRejection.at, now)}: ${oneLine(a.lastRejection.error)}`],
   );
   const table = [line(header), ...rows.map(line)].join('\n');
-  return `${table}\n\n${nacks.length === 0 ? '' : `${nacks.join('\n')}\n\n`}${agents.length} agent${agents.length === 1 ? '' : 's'}${summary === '' ? '' : `: ${summary}`}\n`;
+  return `${source === undefined ? '' : `${formatSource(source)}\n\n`}${table}\n\n${nacks.length === 0 ? '' : `${nacks.join('\n')}\n\n`}${agents.length} agent${agents.length === 1 ? '' : 's'}${summary === '' ? '' : `: ${summary}`}\n`;
+}
+
+/** `serving 1a2b3c4 (generation 7) · refused 9f8e7d6 (UNTRUSTED_SIGNER) · replica host-1-ab12 (leader)`. */
+function formatSource(source: SourceItem): string {
+  const parts = [source.accepted === null ? 'nothing accepted yet' : `serving ${source.accepted.slice(0, 7)} (generation ${source.generation ?? '?'})`];
+  if (source.refused !== null) parts.push(`refused ${source.refused.commit.slice(0, 7)} (${oneLine(source.refused.code)})`);
+  if (source.replica !== null) parts.push(`replica ${oneLine(source.replica.id)} (${source.replica.leader ? 'leader' : 'follower'})`);
+  return parts.join(' · ');
 }
 
 /**
@@ -132,5 +150,17 @@ function agentItem(raw: unknown): AgentItem {
     lastRejection: isObject(o['lastRejection'])
       ? { commit: str(o['lastRejection']['commit']), digest: str(o['lastRejection']['digest']), error: str(o['lastRejection']['error']), at: str(o['lastRejection']['at']) }
       : null,
+  };
+}
+
+function sourceItem(raw: unknown): SourceItem {
+  const o = isObject(raw) ? raw : {};
+  const refused = o['refused'];
+  const replica = o['replica'];
+  return {
+    accepted: typeof o['accepted'] === 'string' ? o['accepted'] : null,
+    generation: typeof o['generation'] === 'number' ? o['generation'] : null,
+    refused: isObject(refused) && typeof refused['commit'] === 'string' ? { commit: refused['commit'], code: String(refused['code'] ?? '?') } : null,
+    replica: isObject(replica) && typeof replica['id'] === 'string' ? { id: replica['id'], leader: replica['leader'] === true } : null,
   };
 }

@@ -34,10 +34,13 @@ describe('meshcfg status, approve, quarantine, revoke (against a running server)
     fixture?.cleanup();
   });
 
-  it('prints one line per agent under a header, and a summary line', async () => {
+  it('prints what the server serves and which replica answered, then one line per agent under a header, and a summary line', async () => {
     const run = await meshcfg('status', ...admin());
     assert.equal(run.code, 0, run.stderr);
-    const lines = run.stdout.trimEnd().split('\n');
+    const source = server.reconciler.status();
+    const [first, blank, ...lines] = run.stdout.trimEnd().split('\n');
+    assert.equal(first, `serving ${source.serving?.slice(0, 7)} (generation ${source.generation}) · replica ${server.leadership.replica} (leader)`);
+    assert.equal(blank, '');
     assert.match(lines[0] ?? '', /^AGENT\s+WAVE\s+STATE\s+DESIRED\s+ACTIVE\s+CERT EXPIRES\s+LAST SEEN$/);
     const edge1 = (lines[1] ?? '').split(/\s{3,}/);
     assert.equal(edge1[0], 'edge-1');
@@ -150,6 +153,17 @@ describe('formatStatus', () => {
     it('keeps the summary line last, counting states without the mark', () => {
       assert.equal(lines.at(-1), '4 agents: 3 SYNCED, 1 NACKED');
     });
+  });
+
+  it('puts the source above the table when given: a standing refusal, and a follower replica', () => {
+    const text = formatStatus([], now, {
+      accepted: 'a'.repeat(40),
+      generation: 12,
+      refused: { commit: 'b'.repeat(40), code: 'UNTRUSTED_SIGNER' },
+      replica: { id: 'mesh-2-1f3a', leader: false },
+    });
+    assert.equal(text.split('\n')[0], 'serving aaaaaaa (generation 12) · refused bbbbbbb (UNTRUSTED_SIGNER) · replica mesh-2-1f3a (follower)');
+    assert.equal(formatStatus([], now, { accepted: null, generation: 0, refused: null, replica: null }).split('\n')[0], 'nothing accepted yet');
   });
 
   it('says relative times in the largest whole unit', () => {

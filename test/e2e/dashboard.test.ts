@@ -168,6 +168,10 @@ describe('dashboard in headless Chromium', { timeout: 300_000 }, () => {
       assert.ok(((await refused.locator('.reason').textContent()) ?? '').length > 0, 'the reason is shown');
       assert.equal(await page.locator('[data-testid="accepted"] code.sha').getAttribute('data-sha'), second, 'the accepted commit is still served');
       await page.locator('#alerts .alert.k-commit-refused').first().waitFor();
+      // Which server process answered, and that it leads (one server on SQLite always does).
+      const replica = (await d.admin<{ replica: { id: string } }>('/api/v1/source')).body.replica.id;
+      assert.equal(await page.locator('[data-testid="replica"]').textContent(), replica);
+      assert.match((await page.locator('#source .meta').last().textContent()) ?? '', new RegExp(`replica ${replica} \\(leader\\)`));
     });
 
     it('lists a quarantined agent, and an Approve click with a reason brings it back', async () => {

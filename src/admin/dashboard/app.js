@@ -267,7 +267,17 @@ function renderSource() {
             h('div', { class: 'reason' }, refused.message),
           ],
     ),
-    h('div', { class: 'meta' }, 'branch ', h('code', {}, source.branch), ' · generation ', String(source.generation), source.head && source.head !== source.accepted ? [' · head ', h('code', {}, short(source.head))] : null),
+    h(
+      'div',
+      { class: 'meta' },
+      'branch ',
+      h('code', {}, source.branch),
+      ' · generation ',
+      String(source.generation),
+      source.head && source.head !== source.accepted ? [' · head ', h('code', {}, short(source.head))] : null,
+      // Several replicas: which one answered, and whether it leads (the answers are the same from each).
+      source.replica ? [' · replica ', h('code', { 'data-testid': 'replica' }, source.replica.id), source.replica.leader ? ' (leader)' : ' (follower)'] : null,
+    ),
   );
 }
 
