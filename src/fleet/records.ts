@@ -268,6 +268,26 @@ export function reviveRefusal(doc: Record<string, unknown>): RefusalRecord {
  * later patch's fields win over an earlier one's (a field it leaves undefined keeps the earlier
  * value). Written in one transaction, the rows are the same as writing each patch in turn.
  */
+/** Every agent patch of a batch (`recordBatch`), folded per agent (`foldAgentUpdates`). */
+export function batchAgentUpdates(writes: readonly DeliveryWrite[]): AgentUpdate[] {
+  return foldAgentUpdates(
+    writes.flatMap((write): AgentUpdate[] => {
+      switch (write.kind) {
+        case 'send':
+          return write.agent === undefined ? [] : [{ id: write.send.agentId, patch: write.agent }];
+        case 'ack':
+          return write.agent === undefined ? [] : [{ id: write.ack.agentId, patch: write.agent }];
+        case 'agent':
+          return [{ id: write.id, patch: write.patch }];
+        default: {
+          const never: never = write;
+          throw new Error(`unexpected batch entry ${String(never)}`);
+        }
+      }
+    }),
+  );
+}
+
 export function foldAgentUpdates(updates: Iterable<AgentUpdate>): AgentUpdate[] {
   const folded = new Map<AgentUpdate['id'], Record<string, unknown>>();
   for (const { id, patch } of updates) {

@@ -21,7 +21,7 @@ import {
   checkSend,
   checkToken,
   duplicateToken,
-  foldAgentUpdates,
+  batchAgentUpdates,
   generationConflict,
   jsonText,
   checkGenerationRecord,
@@ -351,30 +351,11 @@ export class PostgresFleetStore implements FleetStore {
         if (inserted.rowCount === 0) return; // recorded already
       }
       // Sends and acks each go in as one statement, in the batch's order (their ids follow it);
-      // the agent patches follow in order, one statement per run of same-shaped patches. One
+      // then each agent's patches folded into one, one statement per patch shape. One
       // transaction: how inserts and patches interleave inside it is invisible to readers.
-      const sends: SendRecord[] = [];
-      const acks: AckRecord[] = [];
-      const patches: AgentUpdate[] = [];
-      for (const write of writes) {
-        switch (write.kind) {
-          case 'send':
-            sends.push(write.send);
-            if (write.agent !== undefined) patches.push({ id: write.send.agentId, patch: write.agent });
-            break;
-          case 'ack':
-            acks.push(write.ack);
-            if (write.agent !== undefined) patches.push({ id: write.ack.agentId, patch: write.agent });
-            break;
-          case 'agent':
-            patches.push({ id: write.id, patch: write.patch });
-            break;
-          default: {
-            const never: never = write;
-            throw new Error(`unexpected batch entry ${String(never)}`);
-          }
-        }
-      }
+      const sends = writes.flatMap((w) => (w.kind === 'send' ? [w.send] : []));
+      const acks = writes.flatMap((w) => (w.kind === 'ack' ? [w.ack] : []));
+      const patches = batchAgentUpdates(writes);
       if (sends.length > 0) {
         await c.query(
           `INSERT INTO sends (agent_id, commit_sha, digest, generation, nonce, at)
@@ -402,8 +383,7 @@ export class PostgresFleetStore implements FleetStore {
           ],
         );
       }
-      // Each agent's patches folded into one, grouped by shape: one statement per shape.
-      for (const run of runsOf(byShape(foldAgentUpdates(patches)))) await upsertMany(c, run);
+      for (const run of runsOf(byShape(patches))) await upsertMany(c, run);
       changes.agents([...new Set([...sends.map((x) => x.agentId), ...acks.map((x) => x.agentId), ...patches.map((x) => x.id)])]);
     });
   }

@@ -21,7 +21,7 @@ import {
   checkSend,
   checkToken,
   duplicateToken,
-  foldAgentUpdates,
+  batchAgentUpdates,
   generationConflict,
   checkGenerationRecord,
   generationTaken,
@@ -376,31 +376,16 @@ export class SqliteFleetStore implements FleetStore {
         if (this.statements.insertBatchId.run(options.id, now).changes === 0) return; // recorded already
       }
       // Sends and acks in the batch's order; each agent's patches folded into one upsert.
-      const patches: AgentUpdate[] = [];
       for (const write of writes) {
-        switch (write.kind) {
-          case 'send': {
-            const { agentId, commit, digest, generation, nonce, at } = write.send;
-            this.statements.insertSend.run(agentId, commit, digest, generation, nonce, at.getTime());
-            if (write.agent !== undefined) patches.push({ id: agentId, patch: write.agent });
-            break;
-          }
-          case 'ack': {
-            const { agentId, commit, digest, generation, nonce, status, error, at } = write.ack;
-            this.statements.insertAck.run(agentId, commit, digest, generation, nonce, status, error, at.getTime());
-            if (write.agent !== undefined) patches.push({ id: agentId, patch: write.agent });
-            break;
-          }
-          case 'agent':
-            patches.push({ id: write.id, patch: write.patch });
-            break;
-          default: {
-            const never: never = write;
-            throw new Error(`unexpected batch entry ${String(never)}`);
-          }
+        if (write.kind === 'send') {
+          const { agentId, commit, digest, generation, nonce, at } = write.send;
+          this.statements.insertSend.run(agentId, commit, digest, generation, nonce, at.getTime());
+        } else if (write.kind === 'ack') {
+          const { agentId, commit, digest, generation, nonce, status, error, at } = write.ack;
+          this.statements.insertAck.run(agentId, commit, digest, generation, nonce, status, error, at.getTime());
         }
       }
-      for (const { id, patch } of foldAgentUpdates(patches)) this.statements.patchAgent.run(upsertParams(id, patch));
+      for (const { id, patch } of batchAgentUpdates(writes)) this.statements.patchAgent.run(upsertParams(id, patch));
     });
   }
 
