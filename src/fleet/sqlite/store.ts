@@ -82,27 +82,27 @@ type Bind = Database.BindValue;
 // One statement for every patch shape: a `set_*` flag of 0 keeps the column. On insert the
 // unset values are NULL, which is what a new agent has.
 const UPSERT_AGENT = `
-      INSERT INTO agents (id, desired_commit, desired_digest, desired_generation,
-        active_commit, active_digest, active_generation, active_at, state,
-        cert_serial, cert_expiry, last_seen, quarantine_since, quarantine_reason, quarantine_by)
-      VALUES (@id, @desired_commit, @desired_digest, @desired_generation,
-        @active_commit, @active_digest, @active_generation, @active_at, coalesce(@state, 'DISCONNECTED'),
-        @cert_serial, @cert_expiry, @last_seen, @quarantine_since, @quarantine_reason, @quarantine_by)
-      ON CONFLICT (id) DO UPDATE SET
-        desired_commit     = CASE WHEN @set_desired THEN excluded.desired_commit ELSE desired_commit END,
-        desired_digest     = CASE WHEN @set_desired THEN excluded.desired_digest ELSE desired_digest END,
-        desired_generation = CASE WHEN @set_desired THEN excluded.desired_generation ELSE desired_generation END,
-        active_commit      = CASE WHEN @set_active THEN excluded.active_commit ELSE active_commit END,
-        active_digest      = CASE WHEN @set_active THEN excluded.active_digest ELSE active_digest END,
-        active_generation  = CASE WHEN @set_active THEN excluded.active_generation ELSE active_generation END,
-        active_at          = CASE WHEN @set_active THEN excluded.active_at ELSE active_at END,
-        state              = CASE WHEN @set_state THEN excluded.state ELSE state END,
-        cert_serial        = CASE WHEN @set_cert_serial THEN excluded.cert_serial ELSE cert_serial END,
-        cert_expiry        = CASE WHEN @set_cert_expiry THEN excluded.cert_expiry ELSE cert_expiry END,
-        last_seen          = CASE WHEN @set_last_seen THEN excluded.last_seen ELSE last_seen END,
-        quarantine_since   = CASE WHEN @set_quarantine THEN excluded.quarantine_since ELSE quarantine_since END,
-        quarantine_reason  = CASE WHEN @set_quarantine THEN excluded.quarantine_reason ELSE quarantine_reason END,
-        quarantine_by      = CASE WHEN @set_quarantine THEN excluded.quarantine_by ELSE quarantine_by END`;
+  INSERT INTO agents (id, desired_commit, desired_digest, desired_generation,
+    active_commit, active_digest, active_generation, active_at, state,
+    cert_serial, cert_expiry, last_seen, quarantine_since, quarantine_reason, quarantine_by)
+  VALUES (@id, @desired_commit, @desired_digest, @desired_generation,
+    @active_commit, @active_digest, @active_generation, @active_at, coalesce(@state, 'DISCONNECTED'),
+    @cert_serial, @cert_expiry, @last_seen, @quarantine_since, @quarantine_reason, @quarantine_by)
+  ON CONFLICT (id) DO UPDATE SET
+    desired_commit     = CASE WHEN @set_desired THEN excluded.desired_commit ELSE desired_commit END,
+    desired_digest     = CASE WHEN @set_desired THEN excluded.desired_digest ELSE desired_digest END,
+    desired_generation = CASE WHEN @set_desired THEN excluded.desired_generation ELSE desired_generation END,
+    active_commit      = CASE WHEN @set_active THEN excluded.active_commit ELSE active_commit END,
+    active_digest      = CASE WHEN @set_active THEN excluded.active_digest ELSE active_digest END,
+    active_generation  = CASE WHEN @set_active THEN excluded.active_generation ELSE active_generation END,
+    active_at          = CASE WHEN @set_active THEN excluded.active_at ELSE active_at END,
+    state              = CASE WHEN @set_state THEN excluded.state ELSE state END,
+    cert_serial        = CASE WHEN @set_cert_serial THEN excluded.cert_serial ELSE cert_serial END,
+    cert_expiry        = CASE WHEN @set_cert_expiry THEN excluded.cert_expiry ELSE cert_expiry END,
+    last_seen          = CASE WHEN @set_last_seen THEN excluded.last_seen ELSE last_seen END,
+    quarantine_since   = CASE WHEN @set_quarantine THEN excluded.quarantine_since ELSE quarantine_since END,
+    quarantine_reason  = CASE WHEN @set_quarantine THEN excluded.quarantine_reason ELSE quarantine_reason END,
+    quarantine_by      = CASE WHEN @set_quarantine THEN excluded.quarantine_by ELSE quarantine_by END`;
 
 /** The named parameters of `UPSERT_AGENT` for one patch. */
 function upsertParams(id: AgentId, patch: AgentPatch): Record<string, Bind> {
