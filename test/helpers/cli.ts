@@ -10,12 +10,16 @@ export interface Run {
   readonly stderr: string;
 }
 
+/** A command still running after this is killed, and the run says so (every verb is done in seconds). */
+const RUN_TIMEOUT_MS = 120_000;
+
 /** Runs `meshcfg ...args` to completion; never rejects (the exit code is part of the result). */
 export function meshcfg(...args: string[]): Promise<Run> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { encoding: 'utf8' }, (err, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: RUN_TIMEOUT_MS }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-      resolve({ code, stdout, stderr });
+      const killed = err?.killed === true ? `\n(meshcfg ${args[0] ?? ''} was still running after ${RUN_TIMEOUT_MS / 1000} s and was killed)` : '';
+      resolve({ code, stdout, stderr: `${stderr}${killed}` });
     });
   });
 }
