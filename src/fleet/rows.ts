@@ -1,7 +1,20 @@
 import type { AgentId, CommitSha } from '../domain/types.js';
 import { StoreError } from './errors.js';
-import { generationOf } from './records.js';
-import { ADMIN_ROLES, AGENT_STATES, type AdminRole, type AdminTokenRecord, type AgentRecord, type AgentState, type GenerationRecord, type StoredAck, type StoredSend } from './store.js';
+import { generationOf, reviveRefusal } from './records.js';
+import {
+  ADMIN_ROLES,
+  AGENT_STATES,
+  type AdminRole,
+  type AdminTokenRecord,
+  type AgentRecord,
+  type AgentState,
+  type GenerationRecord,
+  type ServerState,
+  type StoredAck,
+  type StoredAuditEntry,
+  type StoredRollout,
+  type StoredSend,
+} from './store.js';
 
 /*
  * Rows as a SQL backend keeps them — snake_case columns, times as INTEGER epoch milliseconds,
@@ -45,6 +58,20 @@ export interface AckRow extends SendRow {
   error: string;
 }
 
+export interface ServerStateRow {
+  accepted: CommitSha | null;
+  generation: number;
+  refusal: string | null;
+  accepted_seen_at: number | null;
+}
+
+export interface RolloutRow {
+  commit_sha: CommitSha;
+  document: string;
+  at: number;
+  revision: number;
+}
+
 export interface AuditRow {
   id: number;
   at: number;
@@ -82,6 +109,25 @@ export function parseJson(text: string, what: string): Record<string, unknown> {
 
 export function date(ms: number | null): Date | null {
   return ms === null ? null : new Date(ms);
+}
+
+/** The server_state row (`where` names the store for the message when it is missing: CORRUPT). */
+export function serverStateOf(row: ServerStateRow | undefined, where: string): ServerState {
+  if (row === undefined) throw new StoreError({ code: 'CORRUPT', message: `${where}: the server_state row is missing` });
+  return Object.freeze({
+    accepted: row.accepted,
+    generation: row.generation,
+    ...(row.accepted_seen_at === null ? {} : { seenAt: new Date(row.accepted_seen_at) }),
+    lastRefusal: row.refusal === null ? null : reviveRefusal(parseJson(row.refusal, 'the last refusal')),
+  });
+}
+
+export function rolloutOf(row: RolloutRow): StoredRollout {
+  return Object.freeze({ commit: row.commit_sha, document: parseJson(row.document, 'the rollout document'), at: new Date(row.at), revision: row.revision });
+}
+
+export function auditOf(row: AuditRow): StoredAuditEntry {
+  return Object.freeze({ id: row.id, at: new Date(row.at), actor: row.actor, action: row.action, target: row.target, reason: row.reason, details: parseJson(row.details, 'audit details') });
 }
 
 export function agentOf(row: AgentRow): AgentRecord {

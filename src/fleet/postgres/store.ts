@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { AgentId, CommitSha } from '../../domain/types.js';
+import type { AgentId } from '../../domain/types.js';
 import type { TokenRecord, TokenStore } from '../../pki/index.js';
 import type { FleetChange } from '../changes.js';
 import { StoreError } from '../errors.js';
@@ -28,10 +28,28 @@ import {
   generationTaken,
   pageOf,
   refusalText,
-  reviveRefusal,
   revisionConflict,
 } from '../records.js';
-import { agentOf, adminTokenOf, ackOf, generationRowOf, parseJson, sendOf, type AckRow, type AdminTokenRow, type AgentRow, type AuditRow, type GenerationRow, type SendRow, type TableRows, type TokenRow } from '../rows.js';
+import {
+  agentOf,
+  adminTokenOf,
+  ackOf,
+  auditOf,
+  generationRowOf,
+  rolloutOf,
+  sendOf,
+  serverStateOf,
+  type AckRow,
+  type AdminTokenRow,
+  type AgentRow,
+  type AuditRow,
+  type GenerationRow,
+  type RolloutRow,
+  type SendRow,
+  type ServerStateRow,
+  type TableRows,
+  type TokenRow,
+} from '../rows.js';
 import { checkSchemaVersion } from '../schema.js';
 import type {
   AcceptedState,
@@ -225,17 +243,8 @@ export class PostgresFleetStore implements FleetStore {
   }
 
   async serverState(): Promise<ServerState> {
-    const [row] = await this.read<{ accepted: CommitSha | null; generation: number; refusal: string | null; accepted_seen_at: number | null }>(
-      'read the server state',
-      'SELECT accepted, generation, refusal, accepted_seen_at FROM server_state WHERE id = 1',
-    );
-    if (row === undefined) throw new StoreError({ code: 'CORRUPT', message: `${this.redactedUrl}: the server_state row is missing` });
-    return Object.freeze({
-      accepted: row.accepted,
-      generation: row.generation,
-      ...(row.accepted_seen_at === null ? {} : { seenAt: new Date(row.accepted_seen_at) }),
-      lastRefusal: row.refusal === null ? null : reviveRefusal(parseJson(row.refusal, 'the last refusal')),
-    });
+    const [row] = await this.read<ServerStateRow>('read the server state', 'SELECT accepted, generation, refusal, accepted_seen_at FROM server_state WHERE id = 1');
+    return serverStateOf(row, this.redactedUrl);
   }
 
   async saveAccepted(state: AcceptedState): Promise<void> {
@@ -427,12 +436,8 @@ export class PostgresFleetStore implements FleetStore {
   }
 
   async loadRollout(): Promise<StoredRollout | null> {
-    const [row] = await this.read<{ commit_sha: CommitSha; document: string; at: number; revision: number }>(
-      'load the rollout',
-      'SELECT commit_sha, document, at, revision FROM rollout WHERE id = 1',
-    );
-    if (row === undefined) return null;
-    return Object.freeze({ commit: row.commit_sha, document: parseJson(row.document, 'the rollout document'), at: new Date(row.at), revision: row.revision });
+    const [row] = await this.read<RolloutRow>('load the rollout', 'SELECT commit_sha, document, at, revision FROM rollout WHERE id = 1');
+    return row === undefined ? null : rolloutOf(row);
   }
 
   async saveRollout(rollout: RolloutDocument, options: SaveRolloutOptions = {}): Promise<number> {
@@ -592,9 +597,7 @@ export class PostgresFleetStore implements FleetStore {
   async listAudit(page?: PageRequest): Promise<readonly StoredAuditEntry[]> {
     const { limit, beforeId } = pageOf(page);
     const rows = await this.read<AuditRow>('list the audit log', 'SELECT * FROM audit WHERE id < $1 ORDER BY id DESC LIMIT $2', [beforeId, limit]);
-    return Object.freeze(
-      rows.map((r) => Object.freeze({ id: r.id, at: new Date(r.at), actor: r.actor, action: r.action, target: r.target, reason: r.reason, details: parseJson(r.details, 'audit details') })),
-    );
+    return Object.freeze(rows.map(auditOf));
   }
 
   /** Ends the change feed and the pool (waiting for the calls in flight). Idempotent. */

@@ -1,6 +1,6 @@
 import { chmodSync, closeSync, fstatSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import type { AgentId, CommitSha } from '../../domain/types.js';
+import type { AgentId } from '../../domain/types.js';
 import type { TokenRecord, TokenStore } from '../../pki/index.js';
 import { StoreError } from '../errors.js';
 import {
@@ -28,7 +28,6 @@ import {
   jsonText,
   pageOf,
   refusalText,
-  reviveRefusal,
   revisionConflict,
 } from '../records.js';
 import {
@@ -60,7 +59,26 @@ import {
   type StoredRollout,
   type StoredSend,
 } from '../store.js';
-import { agentOf, adminTokenOf, ackOf, generationRowOf, parseJson, sendOf, type AckRow, type AdminTokenRow, type AgentRow, type AuditRow, type GenerationRow, type SendRow, type TableRows, type TokenRow } from '../rows.js';
+import {
+  agentOf,
+  adminTokenOf,
+  ackOf,
+  auditOf,
+  generationRowOf,
+  rolloutOf,
+  sendOf,
+  serverStateOf,
+  type AckRow,
+  type AdminTokenRow,
+  type AgentRow,
+  type AuditRow,
+  type GenerationRow,
+  type RolloutRow,
+  type SendRow,
+  type ServerStateRow,
+  type TableRows,
+  type TokenRow,
+} from '../rows.js';
 import { checkSchemaVersion } from '../schema.js';
 import { MIGRATIONS } from './migrations.js';
 
@@ -136,7 +154,7 @@ function upsertParams(id: AgentId, patch: AgentPatch): Record<string, Bind> {
 /** Every statement the store runs, prepared once per connection. */
 function prepare(db: Database) {
   return {
-    serverState: db.prepare<{ accepted: CommitSha | null; generation: number; refusal: string | null; accepted_seen_at: number | null }>(
+    serverState: db.prepare<ServerStateRow>(
       'SELECT accepted, generation, refusal, accepted_seen_at FROM server_state WHERE id = 1',
     ),
     saveAccepted: db.prepare('UPDATE server_state SET accepted = ?, generation = ?, accepted_seen_at = ? WHERE id = 1 AND generation <= ?'),
@@ -161,7 +179,7 @@ function prepare(db: Database) {
     insertGeneration: db.prepare('INSERT INTO generations (generation, commit_sha, statement, bundle, agents, at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (generation) DO NOTHING'),
     pruneGenerations: db.prepare(`DELETE FROM generations WHERE generation NOT IN (SELECT generation FROM generations ORDER BY generation DESC LIMIT ${GENERATIONS_KEPT})`),
     latestGeneration: db.prepare<GenerationRow>('SELECT * FROM generations ORDER BY generation DESC LIMIT 1'),
-    loadRollout: db.prepare<{ commit_sha: CommitSha; document: string; at: number; revision: number }>('SELECT commit_sha, document, at, revision FROM rollout WHERE id = 1'),
+    loadRollout: db.prepare<RolloutRow>('SELECT commit_sha, document, at, revision FROM rollout WHERE id = 1'),
     saveRollout: db.prepare(`
       INSERT INTO rollout (id, commit_sha, document, at, revision) VALUES (1, ?, ?, ?, ?)
       ON CONFLICT (id) DO UPDATE SET commit_sha = excluded.commit_sha, document = excluded.document, at = excluded.at, revision = excluded.revision`),
@@ -281,14 +299,7 @@ export class SqliteFleetStore implements FleetStore {
 
   async serverState(): Promise<ServerState> {
     return this.run('read the server state', () => {
-      const row = this.statements.serverState.get();
-      if (row === undefined) throw new StoreError({ code: 'CORRUPT', message: `${this.path}: the server_state row is missing` });
-      return Object.freeze({
-        accepted: row.accepted,
-        generation: row.generation,
-        ...(row.accepted_seen_at === null ? {} : { seenAt: new Date(row.accepted_seen_at) }),
-        lastRefusal: row.refusal === null ? null : reviveRefusal(parseJson(row.refusal, 'the last refusal')),
-      });
+      return serverStateOf(this.statements.serverState.get(), this.path);
     });
   }
 
@@ -428,8 +439,7 @@ export class SqliteFleetStore implements FleetStore {
   async loadRollout(): Promise<StoredRollout | null> {
     return this.run('load the rollout', () => {
       const row = this.statements.loadRollout.get();
-      if (row === undefined) return null;
-      return Object.freeze({ commit: row.commit_sha, document: parseJson(row.document, 'the rollout document'), at: new Date(row.at), revision: row.revision });
+      return row === undefined ? null : rolloutOf(row);
     });
   }
 
@@ -551,9 +561,7 @@ export class SqliteFleetStore implements FleetStore {
     const { limit, beforeId } = pageOf(page);
     return this.run('list the audit log', () =>
       Object.freeze(
-        this.statements.listAudit.all(beforeId, limit).map((r) =>
-          Object.freeze({ id: r.id, at: new Date(r.at), actor: r.actor, action: r.action, target: r.target, reason: r.reason, details: parseJson(r.details, 'audit details') }),
-        ),
+        this.statements.listAudit.all(beforeId, limit).map(auditOf),
       ),
     );
   }
