@@ -179,7 +179,11 @@ export class MemoryFleetStore implements FleetStore {
     if (writes.length === 0) return;
     if (options.id !== undefined) {
       const now = this.options.now().getTime();
-      for (const [id, at] of this.batchIds) if (at < now - BATCH_ID_RETENTION_MS) this.batchIds.delete(id);
+      // Kept in the order recorded: the expired ones come first.
+      for (const [id, at] of this.batchIds) {
+        if (at >= now - BATCH_ID_RETENTION_MS) break;
+        this.batchIds.delete(id);
+      }
       if (this.batchIds.has(options.id)) return; // recorded already
       this.batchIds.set(options.id, now);
     }

@@ -342,7 +342,7 @@ export class Reconciler {
       if (refusal?.commit === this.refused?.commit) return;
       this.refused = refusal;
       if (refusal !== null) this.conditions.set('Ready', ...readyWhileRefused(refusal, serving));
-      else if (serving !== undefined) this.conditions.set('Ready', 'True', 'Serving', `serving ${serving} as generation ${this.current?.snapshot.generation}`);
+      else if (this.current !== null) this.conditions.set('Ready', ...readyServing(this.current.snapshot));
     });
   }
 
@@ -559,7 +559,6 @@ export class Reconciler {
   private show(compilation: Compilation, snapshot: Snapshot, signed: SignedGeneration | null, reason: PublishReason, desired: readonly DesiredBundle[]): void {
     const commit = compilation.commit.sha;
     this.bundleCommits = new Map(desired.filter((d) => !d.baseline).map((d) => [d.agentId, { digest: d.digest, commit: d.commit ?? commit }]));
-    const generation = snapshot.generation;
     let refreshAt: number | null = null;
     if (signed !== null) {
       const issued = Date.parse(signed.statement.issuedAt);
@@ -571,7 +570,7 @@ export class Reconciler {
     this.options.snapshots.set(snapshot);
 
     this.conditions.set('Compiled', 'True', 'Succeeded', `${compilation.agents.length} agents compiled from ${commit}`);
-    this.conditions.set('Ready', 'True', 'Serving', `serving ${commit} as generation ${generation}`);
+    this.conditions.set('Ready', ...readyServing(snapshot));
     this.emit(() => this.options.hooks.onPublished?.({ reason, snapshot, compilation }));
   }
 
@@ -601,6 +600,11 @@ export class Reconciler {
     // Observers must not break the producer loop (see ReconcileHooks).
     notify(call);
   }
+}
+
+/** The Ready condition while `snapshot` is served and no refusal stands. */
+function readyServing({ commit, generation }: Snapshot): ['True', string, string] {
+  return ['True', 'Serving', `serving ${commit} as generation ${generation}`];
 }
 
 /** The Ready condition while `refusal` stands: still serving the previous commit, or nothing yet. */
